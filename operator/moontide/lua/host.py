@@ -1,0 +1,107 @@
+"""Answers to the synchronous calls Lua modules make, common to every context.
+
+``BaseHost`` handles the pure helpers (json, base64, hash, durations, logs);
+the workflow host and the function host add what depends on where the code
+runs (workflow time and recorded randomness, or the real clock and network).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import logging
+import os
+import time
+import uuid
+from typing import Any, Callable
+
+from .. import durations, errors
+from . import runtime as rt_mod
+
+__all__ = ["BaseHost", "FunctionHost", "uuid7"]
+
+log = logging.getLogger("moontide.lua")
+
+
+def uuid7(unix_ms: int, rand: int) -> str:
+    """An RFC 9562 version 7 UUID from a millisecond time and 74 random bits."""
+    value = (unix_ms & ((1 << 48) - 1)) << 80
+    value |= 0x7 << 76
+    value |= ((rand >> 62) & 0xFFF) << 64
+    value |= 0b10 << 62
+    value |= rand & ((1 << 62) - 1)
+    return str(uuid.UUID(int=value))
+
+
+def _text(value: Any, what: str) -> str:
+    if not isinstance(value, str):
+        raise errors.Invalid(f"{what}: expected a string, got {type(value).__name__}")
+    return value
+
+
+class BaseHost:
+    """Pure helpers; subclasses add ops by defining ``op_<name>`` (dots as underscores)."""
+
+    def __init__(self, runtime: rt_mod.Runtime, *, logger: logging.Logger | logging.LoggerAdapter[Any] = log) -> None:
+        self.runtime = runtime
+        self.logger = logger
+        self._ops: dict[str, Callable[..., Any]] = {}
+
+    def __call__(self, op: str, *args: Any) -> Any:
+        fn = self._ops.get(op)
+        if fn is None:
+            fn = getattr(self, "op_" + op.replace(".", "_"), None)
+            if fn is None:
+                raise errors.MoontideError(f"{op} is not available here", kind="Unavailable", retryable=False)
+            self._ops[op] = fn
+        return fn(*args)
+
+    def op_duration(self, text: Any) -> int:
+        return durations.parse(text)
+
+    def op_json_decode(self, text: Any) -> Any:
+        try:
+            return self.runtime.to_lua(json.loads(_text(text, "json.decode")))
+        except json.JSONDecodeError as e:
+            raise errors.Invalid(f"json.decode: {e}") from None
+
+    def op_base64_encode(self, data: Any) -> str:
+        raw = data.encode() if isinstance(data, str) else _text(data, "base64.encode")
+        return base64.b64encode(raw).decode()
+
+    def op_base64_decode(self, text: Any) -> str:
+        try:
+            raw = base64.b64decode(_text(text, "base64.decode"), validate=True)
+        except binascii.Error as e:
+            raise errors.Invalid(f"base64.decode: {e}") from None
+        return raw.decode("utf-8", errors="surrogateescape")
+
+    def op_hash(self, algo: str, data: Any) -> str:
+        return hashlib.new(algo, _text(data, f"hash.{algo}").encode()).hexdigest()
+
+    def op_hash_hmac(self, algo: str, key: Any, data: Any) -> str:
+        return hmac.new(_text(key, "hmac key").encode(), _text(data, "hmac data").encode(), algo).hexdigest()
+
+    def op_log(self, level: str, message: str, fields: str | None = None) -> None:
+        extra = json.loads(fields) if fields else {}
+        getattr(self.logger, "warning" if level == "warn" else level)(
+            message + (" " + json.dumps(extra, sort_keys=True) if extra else ""))
+
+
+class FunctionHost(BaseHost):
+    """Outside workflows: the real clock, real randomness."""
+
+    def op_now(self) -> int:
+        return time.time_ns()
+
+    def op_clock(self) -> float:
+        return time.process_time()
+
+    def op_uuid_v4(self) -> str:
+        return str(uuid.uuid4())
+
+    def op_uuid_v7(self) -> str:
+        return uuid7(time.time_ns() // 1_000_000, int.from_bytes(os.urandom(10), "big"))

@@ -1,0 +1,78 @@
+-- funcs: call function.lua entries. Inside a workflow a call is a Temporal
+-- activity whose result is recorded; elsewhere it runs in-process.
+local api = ...
+local sys, must, new_error, args_json, to_json = api.sys, api.must, api.new_error, api.args_json, api.to_json
+
+local Future = {}
+Future.__index = Future
+Future.__name = "future"
+Future.__metatable = false
+
+--- future:result(): waits; returns value, or nil, err.
+function Future:result()
+  return api.result(sys("await", self.handle))
+end
+function Future:is_complete() return must("future.done", self.handle) end
+function Future:cancel() return api.host("future.cancel", self.handle) end
+--- future:channel(): a channel that receives the result once done (for channel.select).
+function Future:channel()
+  api.require("channel")
+  return api.host_channel("future:" .. self.handle, nil)
+end
+
+local Executor = {}
+Executor.__index = Executor
+Executor.__name = "funcs.executor"
+Executor.__metatable = false
+
+local function executor(options)
+  local opts_json = nil
+  if next(options) ~= nil then
+    local err
+    opts_json, err = to_json(options, "options")
+    if not opts_json then error(err, 3) end
+  end
+  return setmetatable({ options = options, opts_json = opts_json }, Executor)
+end
+
+--- executor:with_options{start_to_close_timeout=, retry_policy={...}, ...}: a new executor.
+function Executor:with_options(options)
+  if type(options) ~= "table" then error("with_options: expected a table of options", 2) end
+  local merged = {}
+  for k, v in pairs(self.options) do merged[k] = v end
+  for k, v in pairs(options) do merged[k] = v end
+  return executor(merged)
+end
+
+local function check_id(id, what)
+  if type(id) ~= "string" or id == "" then
+    return new_error("Invalid", what .. ": the function id must be a string like 'app.api:charge'", false)
+  end
+end
+
+--- executor:call(id, ...): value, or nil, err (err.kind, err.message, err.retryable).
+function Executor:call(id, ...)
+  local bad = check_id(id, "funcs.call")
+  if bad then return nil, bad end
+  local args, err = args_json(select("#", ...), ...)
+  if not args then return nil, err end
+  return api.result(sys("call", id, args, self.opts_json))
+end
+
+--- executor:async(id, ...): a future; future:result() waits for it.
+function Executor:async(id, ...)
+  local bad = check_id(id, "funcs.async")
+  if bad then return nil, bad end
+  local args, err = args_json(select("#", ...), ...)
+  if not args then return nil, err end
+  local handle, herr = api.host("funcs.async", id, args, self.opts_json)
+  if handle == nil then return nil, herr end
+  return setmetatable({ handle = handle, id = id }, Future)
+end
+
+local default = executor({})
+local funcs = {}
+function funcs.new() return executor({}) end
+function funcs.call(id, ...) return default:call(id, ...) end
+function funcs.async(id, ...) return default:async(id, ...) end
+return funcs

@@ -1,0 +1,19 @@
+-- json: encode/decode with sorted keys; json.array(t) marks a table as a JSON array.
+local api = ...
+local json = {}
+
+function json.encode(value)
+  return api.to_json(value, "value")
+end
+
+function json.decode(text)
+  if type(text) ~= "string" then return nil, api.new_error("Invalid", "json.decode: expected a string", false) end
+  return api.host("json.decode", text)
+end
+
+--- json.array(t): t (or a new table) encodes as a JSON array, even when empty.
+function json.array(t)
+  return setmetatable(t or {}, api.ARRAY)
+end
+
+return json

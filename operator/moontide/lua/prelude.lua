@@ -1,0 +1,558 @@
+-- The sandbox, run once per Lua runtime with the raw standard library in reach.
+-- It keeps private references to what user code must never touch (debug, the
+-- host callable, the real coroutine functions) as upvalues, then hands Python a
+-- small API. User code only ever sees the tables built by new_env().
+local host, budget_message = ...
+
+local sethook, traceback, getmetatable_raw = debug.sethook, debug.traceback, debug.getmetatable
+local co_create, co_resume, co_yield, co_status = coroutine.create, coroutine.resume, coroutine.yield, coroutine.status
+local co_running, co_isyieldable, co_close = coroutine.running, coroutine.isyieldable, coroutine.close
+local type, next, pairs, rawget, rawset, rawequal, rawlen = type, next, pairs, rawget, rawset, rawequal, rawlen
+local setmetatable, getmetatable, tostring, tonumber = setmetatable, getmetatable, tostring, tonumber
+local error, pcall, xpcall, select, assert, ipairs = error, pcall, xpcall, select, assert, ipairs
+local load, string, table, math, utf8, os = load, string, table, math, utf8, os
+local sort, concat, pack, unpack = table.sort, table.concat, table.pack, table.unpack
+local sfmt, srep, sfind, sbyte = string.format, string.rep, string.find, string.byte
+local real_date = os.date
+
+local SYS = {}            -- marks a yield that asks the host, never shown to user code
+local sandbox = {}        -- what Python gets
+
+---------------------------------------------------------------------------
+-- Deterministic iteration: pairs()/next() visit keys in a fixed order
+-- (numbers, then strings, then booleans), so the same code does the same
+-- thing in every process. Raw next() order depends on string hashes and
+-- addresses, which differ per process.
+---------------------------------------------------------------------------
+local RANK = { number = 1, string = 2, boolean = 3 }
+local function keyless(a, b)
+  local ra, rb = RANK[type(a)], RANK[type(b)]
+  if ra ~= rb then return ra < rb end
+  if ra == 3 then return (not a) and b end
+  return a < b
+end
+
+local order_cache = setmetatable({}, { __mode = "k" })
+
+local function sorted_keys(t)
+  local keys, n = {}, 0
+  for k in next, t do
+    if not RANK[type(k)] then
+      error("pairs(): a table with " .. type(k) .. " keys has no deterministic order; use string or number keys", 3)
+    end
+    n = n + 1
+    keys[n] = k
+  end
+  sort(keys, keyless)
+  local pos = {}
+  for i = 1, n do pos[keys[i]] = i end
+  local entry = { keys = keys, pos = pos, n = n }
+  order_cache[t] = entry
+  return entry
+end
+
+local function ordered_next(t, k)
+  local c, i
+  if k == nil then
+    c, i = sorted_keys(t), 0
+  else
+    c = order_cache[t]
+    i = c and c.pos[k]
+    if not i then
+      c = sorted_keys(t)
+      i = c.pos[k]
+      if not i then error("invalid key to 'next'", 2) end
+    end
+  end
+  local keys = c.keys
+  for j = i + 1, c.n do
+    local key = keys[j]
+    local v = rawget(t, key)
+    if v ~= nil then return key, v end
+  end
+  return nil
+end
+
+local function ordered_pairs(t)
+  local mt = getmetatable_raw(t)
+  local mp = mt and rawget(mt, "__pairs")
+  if mp then
+    local f, s, c = mp(t)
+    return f, s, c
+  end
+  if type(t) ~= "table" then error("bad argument #1 to 'pairs' (table expected, got " .. type(t) .. ")", 2) end
+  return ordered_next, t, nil
+end
+sandbox.ordered_next = ordered_next
+
+---------------------------------------------------------------------------
+-- Instruction budget. The count hook must be set on every coroutine that runs
+-- user code. Once over budget it fires on every instruction, so a pcall in
+-- user code cannot swallow it.
+---------------------------------------------------------------------------
+local budget, used = 0, 0
+local STEP = 1000
+
+local function over_budget()
+  error(budget_message, 0)
+end
+
+local function count_hook()
+  used = used + STEP
+  if used > budget then
+    sethook(co_running(), over_budget, "", 1)
+    error(budget_message, 0)
+  end
+end
+
+local function arm(co)
+  if budget > 0 then sethook(co, count_hook, "", STEP) end
+  return co
+end
+
+---------------------------------------------------------------------------
+-- Coroutines for user code: system yields pass straight through a user
+-- coroutine to the host, user yields stay between user code.
+---------------------------------------------------------------------------
+local function passthrough(co, r)
+  while r[1] and r[2] == SYS and co_status(co) == "suspended" do
+    r = pack(co_resume(co, co_yield(unpack(r, 2, r.n))))
+  end
+  return r
+end
+
+local user_coroutine = {
+  create = function(f) return arm(co_create(f)) end,
+  resume = function(co, ...)
+    local r = passthrough(co, pack(co_resume(co, ...)))
+    return unpack(r, 1, r.n)
+  end,
+  yield = function(...)
+    if co_running() == sandbox.main then error("attempt to yield from outside a coroutine", 2) end
+    return co_yield(...)
+  end,
+  wrap = function(f)
+    local co = arm(co_create(f))
+    return function(...)
+      local r = passthrough(co, pack(co_resume(co, ...)))
+      if not r[1] then error(r[2], 0) end
+      return unpack(r, 2, r.n)
+    end
+  end,
+  status = co_status, running = co_running, isyieldable = co_isyieldable, close = co_close,
+}
+
+--- Ask the host for something that may block (activity, timer, receive ...).
+local function sys(...)
+  return co_yield(SYS, ...)
+end
+
+---------------------------------------------------------------------------
+-- C string functions ignore the hook: bound what they can cost.
+---------------------------------------------------------------------------
+local MAX_REP = 64 * 1024 * 1024
+local MAX_PATTERN_SUBJECT = 16 * 1024
+
+local function quantifiers(p)
+  local q, i, n = 0, 1, #p
+  while i <= n do
+    local c = sbyte(p, i)
+    if c == 37 then i = i + 1            -- %x: escaped, skip next char
+    elseif c == 42 or c == 43 or c == 45 then q = q + 1  -- * + -
+    end
+    i = i + 1
+  end
+  return q
+end
+
+local function guard_pattern(name, f)
+  return function(s, p, init, plain, ...)
+    if type(s) == "string" and type(p) == "string" and #s > MAX_PATTERN_SUBJECT
+        and not (name == "find" and plain) and quantifiers(p) >= 2 then
+      error(sfmt("string.%s: a pattern with %d repetitions over %d bytes could run for minutes " ..
+        "(limit %d bytes); split the string or use plain find", name, quantifiers(p), #s, MAX_PATTERN_SUBJECT), 2)
+    end
+    return f(s, p, init, plain, ...)
+  end
+end
+
+local safe_string = {}
+for k, v in pairs(string) do safe_string[k] = v end
+safe_string.dump = nil
+safe_string.find = guard_pattern("find", string.find)
+safe_string.match = guard_pattern("match", string.match)
+safe_string.gmatch = guard_pattern("gmatch", string.gmatch)
+safe_string.gsub = guard_pattern("gsub", string.gsub)
+safe_string.rep = function(s, n, sep)
+  if type(n) == "number" and type(s) == "string" and (#s + #(sep or "")) * n > MAX_REP then
+    error(sfmt("string.rep: result of %.0f bytes is over the %d byte limit", (#s + #(sep or "")) * n, MAX_REP), 2)
+  end
+  return srep(s, n, sep)
+end
+-- Strings index the sandbox's string table; getmetatable("") gives nothing away.
+local string_mt = getmetatable_raw("")
+string_mt.__index = safe_string
+string_mt.__metatable = false
+
+local function copy(t)
+  local c = {}
+  for k, v in pairs(t) do c[k] = v end
+  return c
+end
+
+-- One runtime serves many executions: what they share is read-only.
+local function readonly(t, name)
+  return setmetatable({}, {
+    __index = t,
+    __newindex = function(_, k) error("attempt to change " .. name .. "." .. tostring(k) .. " (read-only)", 2) end,
+    __pairs = function() return ordered_next, t, nil end,
+    __len = function() return #t end,
+    __metatable = false,
+  })
+end
+sandbox.readonly = readonly
+local safe_table, safe_utf8 = copy(table), copy(utf8)
+
+---------------------------------------------------------------------------
+-- Errors: tables with kind / message / retryable, printed as their message.
+---------------------------------------------------------------------------
+local Error = {}
+Error.__index = Error
+Error.__name = "error"
+Error.__tostring = function(e)
+  return e.message
+end
+Error.__metatable = false
+function Error:kind_is(kind) return self.kind == kind end
+sandbox.Error = Error
+
+local function new_error(kind, message, retryable, details)
+  return setmetatable({ kind = kind, message = message, retryable = retryable or false, details = details }, Error)
+end
+sandbox.new_error = new_error
+
+Error.__tojson = function(e)
+  return { kind = e.kind, message = e.message, retryable = e.retryable, details = e.details }
+end
+
+---------------------------------------------------------------------------
+-- Values cross to Python as JSON text, encoded here so that a bad value is
+-- reported at the Lua call site with its path. Keys are sorted. An empty
+-- table is an object `{}` unless it is marked as an array (json.array(), or
+-- it came from a JSON array); a non-empty table is an array exactly when its
+-- keys are 1..n.
+---------------------------------------------------------------------------
+local ARRAY = { __name = "array" }
+sandbox.ARRAY = ARRAY
+local sgsub, mtype, huge = string.gsub, math.type, math.huge
+local ESC = { ['"'] = '\\"', ['\\'] = '\\\\', ['\b'] = '\\b', ['\f'] = '\\f', ['\n'] = '\\n', ['\r'] = '\\r', ['\t'] = '\\t' }
+local function esc(c) return ESC[c] or sfmt("\\u%04x", sbyte(c)) end
+
+local function invalid(path, msg)
+  return new_error("Invalid", path .. ": " .. msg, false)
+end
+
+local function strkey(a, b) return a < b end
+
+local function encode(v, path, seen, buf)
+  local t = type(v)
+  if t == "string" then
+    if utf8.len(v) == nil then error(invalid(path, "string is not valid UTF-8"), 0) end
+    buf[#buf + 1] = '"' .. sgsub(v, '[%c"\\]', esc) .. '"'
+  elseif t == "number" then
+    if mtype(v) == "integer" then
+      buf[#buf + 1] = sfmt("%d", v)
+    elseif v ~= v or v == huge or v == -huge then
+      error(invalid(path, "number " .. tostring(v) .. " has no JSON form"), 0)
+    else
+      local s = sfmt("%.14g", v)
+      if tonumber(s) ~= v then s = sfmt("%.17g", v) end
+      buf[#buf + 1] = s
+    end
+  elseif t == "boolean" then
+    buf[#buf + 1] = v and "true" or "false"
+  elseif t == "nil" then
+    buf[#buf + 1] = "null"
+  elseif t == "table" then
+    local mt = getmetatable_raw(v)
+    local tojson = mt and rawget(mt, "__tojson")
+    if tojson then return encode(tojson(v), path, seen, buf) end
+    if seen[v] then error(invalid(path, "table contains itself"), 0) end
+    seen[v] = true
+    local count, n = 0, rawlen(v)
+    for _ in next, v do count = count + 1 end
+    if mt == ARRAY or (count > 0 and count == n) then
+      if count ~= n then error(invalid(path, "array has holes or named fields"), 0) end
+      buf[#buf + 1] = "["
+      for i = 1, n do
+        if i > 1 then buf[#buf + 1] = "," end
+        encode(rawget(v, i), path .. "[" .. i .. "]", seen, buf)
+      end
+      buf[#buf + 1] = "]"
+    else
+      local keys, k = {}, 0
+      for key in next, v do
+        if type(key) ~= "string" then
+          error(invalid(path, "table mixes field names with the key " .. tostring(key) ..
+            " (JSON objects have string keys; arrays have keys 1..n)"), 0)
+        end
+        k = k + 1
+        keys[k] = key
+      end
+      sort(keys, strkey)
+      buf[#buf + 1] = "{"
+      for i = 1, k do
+        local key = keys[i]
+        if i > 1 then buf[#buf + 1] = "," end
+        encode(key, path, seen, buf)
+        buf[#buf + 1] = ":"
+        encode(rawget(v, key), path .. "." .. key, seen, buf)
+      end
+      buf[#buf + 1] = "}"
+    end
+    seen[v] = nil
+  else
+    error(invalid(path, t .. " values cannot cross to JSON"), 0)
+  end
+end
+
+--- JSON text of a value, or nil and an Invalid error naming the path.
+local function to_json(v, path)
+  local buf = {}
+  local ok, err = pcall(encode, v, path or "value", {}, buf)
+  if not ok then
+    if getmetatable_raw(err) ~= Error then err = new_error("Invalid", tostring(err), false) end
+    return nil, err
+  end
+  return concat(buf)
+end
+sandbox.to_json = to_json
+
+--- JSON text of the arguments array (nil, err on a bad one), for the host.
+local function args_json(n, ...)
+  local buf, seen = { "[" }, {}
+  for i = 1, n do
+    if i > 1 then buf[#buf + 1] = "," end
+    local ok, err = pcall(encode, (select(i, ...)), "argument " .. i, seen, buf)
+    if not ok then
+      if getmetatable_raw(err) ~= Error then err = new_error("Invalid", tostring(err), false) end
+      return nil, err
+    end
+  end
+  buf[#buf + 1] = "]"
+  return concat(buf)
+end
+sandbox.args_json = args_json
+
+function sandbox.mark_array(t) return setmetatable(t, ARRAY) end
+
+--- Call the host synchronously; host errors become `nil, err`.
+local function call_host(...)
+  local ok, value, kind, retryable = host(...)
+  if ok then return value end
+  return nil, new_error(kind, value, retryable)
+end
+sandbox.call_host = call_host
+
+--- Call the host and raise its error (for functions that cannot return nil, err).
+local function must(...)
+  local ok, value, kind, retryable = host(...)
+  if ok then return value end
+  error(new_error(kind, value, retryable), 3)
+end
+
+---------------------------------------------------------------------------
+-- Module loading: each module is a Lua chunk from lua/modules/, compiled on
+-- first require in this runtime and shared by the runtime's programs.
+---------------------------------------------------------------------------
+local module_cache = {}
+local module_api = {
+  sys = sys, host = call_host, must = must, new_error = new_error, Error = Error,
+  to_json = to_json, args_json = args_json, ARRAY = ARRAY,
+  result = function(ok, v) if ok then return v end return nil, v end,
+  getmetatable = getmetatable_raw, readonly = readonly,
+  is_error = function(e) return getmetatable_raw(e) == Error end,
+  date = function(fmt, t) return real_date("!" .. fmt, t) end,
+}
+
+local function load_module(name)
+  local m = module_cache[name]
+  if m == nil then
+    local src = must("module.source", name)
+    local chunk = assert(load(src, "=" .. name, "t", sandbox.base_env))
+    m = readonly(chunk(module_api, name), name)
+    module_cache[name] = m
+  end
+  return m
+end
+module_api.require = load_module
+
+---------------------------------------------------------------------------
+-- Environments: one per program (an entry and its imports).
+---------------------------------------------------------------------------
+local function safe_setmetatable(t, mt)
+  if type(mt) == "table" and rawget(mt, "__gc") ~= nil then
+    error("setmetatable: __gc metamethods are not allowed (garbage collection timing is not deterministic)", 2)
+  end
+  return setmetatable(t, mt)
+end
+
+-- os and math are per runtime because their meaning depends on the host
+-- (workflow time and seeded random inside workflows).
+local safe_math = copy(math)
+safe_math.random, safe_math.randomseed = nil, nil
+
+--- A splitmix64 generator: math.random for one execution, seeded by the host
+--- (the workflow's recorded random inside workflows).
+local function new_random(seed)
+  local s = seed
+  local function next64()
+    s = s + 0x9E3779B97F4A7C15
+    local z = s
+    z = (z ~ (z >> 30)) * 0xBF58476D1CE4E5B9
+    z = (z ~ (z >> 27)) * 0x94D049BB133111EB
+    return z ~ (z >> 31)
+  end
+  local function random(m, n)
+    if m == nil then return (next64() >> 11) * (1.0 / 9007199254740992.0) end
+    if n == nil then m, n = 1, m end
+    m, n = math.tointeger(m), math.tointeger(n)
+    if m == nil or n == nil then error("bad argument to 'random' (number has no integer representation)", 2) end
+    if m > n then error("bad argument to 'random' (interval is empty)", 2) end
+    return m + (next64() >> 1) % (n - m + 1)
+  end
+  local function randomseed(x) s = math.tointeger(x) or math.floor(x) end
+  return setmetatable({ random = random, randomseed = randomseed },
+    { __index = safe_math, __newindex = function() error("attempt to change math (read-only)", 2) end, __metatable = false })
+end
+
+
+local function utc_time(t)
+  -- os.time{...} in UTC, independent of the worker's time zone.
+  local y, m = t.year, t.month
+  if y == nil or m == nil or t.day == nil then error("os.time: field 'day', 'month' and 'year' are required", 3) end
+  y = y + (m - 1) // 12
+  m = (m - 1) % 12 + 1
+  if m <= 2 then y = y - 1 end
+  local era = (y >= 0 and y or y - 399) // 400
+  local yoe = y - era * 400
+  local doy = (153 * (m + (m > 2 and -3 or 9)) + 2) // 5 + t.day - 1
+  local doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+  local days = era * 146097 + doe - 719468
+  return days * 86400 + (t.hour or 12) * 3600 + (t.min or 0) * 60 + (t.sec or 0)
+end
+
+local safe_os = {
+  time = function(t)
+    if t == nil then return must("now") // 1000000000 end
+    return utc_time(t)
+  end,
+  date = function(fmt, t)
+    fmt = fmt or "%c"
+    if sfind(fmt, "^!") == nil then fmt = "!" .. fmt end
+    return real_date(fmt, t or must("now") // 1000000000)
+  end,
+  clock = function() return must("clock") end,
+  difftime = function(a, b) return a - (b or 0) end,
+}
+
+local function base_env()
+  local env = {
+    assert = assert, error = error, ipairs = ipairs, next = ordered_next, pairs = ordered_pairs,
+    pcall = pcall, xpcall = xpcall, rawequal = rawequal, rawget = rawget, rawlen = rawlen, rawset = rawset,
+    select = select, setmetatable = safe_setmetatable, getmetatable = getmetatable,
+    tonumber = tonumber, tostring = tostring, type = type,
+    string = readonly(safe_string, "string"), table = readonly(safe_table, "table"),
+    utf8 = readonly(safe_utf8, "utf8"), coroutine = readonly(user_coroutine, "coroutine"),
+    math = readonly(safe_math, "math"), os = readonly(safe_os, "os"),
+    _VERSION = _VERSION,
+  }
+  env._G = env
+  return env
+end
+sandbox.base_env = base_env()
+
+function sandbox.new_env(program_name, modules, imports, seed)
+  local env = setmetatable({ math = new_random(seed) }, { __index = sandbox.base_env })
+  env._G = env
+  local allowed = {}
+  for _, name in ipairs(modules) do allowed[name] = true end
+  env.require = function(name)
+    if allowed[name] then return load_module(name) end
+    local lib = imports[name]
+    if lib ~= nil then return lib end
+    error(sfmt("require(%q): module not declared in the 'modules' of %s", tostring(name), program_name), 2)
+  end
+  -- declared modules are globals too, as in `funcs.call(...)` without require
+  for _, name in ipairs(modules) do
+    env[name] = load_module(name)
+  end
+  env.load = function(chunk, name, mode, chunk_env)
+    if type(chunk) ~= "string" then error("load: only text chunks are allowed", 2) end
+    if mode ~= nil and mode ~= "t" then error("load: only text chunks are allowed (mode 't')", 2) end
+    return load(chunk, name, "t", chunk_env or env)
+  end
+  env.print = function(...)
+    local parts = pack(...)
+    for i = 1, parts.n do parts[i] = tostring(parts[i]) end
+    host("log", "info", concat(parts, "\t", 1, parts.n))
+  end
+  return env
+end
+
+--- Compile a chunk once into a factory: factory(env) runs it with that env.
+--- The chunk body becomes a function of _ENV, so every execution gets its
+--- own globals and closures while the compiled code is shared. The prefix
+--- stays on line 1, so line numbers are the source's.
+function sandbox.compile(source, chunkname)
+  local chunk, err = load("return function(_ENV, ...) " .. source .. "\nend", "@" .. chunkname, "t", {})
+  if not chunk then return nil, err end
+  return chunk()
+end
+
+
+
+---------------------------------------------------------------------------
+-- Running user code: Python starts a thread and steps it. Each step runs
+-- until the code finishes, fails or asks the host for something blocking.
+---------------------------------------------------------------------------
+local function finish(co, ok, ...)
+  if not ok then
+    local err = ...
+    local tb = traceback(co, nil, 0)
+    if type(err) == "table" and getmetatable_raw(err) == Error then
+      return "error", err.message, tb, err.kind, err.retryable
+    end
+    return "error", tostring(err), tb
+  end
+  if co_status(co) == "dead" then return "done", ... end
+  local tag = ...
+  if tag ~= SYS then
+    return "error", "coroutine.yield outside a coroutine", traceback(co, nil, 0)
+  end
+  return "yield", select(2, ...)
+end
+
+-- Threads go to Python inside a table: lupa would wrap a bare coroutine.
+function sandbox.start(fn)
+  return { co = co_create(fn) }
+end
+
+function sandbox.step(thread, limit, ...)
+  local co = thread.co
+  budget, used = limit, 0
+  sandbox.main = co
+  arm(co)
+  return finish(co, co_resume(co, ...))
+end
+
+function sandbox.set_budget(limit)
+  budget = limit
+end
+
+sandbox.unpack = unpack
+sandbox.pack = pack
+
+-- What user code may never see.
+_G.debug, _G.io, _G.package, _G.python, _G.require, _G.dofile, _G.loadfile = nil
+return sandbox

@@ -1,0 +1,311 @@
+"""A sandboxed Lua 5.4 runtime (lupa) and the threads that run user code in it.
+
+Who calls it: the workflow driver (one runtime per workflow execution), the
+function pool (pooled runtimes per ``function.lua`` entry) and the entry
+checker (compiles sources to find syntax errors).
+
+How Lua is kept away from Python (DESIGN.md section 9): lupa's ``python``
+global is deleted by the prelude, every attribute access on a Python object
+is refused by ``attribute_filter``, and the only Python object in the Lua
+state is the host callable, held as a private upvalue of the prelude. Values
+cross as JSON text (Lua -> Python) or as freshly built Lua tables
+(Python -> Lua), never as wrapped Python objects.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import weakref
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Protocol
+
+import lupa.lua54 as lupa
+
+from .. import errors
+
+__all__ = ["Done", "Failed", "Host", "Runtime", "Shards", "Step", "Thread", "Yield", "check_syntax"]
+
+_PRELUDE = resources.files(__package__).joinpath("prelude.lua").read_text(encoding="utf-8")
+_MODULES = resources.files(__package__).joinpath("modules")
+_module_sources: dict[str, str] = {}
+
+BUDGET_MESSAGE = "instruction budget exceeded"
+
+
+def module_source(name: str) -> str:
+    src = _module_sources.get(name)
+    if src is None:
+        path = _MODULES.joinpath(f"{name}.lua")
+        if not path.is_file():
+            raise errors.NotFound(f"no Lua module named {name!r}")
+        src = _module_sources[name] = path.read_text(encoding="utf-8")
+    return src
+
+
+def _refuse_attributes(obj: object, name: object, is_setting: bool) -> str:
+    raise AttributeError("Lua code has no access to Python objects")
+
+
+class Host(Protocol):
+    """Answers the synchronous calls Lua modules make (``host(op, ...)``)."""
+
+    def __call__(self, op: str, *args: Any) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Yield:
+    """The Lua thread asks for something that may block: ``op`` with raw Lua args."""
+
+    op: str
+    args: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Done:
+    values: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Failed:
+    error: errors.MoontideError
+
+
+Step = Yield | Done | Failed
+
+
+class Runtime:
+    """One Lua state with the sandbox prelude loaded, shared by many executions.
+
+    Compiled code (``factories``) and modules are shared; each execution has
+    its own globals, closures, ``math.random`` and coroutine. Each step runs
+    under ``lock`` with its thread's host answering the host calls, so
+    executions never see each other's host.
+    """
+
+    def __init__(
+        self,
+        *,
+        memory_limit: int = 64 << 20,
+        instruction_budget: int = 20_000_000,
+    ) -> None:
+        self.host: Host | None = None
+        self.lock = threading.RLock()
+        #: compiled chunk factories by code digest
+        self.factories: dict[str, Any] = {}
+        self.memory_limit = memory_limit
+        self.instruction_budget = instruction_budget
+        self.lua = lupa.LuaRuntime(
+            register_eval=False,
+            register_builtins=False,
+            unpack_returned_tuples=True,
+            attribute_filter=_refuse_attributes,
+            max_memory=memory_limit,
+            overflow_handler=float,
+        )
+        self.sandbox = self.lua.execute(_PRELUDE, self._host, BUDGET_MESSAGE)
+        self._step = self.sandbox.step
+        self._table_from = self.lua.table_from
+        self._mark_array = self.sandbox.mark_array
+        self._new_env = self.sandbox.new_env
+        self._compile = self.sandbox.compile
+        self._start = self.sandbox.start
+        self._to_json = self.sandbox.to_json
+        self._collect = self.lua.globals().collectgarbage
+
+    # -- the host callable: the one door from Lua to Python -----------------
+    def _host(self, op: Any, *args: Any) -> tuple[Any, ...]:
+        try:
+            if op == "module.source":
+                return True, module_source(str(args[0]))
+            if self.host is None:
+                raise errors.MoontideError(f"{op}: not available here", kind="Unavailable")
+            return True, self.host(op, *args)
+        except errors.MoontideError as e:
+            return False, e.message, e.kind, e.retryable
+        except lupa.LuaMemoryError:
+            return False, self._memory_message(), "BudgetExceeded", False
+        except Exception as e:  # a bug on the Python side must not leak a traceback object into Lua
+            return False, f"{op}: {type(e).__name__}: {e}", "Internal", False
+
+    # -- values -------------------------------------------------------------
+    def to_lua(self, value: Any) -> Any:
+        """A JSON value as a Lua value (dicts and lists become fresh tables)."""
+        if isinstance(value, dict):
+            return self._table_from({k: self.to_lua(v) for k, v in value.items()})
+        if isinstance(value, list):
+            return self._mark_array(self._table_from([self.to_lua(v) for v in value]))
+        return value
+
+    def from_lua(self, value: Any, path: str = "value") -> Any:
+        """A Lua value as a JSON value; raises errors.Invalid naming the path."""
+        if value is None or isinstance(value, (bool, int, float, str)):
+            if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+                raise errors.Invalid(f"{path}: number {value} has no JSON form")
+            return value
+        out = self._to_json(value, path)
+        if isinstance(out, tuple):  # nil, err
+            raise errors.Invalid(out[1]["message"])
+        return json.loads(out)
+
+    def error_from_lua(self, err: Any) -> errors.MoontideError:
+        """A Lua error object (or any value) as a MoontideError."""
+        if lupa.lua_type(err) == "table":
+            kind, message = err["kind"], err["message"]
+            if isinstance(message, str) and isinstance(kind, str):
+                try:
+                    details = self.from_lua(err["details"], "details")
+                except errors.Invalid:
+                    details = None
+                return errors.MoontideError(message, kind=kind, retryable=bool(err["retryable"]), details=details)
+        return errors.MoontideError(str(err), kind="Internal")
+
+    def error_to_lua(self, e: errors.MoontideError) -> Any:
+        return self.sandbox.new_error(e.kind, e.message, e.retryable, self.to_lua(e.details))
+
+    # -- code ---------------------------------------------------------------
+    def new_env(self, name: str, modules: list[str] | tuple[str, ...], imports: dict[str, Any], *, seed: int) -> Any:
+        """Globals for one execution of one program; ``seed`` seeds its math.random."""
+        if seed >= 1 << 63:
+            seed -= 1 << 64
+        return self._new_env(name, self._mark_array(self._table_from(list(modules))), self._table_from(imports), seed)
+
+    def compile(self, source: str, chunkname: str) -> Any:
+        """Compile a chunk into a factory (``factory(env)`` runs it); raises errors.LuaError on a syntax error."""
+        out = self._compile(source, chunkname)
+        if isinstance(out, tuple):  # nil, message
+            raise errors.LuaError(str(out[1]), kind="Invalid")
+        return out
+
+    def start(self, fn: Any, host: Host | None, *args: Any) -> Thread:
+        """A new thread that will call ``fn(*args)`` on its first step."""
+        return Thread(self, self._start(fn), host, args)
+
+    def _memory_message(self) -> str:
+        return f"Lua memory limit of {self.memory_limit >> 20} MiB exceeded"
+
+    def collect_garbage(self) -> None:
+        self._collect()
+
+    def memory_used(self) -> int:
+        return int(self.lua.get_memory_used() or 0)
+
+
+class Shards:
+    """Runtimes shared by many executions: at most ``per_runtime`` live executions each.
+
+    Sharing keeps a parked execution down to its own globals and coroutine
+    (a few KiB) instead of a whole Lua state with the modules loaded (~160 KiB).
+    The memory cap applies per runtime, so a runaway execution can only
+    disturb the executions of its own shard, and only until it fails.
+    """
+
+    def __init__(self, *, per_runtime: int = 256, memory_limit: int = 64 << 20,
+                 instruction_budget: int = 20_000_000) -> None:
+        self.per_runtime = per_runtime
+        self.memory_limit = memory_limit
+        self.instruction_budget = instruction_budget
+        self._live: dict[Runtime, int] = {}
+        self._lock = threading.Lock()
+
+    def acquire(self, owner: object) -> Runtime:
+        """A runtime for ``owner``; its slot is freed when ``owner`` is garbage-collected."""
+        with self._lock:
+            rt = min(self._live, key=self._live.__getitem__, default=None)
+            if rt is None or self._live[rt] >= self.per_runtime:
+                rt = Runtime(memory_limit=self.memory_limit, instruction_budget=self.instruction_budget)
+                self._live[rt] = 0
+            self._live[rt] += 1
+        weakref.finalize(owner, self._release, rt)
+        return rt
+
+    def _release(self, rt: Runtime) -> None:
+        with self._lock:
+            self._live[rt] -= 1
+
+
+class Thread:
+    """A coroutine running user code; each step runs under a fresh instruction budget."""
+
+    __slots__ = ("runtime", "co", "host", "_first")
+
+    def __init__(self, runtime: Runtime, co: Any, host: Host | None, args: tuple[Any, ...] = ()) -> None:
+        self.runtime = runtime
+        self.co = co
+        self.host = host
+        self._first: tuple[Any, ...] | None = args
+
+    def step(self, *values: Any) -> Step:
+        """Run until the code finishes, fails or yields; ``values`` answer the last yield."""
+        rt = self.runtime
+        if self._first is not None:
+            values, self._first = self._first, None
+        with rt.lock:
+            rt.host = self.host
+            try:
+                out = rt._step(self.co, rt.instruction_budget, *values)
+            except lupa.LuaMemoryError:
+                return self._out_of_memory()
+            except lupa.LuaError as e:  # raised by lupa itself, e.g. converting a value
+                return Failed(errors.LuaError(str(e)))
+            finally:
+                rt.host = None
+        if not isinstance(out, tuple):
+            out = (out,)
+        tag = out[0]
+        if tag == "yield":
+            return Yield(out[1], out[2:])
+        if tag == "done":
+            return Done(out[1:])
+        message, tb = out[1], out[2]
+        if message == BUDGET_MESSAGE:
+            return Failed(errors.BudgetExceeded(
+                f"Lua ran past its instruction budget of {rt.instruction_budget:,} instructions "
+                "in one activation (runaway loop?)\n" + _clean_traceback(tb)))
+        if message in ("not enough memory", ""):
+            return self._out_of_memory()
+        kind = out[3] if len(out) > 3 and out[3] else "LuaError"
+        retryable = bool(out[4]) if len(out) > 4 else False
+        return Failed(errors.LuaError(str(message), traceback=_clean_traceback(tb), kind=kind, retryable=retryable))
+
+
+    def _out_of_memory(self) -> Failed:
+        # The dead coroutine holds what filled the memory: let it go now, so
+        # the runtime is usable again (Lua 5.4 runtimes survive a memory error).
+        self.co = None
+        self.runtime.collect_garbage()
+        return Failed(errors.BudgetExceeded(self.runtime._memory_message()))
+
+
+def _clean_traceback(tb: Any) -> str:
+    """Keep the user's frames: drop C frames and the sandbox's own plumbing."""
+    lines = str(tb or "").splitlines()
+    keep = [ln for ln in lines if ln.strip() and "[C]" not in ln and "<python>" not in ln and "in hook" not in ln]
+    return "\n".join(keep)
+
+
+def check_syntax(source: str, chunkname: str) -> tuple[int, str] | None:
+    """Compile ``source`` without running it: None, or (line, message) for a syntax error."""
+    rt = _checker()
+    with rt.lock:
+        out = rt._compile(source, chunkname)
+    if not isinstance(out, tuple):
+        return None
+    text = str(out[1])
+    prefix = chunkname + ":"
+    if text.startswith(prefix):
+        line, _, rest = text[len(prefix):].partition(":")
+        if line.isdigit():
+            return int(line), rest.strip()
+    return 0, text
+
+
+_checker_rt: list[Runtime] = []
+
+
+def _checker() -> Runtime:
+    if not _checker_rt:
+        _checker_rt.append(Runtime())
+    return _checker_rt[0]
+

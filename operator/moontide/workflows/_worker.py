@@ -1,0 +1,46 @@
+"""A ``temporal.worker`` entry as a running Temporal worker of Lua workflows and functions."""
+
+from __future__ import annotations
+
+import concurrent.futures
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from .. import durations
+from ._codebook import CodeBook
+from ._functions import Functions, activity_for
+from ._workflow import WorkflowSettings, workflow_class
+
+__all__ = ["build_worker"]
+
+
+def build_worker(client: Client, app: Any, worker_entry: Any, *, code_store: Path | None = None) -> Worker:
+    """A Temporal ``Worker`` serving every workflow.lua and function.lua entry of ``app``."""
+    opts = worker_entry.data.get("worker_options") or {}
+    memory_limit = int(opts.get("memory_limit_mb", 64)) << 20
+    settings = WorkflowSettings(instruction_budget=int(opts.get("instruction_budget", 20_000_000)),
+                                memory_limit=memory_limit)
+    book = CodeBook(app, store_dir=code_store)
+    max_activities = int(opts.get("max_concurrent_activities", 100))
+    functions = Functions(book.functions, pool_size=max_activities, memory_limit=memory_limit)
+    task_queue = worker_entry.data.get("task_queue") or worker_entry.id
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[workflow_class(task_queue, book, settings)],
+        activities=[activity_for(functions)],
+        activity_executor=concurrent.futures.ThreadPoolExecutor(max_workers=max_activities,
+                                                                thread_name_prefix="moontide-fn"),
+        max_cached_workflows=int(opts.get("max_cached_workflows", 1000)),
+        max_concurrent_workflow_tasks=int(opts.get("max_concurrent_workflow_tasks", 100)),
+        max_concurrent_activities=max_activities,
+        max_concurrent_workflow_task_polls=int(opts.get("workflow_pollers", 2)),
+        max_concurrent_activity_task_polls=int(opts.get("activity_pollers", 2)),
+        # Temporal's 10 s default made recovery after a worker SIGKILL take ~12.6 s.
+        sticky_queue_schedule_to_start_timeout=timedelta(
+            microseconds=durations.parse(opts.get("sticky_queue_timeout", "1s")) / 1000),
+    )
