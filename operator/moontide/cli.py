@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
+import importlib.util
+import inspect
 import json
 import logging
 import signal
@@ -19,6 +22,9 @@ from . import errors
 from .runtime import AppRuntime
 
 __all__ = ["main"]
+
+_COMMAND_MODULES = [m for m in ("moontide.processes.commands", "moontide.controller.commands")
+                    if importlib.util.find_spec(m.rpartition(".")[0]) is not None]
 
 log = logging.getLogger("moontide")
 
@@ -55,7 +61,30 @@ def _parser() -> argparse.ArgumentParser:
     spawn.add_argument("args", nargs="*", type=_json_arg, metavar="JSON")
     spawn.add_argument("--app", required=True, metavar="APP_DIR")
     spawn.add_argument("--id", dest="workflow_id", metavar="WORKFLOW_ID")
+    spawn.add_argument("--options", type=_json_arg, default={}, metavar="JSON",
+                       help='spawn options, e.g. \'{"id_conflict_policy": "use_existing", "execution_timeout": "1h"}\'')
     temporal(spawn)
+
+    send = sub.add_parser("send", help="send a message (a Temporal signal) to a workflow")
+    send.add_argument("pid", metavar="PID")
+    send.add_argument("topic", metavar="TOPIC")
+    send.add_argument("payload", type=_json_arg, nargs="?", default=None, metavar="JSON")
+    send.add_argument("--app", required=True, metavar="APP_DIR")
+    temporal(send)
+
+    for name, what in (("cancel", "ask a workflow to cancel (Lua sees pid.cancel and can compensate)"),
+                       ("terminate", "terminate a workflow at once (no Lua runs)")):
+        sp = sub.add_parser(name, help=what)
+        sp.add_argument("pid", metavar="PID")
+        sp.add_argument("--reason", default=None)
+        sp.add_argument("--app", required=True, metavar="APP_DIR")
+        temporal(sp)
+
+    status = sub.add_parser("status", help="where a workflow is: status, Lua entry, blocking point, pending work")
+    status.add_argument("pid", metavar="PID")
+    status.add_argument("--app", required=True, metavar="APP_DIR")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    temporal(status)
 
     result = sub.add_parser("result", help="wait for a workflow and print its result as JSON")
     result.add_argument("pid", metavar="PID")
@@ -64,6 +93,12 @@ def _parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="validate an app's entries and Lua (every problem at once)")
     check.add_argument("app", metavar="APP_DIR")
+
+    # Command groups that live with their subsystem: each module's
+    # register(sub) adds parsers with set_defaults(handler=fn), where fn(args)
+    # returns an exit code (or a coroutine of one).
+    for name in _COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
     return p
 
 
@@ -111,8 +146,49 @@ async def _forever(rt: AppRuntime) -> int:
 
 async def _spawn(args: argparse.Namespace) -> int:
     rt = AppRuntime(args.app, temporal=args.temporal)
-    pid = await rt.spawn(args.entry, args.host, *args.args, workflow_id=args.workflow_id)
+    pid = await rt.spawn(args.entry, args.host, *args.args, workflow_id=args.workflow_id, options=args.options)
     print(pid)
+    return 0
+
+
+async def _send(args: argparse.Namespace) -> int:
+    await AppRuntime(args.app, temporal=args.temporal).send(args.pid, args.topic, args.payload)
+    return 0
+
+
+async def _cancel(args: argparse.Namespace) -> int:
+    await AppRuntime(args.app, temporal=args.temporal).cancel(args.pid, args.reason)
+    return 0
+
+
+async def _terminate(args: argparse.Namespace) -> int:
+    await AppRuntime(args.app, temporal=args.temporal).terminate(args.pid, args.reason)
+    return 0
+
+
+async def _status(args: argparse.Namespace) -> int:
+    st = await AppRuntime(args.app, temporal=args.temporal).status(args.pid)
+    if args.json:
+        _print_json(st)
+        return 0
+    lua = st.get("lua") or {}
+    lines = [f"{st['pid']}", f"  status:   {st['status']}", f"  workflow: {st['workflow_type']}",
+             f"  started:  {st['start_time']}"]
+    if st.get("close_time"):
+        lines.append(f"  closed:   {st['close_time']}")
+    if lua.get("blocking"):
+        lines.append(f"  now:      {lua['blocking']}")
+    if lua.get("code"):
+        lines.append(f"  code:     {lua['code'][:12]}")
+    if "messages_waiting" in lua:
+        lines.append(f"  messages: {lua['messages_received']} received, {lua['messages_waiting']} not yet read")
+    if lua.get("unavailable"):
+        lines.append(f"  lua:      unavailable ({lua['unavailable']})")
+    for p in st["pending_activities"]:
+        failure = f", last failure: {p['last_failure']}" if p["last_failure"] else ""
+        lines.append(f"  pending:  {p['activity']} (attempt {p['attempt']}, {p['state'].lower()}{failure})")
+    lines.append(f"  history:  {st['history_length']} events")
+    print("\n".join(lines))
     return 0
 
 
@@ -135,8 +211,11 @@ def main(argv: list[str] | None = None) -> int:
             app = load(Path(args.app).resolve())
             print(f"{args.app}: {len(app.entries)} entries, no problems")
             return 0
-        command = {"run": _run, "spawn": _spawn, "result": _result_cmd}[args.command]
-        return asyncio.run(command(args))
+        builtin = {"run": _run, "spawn": _spawn, "result": _result_cmd, "send": _send, "cancel": _cancel,
+                   "terminate": _terminate, "status": _status}
+        handler = builtin.get(args.command) or args.handler
+        out = handler(args)
+        return int(asyncio.run(out) if inspect.iscoroutine(out) else out)
     except errors.EntryErrors as e:
         print(e.message, file=sys.stderr)
         return 2

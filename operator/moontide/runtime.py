@@ -9,6 +9,7 @@ is ``{client@worker|workflow_id}``, naming the ``temporal.client`` and
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import re
@@ -18,12 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
 from . import entries, errors
 from .lua import check_syntax
-from .workflows import MEMO_CODE, CodeBook, build_worker
+from .workflows import MEMO_CODE, STATUS_QUERY, CodeBook, build_worker, message_payload, spawn_options
 
 __all__ = ["AppRuntime", "Pid", "STATE_DIR"]
 
@@ -80,6 +82,7 @@ class AppRuntime:
         self.clients: dict[str, Client] = {}
         self.workers: dict[str, Worker] = {}
         self.server: Any = None
+        self._code_book: CodeBook | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     # -- lifecycle -------------------------------------------------------------
@@ -189,17 +192,81 @@ class AppRuntime:
             raise errors.Invalid(f"{host} is a {entry.kind}, not a temporal.worker")
         return entry
 
-    async def spawn(self, entry_id: str, host: str | None = None, *args: Any, workflow_id: str | None = None) -> Pid:
-        """Start workflow ``entry_id`` on worker ``host``; the execution is pinned to today's code."""
+    async def spawn(self, entry_id: str, host: str | None = None, *args: Any, workflow_id: str | None = None,
+                    options: dict[str, Any] | None = None) -> Pid:
+        """Start workflow ``entry_id`` on worker ``host``; the execution is pinned to today's code.
+
+        ``options``: workflow_id, id_reuse_policy, id_conflict_policy (``use_existing``
+        makes a spawn with an explicit ID idempotent), execution_timeout, run_timeout,
+        task_timeout, retry_policy, memo.
+        """
         worker = self._worker_entry(host)
-        code = CodeBook(self.app, store_dir=self.state / "code").workflow(entry_id)
+        code = self._book().workflow(entry_id)
         client_id = self.app.resolve(worker.data["client"], worker.namespace)
         client = await self.client(client_id)
-        wid = workflow_id or f"{entry_id.partition(':')[2]}-{uuid.uuid4().hex[:12]}"
-        await client.start_workflow(entry_id, args=list(args), id=wid,
-                                    task_queue=worker.data.get("task_queue") or worker.id,
-                                    memo={MEMO_CODE: code.digest})
+        explicit, kw = spawn_options(dict(options or {}), child=False)
+        wid = workflow_id or explicit or f"{entry_id.partition(':')[2]}-{uuid.uuid4().hex[:12]}"
+        kw["memo"] = {**kw.get("memo", {}), MEMO_CODE: code.digest}
+        try:
+            await client.start_workflow(entry_id, args=list(args), id=wid,
+                                        task_queue=worker.data.get("task_queue") or worker.id, **kw)
+        except WorkflowAlreadyStartedError:
+            raise errors.MoontideError(f"workflow {wid} is already running (use id_conflict_policy "
+                                       "'use_existing' to attach to it)", kind="AlreadyExists",
+                                       retryable=False) from None
         return Pid(client_id, worker.id, wid)
+
+    def _book(self) -> CodeBook:
+        if self._code_book is None:
+            self._code_book = CodeBook(self.app, store_dir=self.state / "code")
+        return self._code_book
+
+    async def send(self, pid: Pid | str, topic: str, payload: Any = None, *, sender: str | None = None) -> None:
+        """Deliver a message: a Temporal signal named ``topic`` with one JSON payload."""
+        handle = await self.handle(pid)
+        try:
+            await handle.signal(topic, message_payload(json.dumps(payload), sender))
+        except RPCError as e:
+            raise _rpc_error(pid, e) from None
+
+    async def cancel(self, pid: Pid | str, reason: str | None = None) -> None:
+        """Ask the execution to cancel: Lua sees a pid.cancel event and Canceled errors."""
+        try:
+            await (await self.handle(pid)).cancel()
+        except RPCError as e:
+            raise _rpc_error(pid, e) from None
+
+    async def terminate(self, pid: Pid | str, reason: str | None = None) -> None:
+        """End the execution at once; no Lua runs."""
+        try:
+            await (await self.handle(pid)).terminate(reason=reason)
+        except RPCError as e:
+            raise _rpc_error(pid, e) from None
+
+    async def status(self, pid: Pid | str) -> dict[str, Any]:
+        """Where the execution is: Temporal's status, the Lua entry, its blocking point, pending activities."""
+        handle = await self.handle(pid)
+        try:
+            desc = await handle.describe()
+        except RPCError as e:
+            raise _rpc_error(pid, e) from None
+        out: dict[str, Any] = {
+            "pid": str(pid), "status": desc.status.name if desc.status else "UNKNOWN",
+            "workflow_type": desc.workflow_type, "run_id": desc.run_id,
+            "start_time": desc.start_time.isoformat() if desc.start_time else None,
+            "close_time": desc.close_time.isoformat() if desc.close_time else None,
+            "history_length": desc.history_length,
+            "pending_activities": [
+                {"activity": p.activity_type.name, "attempt": p.attempt, "state": _enum_name(p.state),
+                 "last_failure": p.last_failure.message if p.HasField("last_failure") else None}
+                for p in desc.raw_description.pending_activities],
+        }
+        if desc.status and desc.status.name == "RUNNING":
+            try:
+                out["lua"] = await handle.query(STATUS_QUERY)
+            except Exception as e:  # a worker may be down: the server's view still helps
+                out["lua"] = {"unavailable": str(e).splitlines()[0]}
+        return out
 
     async def handle(self, pid: Pid | str) -> WorkflowHandle[Any, Any]:
         p = Pid.parse(pid) if isinstance(pid, str) else pid
@@ -217,6 +284,18 @@ class AppRuntime:
                 raise errors.MoontideError(cause.message, kind=cause.type or "Internal", retryable=False,
                                            details=details) from None
             raise errors.MoontideError(str(cause), kind=type(cause).__name__, retryable=False) from None
+
+
+def _enum_name(value: int) -> str:
+    from temporalio.api.enums.v1 import PendingActivityState
+
+    return PendingActivityState.Name(value).removeprefix("PENDING_ACTIVITY_STATE_")
+
+
+def _rpc_error(pid: Pid | str, e: RPCError) -> errors.MoontideError:
+    if e.status == RPCStatusCode.NOT_FOUND:
+        return errors.NotFound(f"no running execution {pid}: {e.message}")
+    return errors.MoontideError(f"{pid}: {e.message}", kind="Unavailable")
 
 
 def load(root: Path) -> entries.App:

@@ -23,7 +23,8 @@ def build_worker(client: Client, app: Any, worker_entry: Any, *, code_store: Pat
     opts = worker_entry.data.get("worker_options") or {}
     memory_limit = int(opts.get("memory_limit_mb", 64)) << 20
     settings = WorkflowSettings(instruction_budget=int(opts.get("instruction_budget", 20_000_000)),
-                                memory_limit=memory_limit)
+                                memory_limit=memory_limit, worker_id=worker_entry.id,
+                                client_id=app.resolve(worker_entry.data["client"], worker_entry.namespace))
     book = CodeBook(app, store_dir=code_store)
     max_activities = int(opts.get("max_concurrent_activities", 100))
     functions = Functions(book.functions, pool_size=max_activities, memory_limit=memory_limit)

@@ -1,14 +1,15 @@
 """Lua workflows on Temporal: one dynamic workflow that runs any ``workflow.lua`` entry.
 
-The workflow type is the entry ID. Each execution gets its own Lua runtime;
-its Lua thread runs until it asks for something that may block (an activity,
-a timer, a future), the driver awaits the matching Temporal command, and
-resumes the thread with the recorded result. On replay the same results come
-back from history in the same order, so the same Lua code takes the same path.
+The workflow type is the entry ID. Each execution has its own Lua globals and
+coroutine (on a runtime shared with other executions, see ``lua.Shards``).
+The Lua thread runs until it asks for something that may block (an activity,
+a timer, a message, a child), the driver awaits the matching Temporal command
+and resumes the thread with the result. On replay the same results come back
+from history in the same order, so the same Lua code takes the same path.
 
-Runs unsandboxed: the Lua sandbox (no clock, no I/O, ordered ``pairs``, seeded
-``math.random``) keeps workflow code deterministic, and the driver itself only
-uses ``temporalio.workflow`` APIs.
+Runs unsandboxed: the Lua sandbox (no clock, no I/O, ordered ``pairs``,
+seeded ``math.random``) keeps workflow code deterministic, and the driver
+only uses ``temporalio.workflow`` APIs.
 """
 
 from __future__ import annotations
@@ -17,23 +18,35 @@ import asyncio
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RawValue
-from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, TimeoutError
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    CancelledError,
+    ChildWorkflowError,
+    TerminatedError,
+    TimeoutError,
+)
 
 from .. import durations, errors
 from ..lua import code as code_mod
 from ..lua import host as host_mod
 from ..lua import runtime as rt_mod
+from . import _spawn
 from ._codebook import MEMO_CODE, CodeBook
+from ._mailbox import Mailbox, message_payload
 from ._options import ActivityDefaults, activity_options
 
-__all__ = ["WorkflowSettings", "workflow_class"]
+__all__ = ["STATUS_QUERY", "LuaWorkflow", "WorkflowSettings", "failure_of", "workflow_class"]
 
 _log = logging.getLogger("moontide.workflow")
+
+#: The built-in query answering where an execution is and what it waits for.
+STATUS_QUERY = "moontide.status"
 
 
 @dataclass(frozen=True)
@@ -41,19 +54,27 @@ class WorkflowSettings:
     instruction_budget: int = 20_000_000
     """Lua VM instructions one activation may run (well under Temporal's 2 s deadlock limit)."""
     memory_limit: int = 64 << 20
-    """Bytes one execution's Lua runtime may allocate."""
-    activity: ActivityDefaults = ActivityDefaults()
+    """Bytes one shared Lua runtime may allocate."""
+    activity: ActivityDefaults = field(default_factory=ActivityDefaults)
+    client_id: str = ""
+    """The temporal.client entry of this worker (the first part of pids)."""
+    worker_id: str = ""
+    """The temporal.worker entry of this worker (the host part of pids)."""
 
 
 def failure_of(e: BaseException) -> errors.MoontideError:
-    """What an activity failure means to Lua: kind, message, retryable."""
-    cause = e.cause if isinstance(e, ActivityError) and e.cause is not None else e
+    """What an activity or child failure means to Lua: kind, message, retryable."""
+    cause = e.cause if isinstance(e, (ActivityError, ChildWorkflowError)) and e.cause is not None else e
     if isinstance(cause, ApplicationError):
-        return errors.MoontideError(cause.message, kind=cause.type or "Internal", retryable=not cause.non_retryable)
+        details = cause.details[0] if cause.details else None
+        return errors.MoontideError(cause.message, kind=cause.type or "Internal", retryable=not cause.non_retryable,
+                                    details=details)
     if isinstance(cause, TimeoutError):
-        return errors.Timeout(f"activity timed out ({cause.type.name.lower() if cause.type else 'timeout'})")
+        return errors.Timeout(f"timed out ({cause.type.name.lower() if cause.type else 'timeout'})")
     if isinstance(cause, CancelledError):
-        return errors.Canceled("activity canceled")
+        return errors.Canceled("canceled")
+    if isinstance(cause, TerminatedError):
+        return errors.MoontideError("terminated", kind="Terminated", retryable=False)
     return errors.MoontideError(str(cause), kind="Internal")
 
 
@@ -66,15 +87,28 @@ def _lua_failure(err: errors.MoontideError) -> BaseException:
 
 
 class Execution(host_mod.BaseHost):
-    """One workflow execution: its Lua runtime and the driver loop."""
+    """One workflow execution: its Lua thread, its mailbox and the driver loop."""
 
     def __init__(self, book: CodeBook, settings: WorkflowSettings, shards: rt_mod.Shards) -> None:
         self.book = book
         self.settings = settings
         self.rt = shards.acquire(self)
         super().__init__(self.rt, logger=_log)
-        self.futures: dict[int, asyncio.Task[tuple[bool, Any]]] = {}
+        self.mailbox = Mailbox()
         self.code: code_mod.LuaCode | None = None
+        self.blocking = "starting"
+        self.pending: dict[int, str] = {}
+        self.cancel_requested = False
+        self._seq = 0
+        self._warned_history = False
+
+    def _next(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    @property
+    def pid(self) -> str:
+        return f"{{{self.settings.client_id}@{self.settings.worker_id}|{workflow.info().workflow_id}}}"
 
     # -- the loop -------------------------------------------------------
     async def run(self, raw_args: Sequence[RawValue]) -> Any:
@@ -87,20 +121,38 @@ class Execution(host_mod.BaseHost):
         except errors.MoontideError as e:
             raise ApplicationError(str(e), type=e.kind, non_retryable=True) from None
         converter = workflow.payload_converter()
-        args = [self.rt.to_lua(converter.from_payload(a.payload)) for a in raw_args]
-        thread = self.rt.start(fn, self, *args)
+        thread = self.rt.start(fn, self, *[self.rt.to_lua(converter.from_payload(a.payload)) for a in raw_args])
         step = thread.step()
         while isinstance(step, rt_mod.Yield):
-            handler = getattr(self, "wait_" + step.op, None)
+            self._check_history()
+            handler = getattr(self, "wait_" + step.op.replace(".", "_"), None)
             if handler is None:
-                resume: tuple[Any, ...] = (False, self.rt.error_to_lua(
-                    errors.MoontideError(f"{step.op} is not available in workflows", kind="Unavailable")))
+                resume: tuple[Any, ...] = self._err(
+                    errors.MoontideError(f"{step.op} is not available in workflows", kind="Unavailable"))
             else:
-                resume = await handler(*step.args)
+                try:
+                    resume = await handler(*step.args)
+                except asyncio.CancelledError:
+                    # Temporal delivers a cancel request by cancelling what we
+                    # await: Lua gets an event and a Canceled error, so saga
+                    # code can compensate before it ends.
+                    self.cancel_requested = True
+                    self.mailbox.event("pid.cancel")
+                    resume = self._err(errors.Canceled(f"canceled while {self.blocking}"))
+            self.blocking = "running"
             step = thread.step(*resume)
         if isinstance(step, rt_mod.Failed):
             raise _lua_failure(step.error)
         return self._result(step.values)
+
+    def _check_history(self) -> None:
+        info = workflow.info()
+        if not self._warned_history and info.is_continue_as_new_suggested():
+            self._warned_history = True
+            if not workflow.unsafe.is_replaying():
+                _log.error("[%s %s] history has %d events, past Temporal's suggested limit: call "
+                           "workflow.continue_as_new(...) to start a fresh run before the server refuses it",
+                           info.workflow_type, info.workflow_id, info.get_current_history_length())
 
     def _pinned_code(self, workflow_type: str) -> code_mod.LuaCode:
         digest = workflow.memo_value(MEMO_CODE, None)
@@ -120,6 +172,8 @@ class Execution(host_mod.BaseHost):
         err = values[1] if len(values) > 1 else None
         if value is None and err is not None:
             e = self.rt.error_from_lua(err)
+            if e.kind == "Canceled" and self.cancel_requested:
+                raise asyncio.CancelledError(e.message)  # the execution ends as Canceled
             details = () if e.details is None else (e.details,)
             raise ApplicationError(e.message, *details, type=e.kind, non_retryable=not e.retryable)
         try:
@@ -128,27 +182,42 @@ class Execution(host_mod.BaseHost):
             raise ApplicationError(f"the workflow's result cannot cross to JSON: {e.message}",
                                    type="Invalid", non_retryable=True) from None
 
-    def _ok(self, value: Any) -> tuple[bool, Any]:
-        return True, self.rt.to_lua(value)
+    def _ok(self, *values: Any) -> tuple[Any, ...]:
+        return (True, *(self.rt.to_lua(v) for v in values))
 
     def _err(self, e: errors.MoontideError) -> tuple[bool, Any]:
         return False, self.rt.error_to_lua(e)
 
-    # -- blocking ops (Lua yields) ----------------------------------------
-    async def wait_call(self, fid: str, args_json: str, opts_json: str | None) -> tuple[bool, Any]:
-        ok, value = await self._activity(fid, args_json, opts_json)
+    def _answer(self, ok: bool, value: Any) -> tuple[Any, ...]:
         return self._ok(value) if ok else self._err(value)
 
-    async def wait_sleep(self, ns: int) -> tuple[bool, Any]:
+    def status(self) -> dict[str, Any]:
+        info = workflow.info()
+        return {
+            "entry": info.workflow_type, "code": self.code.digest if self.code else None,
+            "blocking": self.blocking, "pending": sorted(self.pending.values()),
+            "messages_waiting": len(self.mailbox.messages), "messages_received": self.mailbox.received,
+            "events_waiting": len(self.mailbox.events), "cancel_requested": self.cancel_requested,
+            "history_length": info.get_current_history_length(),
+        }
+
+    # -- blocking ops: activities, timers, futures -----------------------------
+    async def wait_call(self, fid: str, args_json: str, opts_json: str | None) -> tuple[Any, ...]:
+        self.blocking = f"waiting for {fid}"
+        return self._answer(*await self._activity(fid, args_json, opts_json))
+
+    async def wait_sleep(self, ns: int) -> tuple[Any, ...]:
+        until = (workflow.time_ns() + ns) // 1_000_000_000
+        self.blocking = f"sleeping until {_iso(until)}"
         await workflow.sleep(ns / 1e9)
         return True, True
 
-    async def wait_await(self, handle: int) -> tuple[bool, Any]:
-        task = self.futures.get(int(handle))
+    async def wait_await(self, handle: int) -> tuple[Any, ...]:
+        task = self.mailbox.futures.get(f"future:{handle}")
         if task is None:
             return self._err(errors.NotFound(f"no future {handle}"))
-        ok, value = await task
-        return self._ok(value) if ok else self._err(value)
+        self.blocking = "waiting for a future"
+        return self._answer(*await task)
 
     async def _activity(self, fid: str, args_json: str, opts_json: str | None) -> tuple[bool, Any]:
         assert self.code is not None
@@ -159,11 +228,78 @@ class Execution(host_mod.BaseHost):
             options = activity_options(opts_json, self.settings.activity)
         except errors.MoontideError as e:
             return False, e
+        n = self._next()
+        self.pending[n] = full
         try:
-            result = await workflow.execute_activity(full, args=json.loads(args_json), **options)
+            return True, await workflow.execute_activity(full, args=json.loads(args_json), **options)
         except ActivityError as e:
             return False, failure_of(e)
-        return True, result
+        finally:
+            del self.pending[n]
+
+    # -- blocking ops: messages and select ------------------------------------
+    async def wait_channel_receive(self, channel: str) -> tuple[Any, ...]:
+        if not self.mailbox.known(channel):
+            return self._err(errors.NotFound(f"no channel {channel!r}"))
+        self.blocking = f"waiting in receive on {self.mailbox.describe([channel])}"
+        await workflow.wait_condition(lambda: self.mailbox.ready(channel))
+        return self._answer(*self.mailbox.take(channel))
+
+    async def wait_channel_select(self, ids_json: str) -> tuple[Any, ...]:
+        channels = json.loads(ids_json)
+        for c in channels:
+            if not self.mailbox.known(c):
+                return self._err(errors.NotFound(f"no channel {c!r}"))
+        self.blocking = f"waiting in select on {self.mailbox.describe(channels)}"
+        await workflow.wait_condition(lambda: any(self.mailbox.ready(c) for c in channels))
+        first = next(c for c in channels if self.mailbox.ready(c))  # case order: deterministic
+        ok, value = self.mailbox.take(first)
+        if not ok:
+            return self._err(value)
+        return (True, first, self.rt.to_lua(value))
+
+    # -- blocking ops: processes --------------------------------------------------
+    async def wait_process_spawn(self, how: str, entry_id: str, host: str, args_json: str,
+                                 opts_json: str | None) -> tuple[Any, ...]:
+        self.blocking = f"starting child {entry_id}"
+        try:
+            pid = await _spawn.start_child(self, entry_id, host, json.loads(args_json),
+                                           json.loads(opts_json) if opts_json else {})
+        except errors.MoontideError as e:
+            return self._err(e)
+        return self._ok(pid)
+
+    async def wait_process_exec(self, entry_id: str, host: str, args_json: str, opts_json: str | None
+                                ) -> tuple[Any, ...]:
+        self.blocking = f"waiting for child {entry_id}"
+        try:
+            return self._ok(await _spawn.exec_child(self, entry_id, host, json.loads(args_json),
+                                                    json.loads(opts_json) if opts_json else {}))
+        except errors.MoontideError as e:
+            return self._err(e)
+
+    async def wait_process_send(self, pid: str, topic: str, payload_json: str) -> tuple[Any, ...]:
+        self.blocking = f"sending {topic} to {pid}"
+        try:
+            handle = workflow.get_external_workflow_handle(_spawn.workflow_id_of(pid))
+            await handle.signal(topic, message_payload(payload_json, self.pid))
+        except errors.MoontideError as e:
+            return self._err(e)
+        except ApplicationError as e:
+            return self._err(errors.NotFound(f"process.send to {pid}: {e.message}"))
+        return True, True
+
+    async def wait_process_cancel(self, pid: str, reason: str | None = None) -> tuple[Any, ...]:
+        try:
+            await workflow.get_external_workflow_handle(_spawn.workflow_id_of(pid)).cancel()
+        except errors.MoontideError as e:
+            return self._err(e)
+        except ApplicationError as e:
+            return self._err(errors.NotFound(f"process.cancel of {pid}: {e.message}"))
+        return True, True
+
+    async def wait_workflow_continue_as_new(self, args_json: str) -> tuple[Any, ...]:
+        workflow.continue_as_new(args=json.loads(args_json), memo={MEMO_CODE: self.code.digest} if self.code else None)
 
     # -- synchronous ops (host calls) -------------------------------------
     def op_log(self, level: str, message: str, fields: str | None = None) -> None:
@@ -180,21 +316,61 @@ class Execution(host_mod.BaseHost):
     def op_uuid_v7(self) -> str:
         return host_mod.uuid7(workflow.time_ns() // 1_000_000, workflow.random().getrandbits(74))
 
+    def op_duration(self, text: Any) -> int:
+        return durations.parse(text)
+
     def op_funcs_async(self, fid: str, args_json: str, opts_json: str | None) -> int:
-        handle = len(self.futures) + 1
-        self.futures[handle] = asyncio.ensure_future(self._activity(fid, args_json, opts_json))
-        return handle
+        n = self._next()
+        self.mailbox.futures[f"future:{n}"] = asyncio.ensure_future(self._activity(fid, args_json, opts_json))
+        return n
 
     def op_future_done(self, handle: int) -> bool:
-        task = self.futures.get(int(handle))
+        task = self.mailbox.futures.get(f"future:{handle}")
         return task is not None and task.done()
 
     def op_future_cancel(self, handle: int) -> bool:
-        task = self.futures.get(int(handle))
+        task = self.mailbox.futures.get(f"future:{handle}")
         return bool(task and task.cancel())
 
-    def op_duration(self, text: Any) -> int:
-        return durations.parse(text)
+    def op_timer_after(self, ns: int) -> str:
+        timer_id = f"timer:{self._next()}"
+        self.mailbox.start_timer(timer_id, int(ns) / 1e9)
+        return timer_id
+
+    def op_channel_listen(self, topic: str) -> bool:
+        self.mailbox.listening.add(str(topic))
+        return True
+
+    def op_channel_close(self, channel: str) -> bool:
+        if str(channel).startswith("topic:"):
+            self.mailbox.listening.discard(str(channel)[len("topic:"):])
+        return True
+
+    def op_process_pid(self) -> str:
+        return self.pid
+
+    def op_workflow_info(self) -> Any:
+        info = workflow.info()
+        return self.rt.to_lua({
+            "workflow_id": info.workflow_id, "run_id": info.run_id, "workflow_type": info.workflow_type,
+            "task_queue": info.task_queue, "namespace": info.namespace, "attempt": info.attempt,
+            "history_length": info.get_current_history_length(),
+            "continued_run_id": info.continued_run_id, "pid": self.pid,
+            "parent": info.parent.workflow_id if info.parent else None,
+            "code": self.code.digest if self.code else None,
+            "continue_as_new_suggested": info.is_continue_as_new_suggested(),
+        })
+
+    def op_workflow_version(self, change_id: str, min_version: int, max_version: int) -> int:
+        # New executions (and replays that recorded the marker) take the new
+        # code path; executions started before the change keep the old one.
+        return int(max_version) if workflow.patched(str(change_id)) else int(min_version)
+
+
+def _iso(unix: int) -> str:
+    import datetime
+
+    return datetime.datetime.fromtimestamp(unix, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 #: (book, settings, runtimes) per task queue: the SDK builds workflow instances
@@ -204,10 +380,21 @@ _served: dict[str, tuple[CodeBook, WorkflowSettings, rt_mod.Shards]] = {}
 
 @workflow.defn(dynamic=True, sandboxed=False)
 class LuaWorkflow:
+    def __init__(self) -> None:
+        # Built before run() so signals of the first activation are kept.
+        self.execution = Execution(*_served[workflow.info().task_queue])
+
     @workflow.run
     async def run(self, args: Sequence[RawValue]) -> Any:
-        book, settings, shards = _served[workflow.info().task_queue]
-        return await Execution(book, settings, shards).run(args)
+        return await self.execution.run(args)
+
+    @workflow.signal(dynamic=True)
+    def message(self, topic: str, args: Sequence[RawValue]) -> None:
+        self.execution.mailbox.signal(topic, args)
+
+    @workflow.query(name=STATUS_QUERY)
+    def status(self) -> dict[str, Any]:
+        return self.execution.status()
 
 
 def workflow_class(task_queue: str, book: CodeBook, settings: WorkflowSettings) -> type:
@@ -215,3 +402,4 @@ def workflow_class(task_queue: str, book: CodeBook, settings: WorkflowSettings) 
     shards = rt_mod.Shards(memory_limit=settings.memory_limit, instruction_budget=settings.instruction_budget)
     _served[task_queue] = (book, settings, shards)
     return LuaWorkflow
+

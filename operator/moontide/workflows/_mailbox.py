@@ -1,0 +1,118 @@
+"""What a workflow execution can wait on: messages, events, timers, futures.
+
+Signals arrive as messages and are kept in arrival order until taken, so a
+message that comes before the workflow asks for it, during replay or across a
+worker crash is never lost or reordered. A receive on ``inbox`` takes the
+first message whose topic nobody ``listen``s to; a receive on
+``topic:<name>`` takes the first message of that topic. All state changes
+happen in workflow code (signal handlers, timers, tasks), so replay rebuilds
+the same mailbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from temporalio import workflow
+from temporalio.api.common.v1 import Payload
+from temporalio.common import RawValue
+
+__all__ = ["FROM_METADATA", "Mailbox", "message_payload"]
+
+#: Payload metadata naming the sender pid of a message (absent from plain Temporal clients).
+FROM_METADATA = "moontide-from"
+
+
+def message_payload(payload_json: str, sender: str | None) -> RawValue:
+    """A message as one JSON payload; the sender rides in the payload's metadata."""
+    metadata = {"encoding": b"json/plain"}
+    if sender:
+        metadata[FROM_METADATA] = sender.encode()
+    return RawValue(Payload(metadata=metadata, data=payload_json.encode()))
+
+
+class Mailbox:
+    def __init__(self) -> None:
+        self.messages: list[dict[str, Any]] = []
+        self.listening: set[str] = set()
+        self.events: list[dict[str, Any]] = []
+        self.timers: dict[str, int | None] = {}
+        self.futures: dict[str, asyncio.Task[tuple[bool, Any]]] = {}
+        self.received = 0
+
+    # -- feeding ----------------------------------------------------------
+    def signal(self, topic: str, args: Sequence[RawValue]) -> None:
+        converter = workflow.payload_converter()
+        values = [converter.from_payload(a.payload) for a in args]
+        payload = values[0] if len(values) == 1 else (values or None)
+        sender = None
+        if args:
+            raw = args[0].payload.metadata.get(FROM_METADATA)
+            sender = raw.decode() if raw else None
+        self.messages.append({"topic": topic, "from": sender, "payload": payload})
+        self.received += 1
+
+    def event(self, kind: str, sender: str | None = None, result: dict[str, Any] | None = None) -> None:
+        ev: dict[str, Any] = {"kind": kind}
+        if sender is not None:
+            ev["from"] = sender
+        if result is not None:
+            ev["result"] = result
+        self.events.append(ev)
+
+    def start_timer(self, timer_id: str, seconds: float) -> None:
+        self.timers[timer_id] = None
+
+        async def fire() -> None:
+            await workflow.sleep(seconds)
+            self.timers[timer_id] = workflow.time_ns()
+
+        asyncio.ensure_future(fire())
+
+    # -- waiting ----------------------------------------------------------
+    def _message_index(self, channel: str) -> int | None:
+        if channel == "inbox":
+            for i, m in enumerate(self.messages):
+                if m["topic"] not in self.listening:
+                    return i
+        else:
+            topic = channel[len("topic:"):]
+            for i, m in enumerate(self.messages):
+                if m["topic"] == topic:
+                    return i
+        return None
+
+    def known(self, channel: str) -> bool:
+        return (channel in ("inbox", "events") or channel.startswith("topic:")
+                or channel in self.timers or channel in self.futures)
+
+    def ready(self, channel: str) -> bool:
+        if channel == "events":
+            return bool(self.events)
+        if channel == "inbox" or channel.startswith("topic:"):
+            return self._message_index(channel) is not None
+        if channel in self.timers:
+            return self.timers[channel] is not None
+        task = self.futures.get(channel)
+        return task is not None and task.done()
+
+    def take(self, channel: str) -> tuple[bool, Any]:
+        """(ok, value) of a ready channel; topic channels give the payload itself."""
+        if channel == "events":
+            return True, self.events.pop(0)
+        if channel == "inbox" or channel.startswith("topic:"):
+            index = self._message_index(channel)
+            assert index is not None
+            message = self.messages.pop(index)
+            return True, message if channel == "inbox" else message["payload"]
+        if channel in self.timers:
+            return True, self.timers.pop(channel)
+        # a done future stays ready, like a closed channel; future:result() still works
+        return self.futures[channel].result()
+
+    def describe(self, channels: Sequence[str]) -> str:
+        names = [c[len("topic:"):] + " (listen)" if c.startswith("topic:") else c for c in channels]
+        return ", ".join(names)
+

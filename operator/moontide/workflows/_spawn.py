@@ -1,0 +1,144 @@
+"""Spawning workflows: options shared by clients and parents, and child workflows.
+
+``process.spawn(id, host, ...)`` with a ``temporal.worker`` host starts a
+workflow on that worker's task queue; inside a workflow it starts a child
+workflow (durability kept: the parent's history records it). The execution
+is pinned to the code it starts with (memo ``moontide.code``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import TYPE_CHECKING, Any
+
+from temporalio import workflow
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import ChildWorkflowError, WorkflowAlreadyStartedError
+
+from .. import durations, errors
+from ._codebook import MEMO_CODE
+from ._options import ActivityDefaults, _retry
+
+if TYPE_CHECKING:
+    from ._workflow import Execution
+
+__all__ = ["exec_child", "spawn_options", "start_child", "workflow_id_of"]
+
+_PID = re.compile(r"^\{[^@|{}]+@[^|{}]+\|(?P<id>[^{}]+)\}$")
+
+_REUSE = {
+    "allow_duplicate": WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+    "allow_duplicate_failed_only": WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+    "reject_duplicate": WorkflowIDReusePolicy.REJECT_DUPLICATE,
+    "terminate_if_running": WorkflowIDReusePolicy.TERMINATE_IF_RUNNING,
+}
+_CONFLICT = {
+    "fail": WorkflowIDConflictPolicy.FAIL,
+    "use_existing": WorkflowIDConflictPolicy.USE_EXISTING,
+    "terminate_existing": WorkflowIDConflictPolicy.TERMINATE_EXISTING,
+}
+_KNOWN = ("workflow_id", "id_reuse_policy", "id_conflict_policy", "execution_timeout", "run_timeout",
+          "task_timeout", "retry_policy", "memo", "search_attributes")
+
+
+def workflow_id_of(pid: str) -> str:
+    m = _PID.match(pid.strip())
+    if not m:
+        raise errors.Invalid(f"{pid!r} is not a workflow pid ('{{client@worker|workflow_id}}')")
+    return m["id"]
+
+
+def _choice(table: dict[str, Any], value: Any, name: str) -> Any:
+    key = str(value).lower()
+    if key not in table:
+        raise errors.Invalid(f"option {name}: {value!r} is not one of {', '.join(table)}")
+    return table[key]
+
+
+def spawn_options(opts: dict[str, Any], *, child: bool) -> tuple[str | None, dict[str, Any]]:
+    """(explicit workflow ID, keyword arguments for start_workflow / start_child_workflow)."""
+    unknown = sorted(set(opts) - set(_KNOWN))
+    if unknown:
+        raise errors.Invalid(f"unknown spawn option {unknown[0]!r} (known: {', '.join(_KNOWN)})")
+    kw: dict[str, Any] = {}
+    if "id_reuse_policy" in opts:
+        kw["id_reuse_policy"] = _choice(_REUSE, opts["id_reuse_policy"], "id_reuse_policy")
+    if "id_conflict_policy" in opts:
+        if child:
+            raise errors.Invalid("option id_conflict_policy: not available for child workflows")
+        kw["id_conflict_policy"] = _choice(_CONFLICT, opts["id_conflict_policy"], "id_conflict_policy")
+    for name in ("execution_timeout", "run_timeout", "task_timeout"):
+        if name in opts:
+            kw[name] = durations.to_timedelta(opts[name])
+    if "retry_policy" in opts:
+        kw["retry_policy"] = _retry(opts["retry_policy"], ActivityDefaults().retry_policy)
+    if "memo" in opts:
+        if not isinstance(opts["memo"], dict):
+            raise errors.Invalid("option memo: expected a table of fields")
+        kw["memo"] = dict(opts["memo"])
+    if "search_attributes" in opts:
+        raise errors.Invalid("option search_attributes: not supported yet (register them on the server, "
+                             "then use memo for now)")
+    wid = opts.get("workflow_id")
+    return (str(wid) if wid else None), kw
+
+
+def _target(ex: Execution, entry_id: str, host: str) -> tuple[str, str, str]:
+    """(full entry id, worker entry id, task queue) for a spawn from ``ex``."""
+    assert ex.code is not None
+    app = ex.book.app
+    full = entry_id if ":" in entry_id else f"{ex.code.namespace}:{entry_id}"
+    host_id = host if ":" in host else f"{ex.code.namespace}:{host}"
+    try:
+        worker = app.get(host_id)
+    except errors.NotFound as e:
+        raise errors.NotFound(f"process.spawn: {e.message}") from None
+    if worker.kind != "temporal.worker":
+        raise errors.MoontideError(
+            f"process.spawn from a workflow: host {host_id} is a {worker.kind}; a workflow can only start "
+            "workflows (temporal.worker hosts)", kind="Unavailable", retryable=False)
+    ex.book.workflow(full)  # NotFound, naming the workflows there are
+    return full, host_id, worker.data.get("task_queue") or worker.id
+
+
+async def start_child(ex: Execution, entry_id: str, host: str, args: list[Any], opts: dict[str, Any]) -> str:
+    """Start a child workflow; its exit arrives as a pid.exit event. Returns its pid."""
+    full, host_id, task_queue = _target(ex, entry_id, host)
+    wid, kw = spawn_options(opts, child=True)
+    n = ex._next()
+    wid = wid or f"{workflow.info().workflow_id}.{full.partition(':')[2]}-{n}"
+    client_id = ex.book.app.resolve(ex.book.app.get(host_id).data["client"], host_id.partition(":")[0])
+    pid = f"{{{client_id}@{host_id}|{wid}}}"
+    kw["memo"] = {**kw.get("memo", {}), MEMO_CODE: ex.book.workflow(full).digest}
+    try:
+        handle = await workflow.start_child_workflow(full, args=args, id=wid, task_queue=task_queue, **kw)
+    except WorkflowAlreadyStartedError:
+        raise errors.MoontideError(f"process.spawn: workflow {wid} is already running", kind="AlreadyExists",
+                                   retryable=False) from None
+
+    async def watch() -> None:
+        try:
+            result = {"value": await handle}
+        except ChildWorkflowError as e:
+            from ._workflow import failure_of
+
+            result = {"error": failure_of(e).as_dict()}
+        ex.mailbox.event("pid.exit", pid, result)
+
+    asyncio.ensure_future(watch())
+    return pid
+
+
+async def exec_child(ex: Execution, entry_id: str, host: str, args: list[Any], opts: dict[str, Any]) -> Any:
+    """Run a child workflow to its end; its result, or MoontideError."""
+    full, host_id, task_queue = _target(ex, entry_id, host)
+    wid, kw = spawn_options(opts, child=True)
+    wid = wid or f"{workflow.info().workflow_id}.{full.partition(':')[2]}-{ex._next()}"
+    kw["memo"] = {**kw.get("memo", {}), MEMO_CODE: ex.book.workflow(full).digest}
+    try:
+        return await workflow.execute_child_workflow(full, args=args, id=wid, task_queue=task_queue, **kw)
+    except ChildWorkflowError as e:
+        from ._workflow import failure_of
+
+        raise failure_of(e) from None
