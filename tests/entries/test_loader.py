@@ -202,7 +202,7 @@ def test_lua_entries(app_dir: Path) -> None:
     assert util.data == {"source": "return {}\n", "modules": [], "imports": {}, "meta": {}}
 
     charge = app.get("app.flows:charge")
-    assert charge.data["pool"] == 4 and charge.data["method"] == "" and charge.data["modules"] == []
+    assert charge.data["method"] == "" and charge.data["modules"] == []
     assert charge.data["source"].startswith("local function charge(card)\n")
     assert charge.inline_source
     assert charge.source_file == "flows/flows.yaml:charge"
@@ -317,7 +317,7 @@ def test_wrong_types_and_limits(tmp_path: Path) -> None:
         - name: fn
           kind: function.lua
           source: return 1
-          pool: abc
+          method: 5
           modules: [funcs, htp]
           imports:
             utils: 5
@@ -339,7 +339,7 @@ def test_wrong_types_and_limits(tmp_path: Path) -> None:
     write(tmp_path, "a.yaml", text)
     problems = problems_of(tmp_path)
     expected = {
-        ("app:fn", "pool", "pool: abc"): "expected an integer, got 'abc'",
+        ("app:fn", "method", "method: 5"): "expected a string, got 5",
         ("app:fn", "modules[1]", "modules: [funcs, htp]"): "'htp' is not allowed (did you mean 'http'? allowed:",
         ("app:fn", "imports.utils", "utils: 5"): "expected a string, got 5",
         ("app:svc", "lifecycle.auto_start", "auto_start:"): "expected true or false, got 'yes'",
@@ -531,7 +531,7 @@ def test_file_source_inside_root_through_parent_dirs(tmp_path: Path) -> None:
 
 
 def test_many_problems_in_many_files_at_once(tmp_path: Path) -> None:
-    write(tmp_path, "a.yaml", entries_file("app", "- name: fn\n  kind: function.lua\n  source: return 1\n  pool: 0\n"))
+    write(tmp_path, "a.yaml", entries_file("app", "- name: h\n  kind: process.host\n  queue_size: 0\n"))
     write(tmp_path, "b/b.yaml", "version: '1.0'\nnamespace: b\nentries: [\n")
     write(tmp_path, "c.yaml", entries_file("c", "- name: w\n  kind: temporal.worker\n  client: app:nope\n"))
     write(tmp_path, "d.yaml", entries_file("d", "- name: f\n  kind: workflow.lua\n  source: file://none.lua\n"))
@@ -539,12 +539,12 @@ def test_many_problems_in_many_files_at_once(tmp_path: Path) -> None:
         load_app(tmp_path)
     problems = info.value.problems
     assert [p.file for p in problems] == ["a.yaml", "b/b.yaml", "c.yaml", "d.yaml"]
-    assert one(problems, file="a.yaml").field == "pool"
+    assert one(problems, file="a.yaml").field == "queue_size"
     assert one(problems, file="c.yaml").message.startswith("unknown entry 'app:nope'")
     assert one(problems, file="d.yaml").message == "Lua file not found: 'none.lua'"
     text = str(info.value)
     assert text.startswith("4 problems in the app:")
-    assert "a.yaml:7, entry app:fn, field pool: must be at least 1, got 0" in text
+    assert "a.yaml:6, entry app:h, field queue_size: must be at least 1, got 0" in text
     assert info.value.kind == "Invalid"
 
 
@@ -605,7 +605,7 @@ def test_load_documents_shares_validation(tmp_path: Path) -> None:
         ),
     ]
     app = load_documents(docs, tmp_path)
-    assert app.get("app:f").data["pool"] == 4
+    assert app.get("app:f").data["method"] == ""
     assert app.get("app:g").source_file == "lua/f.lua"
     docs.append(("more", {"version": "1.0", "namespace": "app", "entries": [{"name": "f", "kind": "nope"}]}))
     with pytest.raises(EntryErrors) as info:

@@ -88,8 +88,6 @@ def test_method_only_on_runnable_lua_kinds() -> None:
     assert "method" not in SCHEMAS["library.lua"]["properties"]
     for kind in ("function.lua", "workflow.lua", "process.lua"):
         assert SCHEMAS[kind]["properties"]["method"]["default"] == ""
-    assert SCHEMAS["function.lua"]["properties"]["pool"]["default"] == 4
-    assert "pool" not in SCHEMAS["workflow.lua"]["properties"]
 
 
 def test_lifecycle_fields_only_where_they_belong() -> None:

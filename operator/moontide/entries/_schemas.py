@@ -268,13 +268,11 @@ _PROCESS_SERVICE = _entry(
     ["process", "host"],
 )
 
-_POOL = _integer(4, "Pooled Lua runtimes per worker.", minimum=1)
-
 #: The schema of each entry kind (fields other than name and kind).
 SCHEMAS: dict[str, Schema] = {
     "function.lua": _entry(
         "A Lua function, run as a Temporal activity: it may do I/O.",
-        {**_lua_fields("function.lua"), "method": _METHOD, "pool": _POOL},
+        {**_lua_fields("function.lua"), "method": _METHOD},
         ["source"],
     ),
     "workflow.lua": _entry(

@@ -105,3 +105,20 @@ class FunctionHost(BaseHost):
 
     def op_uuid_v7(self) -> str:
         return uuid7(time.time_ns() // 1_000_000, int.from_bytes(os.urandom(10), "big"))
+
+    def op_http_request(self, method: str, url: str, options_json: str | None = None) -> Any:
+        import httpx
+
+        opts = json.loads(options_json) if options_json else {}
+        unknown = set(opts) - {"headers", "body", "json", "query", "timeout"}
+        if unknown:
+            raise errors.Invalid(f"http: unknown option {sorted(unknown)[0]!r} (known: headers, body, json, query, timeout)")
+        timeout = durations.parse(opts["timeout"]) / 1e9 if "timeout" in opts else 30.0
+        try:
+            r = httpx.request(method, url, headers=opts.get("headers"), params=opts.get("query"),
+                              content=opts.get("body"), json=opts.get("json"), timeout=timeout)
+        except httpx.TimeoutException as e:
+            raise errors.Timeout(f"http {method} {url}: {e}") from None
+        except (httpx.HTTPError, ValueError) as e:
+            raise errors.MoontideError(f"http {method} {url}: {e}", kind="Unavailable") from None
+        return self.runtime.to_lua({"status_code": r.status_code, "headers": dict(r.headers), "body": r.text})
