@@ -14,17 +14,25 @@ import importlib.util
 import inspect
 import json
 import logging
+import os
 import signal
 import sys
 from typing import Any
 
 from . import errors
-from .runtime import AppRuntime
+from .runtime import AppRuntime, WorkflowFailed
 
 __all__ = ["main"]
 
-_COMMAND_MODULES = [m for m in ("moontide.processes.commands", "moontide.controller.commands")
-                    if importlib.util.find_spec(m.rpartition(".")[0]) is not None]
+def _have_module(name: str) -> bool:
+    # A subsystem package may exist before (or without) its commands module.
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+_COMMAND_MODULES = [m for m in ("moontide.processes.commands", "moontide.controller.commands") if _have_module(m)]
 
 log = logging.getLogger("moontide")
 
@@ -110,7 +118,9 @@ async def _result(rt: AppRuntime, pid: Any) -> int:
     try:
         _print_json(await rt.result(pid))
         return 0
-    except errors.MoontideError as e:
+    except WorkflowFailed as e:
+        # Only the workflow's own failure is exit 1; a malformed pid, an unknown
+        # execution or an unreachable server go to main() (exit 2 or 3).
         print(f"workflow {pid} failed: [{e.kind}] {e.message}", file=sys.stderr)
         return 1
 
@@ -196,8 +206,27 @@ async def _result_cmd(args: argparse.Namespace) -> int:
     return await _result(AppRuntime(args.app, temporal=args.temporal), args.pid)
 
 
+#: Commands that talk to Temporal through a client, then exit (``run`` too: after
+#: ``--spawn`` or Ctrl-C it exits the same way, and aborted with -6 without this).
+_CLIENT_COMMANDS = frozenset({"run", "spawn", "send", "cancel", "terminate", "status", "result"})
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    code = _main(args)
+    if argv is None and args.command in _CLIENT_COMMANDS:
+        # Run as the `moontide` command: leave without interpreter teardown,
+        # where the Temporal client's Rust threads can abort the process
+        # after its work is done ("Fatal Python error: PyGILState_Release",
+        # exit -6; temporalio/sdk-python#300).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        logging.shutdown()
+        os._exit(code)
+    return code
+
+
+def _main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)-5s %(name)s: %(message)s", datefmt="%H:%M:%S")
     if not args.verbose:

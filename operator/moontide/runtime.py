@@ -15,6 +15,7 @@ import os
 import re
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from . import entries, errors
 from .lua import check_syntax
 from .workflows import MEMO_CODE, STATUS_QUERY, CodeBook, build_worker, message_payload, spawn_options
 
-__all__ = ["AppRuntime", "Pid", "STATE_DIR"]
+__all__ = ["AppRuntime", "Pid", "STATE_DIR", "WorkflowFailed"]
 
 log = logging.getLogger("moontide")
 
@@ -90,7 +91,7 @@ class AppRuntime:
         if self.serve:
             for w in self.app.of_kind("temporal.worker"):
                 client = await self.client(self.app.resolve(w.data["client"], w.namespace))
-                worker = build_worker(client, self.app, w, code_store=self.state / "code")
+                worker = build_worker(client, self.app, w, code_store=self.state / "code", processes=self)
                 self.workers[w.id] = worker
                 self._tasks.append(asyncio.create_task(worker.run(), name=f"worker {w.id}"))
                 book_size = len(self.app.of_kind("workflow.lua")), len(self.app.of_kind("function.lua"))
@@ -232,7 +233,7 @@ class AppRuntime:
     async def cancel(self, pid: Pid | str, reason: str | None = None) -> None:
         """Ask the execution to cancel: Lua sees a pid.cancel event and Canceled errors."""
         try:
-            await (await self.handle(pid)).cancel()
+            await (await self.handle(pid)).cancel(reason=reason or "")
         except RPCError as e:
             raise _rpc_error(pid, e) from None
 
@@ -263,9 +264,14 @@ class AppRuntime:
         }
         if desc.status and desc.status.name == "RUNNING":
             try:
-                out["lua"] = await handle.query(STATUS_QUERY)
+                # bounded: with no worker polling, a query waits for one (~30 s)
+                out["lua"] = await handle.query(STATUS_QUERY, rpc_timeout=timedelta(seconds=5))
             except Exception as e:  # a worker may be down: the server's view still helps
-                out["lua"] = {"unavailable": str(e).splitlines()[0]}
+                reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+                if isinstance(e, RPCError) and e.status in (RPCStatusCode.DEADLINE_EXCEEDED,
+                                                            RPCStatusCode.CANCELLED):
+                    reason = "no worker answered within 5s; is a worker serving its task queue?"
+                out["lua"] = {"unavailable": reason}
         return out
 
     async def handle(self, pid: Pid | str) -> WorkflowHandle[Any, Any]:
@@ -273,7 +279,11 @@ class AppRuntime:
         return (await self.client(p.client)).get_workflow_handle(p.workflow_id)
 
     async def result(self, pid: Pid | str) -> Any:
-        """Wait for the execution; its result, or errors.MoontideError with the failure."""
+        """Wait for the execution; its result, or WorkflowFailed with the failure.
+
+        Other errors say the wait itself failed: Invalid (malformed pid),
+        NotFound (no such execution), Unavailable (Temporal unreachable).
+        """
         handle = await self.handle(pid)
         try:
             return await handle.result()
@@ -281,9 +291,17 @@ class AppRuntime:
             cause = e.cause
             if isinstance(cause, ApplicationError):
                 details = cause.details[0] if cause.details else None
-                raise errors.MoontideError(cause.message, kind=cause.type or "Internal", retryable=False,
-                                           details=details) from None
-            raise errors.MoontideError(str(cause), kind=type(cause).__name__, retryable=False) from None
+                raise WorkflowFailed(cause.message, kind=cause.type or "Internal", retryable=False,
+                                     details=details) from None
+            kind = {"CancelledError": "Canceled", "TerminatedError": "Terminated",
+                    "TimeoutError": "Timeout"}.get(type(cause).__name__, "Internal")
+            raise WorkflowFailed(str(cause) or kind.lower(), kind=kind, retryable=False) from None
+        except RPCError as e:  # e.g. no execution with that ID: an answer, not a traceback
+            raise _rpc_error(pid, e) from None
+
+
+class WorkflowFailed(errors.MoontideError):
+    """The execution ended in failure; ``kind``, ``message`` and ``details`` are the workflow's."""
 
 
 def _enum_name(value: int) -> str:

@@ -122,10 +122,10 @@ def instantiate(rt: rt_mod.Runtime, code: LuaCode, *, host: rt_mod.Host | None, 
 
     imports = {alias: library(lib) for alias, lib in code.imports}
     ret = _run_chunk(rt, code, rt.new_env(code.id, code.modules, imports, seed=seed), host)
-    return _method(code, ret)
+    return _method(rt, code, ret)
 
 
-def _method(code: LuaCode, ret: Any) -> Any:
+def _method(rt: rt_mod.Runtime, code: LuaCode, ret: Any) -> Any:
     kind = lupa.lua_type(ret)
     if kind == "function":
         if code.method and code.method != "main":
@@ -137,7 +137,7 @@ def _method(code: LuaCode, ret: Any) -> Any:
             names = sorted(str(k) for k, v in ret.items() if lupa.lua_type(v) == "function")
             raise errors.Invalid(f"{code.chunkname}: {code.id}: field method is missing; "
                                  f"the source returns a table of functions ({', '.join(names)}): name one")
-        fn = ret[code.method]
+        fn = rt.lua.globals().rawget(ret, code.method)  # raw: no user __index runs unbudgeted
         if lupa.lua_type(fn) != "function":
             names = sorted(str(k) for k, v in ret.items() if lupa.lua_type(v) == "function")
             raise errors.Invalid(f"{code.chunkname}: {code.id}: field method {code.method!r} is not a function "

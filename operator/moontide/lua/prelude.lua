@@ -61,7 +61,17 @@ local function ordered_next(t, k)
     if not i then
       c = sorted_keys(t)
       i = c.pos[k]
-      if not i then error("invalid key to 'next'", 2) end
+      if not i then
+        -- k was removed during the traversal (allowed in Lua) and another
+        -- traversal rebuilt the order since: go on after where k would be.
+        if not RANK[type(k)] then error("invalid key to 'next'", 2) end
+        local keys, lo, hi = c.keys, 1, c.n
+        while lo <= hi do
+          local mid = (lo + hi) // 2
+          if keyless(keys[mid], k) then lo = mid + 1 else hi = mid - 1 end
+        end
+        i = lo - 1
+      end
     end
   end
   local keys = c.keys
@@ -101,6 +111,10 @@ local function count_hook()
   used = used + STEP
   if used > budget then
     sethook(co_running(), over_budget, "", 1)
+    -- and on the step's main coroutine: a pcall there must not swallow the
+    -- error coming out of a user coroutine
+    local main = sandbox.main
+    if main and main ~= co_running() then sethook(main, over_budget, "", 1) end
     error(budget_message, 0)
   end
 end
@@ -108,6 +122,35 @@ end
 local function arm(co)
   if budget > 0 then sethook(co, count_hook, "", STEP) end
   return co
+end
+
+--- Text of an error value without running user code unbudgeted: a __tostring
+--- metamethod runs in its own hooked coroutine, and a table without one is
+--- described by its type (its address would differ from run to run).
+local function describe(v)
+  local t = type(v)
+  if t == "string" then return v end
+  if t == "number" or t == "boolean" or t == "nil" then return tostring(v) end
+  local mt = getmetatable_raw(v)
+  if mt ~= nil and rawget(mt, "__tostring") ~= nil then
+    local co = arm(co_create(tostring))
+    local ok, s = co_resume(co, v)
+    if ok and type(s) == "string" and co_status(co) == "dead" then return s end
+    if not ok and s == budget_message then return budget_message end
+  end
+  return "(error object is a " .. t .. " value)"
+end
+
+--- f(...) in its own coroutine under a fresh budget: for Python calls made
+--- outside a step that may run user metamethods (__tojson, __tostring).
+local function bounded(limit, f, ...)
+  local saved_budget, saved_used, saved_main = budget, used, sandbox.main
+  budget, used, sandbox.main = limit, 0, nil
+  local co = arm(co_create(f))
+  local r = pack(co_resume(co, ...))
+  budget, used, sandbox.main = saved_budget, saved_used, saved_main
+  if r[1] and co_status(co) ~= "dead" then return false, "attempt to yield here" end
+  return unpack(r, 1, r.n)
 end
 
 ---------------------------------------------------------------------------
@@ -201,23 +244,34 @@ local function copy(t)
 end
 
 -- One runtime serves many executions: what they share is read-only.
+local readonly_names = setmetatable({}, { __mode = "k" })
 local function readonly(t, name)
-  return setmetatable({}, {
+  local proxy = setmetatable({}, {
     __index = t,
     __newindex = function(_, k) error("attempt to change " .. name .. "." .. tostring(k) .. " (read-only)", 2) end,
     __pairs = function() return ordered_next, t, nil end,
     __len = function() return #t end,
     __metatable = false,
   })
+  readonly_names[proxy] = name
+  return proxy
 end
 sandbox.readonly = readonly
+
+-- rawset would write into a shared proxy (string, os, a module ...) and so
+-- change it for every execution in the runtime.
+local function safe_rawset(t, k, v)
+  local name = readonly_names[t]
+  if name then error("attempt to change " .. name .. "." .. tostring(k) .. " (read-only)", 2) end
+  return rawset(t, k, v)
+end
 local safe_table, safe_utf8 = copy(table), copy(utf8)
 
 ---------------------------------------------------------------------------
 -- Errors: tables with kind / message / retryable, printed as their message.
 ---------------------------------------------------------------------------
 local Error = {}
-Error.__index = Error
+Error.__index = readonly(Error, "error")   -- err.__index must not hand out the shared metatable
 Error.__name = "error"
 Error.__tostring = function(e)
   return e.message
@@ -267,6 +321,8 @@ local function encode(v, path, seen, buf)
     else
       local s = sfmt("%.14g", v)
       if tonumber(s) ~= v then s = sfmt("%.17g", v) end
+      -- a float stays a float: 1.0 as "1" would come back as the integer 1
+      if not sfind(s, "[.eE]") then s = s .. ".0" end
       buf[#buf + 1] = s
     end
   elseif t == "boolean" then
@@ -293,7 +349,8 @@ local function encode(v, path, seen, buf)
       local keys, k = {}, 0
       for key in next, v do
         if type(key) ~= "string" then
-          error(invalid(path, "table mixes field names with the key " .. tostring(key) ..
+          local shown = (type(key) == "number" or type(key) == "boolean") and tostring(key) or ("of type " .. type(key))
+          error(invalid(path, "table mixes field names with the key " .. shown ..
             " (JSON objects have string keys; arrays have keys 1..n)"), 0)
         end
         k = k + 1
@@ -321,12 +378,42 @@ local function to_json(v, path)
   local buf = {}
   local ok, err = pcall(encode, v, path or "value", {}, buf)
   if not ok then
-    if getmetatable_raw(err) ~= Error then err = new_error("Invalid", tostring(err), false) end
+    if getmetatable_raw(err) ~= Error then err = new_error("Invalid", describe(err), false) end
     return nil, err
   end
   return concat(buf)
 end
 sandbox.to_json = to_json
+
+--- to_json for Python (rt.from_lua), called outside a step: a __tojson
+--- metamethod is user code, so it runs under the instruction budget.
+function sandbox.to_json_bounded(v, path, limit)
+  local ok, out, err = bounded(limit, to_json, v, path)
+  if ok then
+    if out == nil then return nil, err end
+    return out
+  end
+  if out == budget_message then
+    return nil, new_error("Invalid", path .. ": converting the value to JSON ran past the instruction budget " ..
+      "(a __tojson metamethod that does not end?)", false)
+  end
+  return nil, new_error("Invalid", path .. ": " .. describe(out), false)
+end
+
+--- kind, message, retryable, details of an error value, read without
+--- metamethods (Python's err["kind"] would run a user __index unbudgeted).
+function sandbox.error_parts(e, limit)
+  if type(e) ~= "table" then
+    local ok, text = bounded(limit, describe, e)
+    return nil, ok and text or "(error object is a " .. type(e) .. " value)"
+  end
+  local kind, message = rawget(e, "kind"), rawget(e, "message")
+  if type(kind) ~= "string" or type(message) ~= "string" then
+    local ok, text = bounded(limit, describe, e)
+    return nil, ok and text or "(error object is a table value)"
+  end
+  return kind, message, rawget(e, "retryable") == true, rawget(e, "details")
+end
 
 --- JSON text of the arguments array (nil, err on a bad one), for the host.
 local function args_json(n, ...)
@@ -335,7 +422,7 @@ local function args_json(n, ...)
     if i > 1 then buf[#buf + 1] = "," end
     local ok, err = pcall(encode, (select(i, ...)), "argument " .. i, seen, buf)
     if not ok then
-      if getmetatable_raw(err) ~= Error then err = new_error("Invalid", tostring(err), false) end
+      if getmetatable_raw(err) ~= Error then err = new_error("Invalid", describe(err), false) end
       return nil, err
     end
   end
@@ -390,6 +477,13 @@ module_api.require = load_module
 ---------------------------------------------------------------------------
 -- Environments: one per program (an entry and its imports).
 ---------------------------------------------------------------------------
+-- The array marker is shared by every execution: getmetatable must not hand it out.
+local function safe_getmetatable(v)
+  local mt = getmetatable(v)
+  if mt == ARRAY then return false end
+  return mt
+end
+
 local function safe_setmetatable(t, mt)
   if type(mt) == "table" and rawget(mt, "__gc") ~= nil then
     error("setmetatable: __gc metamethods are not allowed (garbage collection timing is not deterministic)", 2)
@@ -415,6 +509,7 @@ local function new_random(seed)
   end
   local function random(m, n)
     if m == nil then return (next64() >> 11) * (1.0 / 9007199254740992.0) end
+    if n == nil and m == 0 then return next64() end  -- Lua 5.4: random(0) is an integer with all bits random
     if n == nil then m, n = 1, m end
     m, n = math.tointeger(m), math.tointeger(n)
     if m == nil or n == nil then error("bad argument to 'random' (number has no integer representation)", 2) end
@@ -459,8 +554,8 @@ local safe_os = {
 local function base_env()
   local env = {
     assert = assert, error = error, ipairs = ipairs, next = ordered_next, pairs = ordered_pairs,
-    pcall = pcall, xpcall = xpcall, rawequal = rawequal, rawget = rawget, rawlen = rawlen, rawset = rawset,
-    select = select, setmetatable = safe_setmetatable, getmetatable = getmetatable,
+    pcall = pcall, xpcall = xpcall, rawequal = rawequal, rawget = rawget, rawlen = rawlen, rawset = safe_rawset,
+    select = select, setmetatable = safe_setmetatable, getmetatable = safe_getmetatable,
     tonumber = tonumber, tostring = tostring, type = type,
     string = readonly(safe_string, "string"), table = readonly(safe_table, "table"),
     utf8 = readonly(safe_utf8, "utf8"), coroutine = readonly(user_coroutine, "coroutine"),
@@ -473,7 +568,8 @@ end
 sandbox.base_env = base_env()
 
 function sandbox.new_env(program_name, modules, imports, seed)
-  local env = setmetatable({ math = new_random(seed) }, { __index = sandbox.base_env })
+  -- __metatable: getmetatable(_G).__index would be the shared base env
+  local env = setmetatable({ math = new_random(seed) }, { __index = sandbox.base_env, __metatable = false })
   env._G = env
   local allowed = {}
   for _, name in ipairs(modules) do allowed[name] = true end
@@ -505,6 +601,11 @@ end
 --- own globals and closures while the compiled code is shared. The prefix
 --- stays on line 1, so line numbers are the source's.
 function sandbox.compile(source, chunkname)
+  -- Parse the source alone first: a source like "end, <expr>, function(_ENV)"
+  -- would otherwise close the wrapper and run <expr> here, unbudgeted, and a
+  -- syntax error would be reported on the wrapper's last line.
+  local ok, perr = load(source, "@" .. chunkname, "t", {})
+  if not ok then return nil, perr end
   local chunk, err = load("return function(_ENV, ...) " .. source .. "\nend", "@" .. chunkname, "t", {})
   if not chunk then return nil, err end
   return chunk()
@@ -521,9 +622,12 @@ local function finish(co, ok, ...)
     local err = ...
     local tb = traceback(co, nil, 0)
     if type(err) == "table" and getmetatable_raw(err) == Error then
-      return "error", err.message, tb, err.kind, err.retryable
+      -- fields of an error object can be changed by user code: only strings leave
+      local kind = rawget(err, "kind")
+      return "error", describe(rawget(err, "message")), tb, type(kind) == "string" and kind or nil,
+        rawget(err, "retryable") == true
     end
-    return "error", tostring(err), tb
+    return "error", describe(err), tb
   end
   if co_status(co) == "dead" then return "done", ... end
   local tag = ...
@@ -531,6 +635,13 @@ local function finish(co, ok, ...)
     return "error", "coroutine.yield outside a coroutine", traceback(co, nil, 0)
   end
   return "yield", select(2, ...)
+end
+
+local function finish_step(co, ...)
+  -- A dead coroutine keeps its stack: holding it here would keep what filled
+  -- the memory alive after a memory error.
+  sandbox.main = nil
+  return finish(co, ...)
 end
 
 -- Threads go to Python inside a table: lupa would wrap a bare coroutine.
@@ -543,7 +654,7 @@ function sandbox.step(thread, limit, ...)
   budget, used = limit, 0
   sandbox.main = co
   arm(co)
-  return finish(co, co_resume(co, ...))
+  return finish_step(co, co_resume(co, ...))
 end
 
 function sandbox.set_budget(limit)

@@ -111,7 +111,8 @@ class Runtime:
         self._new_env = self.sandbox.new_env
         self._compile = self.sandbox.compile
         self._start = self.sandbox.start
-        self._to_json = self.sandbox.to_json
+        self._to_json = self.sandbox.to_json_bounded
+        self._error_parts = self.sandbox.error_parts
         self._collect = self.lua.globals().collectgarbage
 
     # -- the host callable: the one door from Lua to Python -----------------
@@ -144,22 +145,28 @@ class Runtime:
             if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
                 raise errors.Invalid(f"{path}: number {value} has no JSON form")
             return value
-        out = self._to_json(value, path)
+        # bounded: a __tojson metamethod is user code running outside any step
+        out = self._to_json(value, path, self.instruction_budget)
         if isinstance(out, tuple):  # nil, err
             raise errors.Invalid(out[1]["message"])
         return json.loads(out)
 
     def error_from_lua(self, err: Any) -> errors.MoontideError:
         """A Lua error object (or any value) as a MoontideError."""
-        if lupa.lua_type(err) == "table":
-            kind, message = err["kind"], err["message"]
-            if isinstance(message, str) and isinstance(kind, str):
-                try:
-                    details = self.from_lua(err["details"], "details")
-                except errors.Invalid:
-                    details = None
-                return errors.MoontideError(message, kind=kind, retryable=bool(err["retryable"]), details=details)
-        return errors.MoontideError(str(err), kind="Internal")
+        if err is None or isinstance(err, (bool, int, float, str)):
+            return errors.MoontideError(str(err), kind="Internal")
+        # read in Lua without metamethods: err["kind"] here would run a user __index unbudgeted
+        parts = self._error_parts(err, self.instruction_budget)
+        if not isinstance(parts, tuple):
+            parts = (parts,)
+        kind, message = parts[0], parts[1]
+        if kind is None:
+            return errors.MoontideError(str(message), kind="Internal")
+        try:
+            details = self.from_lua(parts[3], "details") if len(parts) > 3 else None
+        except errors.Invalid:
+            details = None
+        return errors.MoontideError(message, kind=kind, retryable=bool(parts[2]), details=details)
 
     def error_to_lua(self, e: errors.MoontideError) -> Any:
         return self.sandbox.new_error(e.kind, e.message, e.retryable, self.to_lua(e.details))
@@ -249,6 +256,10 @@ class Thread:
                 return self._out_of_memory()
             except lupa.LuaError as e:  # raised by lupa itself, e.g. converting a value
                 return Failed(errors.LuaError(str(e)))
+            except UnicodeDecodeError as e:  # lupa decoding a returned/raised Lua string
+                return Failed(errors.Invalid(
+                    f"Lua returned, raised or passed to the host a string that is not valid UTF-8 text "
+                    f"({e.reason} at byte {e.start}); encode binary data with base64"))
             finally:
                 rt.host = None
         if not isinstance(out, tuple):

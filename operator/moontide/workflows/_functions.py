@@ -12,6 +12,7 @@ once as NotFound, never retrying.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -43,8 +44,13 @@ class Functions:
     """
 
     def __init__(self, codes: dict[str, code_mod.LuaCode], *, pool_size: int = 8,
-                 memory_limit: int = 64 << 20, instruction_budget: int = 2_000_000_000) -> None:
+                 memory_limit: int = 64 << 20, instruction_budget: int = 2_000_000_000,
+                 processes: Any = None, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.codes = codes
+        #: answers process.* from function code (an AppRuntime: spawn/result/send/cancel/terminate
+        #: coroutines), run on ``loop`` while the calling activity thread waits
+        self.processes = processes
+        self.loop = loop
         self.pool_size = pool_size
         self.memory_limit = memory_limit
         self.instruction_budget = instruction_budget
@@ -126,8 +132,39 @@ class _CallHost(host_mod.FunctionHost):
             return True, True
         if op == "await":
             return self._resume(*self.futures.pop(int(args[0]), (False, errors.NotFound("no such future"))))
+        if op in _PROCESS_OPS:
+            return self._resume(*self._process(op, args))
         return False, self.runtime.error_to_lua(errors.MoontideError(f"{op} is not available in functions",
                                                                      kind="Unavailable"))
+
+    def _process(self, op: str, args: tuple[Any, ...]) -> tuple[bool, Any]:
+        """process.spawn/exec/send/cancel/terminate through the worker's AppRuntime (Temporal client)."""
+        procs, loop = self.functions.processes, self.functions.loop
+        if procs is None or loop is None:
+            return False, errors.MoontideError(f"{op} is not available here (no Temporal client)",
+                                               kind="Unavailable", retryable=False)
+
+        def full(entry_id: str) -> str:
+            return entry_id if ":" in entry_id else f"{self.code.namespace}:{entry_id}"
+
+        async def run() -> Any:
+            if op in ("process.spawn", "process.exec"):
+                entry_id, host, args_json, opts_json = args[-4:]
+                opts = json.loads(opts_json) if opts_json else None
+                pid = await procs.spawn(full(entry_id), full(host), *json.loads(args_json), options=opts)
+                return str(pid) if op == "process.spawn" else await procs.result(pid)
+            if op == "process.send":
+                await procs.send(args[0], args[1], json.loads(args[2]))
+            elif op == "process.cancel":
+                await procs.cancel(args[0], args[1] if len(args) > 1 else None)
+            else:
+                await procs.terminate(args[0], args[1] if len(args) > 1 else None)
+            return True
+
+        try:
+            return True, asyncio.run_coroutine_threadsafe(run(), loop).result()
+        except errors.MoontideError as e:
+            return False, e
 
     def op_funcs_async(self, fid: str, args_json: str, opts_json: str | None) -> int:
         handle = len(self.futures) + 1
@@ -136,6 +173,9 @@ class _CallHost(host_mod.FunctionHost):
 
     def op_future_done(self, handle: int) -> bool:
         return int(handle) in self.futures
+
+
+_PROCESS_OPS = frozenset({"process.spawn", "process.exec", "process.send", "process.cancel", "process.terminate"})
 
 
 def _sleep(seconds: float) -> None:

@@ -12,6 +12,7 @@ the same mailbox.
 from __future__ import annotations
 
 import asyncio
+import datetime
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,10 +20,12 @@ from temporalio import workflow
 from temporalio.api.common.v1 import Payload
 from temporalio.common import RawValue
 
-__all__ = ["FROM_METADATA", "Mailbox", "message_payload"]
+__all__ = ["FROM_METADATA", "MEMO_INBOX", "Mailbox", "message_payload"]
 
 #: Payload metadata naming the sender pid of a message (absent from plain Temporal clients).
 FROM_METADATA = "moontide-from"
+#: Memo key carrying unread messages from a run to the one it continues as.
+MEMO_INBOX = "moontide.inbox"
 
 
 def message_payload(payload_json: str, sender: str | None) -> RawValue:
@@ -39,6 +42,7 @@ class Mailbox:
         self.listening: set[str] = set()
         self.events: list[dict[str, Any]] = []
         self.timers: dict[str, int | None] = {}
+        self.deadlines: dict[str, int] = {}
         self.futures: dict[str, asyncio.Task[tuple[bool, Any]]] = {}
         self.received = 0
 
@@ -64,6 +68,7 @@ class Mailbox:
 
     def start_timer(self, timer_id: str, seconds: float) -> None:
         self.timers[timer_id] = None
+        self.deadlines[timer_id] = workflow.time_ns() + int(seconds * 1e9)
 
         async def fire() -> None:
             await workflow.sleep(seconds)
@@ -108,11 +113,19 @@ class Mailbox:
             message = self.messages.pop(index)
             return True, message if channel == "inbox" else message["payload"]
         if channel in self.timers:
+            self.deadlines.pop(channel, None)
             return True, self.timers.pop(channel)
         # a done future stays ready, like a closed channel; future:result() still works
         return self.futures[channel].result()
 
     def describe(self, channels: Sequence[str]) -> str:
-        names = [c[len("topic:"):] + " (listen)" if c.startswith("topic:") else c for c in channels]
-        return ", ".join(names)
+        def name(c: str) -> str:
+            if c.startswith("topic:"):
+                return c[len("topic:"):] + " (listen)"
+            if c in self.deadlines:
+                at = datetime.datetime.fromtimestamp(self.deadlines[c] // 1_000_000_000, datetime.timezone.utc)
+                return f"{c} (until {at.strftime('%Y-%m-%dT%H:%M:%SZ')})"
+            return c
+
+        return ", ".join(name(c) for c in channels)
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from temporalio.api.common.v1 import RetryPolicy as RetryPolicyProto
 from temporalio.common import RetryPolicy
 
 from .. import durations, errors
@@ -50,13 +51,32 @@ def _retry(spec: Any, base: RetryPolicy) -> RetryPolicy:
     for k in ("initial_interval", "maximum_interval"):
         if k in spec:
             kw[k] = _duration(spec[k], f"retry_policy.{k}")
+    if "maximum_interval" not in spec and kw["maximum_interval"] < kw["initial_interval"]:
+        kw["maximum_interval"] = kw["initial_interval"]  # the default cap must not refuse a longer interval
     if "backoff_coefficient" in spec:
-        kw["backoff_coefficient"] = float(spec["backoff_coefficient"])
+        kw["backoff_coefficient"] = _number(spec["backoff_coefficient"], "backoff_coefficient", float)
     if "maximum_attempts" in spec:
-        kw["maximum_attempts"] = int(spec["maximum_attempts"])
+        kw["maximum_attempts"] = _number(spec["maximum_attempts"], "maximum_attempts", int)
     if "non_retryable_error_types" in spec:
-        kw["non_retryable_error_types"] = [str(x) for x in spec["non_retryable_error_types"]]
-    return RetryPolicy(**kw)
+        types = spec["non_retryable_error_types"]
+        if not isinstance(types, list) or not all(isinstance(x, str) for x in types):
+            raise errors.Invalid("option retry_policy.non_retryable_error_types: expected a list of error kinds")
+        kw["non_retryable_error_types"] = types
+    policy = RetryPolicy(**kw)
+    try:  # the SDK validates only when it sends the command, failing the workflow task
+        policy.apply_to_proto(RetryPolicyProto())
+    except ValueError as e:
+        raise errors.Invalid(f"option retry_policy: {e}") from None
+    return policy
+
+
+def _number(value: Any, name: str, kind: type) -> Any:
+    # A wrong type must come back to Lua as Invalid: a ValueError here would
+    # fail the workflow task on every retry instead.
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and value != int(value)):
+        raise errors.Invalid(f"option retry_policy.{name}: expected {'an integer' if kind is int else 'a number'}, "
+                             f"got {json.dumps(value)}")
+    return kind(value)
 
 
 def activity_options(opts_json: str | None, defaults: ActivityDefaults) -> dict[str, Any]:
@@ -65,9 +85,13 @@ def activity_options(opts_json: str | None, defaults: ActivityDefaults) -> dict[
     if not opts_json:
         return kw
     spec = json.loads(opts_json)
+    if not isinstance(spec, dict):
+        raise errors.Invalid("options: expected a table of named options, like {start_to_close_timeout = \"10s\"}")
     for key, value in spec.items():
         if key in _TIMEOUTS:
             kw[key] = _duration(value, key)
+            if not kw[key]:
+                raise errors.Invalid(f"option {key}: must be longer than 0")
         elif key == "retry_policy":
             kw[key] = _retry(value, defaults.retry_policy)
         elif key == "task_queue":

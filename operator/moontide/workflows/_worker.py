@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 from datetime import timedelta
 from pathlib import Path
@@ -18,8 +19,13 @@ from ._workflow import WorkflowSettings, workflow_class
 __all__ = ["build_worker"]
 
 
-def build_worker(client: Client, app: Any, worker_entry: Any, *, code_store: Path | None = None) -> Worker:
-    """A Temporal ``Worker`` serving every workflow.lua and function.lua entry of ``app``."""
+def build_worker(client: Client, app: Any, worker_entry: Any, *, code_store: Path | None = None,
+                 processes: Any = None) -> Worker:
+    """A Temporal ``Worker`` serving every workflow.lua and function.lua entry of ``app``.
+
+    ``processes`` (an ``AppRuntime``) answers process.spawn/exec/send/cancel/terminate
+    from function code; it must run on the event loop this is called from.
+    """
     opts = worker_entry.data.get("worker_options") or {}
     memory_limit = int(opts.get("memory_limit_mb", 64)) << 20
     settings = WorkflowSettings(instruction_budget=int(opts.get("instruction_budget", 20_000_000)),
@@ -27,7 +33,9 @@ def build_worker(client: Client, app: Any, worker_entry: Any, *, code_store: Pat
                                 client_id=app.resolve(worker_entry.data["client"], worker_entry.namespace))
     book = CodeBook(app, store_dir=code_store)
     max_activities = int(opts.get("max_concurrent_activities", 100))
-    functions = Functions(book.functions, pool_size=max_activities, memory_limit=memory_limit)
+    loop = asyncio.get_running_loop() if processes is not None else None
+    functions = Functions(book.functions, pool_size=max_activities, memory_limit=memory_limit,
+                          processes=processes, loop=loop)
     task_queue = worker_entry.data.get("task_queue") or worker_entry.id
     return Worker(
         client,

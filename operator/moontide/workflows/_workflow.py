@@ -38,7 +38,7 @@ from ..lua import host as host_mod
 from ..lua import runtime as rt_mod
 from . import _spawn
 from ._codebook import MEMO_CODE, CodeBook
-from ._mailbox import Mailbox, message_payload
+from ._mailbox import MEMO_INBOX, Mailbox, message_payload
 from ._options import ActivityDefaults, activity_options
 
 __all__ = ["STATUS_QUERY", "LuaWorkflow", "WorkflowSettings", "failure_of", "workflow_class"]
@@ -114,6 +114,9 @@ class Execution(host_mod.BaseHost):
     async def run(self, raw_args: Sequence[RawValue]) -> Any:
         info = workflow.info()
         self.code = self._pinned_code(info.workflow_type)
+        carried = workflow.memo_value(MEMO_INBOX, None)
+        if carried:  # left unread by the run before continue-as-new; they came first
+            self.mailbox.messages[:0] = list(carried)
         try:
             fn = code_mod.instantiate(self.rt, self.code, host=self, seed=workflow.random().getrandbits(64))
         except errors.BudgetExceeded as e:
@@ -128,7 +131,8 @@ class Execution(host_mod.BaseHost):
             handler = getattr(self, "wait_" + step.op.replace(".", "_"), None)
             if handler is None:
                 resume: tuple[Any, ...] = self._err(
-                    errors.MoontideError(f"{step.op} is not available in workflows", kind="Unavailable"))
+                    errors.MoontideError(f"{step.op} is not available in workflows", kind="Unavailable",
+                                         retryable=False))
             else:
                 try:
                     resume = await handler(*step.args)
@@ -136,14 +140,27 @@ class Execution(host_mod.BaseHost):
                     # Temporal delivers a cancel request by cancelling what we
                     # await: Lua gets an event and a Canceled error, so saga
                     # code can compensate before it ends.
-                    self.cancel_requested = True
-                    self.mailbox.event("pid.cancel")
-                    resume = self._err(errors.Canceled(f"canceled while {self.blocking}"))
+                    reason = workflow.cancellation_reason()
+                    if reason is None:
+                        raise  # no cancel request: the SDK evicts this execution from its cache
+                    self._note_cancel()
+                    resume = self._err(errors.Canceled(f"canceled while {self.blocking}"
+                                                       + (f": {reason}" if reason else "")))
+                else:
+                    # An activity or child awaited when the request came ends
+                    # as a Canceled failure instead: Lua still gets the event.
+                    self._note_cancel(only_if_requested=True)
             self.blocking = "running"
             step = thread.step(*resume)
         if isinstance(step, rt_mod.Failed):
             raise _lua_failure(step.error)
         return self._result(step.values)
+
+    def _note_cancel(self, *, only_if_requested: bool = False) -> None:
+        if self.cancel_requested or (only_if_requested and workflow.cancellation_reason() is None):
+            return
+        self.cancel_requested = True
+        self.mailbox.event("pid.cancel")
 
     def _check_history(self) -> None:
         info = workflow.info()
@@ -172,7 +189,7 @@ class Execution(host_mod.BaseHost):
         err = values[1] if len(values) > 1 else None
         if value is None and err is not None:
             e = self.rt.error_from_lua(err)
-            if e.kind == "Canceled" and self.cancel_requested:
+            if e.kind == "Canceled" and (self.cancel_requested or workflow.cancellation_reason() is not None):
                 raise asyncio.CancelledError(e.message)  # the execution ends as Canceled
             details = () if e.details is None else (e.details,)
             raise ApplicationError(e.message, *details, type=e.kind, non_retryable=not e.retryable)
@@ -217,7 +234,8 @@ class Execution(host_mod.BaseHost):
         if task is None:
             return self._err(errors.NotFound(f"no future {handle}"))
         self.blocking = "waiting for a future"
-        return self._answer(*await task)
+        # shielded: a cancel request interrupts the wait, not the activity behind the future
+        return self._answer(*await asyncio.shield(task))
 
     async def _activity(self, fid: str, args_json: str, opts_json: str | None) -> tuple[bool, Any]:
         assert self.code is not None
@@ -254,8 +272,8 @@ class Execution(host_mod.BaseHost):
         await workflow.wait_condition(lambda: any(self.mailbox.ready(c) for c in channels))
         first = next(c for c in channels if self.mailbox.ready(c))  # case order: deterministic
         ok, value = self.mailbox.take(first)
-        if not ok:
-            return self._err(value)
+        if not ok:  # a failed future: say which case failed
+            return (True, first, None, self.rt.error_to_lua(value))
         return (True, first, self.rt.to_lua(value))
 
     # -- blocking ops: processes --------------------------------------------------
@@ -291,15 +309,28 @@ class Execution(host_mod.BaseHost):
 
     async def wait_process_cancel(self, pid: str, reason: str | None = None) -> tuple[Any, ...]:
         try:
-            await workflow.get_external_workflow_handle(_spawn.workflow_id_of(pid)).cancel()
+            await workflow.get_external_workflow_handle(_spawn.workflow_id_of(pid)).cancel(reason=reason or "")
         except errors.MoontideError as e:
             return self._err(e)
         except ApplicationError as e:
             return self._err(errors.NotFound(f"process.cancel of {pid}: {e.message}"))
         return True, True
 
+    async def wait_process_terminate(self, pid: str, reason: str | None = None) -> tuple[Any, ...]:
+        return self._err(errors.MoontideError(
+            f"process.terminate of {pid}: a workflow cannot terminate another execution (Temporal has no such "
+            "workflow command); use process.cancel, or terminate from Python or `moontide terminate`",
+            kind="Unavailable", retryable=False))
+
     async def wait_workflow_continue_as_new(self, args_json: str) -> tuple[Any, ...]:
-        workflow.continue_as_new(args=json.loads(args_json), memo={MEMO_CODE: self.code.digest} if self.code else None)
+        # The next run keeps the memo (user fields, the code pin) and the
+        # messages nobody has taken yet: they move on, in order, to its inbox.
+        memo = {k: v for k, v in workflow.memo().items() if k != MEMO_INBOX}
+        if self.code:
+            memo[MEMO_CODE] = self.code.digest
+        if self.mailbox.messages:
+            memo[MEMO_INBOX] = self.mailbox.messages
+        workflow.continue_as_new(args=json.loads(args_json), memo=memo)
 
     # -- synchronous ops (host calls) -------------------------------------
     def op_log(self, level: str, message: str, fields: str | None = None) -> None:
@@ -341,6 +372,23 @@ class Execution(host_mod.BaseHost):
         self.mailbox.listening.add(str(topic))
         return True
 
+    def op_channel_poll(self, ids_json: str) -> Any:
+        """select with a default case: the first ready channel's value, without waiting (None: none ready)."""
+        channels = json.loads(ids_json)
+        for c in channels:
+            if not self.mailbox.known(c):
+                raise errors.NotFound(f"no channel {c!r}")
+        first = next((c for c in channels if self.mailbox.ready(c)), None)  # case order: deterministic
+        if first is None:
+            return None
+        ok, value = self.mailbox.take(first)
+        out = self.rt.to_lua({"id": first, "ok": ok})
+        if ok:
+            out["value"] = self.rt.to_lua(value)
+        else:
+            out["error"] = self.rt.error_to_lua(value)
+        return out
+
     def op_channel_close(self, channel: str) -> bool:
         if str(channel).startswith("topic:"):
             self.mailbox.listening.discard(str(channel)[len("topic:"):])
@@ -373,16 +421,14 @@ def _iso(unix: int) -> str:
     return datetime.datetime.fromtimestamp(unix, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-#: (book, settings, runtimes) per task queue: the SDK builds workflow instances
-#: itself, so the one dynamic class finds its worker's code by the task queue.
-_served: dict[str, tuple[CodeBook, WorkflowSettings, rt_mod.Shards]] = {}
-
-
 @workflow.defn(dynamic=True, sandboxed=False)
 class LuaWorkflow:
+    #: (book, settings, runtimes) this class serves: set on the class workflow_class() makes.
+    served: tuple[CodeBook, WorkflowSettings, rt_mod.Shards]
+
     def __init__(self) -> None:
         # Built before run() so signals of the first activation are kept.
-        self.execution = Execution(*_served[workflow.info().task_queue])
+        self.execution = Execution(*self.served)
 
     @workflow.run
     async def run(self, args: Sequence[RawValue]) -> Any:
@@ -398,8 +444,13 @@ class LuaWorkflow:
 
 
 def workflow_class(task_queue: str, book: CodeBook, settings: WorkflowSettings) -> type:
-    """The dynamic workflow class, set up to serve ``book``'s Lua workflows on ``task_queue``."""
+    """The dynamic workflow class serving ``book``'s Lua workflows (on ``task_queue``, or in a Replayer).
+
+    Each call makes its own class: the SDK builds instances itself, so the
+    class carries its code book instead of a lookup by the task queue (which
+    a Replayer renames to "replay-<build_id>").
+    """
     shards = rt_mod.Shards(memory_limit=settings.memory_limit, instruction_budget=settings.instruction_budget)
-    _served[task_queue] = (book, settings, shards)
-    return LuaWorkflow
+    cls = type("LuaWorkflow", (LuaWorkflow,), {"served": (book, settings, shards), "__module__": __name__})
+    return workflow.defn(dynamic=True, sandboxed=False)(cls)
 

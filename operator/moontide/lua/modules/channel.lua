@@ -74,13 +74,29 @@ local function select_(cases)
       index[ch.id] = ch
     end
   end
-  if cases.default then return { default = true } end
+  if cases.default then
+    -- Go's select: default only when no case is ready, host channels included.
+    if #ids == 0 then return { default = true } end
+    local got, err = api.host("channel.poll", api.to_json(ids, "cases"))
+    if got == nil then
+      if err then return { ok = false, error = err } end
+      return { default = true }
+    end
+    local ch = index[got.id]
+    if not got.ok then return { channel = ch, ok = false, error = got.error } end
+    local value = got.value
+    if ch.wrap then value = ch.wrap(value) end
+    return { channel = ch, value = value, ok = true }
+  end
   if #ids == 0 then error("channel.select: no case can become ready (deadlock)", 2) end
-  local ok, id, value = sys("channel.select", api.to_json(ids, "cases"))
+  local ok, id, value, failed = sys("channel.select", api.to_json(ids, "cases"))
   if not ok then return { ok = false, error = id } end
   local ch = index[id]
+  if failed ~= nil then return { channel = ch, ok = false, error = failed } end
   if ch.wrap then value = ch.wrap(value) end
   return { channel = ch, value = value, ok = true }
 end
 
-return { new = new, select = select_, Channel = Channel }
+-- Shared by every execution of this runtime: hand out a read-only view.
+Channel.__index = api.readonly(Channel, "channel")
+return { new = new, select = select_, Channel = Channel.__index }

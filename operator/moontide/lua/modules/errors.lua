@@ -14,6 +14,9 @@ function errors.new(spec)
   if type(spec) ~= "table" or type(spec.message) ~= "string" then
     error("errors.new: expected a message string or {kind=, message=}", 2)
   end
+  if spec.kind ~= nil and type(spec.kind) ~= "string" then
+    error("errors.new: kind must be a string like errors.NOT_FOUND, got " .. type(spec.kind), 2)
+  end
   return new_error(spec.kind or "Internal", spec.message, spec.retryable == true, spec.details)
 end
 

@@ -70,6 +70,10 @@ function Executor:async(id, ...)
   return setmetatable({ handle = handle, id = id }, Future)
 end
 
+-- Shared by every execution of this runtime: hand out read-only views.
+Future.__index = api.readonly(Future, "future")
+Executor.__index = api.readonly(Executor, "funcs.executor")
+
 local default = executor({})
 local funcs = {}
 function funcs.new() return executor({}) end

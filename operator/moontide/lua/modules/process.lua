@@ -13,6 +13,7 @@ local Payload = {}
 Payload.__index = Payload
 Payload.__metatable = false
 function Payload:data() return self.value end
+Payload.__index = api.readonly(Payload, "payload")
 
 local Message = {}
 Message.__name = "message"
@@ -65,12 +66,24 @@ function process.spawn(id, host, ...) return spawn(nil, "plain", id, host, ...) 
 function process.spawn_linked(id, host, ...) return spawn(nil, "linked", id, host, ...) end
 function process.spawn_monitored(id, host, ...) return spawn(nil, "monitored", id, host, ...) end
 
---- process.exec(id, host, ...): spawn and wait for the result: value, or nil, err.
-function process.exec(id, host, ...)
+local function exec(options, id, host, ...)
+  if type(id) ~= "string" or type(host) ~= "string" then
+    return nil, new_error("Invalid", "process.exec(id, host, ...): id and host must be entry IDs", false)
+  end
   local args, err = args_json(select("#", ...), ...)
   if not args then return nil, err end
-  return api.result(sys("process.exec", id, host, args, nil))
+  local opts = nil
+  if options ~= nil then
+    opts, err = to_json(options, "options")
+    if not opts then return nil, err end
+  end
+  return api.result(sys("process.exec", id, host, args, opts))
 end
+
+--- process.exec(id, host, ...): spawn and wait for the result: value, or nil, err.
+function process.exec(id, host, ...) return exec(nil, id, host, ...) end
+--- process.with_options{...}:exec(id, host, ...): the same, with spawn options.
+function Spawner:exec(id, host, ...) return exec(self.options, id, host, ...) end
 
 --- process.send(pid, topic, payload): true, or nil, err.
 function process.send(pid, topic, payload)
@@ -100,10 +113,10 @@ function process.listen(topic)
   return api.host_channel("topic:" .. topic, nil)
 end
 
-process.registry = {
+process.registry = api.readonly({
   register = function(name, pid) return api.result(sys("registry.register", name, pid)) end,
   lookup = function(name) return api.result(sys("registry.lookup", name)) end,
   unregister = function(name) return api.result(sys("registry.unregister", name)) end,
-}
+}, "process.registry")
 
 return process

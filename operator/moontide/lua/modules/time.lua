@@ -26,7 +26,7 @@ time.parse_duration = function(d) return duration(d, "time.parse_duration") end
 api.duration = duration
 
 local Time = {}
-Time.__index = Time
+Time.__index = api.readonly(Time, "time")   -- t.__index must not hand out the shared metatable
 Time.__name = "time"
 Time.__metatable = false
 local function new_time(ns) return setmetatable({ ns = ns }, Time) end

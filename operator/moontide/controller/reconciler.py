@@ -1,0 +1,374 @@
+"""Entry CRs of a namespace -> Ready conditions, Events, bundle ConfigMaps and Deployments.
+
+Level-triggered: a watch event (or the periodic resync) marks a namespace
+dirty; one task per namespace then lists every entry CR there, validates them
+together as one app (``bundle.build``: references resolve across CRs, Lua
+compiles), writes each CR's ``Ready`` condition, and server-side applies what
+each TemporalWorker and ProcessService needs. Applying the same objects twice
+changes nothing, so a restart or a second look is always safe.
+
+A bad change never rolls the workers into a crash: the bundle takes each
+valid CR as it is and, for a CR with problems, the version last deployed (from
+the bundle ConfigMap), or leaves it out when there is none. The CR itself
+says Ready=False with the field and line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .. import errors
+from ..entries import App, CheckLua, resolve_ref
+from . import bundle, conditions, objects
+from ._kinds import ANNOTATION_BUNDLE_HASH, API_VERSION, ENTRY_RESOURCES
+from .config import OperatorConfig
+from .health import metric
+from .kube import Kube, KubeError, path
+
+__all__ = ["Reconciler"]
+
+log = logging.getLogger("moontide.operator")
+
+_RECONCILES = metric("Counter", "moontide_operator_reconciles_total", "Namespace reconciles, by outcome.",
+                     ("outcome",))
+_RECONCILE_SECONDS = metric("Histogram", "moontide_operator_reconcile_seconds", "Time to reconcile a namespace.")
+_ENTRIES = metric("Gauge", "moontide_operator_entries", "Entry CRs by Ready status.", ("namespace", "ready"))
+_CODE_ORDER = "moontide.io/code-order"
+_OWNERS = ("TemporalWorker", "ProcessService")
+
+Key = tuple[str, str]  # (kind, name)
+
+
+def _key(cr: Mapping[str, Any]) -> Key:
+    return str(cr["kind"]), str((cr.get("metadata") or {}).get("name") or cr.get("name"))
+
+
+def _memo(check: CheckLua | None) -> CheckLua | None:
+    """``check`` remembered by (text, chunkname): a namespace's Lua compiles once per change."""
+    if check is None:
+        return None
+    seen: dict[tuple[str, str], Any] = {}
+
+    def cached(text: str, chunkname: str) -> Any:
+        key = (text, chunkname)
+        if key not in seen:
+            if len(seen) > 4096:
+                seen.clear()
+            seen[key] = check(text, chunkname)
+        return seen[key]
+
+    return cached
+
+
+class Reconciler:
+    """One reconcile loop per namespace, woken by ``observe``/``poke`` and every ``resync_seconds``."""
+
+    def __init__(self, kube: Kube, cfg: OperatorConfig, *, check_lua: CheckLua | None = None,
+                 code_of: Callable[[App, str], tuple[str, str]] | None = None) -> None:
+        self.kube = kube
+        self.cfg = cfg
+        self.check_lua = _memo(check_lua)
+        #: ``code_of(app, entry_id)`` -> (digest, JSON) of a workflow's Lua code (lupa: given by the operator).
+        self.code_of = code_of
+        self._dirty: dict[str, asyncio.Event] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._seen: dict[str, int] = {}
+        #: monotonic time each namespace was last reconciled without error (tests and benchmarks wait on it).
+        self.done: dict[str, float] = {}
+
+    # -- triggers -------------------------------------------------------------
+    def observe(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        """A watch event of an entry CR: reconcile its namespace when the spec changed (or it was deleted)."""
+        meta = body.get("metadata") or {}
+        uid, generation, ns = meta.get("uid"), meta.get("generation"), meta.get("namespace")
+        if not ns or not uid:
+            return
+        if event_type == "DELETED":
+            self._seen.pop(uid, None)
+        elif self._seen.get(uid) == generation:
+            return  # a status or metadata change (often our own)
+        else:
+            self._seen[uid] = generation
+        self.poke(ns)
+
+    def poke(self, namespace: str) -> None:
+        """Reconcile ``namespace`` soon (events within ``debounce_seconds`` make one reconcile)."""
+        event = self._dirty.setdefault(namespace, asyncio.Event())
+        event.set()
+        if namespace not in self._tasks or self._tasks[namespace].done():
+            self._tasks[namespace] = asyncio.create_task(self._loop(namespace), name=f"reconcile {namespace}")
+
+    async def stop(self) -> None:
+        for task in self._tasks.values():
+            task.cancel()
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        self._tasks.clear()
+
+    async def _loop(self, namespace: str) -> None:
+        event = self._dirty[namespace]
+        backoff = 1.0
+        while True:
+            try:
+                await asyncio.wait_for(event.wait(), timeout=self.cfg.resync_seconds)
+            except asyncio.TimeoutError:
+                pass
+            await asyncio.sleep(self.cfg.debounce_seconds)
+            event.clear()
+            started = time.monotonic()
+            try:
+                await self.reconcile(namespace)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                _RECONCILES.labels("error").inc()
+                log.error("reconciling namespace %s failed (retry in %.0fs): %s", namespace, backoff, e,
+                          exc_info=not isinstance(e, KubeError))
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 60.0)
+                event.set()
+                continue
+            backoff = 1.0
+            _RECONCILES.labels("ok").inc()
+            _RECONCILE_SECONDS.observe(time.monotonic() - started)
+            self.done[namespace] = time.monotonic()
+
+    # -- one reconcile ----------------------------------------------------------
+    async def _list(self, namespace: str) -> list[dict[str, Any]]:
+        lists = await asyncio.gather(*(self.kube.list(path(API_VERSION, r.plural, namespace))
+                                       for r in ENTRY_RESOURCES))
+        crs = []
+        for resource, items in zip(ENTRY_RESOURCES, lists):
+            for item in items:
+                item["apiVersion"], item["kind"] = API_VERSION, resource.kind
+                crs.append(item)
+        return crs
+
+    async def _sources(self, namespace: str, refs: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        names = sorted({cm for cm, _ in refs})
+        found = await asyncio.gather(*(self.kube.get_or_none(path("v1", "configmaps", namespace, n)) for n in names))
+        data = {n: (cm or {}).get("data") or {} for n, cm in zip(names, found)}
+        return {(cm, key): data[cm][key] for cm, key in refs if key in data[cm]}
+
+    async def _build(self, crs: list[Mapping[str, Any]], sources: Mapping[tuple[str, str], str]) -> bundle.Built:
+        return await asyncio.to_thread(bundle.build, crs, sources=lambda n, k: sources.get((n, k)),
+                                       check_lua=self.check_lua)
+
+    async def reconcile(self, namespace: str) -> None:
+        """Validate every entry CR of ``namespace`` and deploy its workers and services."""
+        crs = await self._list(namespace)
+        sources = await self._sources(namespace, bundle.source_refs(crs))
+        built = await self._build(crs, sources)
+        writes = []
+        ready = 0
+        for cr in crs:
+            problems = built.of(*_key(cr))
+            ready += not problems
+            if cr["kind"] not in _OWNERS:
+                if problems:
+                    cond = ("Ready", False, "Invalid", conditions.describe_problems(problems))
+                else:
+                    cond = ("Ready", True, "Valid", "valid")
+                writes.append(self._status(cr, {}, cond))
+        _ENTRIES.labels(namespace, "true").set(ready)
+        _ENTRIES.labels(namespace, "false").set(len(crs) - ready)
+        writes += [self._deploy(namespace, cr, crs, built, sources) for cr in crs if cr["kind"] in _OWNERS]
+        results = await asyncio.gather(*writes, return_exceptions=True)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            raise failed[0]
+
+    async def _status(self, cr: Mapping[str, Any], fields: Mapping[str, Any],
+                      cond: tuple[str, bool, str, str]) -> None:
+        """Patch ``status`` when it differs; an Event when Ready changes."""
+        meta, status = cr["metadata"], cr.get("status") or {}
+        generation = meta.get("generation")
+        type_, ok, reason, message = cond
+        new = conditions.condition(type_, ok, reason, message, generation, status.get("conditions"))
+        wanted = {**fields, "observedGeneration": generation,
+                  "conditions": conditions.set_condition(status.get("conditions"), new)}
+        if all(status.get(k) == v for k, v in wanted.items()):
+            return
+        old = next((c for c in status.get("conditions") or () if c.get("type") == type_), None)
+        url = path(API_VERSION, _plural(cr["kind"]), meta["namespace"], meta["name"], "status")
+        try:
+            await self.kube.merge_patch(url, {"status": wanted})
+        except KubeError as e:
+            if e.status == 404:
+                return  # deleted meanwhile
+            raise
+        first_valid = old is None and ok and reason == "Valid"  # no Event per CR for a plain apply
+        if not first_valid and (old is None or old.get("status") != new["status"] or old.get("reason") != new["reason"]):
+            await self._event(cr, reason=reason, message=message, warning=not ok)
+
+    async def _event(self, obj: Mapping[str, Any], *, reason: str, message: str, warning: bool = False) -> None:
+        try:
+            await self.kube.create(path("v1", "events", obj["metadata"]["namespace"]),
+                                   conditions.event(obj, reason=reason, message=message, warning=warning))
+        except KubeError as e:  # an Event is best effort
+            log.debug("event on %s/%s not posted: %s", obj["kind"], obj["metadata"]["name"], e)
+
+    # -- workers and services -----------------------------------------------------
+    async def _previous(self, namespace: str, owner: str) -> tuple[dict[Key, dict[str, Any]], str | None]:
+        """The bundle last deployed for ``owner``: its resources by key, and its hash."""
+        cm = await self.kube.get_or_none(path("v1", "configmaps", namespace, objects.bundle_configmap_name(owner)))
+        if not cm:
+            return {}, None
+        try:
+            doc = json.loads((cm.get("data") or {}).get(bundle.BUNDLE_KEY) or "{}")
+        except json.JSONDecodeError:
+            return {}, None
+        resources = {(r["kind"], r["name"]): r for r in doc.get("resources") or [] if "kind" in r and "name" in r}
+        return resources, ((cm.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_BUNDLE_HASH)
+
+    async def _deployable(self, crs: list[dict[str, Any]], built: bundle.Built,
+                          previous: Mapping[Key, Mapping[str, Any]], sources: Mapping[tuple[str, str], str]
+                          ) -> tuple[list[Mapping[str, Any]], App | None, list[str], list[str]]:
+        """(CRs to bundle, their app, CRs kept at their last deployed version, CRs left out)."""
+        if built.app is not None:
+            return list(crs), built.app, [], []
+        candidates: dict[Key, Mapping[str, Any]] = {_key(cr): cr for cr in crs}
+        fallbacks: list[str] = []
+        dropped: list[str] = []
+        bad = built.files
+        for _ in range(8):
+            for key in list(candidates):
+                where = bundle.cr_file(*key)
+                if where not in bad:
+                    continue
+                prev = previous.get(key)
+                if prev is not None and where not in fallbacks and prev.get("spec") != candidates[key].get("spec"):
+                    candidates[key] = {"kind": key[0], "name": key[1], "spec": prev.get("spec")}
+                    fallbacks.append(where)
+                else:
+                    del candidates[key]
+                    dropped.append(where)
+                    if where in fallbacks:
+                        fallbacks.remove(where)
+            again = await self._build(list(candidates.values()), sources)
+            if again.app is not None:
+                return list(candidates.values()), again.app, fallbacks, dropped
+            bad = again.files
+        return [], None, fallbacks, dropped
+
+    async def _deploy(self, namespace: str, owner: dict[str, Any], crs: list[dict[str, Any]],
+                      built: bundle.Built, sources: Mapping[tuple[str, str], str]) -> None:
+        kind, name = _key(owner)
+        component = "worker" if kind == "TemporalWorker" else "service"
+        own = built.of(kind, name)
+        previous, _ = await self._previous(namespace, name)
+        chosen, app, fallbacks, dropped = await self._deployable(crs, built, previous, sources)
+        mine = next((c for c in chosen if _key(c) == (kind, name)), None)
+        if app is None or mine is None:
+            message = conditions.describe_problems(own) if own else "nothing valid to deploy: " + ", ".join(dropped)
+            await self._status(owner, {}, ("Ready", False, "Invalid", message))
+            return
+        entry_id = str(mine["spec"]["entryId"])
+        entry = app.get(entry_id)
+        client_spec = self._client_spec(app, chosen, entry.data, entry.namespace, kind)
+        try:
+            address = objects.temporal_address(client_spec, self.cfg) if kind == "TemporalWorker" else ""
+        except errors.Invalid as e:
+            await self._status(owner, {}, ("Ready", False, "NoTemporalAddress", e.message))
+            return
+        document = bundle.bundle_document(chosen, namespace=namespace)
+        text = bundle.dumps(document)
+        refs = bundle.source_refs(chosen)
+        digest = bundle.digest(text, {r: sources[r] for r in refs if r in sources})
+        await self.kube.apply(objects.bundle_configmap(owner, text, digest, component, self.cfg))
+        if kind == "TemporalWorker":
+            await self._code_history(owner, app)
+            deployment = objects.worker_deployment(owner, entry_id=entry_id, entry_data=entry.data,
+                                                   client_spec=client_spec, refs=refs, digest=digest, cfg=self.cfg)
+        else:
+            deployment = objects.service_deployment(owner, entry_id=entry_id, entry_data=entry.data,
+                                                    client_spec=client_spec, refs=refs, digest=digest, cfg=self.cfg)
+        applied = await self.kube.apply(deployment)
+        dstatus = applied.get("status") or {}
+        fields: dict[str, Any] = {
+            "bundleHash": digest, "bundleConfigMap": objects.bundle_configmap_name(name), "deployment": name,
+            "replicas": int(dstatus.get("replicas") or 0), "readyReplicas": int(dstatus.get("readyReplicas") or 0),
+            "updatedReplicas": int(dstatus.get("updatedReplicas") or 0),
+        }
+        if kind == "TemporalWorker":
+            fields |= {"taskQueue": str(entry.data.get("task_queue") or entry_id), "temporalAddress": address}
+        else:
+            fields |= await self._service_state(namespace, name, fields["readyReplicas"])
+        notes = []
+        if fallbacks:
+            notes.append("kept the last deployed version of " + ", ".join(fallbacks))
+        if dropped:
+            notes.append("left out " + ", ".join(dropped))
+        if own:
+            cond = ("Ready", False, "Invalid", conditions.describe_problems(own) + " (running the last good version)")
+        else:
+            message = f"bundle {digest}: {len(chosen)} entries" + (f"; {'; '.join(notes)}" if notes else "")
+            cond = ("Ready", True, "Deployed", message)
+        old_hash = (owner.get("status") or {}).get("bundleHash")
+        await self._status(owner, fields, cond)
+        if old_hash and old_hash != digest:
+            await self._event(owner, reason="BundleUpdated", message=f"bundle {old_hash} -> {digest}: pods roll")
+
+    def _client_spec(self, app: App, chosen: list[Mapping[str, Any]], data: Mapping[str, Any], namespace: str,
+                     kind: str) -> dict[str, Any] | None:
+        clients = {str(c["spec"].get("entryId")): dict(c["spec"]) for c in chosen if c["kind"] == "TemporalClient"}
+        if kind == "TemporalWorker":
+            return clients.get(resolve_ref(str(data["client"]), namespace))
+        return next(iter(clients.values())) if len(clients) == 1 else None
+
+    async def _code_history(self, owner: Mapping[str, Any], app: App) -> None:
+        """Keep every workflow code version the workers ran (newest first, up to ``code_history_bytes``)."""
+        if self.code_of is None:
+            return
+        namespace, name = owner["metadata"]["namespace"], owner["metadata"]["name"]
+        current = [self.code_of(app, e.id) for e in app.of_kind("workflow.lua")]
+        existing = await self.kube.get_or_none(path("v1", "configmaps", namespace, objects.code_configmap_name(name)))
+        data = dict((existing or {}).get("data") or {})
+        order = [d for d in (((existing or {}).get("metadata") or {}).get("annotations") or {})
+                 .get(_CODE_ORDER, "").split(",") if f"{d}.json" in data]
+        for digest, text in current:
+            data[f"{digest}.json"] = text
+            if digest in order:
+                order.remove(digest)
+            order.insert(0, digest)
+        keep_bytes, kept = 0, []
+        for digest in order:
+            keep_bytes += len(data[f"{digest}.json"])
+            if keep_bytes > self.cfg.code_history_bytes and kept:
+                break
+            kept.append(digest)
+        codes = {d: data[f"{d}.json"] for d in kept}
+        if existing is not None and (existing.get("data") or {}) == {f"{d}.json": t for d, t in codes.items()} \
+                and ((existing.get("metadata") or {}).get("annotations") or {}).get(_CODE_ORDER) == ",".join(kept):
+            return
+        cm = objects.code_configmap(owner, codes, self.cfg)
+        cm["metadata"]["annotations"] = {_CODE_ORDER: ",".join(kept)}
+        await self.kube.apply(cm)
+
+    async def _service_state(self, namespace: str, name: str, ready: int) -> dict[str, Any]:
+        pods = await self.kube.list(path("v1", "pods", namespace),
+                                    label_selector=f"app.kubernetes.io/instance={name},app.kubernetes.io/component=service")
+        state, restarts, last_error = ("Running" if ready else "Starting"), 0, ""
+        for pod in pods:
+            for cs in (pod.get("status") or {}).get("containerStatuses") or ():
+                restarts += int(cs.get("restartCount") or 0)
+                term = (cs.get("lastState") or {}).get("terminated") or {}
+                if term:
+                    last_error = term.get("message") or term.get("reason") or last_error
+                waiting = (cs.get("state") or {}).get("waiting") or {}
+                if waiting.get("reason") in ("CrashLoopBackOff", "Error"):
+                    state = "Failed"
+        out: dict[str, Any] = {"state": state, "restarts": restarts}
+        if last_error:
+            out["lastError"] = last_error[:1000]
+        return out
+
+
+def _plural(kind: str) -> str:
+    from ._kinds import BY_KIND
+
+    return BY_KIND[kind].plural

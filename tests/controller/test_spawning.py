@@ -1,0 +1,65 @@
+"""Workflow CRs: derived IDs, waiting for what is missing, the target from the deployed bundle."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from _crs import small_app
+from _fakekube import FakeKube
+
+from moontide.controller import spawning
+from moontide.controller.config import OperatorConfig
+from moontide.controller.operator_cmd import code_of
+from moontide.controller.reconciler import Reconciler
+from moontide.lua import check_syntax
+
+
+def _workflow(name: str = "w1", **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": "moontide.io/v1alpha1", "kind": "Workflow",
+            "metadata": {"name": name, "namespace": "ns", "uid": "0123456789abcdef", "generation": 1},
+            "spec": {"workflow": "app:wf", "worker": "app:worker", "input": [], **spec}}
+
+
+def test_workflow_id_is_derived_from_the_cr_or_explicit() -> None:
+    assert spawning.workflow_id(_workflow()) == "k8s-ns-w1-01234567"
+    assert spawning.workflow_id(_workflow(workflowId="mine")) == "mine"
+
+
+async def test_waiting_for_a_worker_and_its_bundle() -> None:
+    fake = FakeKube()
+    sp = spawning.Spawner(fake, OperatorConfig(), code_of=code_of)  # type: ignore[arg-type]
+    with pytest.raises(spawning.Waiting, match="no TemporalWorker with entryId app:worker"):
+        await sp.target("ns", _workflow()["spec"])
+    for cr in small_app():
+        fake.put(cr)
+    with pytest.raises(spawning.Waiting, match="has no bundle yet"):
+        await sp.target("ns", _workflow()["spec"])
+
+
+async def test_target_comes_from_the_deployed_bundle() -> None:
+    fake = FakeKube()
+    for cr in small_app():
+        fake.put(cr)
+    await Reconciler(fake, OperatorConfig(), check_lua=check_syntax, code_of=code_of).reconcile("ns")  # type: ignore[arg-type]
+    sp = spawning.Spawner(fake, OperatorConfig(), code_of=code_of)  # type: ignore[arg-type]
+    target = await sp.target("ns", _workflow()["spec"])
+    assert (target.worker_id, target.client_id, target.task_queue) == ("app:worker", "app:client", "q")
+    assert target.client_spec["address"] == "temporal:7233"
+    code = next(v for v in fake.objects.values() if v["metadata"]["name"].endswith("-code"))
+    assert f"{target.code_digest}.json" in code["data"]  # pinned to what the workers have
+    with pytest.raises(spawning.Waiting, match="no workflow.lua entry app:nope"):
+        await sp.target("ns", {**_workflow()["spec"], "workflow": "app:nope"})
+    assert json.loads(code["data"][f"{target.code_digest}.json"])["id"] == "app:wf"
+
+
+async def test_status_patch_sets_the_succeeded_condition() -> None:
+    fake = FakeKube()
+    wf = _workflow()
+    fake.objects["/apis/moontide.io/v1alpha1/namespaces/ns/workflows/w1"] = wf
+    sp = spawning.Spawner(fake, OperatorConfig(), code_of=code_of)  # type: ignore[arg-type]
+    await sp.write_status(wf, {"phase": "Failed", "message": "boom"})
+    (cond,) = wf["status"]["conditions"]
+    assert (cond["type"], cond["status"], cond["reason"], cond["message"]) == ("Succeeded", "False", "Failed", "boom")
+    await sp.write_status(wf, {"phase": "Running"})

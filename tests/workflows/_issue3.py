@@ -1,0 +1,209 @@
+"""Helpers for the issue-3 tests (process API on Temporal): apps, worker processes, history.
+
+An app here is the conftest's client+worker pair plus workflow.lua and
+function.lua entries, each from its own ``<name>.lua`` file that returns one
+function. Workers run in-process (``conftest.running``) or as a real
+``moontide run`` subprocess when a test needs to SIGKILL them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
+
+from moontide_testing import TEMPORAL_ENTRIES, free_port, temporal_binary
+from moontide.runtime import AppRuntime, Pid
+
+T = TypeVar("T")
+
+WORKFLOW_MODULES = "[funcs, time, process, channel, workflow, errors, json, logger]"
+FUNCTION_MODULES = "[funcs, time, errors, json, logger, process]"
+
+#: Functions most tests use: an echo, a sleep (cancel-aware), a failure, a recorder.
+COMMON_FUNCTIONS = {
+    "echo": "return function(v) return v end",
+    "nap": """
+        return function(d, v)
+          time.sleep(d)
+          return v
+        end
+    """,
+    "fail": """
+        return function(message)
+          return nil, errors.new{kind = "Unavailable", message = message}
+        end
+    """,
+    "undo": "return function(what) return 'undone ' .. what end",
+}
+
+
+def make_flows(make_app: Callable[..., Path], workflows: dict[str, str], functions: dict[str, str] | None = None,
+               *, name: str = "app") -> Path:
+    """An app with namespace ``app``: ``app:<name>`` workflows and functions, on worker ``app:worker``."""
+    files: dict[str, str] = {}
+    lines = [textwrap.dedent(TEMPORAL_ENTRIES).strip("\n")]
+    for wf, src in workflows.items():
+        files[f"{wf}.lua"] = textwrap.dedent(src)
+        lines.append(f"  - name: {wf}\n    kind: workflow.lua\n    source: file://{wf}.lua\n"
+                     f"    modules: {WORKFLOW_MODULES}")
+    for fn, src in {**COMMON_FUNCTIONS, **(functions or {})}.items():
+        files[f"{fn}.lua"] = textwrap.dedent(src)
+        lines.append(f"  - name: {fn}\n    kind: function.lua\n    source: file://{fn}.lua\n"
+                     f"    modules: {FUNCTION_MODULES}")
+    files["app.yaml"] = "\n".join(lines) + "\n"
+    return make_app(files, name=name)
+
+
+async def eventually(probe: Callable[[], Awaitable[T]], ok: Callable[[T], bool], *, timeout: float = 30,
+                     what: str = "condition") -> T:
+    """Poll ``probe`` until ``ok`` holds; the last value, or AssertionError naming it."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        try:
+            last = await probe()
+            if ok(last):
+                return last
+        except Exception as e:  # e.g. a query while no worker runs
+            last = e
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached in {timeout}s; last: {last!r}")
+        await asyncio.sleep(0.1)
+
+
+async def lua_state(rt: AppRuntime, pid: Pid | str) -> dict[str, Any]:
+    """The built-in status query's answer (``moontide.status``)."""
+    st = await rt.status(pid)
+    return dict(st.get("lua") or {})
+
+
+async def wait_blocking(rt: AppRuntime, pid: Pid | str, text: str, *, timeout: float = 30) -> dict[str, Any]:
+    """Wait until the execution's Lua is blocked at a point whose description contains ``text``."""
+    return await eventually(lambda: lua_state(rt, pid), lambda s: text in str(s.get("blocking", "")),
+                            timeout=timeout, what=f"blocking on {text!r}")
+
+
+async def history(client: Client, workflow_id: str, run_id: str | None = None) -> list[Any]:
+    handle = client.get_workflow_handle(workflow_id, run_id=run_id)
+    return [e async for e in handle.fetch_history_events()]
+
+
+async def activities(client: Client, workflow_id: str, run_id: str | None = None) -> list[str]:
+    """Activity types scheduled by the execution, in order."""
+    return [e.activity_task_scheduled_event_attributes.activity_type.name
+            for e in await history(client, workflow_id, run_id)
+            if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED]
+
+
+async def signal_names(client: Client, workflow_id: str) -> list[str]:
+    return [e.workflow_execution_signaled_event_attributes.signal_name
+            for e in await history(client, workflow_id)
+            if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED]
+
+
+class WorkerProcess:
+    """``moontide run APP --temporal ADDR`` as a child process, to be SIGKILLed."""
+
+    def __init__(self, app_dir: Path, address: str) -> None:
+        self.app_dir = app_dir
+        self.address = address
+        self.log = app_dir / f"worker-{time.monotonic_ns()}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    async def start(self) -> WorkerProcess:
+        moontide = str(Path(sys.executable).with_name("moontide"))
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen([moontide, "run", str(self.app_dir), "--temporal", self.address, "--no-ui"],
+                                         stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while "serving" not in self.output():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited ({self.proc.returncode}):\n{self.output()}")
+            if time.monotonic() > deadline:
+                self.kill()
+                raise RuntimeError(f"worker not serving after 60 s:\n{self.output()}")
+            await asyncio.sleep(0.1)
+        return self
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no goodbye to the server."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@contextlib.asynccontextmanager
+async def worker_process(app_dir: Path, address: str) -> AsyncIterator[WorkerProcess]:
+    w = await WorkerProcess(app_dir, address).start()
+    try:
+        yield w
+    finally:
+        w.stop()
+
+
+def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """The ``moontide`` command as a user runs it."""
+    moontide = str(Path(sys.executable).with_name("moontide"))
+    return subprocess.run([moontide, *args], capture_output=True, text=True, timeout=timeout)
+
+
+async def run_cli_async(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return await asyncio.to_thread(run_cli, *args, timeout=timeout)
+
+
+async def temporal_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """The ``temporal`` CLI (a plain Temporal client)."""
+    return await asyncio.to_thread(subprocess.run, [temporal_binary(), *args], capture_output=True, text=True,
+                                   timeout=timeout)
+
+
+@contextlib.contextmanager
+def dev_server_with(*extra: str) -> Any:
+    """Like conftest.dev_server (in-memory, free ports), with extra ``temporal server start-dev`` flags."""
+    import socket
+
+    port = free_port()
+    cmd = [temporal_binary(), "server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port", str(port),
+           "--http-port", str(free_port()), "--metrics-port", str(free_port()), "--log-level", "error", *extra]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"temporal dev server exited ({proc.returncode}): {cmd}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError("temporal dev server did not start in 60 s")
+            time.sleep(0.1)
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

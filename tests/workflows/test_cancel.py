@@ -1,0 +1,165 @@
+"""Cancellation and termination: saga compensation on cancel, CANCELED/TERMINATED endings, from Python, Lua and CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import pytest
+from temporalio.client import WorkflowExecutionStatus
+
+from _issue3 import activities, make_flows, run_cli_async, wait_blocking
+from moontide_testing import running
+from moontide import errors
+from moontide.runtime import AppRuntime, Pid
+
+# Reserve and charge, then block (sleep, activity or receive); on cancel, undo in reverse order.
+SAGA = """
+return function(where, give_up)
+  local undo = {}
+  for _, step in ipairs({ "reserve", "charge" }) do
+    assert(funcs.call("echo", step))
+    undo[#undo + 1] = step
+  end
+  local ok, err
+  if where == "sleep" then
+    ok, err = time.sleep("1h")
+  elseif where == "activity" then
+    ok, err = funcs.new():with_options{ start_to_close_timeout = "1h" }:call("nap", "20s")
+  else
+    local _, _, rerr = process.inbox():receive()
+    err = rerr
+  end
+  if err == nil then return { finished = true } end
+  local ev = channel.select{ process.events():case_receive(), default = true }
+  local undone = {}
+  for i = #undo, 1, -1 do
+    undone[#undone + 1] = assert(funcs.call("undo", undo[i]))
+  end
+  if give_up then return nil, err end
+  return { kind = err.kind, message = err.message, event = ev.value and ev.value.kind, undone = undone }
+end
+"""
+
+
+async def _status(rt: AppRuntime, pid: Pid) -> WorkflowExecutionStatus | None:
+    return (await (await rt.handle(pid)).describe()).status
+
+
+@pytest.mark.parametrize("where,blocking", [("sleep", "sleeping until"), ("activity", "waiting for nap"),
+                                            ("receive", "receive on inbox")])
+async def test_cancel_during_a_saga_runs_the_compensations(
+        make_app: Callable[..., Path], temporal_address: str, where: str, blocking: str) -> None:
+    app = make_flows(make_app, {"saga": SAGA})
+    async with running(app, temporal_address) as rt:
+        pid = await rt.spawn("app:saga", None, where, False)
+        await wait_blocking(rt, pid, blocking)
+        await rt.cancel(pid, "customer changed their mind")
+        out = await rt.result(pid)
+        client = await rt.client("app:client")
+        acts = await activities(client, pid.workflow_id)
+        status = await _status(rt, pid)
+    assert out["kind"] == "Canceled"
+    assert out["event"] == "pid.cancel"
+    assert out["undone"] == ["undone charge", "undone reserve"]
+    expected = ["app:echo", "app:echo", *(["app:nap"] if where == "activity" else []), "app:undo", "app:undo"]
+    assert acts == expected
+    assert status == WorkflowExecutionStatus.COMPLETED  # the Lua chose to return a value
+    if where != "activity":  # a blocked sleep/receive says why it was canceled
+        assert "customer changed their mind" in out["message"]
+
+
+async def test_returning_the_canceled_error_ends_as_canceled(
+        make_app: Callable[..., Path], temporal_address: str) -> None:
+    app = make_flows(make_app, {"saga": SAGA})
+    async with running(app, temporal_address) as rt:
+        pid = await rt.spawn("app:saga", None, "activity", True)
+        await wait_blocking(rt, pid, "waiting for nap")
+        await rt.cancel(pid)
+        with pytest.raises(errors.MoontideError):
+            await rt.result(pid)
+        assert await _status(rt, pid) == WorkflowExecutionStatus.CANCELED
+        client = await rt.client("app:client")
+        assert (await activities(client, pid.workflow_id))[-2:] == ["app:undo", "app:undo"]
+
+
+async def test_a_canceled_error_without_a_cancel_request_is_a_failure(
+        make_app: Callable[..., Path], temporal_address: str) -> None:
+    flow = """
+    return function() return nil, errors.new{ kind = "Canceled", message = "not really" } end
+    """
+    app = make_flows(make_app, {"flow": flow})
+    async with running(app, temporal_address) as rt:
+        pid = await rt.spawn("app:flow", None)
+        with pytest.raises(errors.MoontideError) as info:
+            await rt.result(pid)
+        assert info.value.kind == "Canceled"
+        assert await _status(rt, pid) == WorkflowExecutionStatus.FAILED
+
+
+async def test_terminate_ends_at_once(make_app: Callable[..., Path], temporal_address: str) -> None:
+    app = make_flows(make_app, {"saga": SAGA})
+    async with running(app, temporal_address) as rt:
+        pid = await rt.spawn("app:saga", None, "sleep", False)
+        await wait_blocking(rt, pid, "sleeping until")
+        await rt.terminate(pid, "enough")
+        with pytest.raises(errors.MoontideError):
+            await rt.result(pid)
+        assert await _status(rt, pid) == WorkflowExecutionStatus.TERMINATED
+        client = await rt.client("app:client")
+        assert await activities(client, pid.workflow_id) == ["app:echo", "app:echo"]  # no compensation ran
+
+
+async def test_process_cancel_from_lua(make_app: Callable[..., Path], temporal_address: str) -> None:
+    canceller = """
+    return function(pid)
+      local ok, err = process.cancel(pid, "from another workflow")
+      local bad_ok, bad = process.cancel("not a pid")
+      local _, missing = process.cancel("{app:client@app:worker|nobody-home}")
+      local _, terr = process.terminate(pid)
+      return { ok = ok, err = err and err.message, bad = bad.kind, missing = missing.kind,
+               terminate = { terr.kind, terr.retryable, terr.message } }
+    end
+    """
+    app = make_flows(make_app, {"saga": SAGA, "canceller": canceller})
+    async with running(app, temporal_address) as rt:
+        victim = await rt.spawn("app:saga", None, "receive", False)
+        await wait_blocking(rt, victim, "receive on inbox")
+        out = await rt.result(await rt.spawn("app:canceller", None, str(victim)))
+        saga = await rt.result(victim)
+    assert out["ok"] is True, out
+    assert out["bad"] == "Invalid"
+    assert out["missing"] == "NotFound"
+    # Temporal has no workflow command to terminate another execution: a clear, final error.
+    assert out["terminate"][:2] == ["Unavailable", False]
+    assert "use process.cancel" in out["terminate"][2]
+    assert saga["kind"] == "Canceled"
+    assert saga["event"] == "pid.cancel"
+    assert saga["undone"] == ["undone charge", "undone reserve"]
+    assert "from another workflow" in saga["message"]
+
+
+async def test_cancel_and_terminate_from_the_cli(make_app: Callable[..., Path], temporal_address: str) -> None:
+    app = make_flows(make_app, {"saga": SAGA})
+    async with running(app, temporal_address) as rt:
+        canceled = await rt.spawn("app:saga", None, "sleep", True)
+        terminated = await rt.spawn("app:saga", None, "sleep", True)
+        for pid in (canceled, terminated):
+            await wait_blocking(rt, pid, "sleeping until")
+        out = await run_cli_async("cancel", str(canceled), "--reason", "cli", "--app", str(app),
+                                  "--temporal", temporal_address)
+        assert out.returncode == 0, out.stderr
+        out = await run_cli_async("terminate", str(terminated), "--reason", "cli", "--app", str(app),
+                                  "--temporal", temporal_address)
+        assert out.returncode == 0, out.stderr
+        for pid in (canceled, terminated):
+            with pytest.raises(errors.MoontideError):
+                await rt.result(pid)
+        assert await _status(rt, canceled) == WorkflowExecutionStatus.CANCELED
+        assert await _status(rt, terminated) == WorkflowExecutionStatus.TERMINATED
+        client = await rt.client("app:client")
+        assert (await activities(client, canceled.workflow_id))[-2:] == ["app:undo", "app:undo"]
+        missing = await run_cli_async("cancel", "{app:client@app:worker|no-such-workflow}", "--app", str(app),
+                                      "--temporal", temporal_address)
+        assert missing.returncode != 0
+        assert "no-such-workflow" in missing.stderr
