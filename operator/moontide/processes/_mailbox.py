@@ -1,0 +1,138 @@
+"""What a process can wait on: its inbox, topics it listens to, events, timers, futures.
+
+Channel ids are the ones the Lua ``channel`` module uses (docs/architecture.md):
+``inbox`` (messages whose topic nobody ``listen``s to, in arrival order),
+``topic:<name>`` (messages of one topic, payload only), ``events`` (pid.exit,
+pid.cancel, pid.link.down), ``timer:<n>`` (from ``time.after``) and
+``future:<n>`` (from ``funcs.async``). Messages are kept as JSON text and turned
+into Lua values only when taken, in the receiver's own Lua state.
+
+The mailbox is plain data; the actor decides who is woken (see ``_actor``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections import deque
+from typing import Any
+
+from .. import errors
+
+__all__ = ["Mailbox", "Message"]
+
+#: (topic, sender pid or None, payload as JSON text or None)
+Message = tuple[str, "str | None", "str | None"]
+
+
+class Mailbox:
+    __slots__ = ("messages", "listening", "events", "timers", "futures", "senders", "received")
+
+    def __init__(self) -> None:
+        self.messages: deque[Message] = deque()
+        self.listening: set[str] | None = None
+        self.events: deque[dict[str, Any]] | None = None
+        #: timer id -> (fire time in ns or None while pending, the loop's handle)
+        self.timers: dict[str, list[Any]] | None = None
+        self.futures: dict[str, concurrent.futures.Future[Any]] | None = None
+        #: senders waiting for room: (callback taking True/False, message)
+        self.senders: deque[tuple[Any, Message]] | None = None
+        self.received = 0
+
+    # -- feeding --------------------------------------------------------------
+    def event(self, ev: dict[str, Any]) -> None:
+        if self.events is None:
+            self.events = deque()
+        self.events.append(ev)
+
+    def listen(self, topic: str) -> None:
+        if self.listening is None:
+            self.listening = set()
+        self.listening.add(topic)
+
+    # -- waiting --------------------------------------------------------------
+    def _index(self, channel: str) -> int | None:
+        """Index of the message a receive on ``inbox`` or ``topic:<name>`` takes."""
+        if channel == "inbox":
+            if not self.listening:
+                return 0 if self.messages else None
+            for i, m in enumerate(self.messages):
+                if m[0] not in self.listening:
+                    return i
+            return None
+        topic = channel[6:]
+        for i, m in enumerate(self.messages):
+            if m[0] == topic:
+                return i
+        return None
+
+    def known(self, channel: str) -> bool:
+        if channel in ("inbox", "events") or channel.startswith("topic:"):
+            return True
+        return bool(self.timers and channel in self.timers) or bool(self.futures and channel in self.futures)
+
+    def ready(self, channel: str) -> bool:
+        if channel == "inbox":
+            if not self.messages:
+                return False
+            return not self.listening or self._index(channel) is not None
+        if channel == "events":
+            return bool(self.events)
+        if channel.startswith("topic:"):
+            return self._index(channel) is not None
+        if self.timers and channel in self.timers:
+            return self.timers[channel][0] is not None
+        if self.futures and channel in self.futures:
+            return self.futures[channel].done()
+        return False
+
+    def take_message(self, channel: str) -> Message:
+        index = self._index(channel)
+        assert index is not None
+        if index == 0:
+            message = self.messages.popleft()
+        else:
+            message = self.messages[index]
+            del self.messages[index]
+        self.received += 1
+        return message
+
+    def take_event(self) -> dict[str, Any]:
+        assert self.events
+        return self.events.popleft()
+
+    def take_timer(self, channel: str) -> int:
+        assert self.timers is not None
+        fired, _ = self.timers.pop(channel)
+        return int(fired)
+
+    def future_result(self, channel: str) -> tuple[bool, Any]:
+        """(ok, value or MoontideError) of a done future; it stays ready, like a closed channel."""
+        assert self.futures is not None
+        fut = self.futures[channel]
+        if fut.cancelled():
+            return False, errors.Canceled("the call was canceled")
+        e = fut.exception()
+        if e is None:
+            return True, fut.result()
+        if isinstance(e, errors.MoontideError):
+            return False, e
+        return False, errors.MoontideError(f"{type(e).__name__}: {e}", kind="Internal")
+
+    def close(self) -> None:
+        """Drop everything (the process has exited): cancel timers, fail waiting senders."""
+        if self.timers:
+            for _, handle in self.timers.values():
+                if isinstance(handle, asyncio.TimerHandle):
+                    handle.cancel()
+            self.timers = None
+        if self.futures:
+            for fut in self.futures.values():
+                fut.cancel()
+            self.futures = None
+        senders, self.senders = self.senders, None
+        if senders:
+            for resume, _ in senders:
+                resume(False)
+        self.messages.clear()
+        self.events = None

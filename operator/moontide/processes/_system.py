@@ -1,0 +1,318 @@
+"""An app's processes: its ``process.host`` entries, its ``process.service`` entries, one registry.
+
+``ProcessSystem(app)`` builds a ``ProcessHost`` per ``process.host`` entry and a
+``Service`` per ``process.service`` entry; ``start()`` starts the ``auto_start``
+services in ``depends_on`` order, ``stop()`` stops them in reverse and then the
+hosts. Processes reach workflows through ``bridge`` (``RuntimeBridge(app_runtime)``);
+workflows reach processes through ``deliver`` (the ``moontide.deliver``
+activity, served when a Temporal ``client`` is given). With ``state_dir``, the
+state is written to ``<state_dir>/processes.json`` for ``moontide ps``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from .. import errors
+from ..entries import App
+from ..lua.code import LuaCode
+from ._actor import Actor
+from ._exit import Exit
+from ._bridge import Bridge
+from ._deliver import DeliverWorkers
+from ._host import ProcessHost, payload_text
+from ._pid import is_local_pid, is_workflow_pid
+from ._registry import Registry
+from ._supervisor import Service, Supervisor
+
+__all__ = ["STATUS_FILE", "ProcessSystem"]
+
+#: Where a running system writes its state, under the app's state directory.
+STATUS_FILE = "processes.json"
+
+
+class ProcessSystem:
+    """Process hosts and services of one app, and the way between them and workflows."""
+
+    def __init__(self, app: App, *, bridge: Bridge | None = None, functions: Any = None,
+                 client: Any = None, state_dir: str | os.PathLike[str] | None = None,
+                 host_options: dict[str, Any] | None = None) -> None:
+        self.app = app
+        self.codes: dict[str, LuaCode] = {e.id: LuaCode.from_entry(app, e) for e in app.of_kind("process.lua")}
+        if functions is None:
+            fcodes = {e.id: LuaCode.from_entry(app, e) for e in app.of_kind("function.lua")}
+            if fcodes:
+                from ..workflows import Functions
+
+                functions = Functions(fcodes)
+        self.functions = functions
+        self.bridge = bridge
+        self.client = client
+        self.registry = Registry()
+        self.hosts: dict[str, ProcessHost] = {}
+        for e in app.of_kind("process.host"):
+            opts: dict[str, Any] = {"queue_size": int(e.data.get("queue_size", 1024)),
+                                    "workers": int(e.data.get("workers", 0))}
+            opts.update(host_options or {})
+            self.hosts[e.id] = ProcessHost(e.id, self, **opts)
+        self.supervisor = Supervisor(self, on_change=lambda _: self._status_soon())
+        for e in app.of_kind("process.service"):
+            self.supervisor.add(e)
+        self.state_dir = Path(state_dir) if state_dir is not None else None
+        self._deliver: DeliverWorkers | None = None
+        self._status_task: asyncio.Task[None] | None = None
+        self._status_dirty = False
+
+    # -- lookups -------------------------------------------------------------------
+    def code(self, entry_id: str) -> LuaCode:
+        code = self.codes.get(entry_id)
+        if code is not None:
+            return code
+        if entry_id in self.app.entries:
+            kind = self.app.entries[entry_id].kind
+            raise errors.Invalid(f"{entry_id} is a {kind}; a process.host runs process.lua entries"
+                                 + (" (spawn a workflow on a temporal.worker host)" if kind == "workflow.lua" else ""))
+        raise errors.NotFound(f"no process.lua entry {entry_id!r} in this app "
+                              f"(processes: {', '.join(sorted(self.codes)) or 'none'})")
+
+    def host(self, host_id: str) -> ProcessHost:
+        host = self.hosts.get(host_id)
+        if host is None:
+            raise errors.NotFound(f"no process.host entry {host_id!r} in this app "
+                                  f"(hosts: {', '.join(sorted(self.hosts)) or 'none'})")
+        return host
+
+    def host_kind(self, host_id: str, what: str) -> str:
+        """``process.host`` or ``temporal.worker``; NotFound / Invalid naming ``host_id`` otherwise."""
+        if host_id in self.hosts:
+            return "process.host"
+        entry = self.app.entries.get(host_id)
+        if entry is None:
+            raise errors.NotFound(f"{what}: no host entry {host_id!r} in this app (process hosts: "
+                                  f"{', '.join(sorted(self.hosts)) or 'none'}; workers: "
+                                  f"{', '.join(e.id for e in self.app.of_kind('temporal.worker')) or 'none'})")
+        if entry.kind != "temporal.worker":
+            raise errors.Invalid(f"{what}: {host_id} is a {entry.kind}, not a process.host or temporal.worker")
+        return "temporal.worker"
+
+    def actor(self, pid: str) -> Actor | None:
+        """The live local process ``pid``, or None."""
+        for host in self.hosts.values():
+            actor = host.actors.get(pid)
+            if actor is not None:
+                return actor
+        return None
+
+    def resolve(self, pid: Any, what: str) -> str:
+        """A pid, or the pid a registry name points at."""
+        if not isinstance(pid, str) or not pid:
+            raise errors.Invalid(f"{what}: expected a pid or a registered name, got {type(pid).__name__}")
+        if pid.startswith("{"):
+            if not (is_local_pid(pid) or is_workflow_pid(pid)):
+                raise errors.Invalid(f"{what}: {pid!r} is not a pid ('{{host|run.n}}' for a process, "
+                                     "'{client@worker|workflow_id}' for a workflow)")
+            return pid
+        try:
+            return self.registry.lookup(pid)
+        except errors.NotFound:
+            raise errors.NotFound(f"{what}: no process is registered as {pid!r}") from None
+
+    def require_bridge(self, what: str) -> Bridge:
+        if self.bridge is None:
+            raise errors.MoontideError(
+                f"{what}: this process host has no way to Temporal (run the app with `moontide up`, "
+                "or give ProcessSystem a bridge)", kind="Unavailable", retryable=False)
+        return self.bridge
+
+    def _host_of(self, pid: str, what: str) -> ProcessHost:
+        for host in self.hosts.values():
+            if pid in host.actors or pid in host.exits:
+                return host
+        raise errors.NotFound(f"{what}: no process {pid} (it has exited or never existed)")
+
+    # -- Python API ---------------------------------------------------------------------
+    def spawn(self, entry_id: str, host_id: str | None = None, *args: Any) -> str:
+        """Start a process; its pid. ``host_id`` may be left out when the app has one process.host."""
+        if host_id is None:
+            if len(self.hosts) != 1:
+                raise errors.Invalid("name the process.host to spawn on: " + (", ".join(self.hosts) or "the app has none"))
+            host_id = next(iter(self.hosts))
+        return self.host(host_id).spawn(entry_id, list(args)).pid
+
+    async def send(self, pid: str, topic: str, payload: Any = None, *, sender: str | None = None) -> None:
+        """Send a message to a process (or registered name, or workflow through the bridge)."""
+        target = self.resolve(pid, "send")
+        if is_workflow_pid(target):
+            await self.require_bridge(f"send to {target}").send(target, topic, payload, sender)
+            return
+        await self.deliver(target, topic, payload_text(payload, f"send to {target}"), sender)
+
+    async def deliver(self, pid: str, topic: str, payload_json: str | None, sender: str | None = None) -> None:
+        """A message whose payload is already JSON text (from a workflow, through ``moontide.deliver``)."""
+        if not isinstance(topic, str) or not topic:
+            raise errors.Invalid(f"deliver to {pid}: the topic must be a non-empty string")
+        target = self.resolve(pid, "deliver")
+        if payload_json is not None:
+            try:
+                json.loads(payload_json)
+            except (TypeError, ValueError) as e:
+                raise errors.Invalid(f"deliver to {target}: the payload is not JSON text: {e}") from None
+        host = self._host_of(target, f"deliver to {target}")
+        await host.deliver(target, topic, payload_json, sender)
+
+    async def cancel(self, pid: str, reason: str | None = None) -> None:
+        target = self.resolve(pid, "cancel")
+        if is_workflow_pid(target):
+            await self.require_bridge(f"cancel {target}").cancel(target, reason)
+            return
+        self._host_of(target, "cancel").cancel(target, reason)
+
+    async def terminate(self, pid: str, reason: str | None = None) -> None:
+        target = self.resolve(pid, "terminate")
+        if is_workflow_pid(target):
+            await self.require_bridge(f"terminate {target}").terminate(target, reason)
+            return
+        self._host_of(target, "terminate").terminate(target, reason)
+
+    async def wait(self, pid: str) -> Exit:
+        """How the process ended (waits while it runs)."""
+        target = self.resolve(pid, "wait")
+        return await self._host_of(target, "wait").wait(target)
+
+    async def result(self, pid: str) -> Any:
+        """The process's result, or its error raised."""
+        target = self.resolve(pid, "result")
+        if is_workflow_pid(target):
+            return await self.require_bridge(f"result of {target}").result(target)
+        ex = await self.wait(target)
+        if ex.error is not None:
+            raise ex.error
+        return ex.value
+
+    def service(self, service_id: str) -> Service:
+        svc = self.supervisor.services.get(service_id)
+        if svc is None:
+            raise errors.NotFound(f"no process.service {service_id!r} "
+                                  f"(services: {', '.join(self.supervisor.services) or 'none'})")
+        return svc
+
+    # -- lifecycle ----------------------------------------------------------------------
+    async def start(self, *, auto_start: bool = True) -> dict[str, bool]:
+        """Serve ``moontide.deliver`` (with a client), start the auto_start services in order."""
+        if self.functions is not None and getattr(self.functions, "processes", False) is None:
+            # function.lua code called from processes reaches processes and workflows too
+            self.functions.processes = FunctionsProcesses(self)
+            self.functions.loop = asyncio.get_running_loop()
+        if self.client is not None and self.hosts and self._deliver is None:
+            self._deliver = DeliverWorkers(self, self.client)
+            await self._deliver.start()
+        if self.state_dir is not None and self._status_task is None:
+            self._status_task = asyncio.create_task(self._status_loop(), name="moontide processes status")
+        started = await self.supervisor.start() if auto_start else {}
+        self._status_soon()
+        return started
+
+    async def stop(self, *, timeout: float = 5.0) -> None:
+        """Stop services (reverse order), then every process, then the deliver workers."""
+        await self.supervisor.stop()
+        await asyncio.gather(*(h.stop(timeout) for h in self.hosts.values()))
+        if self._deliver is not None:
+            await self._deliver.stop()
+            self._deliver = None
+        if self._status_task is not None:
+            self._status_task.cancel()
+            await asyncio.gather(self._status_task, return_exceptions=True)
+            self._status_task = None
+            self.write_status(running=False)
+
+    async def __aenter__(self) -> ProcessSystem:
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.stop()
+
+    # -- state for ps -------------------------------------------------------------------
+    def snapshot(self, limit: int = 1000) -> dict[str, Any]:
+        return {
+            "pid": os.getpid(), "updated": time.time(), "app": str(self.app.root),
+            "services": self.supervisor.info(),
+            "hosts": [h.snapshot(limit) for h in self.hosts.values()],
+            "registry": dict(sorted(self.registry.names.items())),
+        }
+
+    def write_status(self, *, running: bool = True) -> None:
+        """Write ``processes.json`` now (from the loop's thread)."""
+        if self.state_dir is not None:
+            _write(self.state_dir / STATUS_FILE, self._status_text(running))
+
+    def _status_text(self, running: bool) -> str:
+        data = self.snapshot()
+        data["running"] = running
+        return json.dumps(data, indent=1, sort_keys=True, default=str)
+
+    def _status_soon(self) -> None:
+        self._status_dirty = True
+
+    async def _status_loop(self) -> None:
+        last = 0.0
+        while True:
+            await asyncio.sleep(0.2)
+            now = time.monotonic()
+            if self._status_dirty or now - last >= 2.0:
+                self._status_dirty = False
+                last = now
+                # written from the loop's thread (a few ms at most): a write left running in
+                # another thread could land after stop()'s final one
+                try:
+                    self.write_status()
+                except OSError:
+                    pass
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+class FunctionsProcesses:
+    """``process.*`` for ``function.lua`` code that processes call (``Functions.processes``).
+
+    The same calls ``AppRuntime`` answers for functions run by a Temporal worker,
+    routed by host: a ``process.host`` spawns here, a ``temporal.worker`` goes
+    through the bridge; pids of either kind work for send, cancel, terminate.
+    """
+
+    def __init__(self, system: ProcessSystem) -> None:
+        self.system = system
+
+    async def spawn(self, entry_id: str, host: str, *args: Any, options: dict[str, Any] | None = None) -> str:
+        system = self.system
+        if system.host_kind(host, "process.spawn") == "process.host":
+            if options:
+                raise errors.Invalid(f"process.spawn of {entry_id} on {host}: spawn options apply to workflows only")
+            return system.host(host).spawn(entry_id, list(args)).pid
+        return await system.require_bridge(f"process.spawn of {entry_id}").spawn(entry_id, host, list(args), options)
+
+    async def result(self, pid: str) -> Any:
+        return await self.system.result(pid)
+
+    async def send(self, pid: str, topic: str, payload: Any = None, *, sender: str | None = None) -> None:
+        await self.system.send(pid, topic, payload, sender=sender)
+
+    async def cancel(self, pid: str, reason: str | None = None) -> None:
+        await self.system.cancel(pid, reason)
+
+    async def terminate(self, pid: str, reason: str | None = None) -> None:
+        await self.system.terminate(pid, reason)
