@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 import sys
 
-# Run as a script, this directory comes first on sys.path, and benchmarks/operator.py
+# Run as a script, this directory comes first on sys.path, and benchmarks/k8s_operator.py
 # would shadow the standard library's operator module: drop it before anything imports.
 _HERE = os.path.dirname(os.path.abspath(__file__))
 if sys.path and os.path.abspath(sys.path[0] or ".") == _HERE:

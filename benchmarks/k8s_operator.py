@@ -18,7 +18,7 @@ process, in one run:
 Goal (issue 5): p50 apply -> started <= 1 s. Not a test: prints a table
 (``--readme`` also writes it into benchmarks/README.md).
 
-    /work/venv/bin/python benchmarks/operator.py [--n 100] [--entries 200] [--readme]
+    /work/venv/bin/python benchmarks/k8s_operator.py [--n 100] [--entries 200] [--readme]
 """
 
 from __future__ import annotations
