@@ -214,7 +214,9 @@ class Shards:
         self.memory_limit = memory_limit
         self.instruction_budget = instruction_budget
         self._live: dict[Runtime, int] = {}
-        self._lock = threading.Lock()
+        # Reentrant: a garbage collection inside acquire() may run an owner's
+        # finalizer (_release) on this thread while the lock is held.
+        self._lock = threading.RLock()
 
     def acquire(self, owner: object) -> Runtime:
         """A runtime for ``owner``; its slot is freed when ``owner`` is garbage-collected."""
