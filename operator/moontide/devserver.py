@@ -257,7 +257,7 @@ class DevServer:
                 # PR_SET_PDEATHSIG fires when the *thread* that forked exits, not the process:
                 # fork from a thread that lives as long as the process (asyncio.to_thread's
                 # pool threads may come and go).
-                self.process = _spawner().submit(subprocess.Popen, cmd, **kw).result()
+                self.process = _SPAWNER.submit(subprocess.Popen, cmd, **kw).result()
         self.owned = True
 
     def _wait_ready(self) -> None:
@@ -285,15 +285,8 @@ class DevServer:
 
 # -- helpers -----------------------------------------------------------------------
 
-_spawner_pool: concurrent.futures.ThreadPoolExecutor | None = None
-
-
-def _spawner() -> concurrent.futures.ThreadPoolExecutor:
-    """One thread, alive until the interpreter exits, that forks servers started off the main thread."""
-    global _spawner_pool
-    if _spawner_pool is None:
-        _spawner_pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="moontide-devserver")
-    return _spawner_pool
+#: One thread, alive until the interpreter exits, that forks servers started off the main thread.
+_SPAWNER = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="moontide-devserver")
 
 
 def _die_with_parent_hook() -> Any:

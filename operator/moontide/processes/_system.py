@@ -58,6 +58,11 @@ class ProcessSystem:
         for e in app.of_kind("process.host"):
             opts: dict[str, Any] = {"queue_size": int(e.data.get("queue_size", 1024)),
                                     "workers": int(e.data.get("workers", 0))}
+            # read when the schema has them (proposed: docs/processes.md, "Known limits")
+            if "instruction_budget" in e.data:
+                opts["instruction_budget"] = int(e.data["instruction_budget"])
+            if "memory_limit_mb" in e.data:
+                opts["memory_limit"] = int(e.data["memory_limit_mb"]) << 20
             opts.update(host_options or {})
             self.hosts[e.id] = ProcessHost(e.id, self, **opts)
         self.supervisor = Supervisor(self, on_change=lambda _: self._status_soon())
