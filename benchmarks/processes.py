@@ -23,25 +23,18 @@ process is measured too, and the load average is printed with the results.
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import gc
 import os
+import platform
+import re
 import sys
-
-# Run as a script, this directory comes first on sys.path, and benchmarks/k8s_operator.py
-# would shadow the standard library's operator module: drop it before anything imports.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-if sys.path and os.path.abspath(sys.path[0] or ".") == _HERE:
-    sys.path.pop(0)
-
-import argparse  # noqa: E402
-import asyncio  # noqa: E402
-import gc  # noqa: E402
-import platform  # noqa: E402
-import re  # noqa: E402
-import tempfile  # noqa: E402
-import textwrap  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 README = HERE / "README.md"

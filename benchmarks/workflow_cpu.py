@@ -22,8 +22,8 @@ from __future__ import annotations
 import os
 import sys
 
-# benchmarks/ also holds operator.py (another benchmark), which shadows the standard
-# library's ``operator`` for any script run from this folder: look here last, not first.
+# A script's folder leads sys.path, so a benchmark named like a standard module
+# (benchmarks/operator.py once did) would shadow it: look in benchmarks/ last.
 if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.abspath(__file__)):
     sys.path.append(sys.path.pop(0))
 

@@ -172,14 +172,14 @@ async def test_sleep_and_timers_do_not_block_other_processes(make_app: Callable[
     """
     app = process_app(make_app, {"sleeper": sleeper, "consumer": CONSUMER, "producer": PRODUCER})
     async with running(app) as system:
-        t0 = time.monotonic()
-        sleepers = [system.spawn("app:sleeper", "app:host", "200ms") for _ in range(100)]
+        sleepers = [system.spawn("app:sleeper", "app:host", "1s") for _ in range(100)]
         consumer = system.spawn("app:consumer", "app:host", 100)
         system.spawn("app:producer", "app:host", consumer, 1, 100)
         assert (await system.result(consumer))["got"] == list(range(1, 101))
-        assert time.monotonic() - t0 < 0.2  # messaging went on while 100 processes slept
+        # messaging went on while 100 processes slept
+        assert all((a := system.actor(p)) is not None and a.info()["state"].startswith("sleeping") for p in sleepers)
         slept = [await system.result(p) for p in sleepers]
-    assert all(190 <= ms < 2000 for ms in slept), slept
+    assert all(990 <= ms < 5000 for ms in slept), slept
 
 
 async def test_python_send_and_result(make_app: Callable[..., Path]) -> None:
@@ -285,7 +285,7 @@ async def test_funcs_call_runs_in_a_thread_while_the_host_goes_on(make_app: Call
     caller = """
     return function()
       local fut = funcs.async("slow", 50)
-      local v, err = funcs.call("slow", 200)
+      local v, err = funcs.call("slow", 1000)
       if err then return nil, err end
       local r = channel.select{ fut:channel():case_receive() }
       local missing, nf = funcs.call("nope")
@@ -305,10 +305,10 @@ async def test_funcs_call_runs_in_a_thread_while_the_host_goes_on(make_app: Call
         await settle(system, pid, "calling app:slow")
         consumer = system.spawn("app:consumer", "app:host", 200)
         system.spawn("app:producer", "app:host", consumer, 1, 200)
-        t0 = time.monotonic()
         assert len((await system.result(consumer))["got"]) == 200
-        assert time.monotonic() - t0 < 0.2
-        assert await system.result(pid) == {"v": 200, "async": 50, "nf": "NotFound"}
+        actor = system.actor(pid)   # the host went on while the function ran in its thread
+        assert actor is not None and actor.info()["state"] == "calling app:slow"
+        assert await system.result(pid) == {"v": 1000, "async": 50, "nf": "NotFound"}
 
 
 async def test_spawn_errors_name_the_entry(make_app: Callable[..., Path]) -> None:

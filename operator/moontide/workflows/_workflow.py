@@ -19,10 +19,11 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RawValue
+from temporalio.common import RawValue, RetryPolicy
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
@@ -33,6 +34,7 @@ from temporalio.exceptions import (
 )
 
 from .. import durations, errors
+from ..processes import DELIVER_ACTIVITY, deliver_task_queue, is_local_pid
 from ..lua import code as code_mod
 from ..lua import host as host_mod
 from ..lua import runtime as rt_mod
@@ -298,6 +300,22 @@ class Execution(host_mod.BaseHost):
 
     async def wait_process_send(self, pid: str, topic: str, payload_json: str) -> tuple[Any, ...]:
         self.blocking = f"sending {topic} to {pid}"
+        if is_local_pid(pid):
+            # A process is not durable: the message goes through an activity
+            # on its host's task queue, so the send itself is recorded.
+            try:
+                await workflow.execute_activity(
+                    DELIVER_ACTIVITY, args=[pid, topic, payload_json, self.pid],
+                    task_queue=deliver_task_queue(pid),
+                    schedule_to_start_timeout=timedelta(seconds=30),
+                    start_to_close_timeout=timedelta(seconds=30),
+                    retry_policy=RetryPolicy(maximum_attempts=3))
+            except ActivityError as e:
+                err = failure_of(e)
+                if err.kind == "Timeout":
+                    err = errors.NotFound(f"process.send to {pid}: its process host is not running")
+                return self._err(err)
+            return True, True
         try:
             handle = workflow.get_external_workflow_handle(_spawn.workflow_id_of(pid))
             await handle.signal(topic, message_payload(payload_json, self.pid))
