@@ -1,8 +1,8 @@
-"""The ``moontide`` command: run an app, spawn workflows, read results, check entries.
+"""The ``moontide`` command: run an app, spawn workflows, reach workflows and processes, check entries.
 
 Results go to stdout as JSON (so they pipe); progress and logs go to stderr.
-Exit codes: 0 ok, 1 the workflow failed, 2 bad input (entries, arguments),
-3 Temporal unreachable.
+Exit codes: 0 ok, 1 the workflow (or process) failed, 2 bad input (entries,
+arguments, unknown pid), 3 Temporal unreachable.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import sys
 from typing import Any
 
 from . import errors
-from .runtime import AppRuntime, WorkflowFailed
+from .runtime import AppRuntime, ProcessFailed, WorkflowFailed
 
 __all__ = ["main"]
 
@@ -53,12 +53,15 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--temporal", metavar="HOST:PORT",
                         help="use this Temporal server instead of the app's clients / the embedded one")
 
-    run = sub.add_parser("run", help="run an app (embedded Temporal dev server by default) until Ctrl-C")
+    run = sub.add_parser("run", help="run an app until Ctrl-C: Temporal workers (embedded dev server by default), "
+                                     "process hosts, auto_start services")
     run.add_argument("app", metavar="APP_DIR")
-    run.add_argument("--spawn", metavar="ENTRY_ID", help="also start this workflow, print its result and exit")
+    run.add_argument("--spawn", metavar="ENTRY_ID",
+                     help="also start this workflow.lua or process.lua entry, print its result and exit")
     run.add_argument("--input", type=_json_arg, action="append", default=[], metavar="JSON",
                      help="an argument for --spawn (repeat for more)")
-    run.add_argument("--host", metavar="WORKER_ID", help="the temporal.worker to spawn on (if the app has several)")
+    run.add_argument("--host", metavar="HOST_ID",
+                     help="the temporal.worker (or process.host) to spawn on, if the app has several")
     run.add_argument("--id", dest="workflow_id", metavar="WORKFLOW_ID", help="explicit workflow ID for --spawn")
     run.add_argument("--no-ui", action="store_true", help="start the embedded server without its Web UI")
     temporal(run)
@@ -73,28 +76,29 @@ def _parser() -> argparse.ArgumentParser:
                        help='spawn options, e.g. \'{"id_conflict_policy": "use_existing", "execution_timeout": "1h"}\'')
     temporal(spawn)
 
-    send = sub.add_parser("send", help="send a message (a Temporal signal) to a workflow")
+    send = sub.add_parser("send", help="send a message to a workflow (a Temporal signal) or a process (its inbox)")
     send.add_argument("pid", metavar="PID")
     send.add_argument("topic", metavar="TOPIC")
     send.add_argument("payload", type=_json_arg, nargs="?", default=None, metavar="JSON")
     send.add_argument("--app", required=True, metavar="APP_DIR")
     temporal(send)
 
-    for name, what in (("cancel", "ask a workflow to cancel (Lua sees pid.cancel and can compensate)"),
-                       ("terminate", "terminate a workflow at once (no Lua runs)")):
+    for name, what in (("cancel", "ask a workflow or process to cancel (Lua sees pid.cancel and can compensate)"),
+                       ("terminate", "terminate a workflow or process at once (no Lua runs)")):
         sp = sub.add_parser(name, help=what)
         sp.add_argument("pid", metavar="PID")
         sp.add_argument("--reason", default=None)
         sp.add_argument("--app", required=True, metavar="APP_DIR")
         temporal(sp)
 
-    status = sub.add_parser("status", help="where a workflow is: status, Lua entry, blocking point, pending work")
+    status = sub.add_parser("status", help="where a workflow or process is: status, Lua entry, blocking point, "
+                                           "pending work")
     status.add_argument("pid", metavar="PID")
     status.add_argument("--app", required=True, metavar="APP_DIR")
     status.add_argument("--json", action="store_true", help="print JSON")
     temporal(status)
 
-    result = sub.add_parser("result", help="wait for a workflow and print its result as JSON")
+    result = sub.add_parser("result", help="wait for a workflow or process and print its result as JSON")
     result.add_argument("pid", metavar="PID")
     result.add_argument("--app", required=True, metavar="APP_DIR")
     temporal(result)
@@ -118,10 +122,11 @@ async def _result(rt: AppRuntime, pid: Any) -> int:
     try:
         _print_json(await rt.result(pid))
         return 0
-    except WorkflowFailed as e:
-        # Only the workflow's own failure is exit 1; a malformed pid, an unknown
+    except (WorkflowFailed, ProcessFailed) as e:
+        # Only the execution's own failure is exit 1; a malformed pid, an unknown
         # execution or an unreachable server go to main() (exit 2 or 3).
-        print(f"workflow {pid} failed: [{e.kind}] {e.message}", file=sys.stderr)
+        what = "process" if isinstance(e, ProcessFailed) else "workflow"
+        print(f"{what} {pid} failed: [{e.kind}] {e.message}", file=sys.stderr)
         return 1
 
 
@@ -145,7 +150,7 @@ async def _run(args: argparse.Namespace) -> int:
             stopper.cancel()
             return job.result()
         job.cancel()
-        log.info("stopping: finishing in-flight tasks")
+        log.info("stopping: services in reverse order, then processes, then workers (finishing in-flight tasks)")
         return 130
 
 
@@ -181,6 +186,9 @@ async def _status(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(st)
         return 0
+    if "entry" in st:
+        print(_process_status(st))
+        return 0
     lua = st.get("lua") or {}
     lines = [f"{st['pid']}", f"  status:   {st['status']}", f"  workflow: {st['workflow_type']}",
              f"  started:  {st['start_time']}"]
@@ -200,6 +208,22 @@ async def _status(args: argparse.Namespace) -> int:
     lines.append(f"  history:  {st['history_length']} events")
     print("\n".join(lines))
     return 0
+
+
+def _process_status(st: dict[str, Any]) -> str:
+    lines = [f"{st['pid']}", f"  status:   {st['status']}", f"  process:  {st['entry']} on {st['host']}"]
+    if st["status"] == "RUNNING":
+        lines += [f"  started:  {st['start_time']}", f"  now:      {st['state']}",
+                  f"  messages: {st['received']} received, {st['inbox']} not yet read"]
+        if st.get("links"):
+            lines.append(f"  links:    {', '.join(st['links'])}")
+        if st.get("monitored_by"):
+            lines.append(f"  watchers: {', '.join(st['monitored_by'])}")
+    else:
+        lines.append(f"  closed:   {st['close_time']}")
+        if st.get("error"):
+            lines.append(f"  error:    [{st['error']['kind']}] {st['error']['message']}")
+    return "\n".join(lines)
 
 
 async def _result_cmd(args: argparse.Namespace) -> int:

@@ -1,9 +1,12 @@
-"""Boots an app: entries -> Temporal clients (embedded dev server by default) -> workers.
+"""Boots an app: entries -> Temporal clients (embedded dev server by default) -> workers -> process hosts.
 
-Who calls it: the CLI (``moontide run/spawn/result``) and the public Python
-API (``moontide.App``). Also where a pid is made and read back: a workflow's pid
-is ``{client@worker|workflow_id}``, naming the ``temporal.client`` and
-``temporal.worker`` entries and the Temporal workflow ID.
+Who calls it: the CLI (``moontide run/spawn/send/.../result``) and the public
+Python API (``moontide.App``). Also where a pid is made and read back: a
+workflow's pid is ``{client@worker|workflow_id}``, naming the ``temporal.client``
+and ``temporal.worker`` entries and the Temporal workflow ID; a process's pid is
+``{host|run.n}`` (``moontide.processes``). Every method taking a pid takes
+either: a process of this runtime's own hosts is answered here, any other is
+reached through Temporal (``moontide.processes.control``).
 """
 
 from __future__ import annotations
@@ -26,9 +29,10 @@ from temporalio.worker import Worker
 
 from . import entries, errors
 from .lua import check_syntax
-from .workflows import MEMO_CODE, STATUS_QUERY, CodeBook, build_worker, message_payload, spawn_options
+from .workflows import (CANCEL_FROM_SIGNAL, MEMO_CODE, STATUS_QUERY, CodeBook, build_worker, message_payload,
+                        spawn_options)
 
-__all__ = ["AppRuntime", "Pid", "STATE_DIR", "WorkflowFailed"]
+__all__ = ["AppRuntime", "Pid", "ProcessFailed", "STATE_DIR", "WorkflowFailed", "process_client_id"]
 
 log = logging.getLogger("moontide")
 
@@ -53,7 +57,8 @@ class Pid:
     def parse(cls, text: str) -> Pid:
         m = _PID.match(text.strip())
         if not m:
-            raise errors.Invalid(f"invalid pid {text!r}: expected '{{client@worker|workflow_id}}'")
+            raise errors.Invalid(f"invalid pid {text!r}: expected '{{client@worker|workflow_id}}' (a workflow) "
+                                 "or '{host|run.n}' (a process)")
         return cls(m["client"], m["host"], m["id"])
 
 
@@ -69,8 +74,14 @@ def _env_value(value: Any) -> Any:
     return value
 
 
+def process_client_id(app: entries.App) -> str | None:
+    """The ``temporal.client`` process hosts serve requests on (and are reached through): the app's first."""
+    clients = app.of_kind("temporal.client")
+    return clients[0].id if clients else None
+
+
 class AppRuntime:
-    """An app's clients and workers. ``async with AppRuntime(dir, serve=True)`` runs it."""
+    """An app's clients, workers and process hosts. ``async with AppRuntime(dir, serve=True)`` runs it."""
 
     def __init__(self, app_dir: str | os.PathLike[str], *, temporal: str | None = None, serve: bool = False,
                  ui: bool = True) -> None:
@@ -85,6 +96,8 @@ class AppRuntime:
         self.server: Any = None
         self._code_book: CodeBook | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        #: the app's process hosts and services, while serving (``moontide.processes.ProcessSystem``)
+        self.processes: Any = None
 
     # -- lifecycle -------------------------------------------------------------
     async def start(self) -> None:
@@ -97,8 +110,25 @@ class AppRuntime:
                 book_size = len(self.app.of_kind("workflow.lua")), len(self.app.of_kind("function.lua"))
                 log.info("worker %s serving %d workflows, %d functions on task queue %r",
                          w.id, *book_size, w.data.get("task_queue") or w.id)
+            if self.app.of_kind("process.host"):
+                await self._start_processes()
+
+    async def _start_processes(self) -> None:
+        """Process hosts and the auto_start services (in depends_on order), after the workers they may need."""
+        from .processes import ProcessSystem, RuntimeBridge
+
+        client_id = process_client_id(self.app)
+        client = await self.client(client_id) if client_id else None
+        self.processes = ProcessSystem(self.app, bridge=RuntimeBridge(self), client=client, state_dir=self.state)
+        started = await self.processes.start()
+        log.info("process hosts %s; services started: %s", ", ".join(self.processes.hosts),
+                 ", ".join(sid for sid, ok in started.items() if ok) or "none")
 
     async def stop(self) -> None:
+        if self.processes is not None:
+            # services (reverse order) and processes first: they may still talk to workflows
+            await self.processes.stop()
+            self.processes = None
         await asyncio.gather(*(w.shutdown() for w in self.workers.values()), return_exceptions=True)
         for t in self._tasks:
             if not t.done():
@@ -174,11 +204,23 @@ class AppRuntime:
                     "or pass --temporal HOST:PORT)", kind="Unavailable")
             return address
         if self.server is None:
-            self.server = DevServer(state_dir=self.state, ui=self.ui)
+            self.server = DevServer(state_dir=self.state, ui=self.ui, search_attributes=self._embedded_attributes())
             await asyncio.to_thread(self.server.start)
             log.info("Temporal dev server at %s%s (database %s)", self.server.address,
                      f", Web UI {self.server.ui_url}" if self.server.ui_url else "", self.state / "temporal.db")
         return str(self.server.address)
+
+    def _embedded_attributes(self) -> dict[str, str]:
+        """The search attributes the embedded server registers: those of every client without an address."""
+        out: dict[str, str] = {}
+        for c in self.app.of_kind("temporal.client"):
+            if c.data.get("address"):
+                continue
+            for name, kind in (c.data.get("search_attributes") or {}).items():
+                if out.setdefault(name, kind) != kind:
+                    raise errors.Invalid(f"{c.id}: search attribute {name!r} is {kind} here but {out[name]} in "
+                                         "another temporal.client of the embedded server")
+        return out
 
     # -- spawn / result -----------------------------------------------------------
     def _worker_entry(self, host: str | None) -> entries.Entry:
@@ -194,18 +236,24 @@ class AppRuntime:
         return entry
 
     async def spawn(self, entry_id: str, host: str | None = None, *args: Any, workflow_id: str | None = None,
-                    options: dict[str, Any] | None = None) -> Pid:
+                    options: dict[str, Any] | None = None) -> Pid | str:
         """Start workflow ``entry_id`` on worker ``host``; the execution is pinned to today's code.
 
         ``options``: workflow_id, id_reuse_policy, id_conflict_policy (``use_existing``
         makes a spawn with an explicit ID idempotent), execution_timeout, run_timeout,
-        task_timeout, retry_policy, memo.
+        task_timeout, retry_policy, memo, search_attributes (declared by the worker's
+        temporal.client).
+
+        A ``process.lua`` entry starts on process host ``host`` of this serving
+        runtime instead; its pid is a string.
         """
+        if self.app.get(entry_id).kind == "process.lua":
+            return self._spawn_process(entry_id, host, args, workflow_id or options)
         worker = self._worker_entry(host)
         code = self._book().workflow(entry_id)
         client_id = self.app.resolve(worker.data["client"], worker.namespace)
         client = await self.client(client_id)
-        explicit, kw = spawn_options(dict(options or {}), child=False)
+        explicit, kw = spawn_options(dict(options or {}), child=False, app=self.app, client_id=client_id)
         wid = workflow_id or explicit or f"{entry_id.partition(':')[2]}-{uuid.uuid4().hex[:12]}"
         kw["memo"] = {**kw.get("memo", {}), MEMO_CODE: code.digest}
         try:
@@ -217,35 +265,64 @@ class AppRuntime:
                                        retryable=False) from None
         return Pid(client_id, worker.id, wid)
 
+    def _spawn_process(self, entry_id: str, host: str | None, args: tuple[Any, ...], extra: Any) -> str:
+        if extra:
+            raise errors.Invalid(f"spawn of {entry_id}: a workflow ID and spawn options apply to workflows only")
+        if self.processes is None:
+            raise errors.Invalid(f"spawn of {entry_id}: a process.lua runs in the app that serves its host: "
+                                 f"`moontide run {self.root} --spawn {entry_id}`, or process.spawn from Lua")
+        return str(self.processes.spawn(entry_id, host, *args))
+
     def _book(self) -> CodeBook:
         if self._code_book is None:
             self._code_book = CodeBook(self.app, store_dir=self.state / "code")
         return self._code_book
 
     async def send(self, pid: Pid | str, topic: str, payload: Any = None, *, sender: str | None = None) -> None:
-        """Deliver a message: a Temporal signal named ``topic`` with one JSON payload."""
+        """Deliver a message: a Temporal signal named ``topic`` with one JSON payload (to a process: its inbox)."""
+        if _is_process(pid):
+            from .processes._host import payload_text
+
+            await self._process_request("send", str(pid), topic, payload_text(payload, f"send to {pid}"), sender)
+            return
         handle = await self.handle(pid)
         try:
             await handle.signal(topic, message_payload(json.dumps(payload), sender))
         except RPCError as e:
             raise _rpc_error(pid, e) from None
 
-    async def cancel(self, pid: Pid | str, reason: str | None = None) -> None:
-        """Ask the execution to cancel: Lua sees a pid.cancel event and Canceled errors."""
+    async def cancel(self, pid: Pid | str, reason: str | None = None, *, sender: str | None = None) -> None:
+        """Ask the execution to cancel: Lua sees a pid.cancel event (with ``reason`` and
+        ``from`` = ``sender``) and Canceled errors."""
+        if _is_process(pid):
+            await self._process_request("cancel", str(pid), reason)
+            return
         try:
-            await (await self.handle(pid)).cancel(reason=reason or "")
+            handle = await self.handle(pid)
+            if sender:  # before the request, so the workflow knows it when the request comes
+                await handle.signal(CANCEL_FROM_SIGNAL, sender)
+            await handle.cancel(reason=reason or "")
         except RPCError as e:
             raise _rpc_error(pid, e) from None
 
     async def terminate(self, pid: Pid | str, reason: str | None = None) -> None:
         """End the execution at once; no Lua runs."""
+        if _is_process(pid):
+            await self._process_request("terminate", str(pid), reason)
+            return
         try:
             await (await self.handle(pid)).terminate(reason=reason)
         except RPCError as e:
             raise _rpc_error(pid, e) from None
 
     async def status(self, pid: Pid | str) -> dict[str, Any]:
-        """Where the execution is: Temporal's status, the Lua entry, its blocking point, pending activities."""
+        """Where the execution is: Temporal's status, the Lua entry, its blocking point, pending activities.
+
+        For a process: RUNNING with what it waits for and its inbox, or how it ended
+        (``ProcessSystem.status``).
+        """
+        if _is_process(pid):
+            return dict(await self._process_request("status", str(pid)))
         handle = await self.handle(pid)
         try:
             desc = await handle.describe()
@@ -283,7 +360,10 @@ class AppRuntime:
 
         Other errors say the wait itself failed: Invalid (malformed pid),
         NotFound (no such execution), Unavailable (Temporal unreachable).
+        A process's failure is ProcessFailed.
         """
+        if _is_process(pid):
+            return await self._process_result(str(pid))
         handle = await self.handle(pid)
         try:
             return await handle.result()
@@ -300,8 +380,57 @@ class AppRuntime:
             raise _rpc_error(pid, e) from None
 
 
+    # -- process pids ------------------------------------------------------------------
+    def _local_system(self, pid: str) -> Any:
+        """This runtime's ProcessSystem when it runs ``pid``'s host run, else None (reach it through Temporal)."""
+        from .processes import LocalPid
+
+        p, system = LocalPid.parse(pid), self.processes
+        if system is not None and p.host in system.hosts and system.hosts[p.host].run_id == p.run:
+            return system
+        return None
+
+    async def _process_client(self, pid: str) -> Client:
+        client_id = process_client_id(self.app)
+        if client_id is None:
+            raise errors.MoontideError(f"{pid}: the app has no temporal.client, so its processes cannot be "
+                                       "reached from outside it", kind="Unavailable", retryable=False)
+        return await self.client(client_id)
+
+    async def _process_request(self, op: str, pid: str, *args: Any) -> Any:
+        from .processes import control
+
+        system = self._local_system(pid)
+        if system is not None:
+            return await system.request(op, pid, list(args))
+        return await control(await self._process_client(pid), op, pid, *args)
+
+    async def _process_result(self, pid: str) -> Any:
+        from .processes import process_result
+
+        system = self._local_system(pid)
+        if system is not None:
+            out = (await system.wait(pid)).result()
+        else:
+            out = await process_result(await self._process_client(pid), pid)
+        if "error" in out:
+            e = out["error"]
+            raise ProcessFailed(e["message"], kind=e["kind"], retryable=False, details=e.get("details"))
+        return out["value"]
+
+
 class WorkflowFailed(errors.MoontideError):
     """The execution ended in failure; ``kind``, ``message`` and ``details`` are the workflow's."""
+
+
+class ProcessFailed(errors.MoontideError):
+    """The process ended in failure (an error, terminate, cancel); ``kind`` and ``message`` are its error's."""
+
+
+def _is_process(pid: Pid | str) -> bool:
+    from .processes import is_local_pid
+
+    return isinstance(pid, str) and is_local_pid(pid.strip())
 
 
 def _enum_name(value: int) -> str:

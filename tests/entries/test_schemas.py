@@ -92,7 +92,7 @@ def test_method_only_on_runnable_lua_kinds() -> None:
 
 def test_lifecycle_fields_only_where_they_belong() -> None:
     for kind in KINDS:
-        assert ("lifecycle" in SCHEMAS[kind]["properties"]) == (kind in LIFECYCLE_KINDS | {"process.host"})
+        assert ("lifecycle" in SCHEMAS[kind]["properties"]) == (kind in LIFECYCLE_KINDS)
 
 
 def test_duration_defaults_parse() -> None:

@@ -409,8 +409,9 @@ async def test_a_runaway_process_fails_alone_and_the_host_goes_on(make_app: Call
       while true do end
     end
     """
-    app = process_app(make_app, {"runaway": runaway, "consumer": CONSUMER, "producer": PRODUCER})
-    async with running(app, host_options={"instruction_budget": 2_000_000}) as system:
+    app = process_app(make_app, {"runaway": runaway, "consumer": CONSUMER, "producer": PRODUCER},
+                      host="instruction_budget: 2000000")  # the process.host field
+    async with running(app) as system:
         bad = system.spawn("app:runaway", "app:host")
         await settle(system, bad)
         await system.send(bad, "go", {"x": 1})

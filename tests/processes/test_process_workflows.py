@@ -45,14 +45,10 @@ end
 
 @contextlib.asynccontextmanager
 async def both(app: Path, temporal_address: str) -> AsyncIterator[tuple[AppRuntime, ProcessSystem]]:
-    """Workers on the dev server plus the app's processes, wired both ways."""
+    """The app as `moontide run` serves it: workers on the dev server, and its processes, wired both ways."""
     async with AppRuntime(app, temporal=temporal_address, serve=True) as rt:
-        system = ProcessSystem(rt.app, bridge=RuntimeBridge(rt), client=await rt.client("app:client"))
-        try:
-            await system.start()
-            yield rt, system
-        finally:
-            await system.stop()
+        assert isinstance(rt.processes, ProcessSystem) and isinstance(rt.processes.bridge, RuntimeBridge)
+        yield rt, rt.processes
 
 
 async def test_a_process_spawns_a_workflow_sends_to_it_and_hears_its_exit(
@@ -139,19 +135,6 @@ async def test_a_workflow_reaches_a_process_through_the_deliver_activity(
             assert "NotFound" in repr(info.value.cause.cause)  # type: ignore[union-attr]
 
 
-def _driver_routes_process_pids() -> bool:
-    """Whether the workflow driver sends to a process pid (through moontide.deliver) yet."""
-    import inspect
-
-    from moontide.workflows import _workflow
-
-    return "deliver" in inspect.getsource(_workflow.Execution.wait_process_send)
-
-
-@pytest.mark.xfail(not _driver_routes_process_pids(), strict=True,
-                   reason="the workflow driver does not route process.send to process pids yet: "
-                          "Execution.wait_process_send must run the moontide.deliver activity "
-                          "(see docs/processes.md, 'Workflows sending to processes')")
 async def test_a_lua_workflow_sends_to_a_process(make_app: Callable[..., Path], temporal_address: str) -> None:
     sender = """
     return function(pid)

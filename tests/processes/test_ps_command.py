@@ -1,11 +1,8 @@
-"""`moontide ps` and `moontide up`: what a person sees."""
+"""`moontide ps`: what a person sees."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Callable
 
@@ -69,24 +66,3 @@ async def test_ps_shows_states_restarts_last_errors_and_processes(make_app: Call
     # once the app stops, ps says so
     assert main(["ps", "--app", str(app)]) == 0
     assert "no Moontide app is running" in capsys.readouterr().out
-
-
-def test_up_spawn_runs_a_process_and_prints_its_result(make_app: Callable[..., Path]) -> None:
-    adder = """
-    return function(a, b)
-      local helper = process.spawn("idle", "host")
-      process.send(helper, "x", {})
-      return { sum = a + b, me = process.pid() }
-    end
-    """
-    app = process_app(make_app, {"adder": adder, "idle": IDLE, "broken": BROKEN})
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "moontide.cli", "up", str(app), "--spawn", "app:adder", "--host", "app:host",
-           "--input", "2", "--input", "40"]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env)
-    assert done.returncode == 0, done.stderr
-    out = json.loads(done.stdout)
-    assert out["sum"] == 42 and out["me"].startswith("{app:host|")
-    failed = subprocess.run([*cmd[:6], "app:broken"], capture_output=True, text=True, timeout=60, env=env)
-    assert failed.returncode == 1
-    assert "app:broken {app:host|" in failed.stderr and "[LuaError] broken.lua:1: no database" in failed.stderr

@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 from _procs import eventually
-from moontide.processes import ProcessSystem, RuntimeBridge, ServiceState
+from moontide.processes import ServiceState
 from moontide.runtime import AppRuntime
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "sessions"
@@ -17,28 +17,26 @@ async def test_sessions_example_checks_out_two_users_and_survives_a_crash(tmp_pa
     app = tmp_path / "sessions"
     shutil.copytree(EXAMPLE, app, ignore=shutil.ignore_patterns(".moontide"))
     async with AppRuntime(app, temporal=temporal_address, serve=True) as rt:
-        system = ProcessSystem(rt.app, bridge=RuntimeBridge(rt), client=await rt.client("app:temporal_client"),
-                               state_dir=rt.state)
-        try:
-            assert await system.start() == {"app:sessions": True}
-            orders = await system.result(system.spawn("app:shopper", "app:processes"))
-            assert orders["alice"]["amount"] == 30 and orders["bob"]["amount"] == 40
-            assert all(o["charged"] and o["status"] == "settled" for o in orders.values())
-            for o in orders.values():  # the workflows themselves agree
-                result = await rt.result(o["order"])
-                assert result["status"] == "settled" and result["charged"].startswith("ch_")
+        # as `moontide run` starts it: the service is up (after the worker it depends on)
+        system = rt.processes
+        svc = system.service("app:sessions")
+        assert svc.state == ServiceState.RUNNING
+        orders = await rt.result(await rt.spawn("app:shopper", "app:processes"))
+        assert orders["alice"]["amount"] == 30 and orders["bob"]["amount"] == 40
+        assert all(o["charged"] and o["status"] == "settled" for o in orders.values())
+        for o in orders.values():  # the workflows themselves agree
+            result = await rt.result(o["order"])
+            assert result["status"] == "settled" and result["charged"].startswith("ch_")
 
-            # the handler crashes: the service restarts it, and it serves again under the same name
-            svc = system.service("app:sessions")
-            first = svc.pid
-            assert first is not None
-            await system.terminate(first, "chaos")
-            await eventually(lambda: (svc.state, svc.pid), lambda s: s[0] == ServiceState.RUNNING and s[1] != first,
-                             what="the restarted session handler")
-            assert svc.restarts == 1 and "chaos" in (svc.last_error or "")
-            again = await system.result(system.spawn("app:shopper", "app:processes", [
-                ["add_item", {"user": "carol", "sku": "mug", "price": 8}], ["checkout", {"user": "carol"}]]))
-            assert again["carol"]["amount"] == 8 and again["carol"]["charged"] is True
-        finally:
-            await system.stop()
-        assert svc.state == ServiceState.STOPPED
+        # the handler crashes: the service restarts it, and it serves again under the same name
+        first = svc.pid
+        assert first is not None
+        await rt.terminate(first, "chaos")
+        await eventually(lambda: (svc.state, svc.pid), lambda s: s[0] == ServiceState.RUNNING and s[1] != first,
+                         what="the restarted session handler")
+        assert svc.restarts == 1 and "chaos" in (svc.last_error or "")
+        again = await rt.result(await rt.spawn("app:shopper", "app:processes", [
+            ["add_item", {"user": "carol", "sku": "mug", "price": 8}], ["checkout", {"user": "carol"}]]))
+        assert again["carol"]["amount"] == 8 and again["carol"]["charged"] is True
+    # stopping the app stops the service
+    assert svc.state == ServiceState.STOPPED and rt.processes is None

@@ -237,15 +237,34 @@ _TEMPORAL_WORKER = _entry(
 )
 
 _PROCESS_HOST = _entry(
-    "Runs Lua processes (actors, not durable) on a pool of threads.",
+    "Runs Lua processes (actors, not durable), cooperatively on the app's event loop.",
     {
-        "workers": _integer(0, "Threads running processes; 0 = number of CPUs.", minimum=0),
-        "queue_size": _integer(1024, "Messages a process inbox holds before senders wait.", minimum=1),
-        "lifecycle": _LIFECYCLE,
+        "workers": _integer(
+            0, "Threads that run the function.lua code processes call (funcs.call); 0 = CPUs + 4, at most 32.",
+            minimum=0,
+        ),
+        "queue_size": _integer(
+            1024, "Messages a process inbox holds; a sender to a full inbox waits until the process takes one.",
+            minimum=1,
+        ),
+        "instruction_budget": _integer(
+            20_000_000,
+            "Lua VM instructions a process may run between two waits; past it, it fails with BudgetExceeded.",
+            minimum=1,
+        ),
+        "memory_limit_mb": _integer(
+            64, "Memory cap of each Lua runtime, in MiB; up to 256 processes share one runtime.", minimum=1
+        ),
+        "stop_timeout": _duration(
+            "5s", "When the app stops: how long processes get to end after a cancel before they are terminated."
+        ),
         "meta": _META,
         "description": _DESCRIPTION,
     },
     [],
+# No lifecycle: a host is not a process that fails and restarts; it runs while
+# its app runs (moontide run, or the pods of its services), and its
+# process.service entries carry the lifecycles.
 )
 
 _PROCESS_SERVICE = _entry(

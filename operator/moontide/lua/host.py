@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import hmac
 import json
@@ -16,12 +17,12 @@ import logging
 import os
 import time
 import uuid
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from .. import durations, errors
 from . import runtime as rt_mod
 
-__all__ = ["BaseHost", "FunctionHost", "uuid7"]
+__all__ = ["BaseHost", "FunctionHost", "http_arguments", "http_errors", "http_response", "uuid7"]
 
 log = logging.getLogger("moontide.lua")
 
@@ -109,16 +110,37 @@ class FunctionHost(BaseHost):
     def op_http_request(self, method: str, url: str, options_json: str | None = None) -> Any:
         import httpx
 
-        opts = json.loads(options_json) if options_json else {}
-        unknown = set(opts) - {"headers", "body", "json", "query", "timeout"}
-        if unknown:
-            raise errors.Invalid(f"http: unknown option {sorted(unknown)[0]!r} (known: headers, body, json, query, timeout)")
-        timeout = durations.parse(opts["timeout"]) / 1e9 if "timeout" in opts else 30.0
-        try:
-            r = httpx.request(method, url, headers=opts.get("headers"), params=opts.get("query"),
-                              content=opts.get("body"), json=opts.get("json"), timeout=timeout)
-        except httpx.TimeoutException as e:
-            raise errors.Timeout(f"http {method} {url}: {e}") from None
-        except (httpx.HTTPError, ValueError) as e:
-            raise errors.MoontideError(f"http {method} {url}: {e}", kind="Unavailable") from None
-        return self.runtime.to_lua({"status_code": r.status_code, "headers": dict(r.headers), "body": r.text})
+        with http_errors(method, url):
+            r = httpx.request(**http_arguments(method, url, options_json))
+        return self.runtime.to_lua(http_response(r))
+
+
+# The http module's request, shared by FunctionHost (synchronous, in a function's
+# thread) and process hosts (asynchronous, on their loop: moontide.processes).
+def http_arguments(method: str, url: str, options_json: str | None) -> dict[str, Any]:
+    """``httpx`` request arguments from ``http.request(method, url, options)``; Invalid naming an unknown option."""
+    opts = json.loads(options_json) if options_json else {}
+    unknown = set(opts) - {"headers", "body", "json", "query", "timeout"}
+    if unknown:
+        raise errors.Invalid(f"http: unknown option {sorted(unknown)[0]!r} (known: headers, body, json, query, timeout)")
+    timeout = durations.parse(opts["timeout"]) / 1e9 if "timeout" in opts else 30.0
+    return {"method": method, "url": url, "headers": opts.get("headers"), "params": opts.get("query"),
+            "content": opts.get("body"), "json": opts.get("json"), "timeout": timeout}
+
+
+@contextlib.contextmanager
+def http_errors(method: str, url: str) -> Iterator[None]:
+    """httpx's errors as Moontide's: Timeout, or Unavailable naming the request."""
+    import httpx
+
+    try:
+        yield
+    except httpx.TimeoutException as e:
+        raise errors.Timeout(f"http {method} {url}: {e}") from None
+    except (httpx.HTTPError, ValueError) as e:
+        raise errors.MoontideError(f"http {method} {url}: {e}", kind="Unavailable") from None
+
+
+def http_response(r: Any) -> dict[str, Any]:
+    """The response table Lua gets: ``{status_code=, headers=, body=}``."""
+    return {"status_code": r.status_code, "headers": dict(r.headers), "body": r.text}

@@ -5,7 +5,8 @@
 - ``ProcessHost``: one host's processes on one asyncio loop.
 - ``Service``/``Supervisor``: the lifecycle of ``process.service`` entries.
 - ``Bridge``/``RuntimeBridge``: how processes reach workflows; ``moontide.deliver``
-  (``deliver_activity``, ``deliver_task_queue``): how workflows reach processes.
+  (``deliver_activity``, ``deliver_task_queue``): how workflows reach processes;
+  ``control``/``process_result`` (``moontide.control``): how other programs do.
 - Pids: ``{host|run.n}`` for processes (``LocalPid``), never containing ``@``
   as workflow pids ``{client@worker|id}`` do.
 
@@ -13,6 +14,7 @@ See docs/processes.md.
 """
 
 from ._actor import Actor
+from ._control import CONTROL, control, process_result
 from ._exit import Exit
 from ._bridge import Bridge, RuntimeBridge
 from ._deliver import DELIVER_ACTIVITY, DeliverWorkers, deliver_activity, deliver_task_queue
@@ -23,7 +25,7 @@ from ._supervisor import Restart, Run, Service, ServiceState, Supervisor
 from ._system import STATUS_FILE, ProcessSystem
 
 __all__ = [
-    "DELIVER_ACTIVITY", "STATUS_FILE", "Actor", "Bridge", "DeliverWorkers", "Exit", "LocalPid", "ProcessHost",
+    "CONTROL", "DELIVER_ACTIVITY", "STATUS_FILE", "Actor", "Bridge", "DeliverWorkers", "Exit", "LocalPid", "ProcessHost",
     "ProcessSystem", "Registry", "Restart", "Run", "RuntimeBridge", "Service", "ServiceState", "Supervisor",
-    "deliver_activity", "deliver_task_queue", "is_local_pid", "is_workflow_pid",
+    "control", "deliver_activity", "deliver_task_queue", "is_local_pid", "is_workflow_pid", "process_result",
 ]

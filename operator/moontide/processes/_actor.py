@@ -601,6 +601,15 @@ class Actor(ProcessOps, host_mod.FunctionHost):
         fut.add_done_callback(done)
         return None
 
+    def op_http_blocking(self) -> bool:
+        """The http module asks: here a request is a blocking op (``wait_http_request``), not a host call."""
+        return True
+
+    def wait_http_request(self, method: str, url: str, options_json: str | None = None) -> tuple[Any, ...] | None:
+        # on the host's loop (an async client): this process waits, the others run
+        kw = host_mod.http_arguments(method, url, options_json)
+        return self._await(self.host.http(kw), f"waiting for http {method} {url}", done=self._ok)
+
     def wait_await(self, handle: Any) -> tuple[Any, ...] | None:
         channel = f"future:{handle}"
         if not (self.mailbox.futures and channel in self.mailbox.futures):

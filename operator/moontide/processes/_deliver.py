@@ -63,7 +63,7 @@ def deliver_activity(system: ProcessSystem) -> Any:
 
 
 class DeliverWorkers:
-    """One small Temporal worker per process host, serving ``moontide.deliver`` on the host's queue."""
+    """One small Temporal worker per process host, serving ``moontide.deliver`` (and ``moontide.control``) on the host's queue."""
 
     def __init__(self, system: ProcessSystem, client: Client) -> None:
         self.system = system
@@ -72,13 +72,28 @@ class DeliverWorkers:
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        act = deliver_activity(self.system)
+        from ._control import ControlWorkflow, control_activity
+
+        acts = [deliver_activity(self.system), control_activity(self.system)]
         for host in self.system.hosts.values():
             queue = f"moontide.deliver/{host.id}/{host.run_id}"
-            worker = Worker(self.client, task_queue=queue, activities=[act], max_concurrent_activities=100)
+            # also moontide.control: requests from outside the app (see _control)
+            worker = Worker(self.client, task_queue=queue, activities=acts, workflows=[ControlWorkflow],
+                            max_concurrent_activities=100, max_cached_workflows=10)
             self.workers.append(worker)
             self._tasks.append(asyncio.create_task(worker.run(), name=f"deliver {host.id}"))
             log.info("process host %s takes workflow messages on task queue %r", host.id, queue)
+        from ._control import polled
+
+        # Until the server lists our pollers, a request from outside would be told the host is not running.
+        for host in self.system.hosts.values():
+            queue = f"moontide.deliver/{host.id}/{host.run_id}"
+            for _ in range(100):
+                if await polled(self.client, queue):
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                log.warning("process host %s: the server does not list a poller on %r yet", host.id, queue)
 
     async def stop(self) -> None:
         await asyncio.gather(*(w.shutdown() for w in self.workers), return_exceptions=True)

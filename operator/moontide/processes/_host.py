@@ -6,7 +6,8 @@ others (``lua.runtime.Shards``), instantiated with its own globals by
 go on; one loop callback drains it in slices of at most ``SLICE`` seconds, so
 Temporal workers and other asyncio work on the same loop keep running. Only
 ``funcs.call`` (a function run in a thread of the host's pool, ``workers``
-threads) and bridge calls leave the loop thread.
+threads) leaves the loop thread; ``http`` requests and bridge calls are
+awaited on the loop while their process waits.
 
 A host does not own anything global: entry lookup, the registry, other
 hosts and the bridge to workflows belong to its ``ProcessSystem``.
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import errors
 from ..lua import code as code_mod
+from ..lua import host as host_mod
 from ..lua import runtime as rt_mod
 from ._actor import Actor, _Slot
 from ._exit import Exit
@@ -70,6 +72,7 @@ class ProcessHost:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Future[Any]] = set()
         self._activation: dict[str, list[asyncio.Future[None]]] = {}
+        self._http: Any = None
         self.closed = False
         #: seeds of each process's math.random (not a secret: a syscall per spawn is not worth it)
         self._seeds = random.Random(os.urandom(16))
@@ -145,6 +148,16 @@ class ProcessHost:
         self._tasks.add(fut)
         fut.add_done_callback(self._tasks.discard)
         return fut
+
+    async def http(self, kw: dict[str, Any]) -> dict[str, Any]:
+        """An http module request (``lua.host.http_arguments``) on this host's async client."""
+        import httpx
+
+        if self._http is None:
+            self._http = httpx.AsyncClient()
+        with host_mod.http_errors(kw["method"], kw["url"]):
+            r = await self._http.request(**kw)
+        return host_mod.http_response(r)
 
     # -- ends ---------------------------------------------------------------------------
     def finish(self, actor: Actor, step: rt_mod.Step) -> None:
@@ -270,6 +283,9 @@ class ProcessHost:
             t.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
         self.executor.shutdown(wait=False, cancel_futures=True)
 
 

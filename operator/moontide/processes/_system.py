@@ -15,14 +15,15 @@ import asyncio
 import json
 import os
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .. import errors
+from .. import durations, errors
 from ..entries import App
 from ..lua.code import LuaCode
 from ._actor import Actor
-from ._exit import Exit
+from ._exit import Exit, error_dict
 from ._bridge import Bridge
 from ._deliver import DeliverWorkers
 from ._host import ProcessHost, payload_text
@@ -55,16 +56,18 @@ class ProcessSystem:
         self.client = client
         self.registry = Registry()
         self.hosts: dict[str, ProcessHost] = {}
+        #: seconds each host's processes get to end after the cancel when the app stops
+        self.stop_timeouts: dict[str, float] = {}
         for e in app.of_kind("process.host"):
-            opts: dict[str, Any] = {"queue_size": int(e.data.get("queue_size", 1024)),
-                                    "workers": int(e.data.get("workers", 0))}
-            # read when the schema has them (proposed: docs/processes.md, "Known limits")
-            if "instruction_budget" in e.data:
-                opts["instruction_budget"] = int(e.data["instruction_budget"])
-            if "memory_limit_mb" in e.data:
-                opts["memory_limit"] = int(e.data["memory_limit_mb"]) << 20
+            d = e.data
+            opts: dict[str, Any] = {"queue_size": int(d.get("queue_size", 1024)), "workers": int(d.get("workers", 0))}
+            if "instruction_budget" in d:
+                opts["instruction_budget"] = int(d["instruction_budget"])
+            if "memory_limit_mb" in d:
+                opts["memory_limit"] = int(d["memory_limit_mb"]) << 20
             opts.update(host_options or {})
             self.hosts[e.id] = ProcessHost(e.id, self, **opts)
+            self.stop_timeouts[e.id] = durations.parse(d.get("stop_timeout", "5s")) / 1e9
         self.supervisor = Supervisor(self, on_change=lambda _: self._status_soon())
         for e in app.of_kind("process.service"):
             self.supervisor.add(e)
@@ -130,7 +133,7 @@ class ProcessSystem:
     def require_bridge(self, what: str) -> Bridge:
         if self.bridge is None:
             raise errors.MoontideError(
-                f"{what}: this process host has no way to Temporal (run the app with `moontide up`, "
+                f"{what}: this process host has no way to Temporal (run the app with `moontide run`, "
                 "or give ProcessSystem a bridge)", kind="Unavailable", retryable=False)
         return self.bridge
 
@@ -199,6 +202,48 @@ class ProcessSystem:
             raise ex.error
         return ex.value
 
+    async def request(self, op: str, pid: str, args: list[Any]) -> Any:
+        """One request from outside the app (``moontide.control``): send, cancel, terminate, status, wait."""
+        if op == "send":
+            topic, payload_json, sender = args
+            await self.deliver(pid, topic, payload_json, sender)
+            return True
+        if op in ("cancel", "terminate"):
+            await getattr(self, op)(pid, *args)
+            return True
+        if op == "status":
+            return self.status(pid)
+        if op == "wait":
+            return await self.poll_exit(pid, float(args[0]))
+        raise errors.Invalid(f"moontide.control: unknown request {op!r} (send, cancel, terminate, status, wait)")
+
+    def status(self, pid: str) -> dict[str, Any]:
+        """Where process ``pid`` is (``moontide status``): RUNNING with what it waits for, or how it ended."""
+        target = self.resolve(pid, "status")
+        host = self._host_of(target, "status")
+        actor = host.actors.get(target)
+        if actor is not None:
+            info = actor.info()
+            return {"pid": target, "status": "RUNNING", "entry": info["entry"], "host": host.id,
+                    "state": info["state"], "inbox": info["inbox"], "received": info["received"],
+                    "parent": info["parent"], "links": info["links"], "monitored_by": info["monitored_by"],
+                    "start_time": _iso(info["started"])}
+        entry, ex = host.exits[target]
+        out: dict[str, Any] = {"pid": target, "status": _END_STATUS.get(ex.error.kind, "FAILED") if ex.error else
+                               "COMPLETED", "entry": entry, "host": host.id, "close_time": _iso(ex.at)}
+        if ex.error is not None:
+            out["error"] = error_dict(ex.error)
+        return out
+
+    async def poll_exit(self, pid: str, seconds: float) -> dict[str, Any]:
+        """``{"done": False}`` if ``pid`` still runs after ``seconds``; else ``{"done": True}`` and its result."""
+        target = self.resolve(pid, "result")
+        try:
+            ex = await asyncio.wait_for(self.wait(target), timeout=max(0.0, seconds))
+        except asyncio.TimeoutError:
+            return {"done": False}
+        return {"done": True, **ex.result()}
+
     def service(self, service_id: str) -> Service:
         svc = self.supervisor.services.get(service_id)
         if svc is None:
@@ -222,10 +267,10 @@ class ProcessSystem:
         self._status_soon()
         return started
 
-    async def stop(self, *, timeout: float = 5.0) -> None:
-        """Stop services (reverse order), then every process, then the deliver workers."""
+    async def stop(self) -> None:
+        """Stop services (reverse order), then every process (each host's stop_timeout), then the deliver workers."""
         await self.supervisor.stop()
-        await asyncio.gather(*(h.stop(timeout) for h in self.hosts.values()))
+        await asyncio.gather(*(h.stop(self.stop_timeouts[h.id]) for h in self.hosts.values()))
         if self._deliver is not None:
             await self._deliver.stop()
             self._deliver = None
@@ -282,6 +327,14 @@ class ProcessSystem:
                     self.write_status()
                 except OSError:
                     pass
+
+
+#: Temporal's names for how an execution ended, by error kind.
+_END_STATUS = {"Canceled": "CANCELED", "Terminated": "TERMINATED"}
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, timezone.utc).isoformat()
 
 
 def _write(path: Path, text: str) -> None:

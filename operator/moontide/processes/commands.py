@@ -1,13 +1,10 @@
-"""``moontide ps`` and ``moontide up``: the process side of the command line.
+"""``moontide ps``: the process side of the command line.
 
-- ``moontide ps --app DIR [--json]`` lists the app's services (state, restarts,
-  last error) and the processes of its hosts, from the state a running app
-  writes to ``DIR/.moontide/processes.json``; with no app running it lists the
-  services as declared, Stopped.
-- ``moontide up DIR`` runs an app whole: Temporal workers (``AppRuntime``), its
-  process hosts and its ``auto_start`` services (in ``depends_on`` order), with
-  processes and workflows wired both ways; ``--spawn ENTRY`` also starts a
-  process (or a workflow), prints its result as JSON and exits.
+``moontide ps --app DIR [--json]`` lists the app's services (state, restarts,
+last error) and the processes of its hosts, from the state a running app
+(``moontide run``, which runs the hosts and services with the workers) writes
+to ``DIR/.moontide/processes.json``; with no app running it lists the services
+as declared, Stopped.
 
 ``moontide.cli`` calls ``register(subparsers)``; each handler returns an exit code
 (or a coroutine of one).
@@ -16,28 +13,13 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import logging
 import os
-import signal
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from .. import errors
-
 __all__ = ["register"]
-
-log = logging.getLogger("moontide")
-
-
-def _json_arg(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise argparse.ArgumentTypeError(f"not JSON: {e}") from None
 
 
 def register(sub: Any) -> None:
@@ -46,18 +28,6 @@ def register(sub: Any) -> None:
     ps.add_argument("--json", action="store_true", help="print JSON")
     ps.add_argument("--all", action="store_true", help="every process, not only the first 50 per host")
     ps.set_defaults(handler=_ps)
-
-    up = sub.add_parser("up", help="run an app with its process hosts and auto_start services until Ctrl-C")
-    up.add_argument("app", metavar="APP_DIR")
-    up.add_argument("--spawn", metavar="ENTRY_ID",
-                    help="also start this process.lua (or workflow.lua) entry, print its result and exit")
-    up.add_argument("--host", metavar="HOST_ID", help="the process.host (or temporal.worker) for --spawn")
-    up.add_argument("--input", type=_json_arg, action="append", default=[], metavar="JSON",
-                    help="an argument for --spawn (repeat for more)")
-    up.add_argument("--no-ui", action="store_true", help="start the embedded server without its Web UI")
-    up.add_argument("--temporal", metavar="HOST:PORT",
-                    help="use this Temporal server instead of the app's clients / the embedded one")
-    up.set_defaults(handler=_up)
 
 
 # -- ps -----------------------------------------------------------------------------------
@@ -123,7 +93,7 @@ def _ps(args: argparse.Namespace) -> int:
         return 0
     out: list[str] = []
     if not data.get("running"):
-        out.append(f"no Moontide app is running for {app_dir} (start it with `moontide up {args.app}`)")
+        out.append(f"no Moontide app is running for {app_dir} (start it with `moontide run {args.app}`)")
     services = data.get("services") or []
     if services:
         rows = [["SERVICE", "STATE", "RESTARTS", "PID", "UPTIME", "LAST ERROR"]]
@@ -156,62 +126,4 @@ def _ps(args: argparse.Namespace) -> int:
             for e in failed[-5:]:
                 out.append(f"  {e['pid']} {e['entry']}: {e['error']}")
     print("\n".join(out))
-    return 0
-
-
-# -- up -------------------------------------------------------------------------------------
-async def _up(args: argparse.Namespace) -> int:
-    from ..runtime import AppRuntime
-    from ._bridge import RuntimeBridge
-    from ._system import ProcessSystem
-
-    rt = AppRuntime(args.app, temporal=args.temporal, serve=True, ui=not args.no_ui)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    async with rt:
-        clients = rt.app.of_kind("temporal.client")
-        client = await rt.client(clients[0].id) if clients else None
-        system = ProcessSystem(rt.app, bridge=RuntimeBridge(rt), client=client, state_dir=rt.state)
-        async with system:
-            if args.spawn:
-                job: asyncio.Task[int] = asyncio.create_task(_spawn(rt, system, args))
-            else:
-                log.info("serving %s: %d process hosts, %d services; Ctrl-C to stop", rt.root, len(system.hosts),
-                         len(system.supervisor.services))
-                job = asyncio.create_task(_forever(rt))
-            stopper = asyncio.create_task(stop.wait())
-            done, _ = await asyncio.wait({job, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            if job in done:
-                stopper.cancel()
-                return job.result()
-            job.cancel()
-            log.info("stopping: services in reverse order, then processes and workers")
-            return 130
-
-
-async def _forever(rt: Any) -> int:
-    await rt.wait()
-    return 0
-
-
-async def _spawn(rt: Any, system: Any, args: argparse.Namespace) -> int:
-    entry = rt.app.get(args.spawn)
-    if entry.kind == "process.lua":
-        pid = system.spawn(entry.id, args.host, *args.input)
-        wait = system.result
-    elif entry.kind == "workflow.lua":
-        pid = await rt.spawn(entry.id, args.host, *args.input)
-        wait = rt.result
-    else:
-        raise errors.Invalid(f"--spawn {entry.id}: a {entry.kind} cannot be spawned "
-                             "(name a process.lua or workflow.lua entry)")
-    log.info("spawned %s", pid)
-    try:
-        result = await wait(pid)
-    except errors.MoontideError as e:
-        print(f"{entry.id} {pid} failed: [{e.kind}] {e}", file=sys.stderr)
-        return 1
-    print(json.dumps(result, indent=2, sort_keys=True, ensure_ascii=False))
     return 0

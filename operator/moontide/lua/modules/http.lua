@@ -15,6 +15,11 @@ function http.request(method, url, options)
     opts, err = api.to_json(options, "options")
     if not opts then return nil, err end
   end
+  if api.host("http.blocking") then
+    -- a process host runs many processes on one loop: this one waits, the others go on
+    return api.result(api.sys("http.request", method:upper(), url, opts))
+  end
+  -- a function has a thread of its own: the host answers at once
   local response, err = api.host("http.request", method:upper(), url, opts)
   if response == nil then return nil, err end
   return response
