@@ -54,8 +54,8 @@ from typing import Any
 
 from . import errors
 
-__all__ = ["TUNED_DYNAMIC_CONFIG", "TUNED_PRAGMAS", "DevServer", "DevServerError", "running_address",
-           "temporal_binary"]
+__all__ = ["SEARCH_ATTRIBUTE_TYPES", "TUNED_DYNAMIC_CONFIG", "TUNED_PRAGMAS", "DevServer", "DevServerError",
+           "running_address", "temporal_binary"]
 
 log = logging.getLogger("moontide")
 
@@ -68,7 +68,8 @@ TUNED_PRAGMAS: dict[str, str] = {"journal_mode": "wal", "synchronous": "normal"}
 TUNED_DYNAMIC_CONFIG: dict[str, Any] = {
     # start-dev sets it true so that search attributes added by `temporal operator`
     # show at once, for ~6 database reads per workflow; with false they show within
-    # 60 s (the cache's refresh). Moontide registers none.
+    # 60 s (the cache's refresh). Moontide registers its own (temporal.client
+    # search_attributes) with --search-attribute at start: those show at once.
     "system.forceSearchAttributesCacheRefreshOnRead": False,
     # an activity scheduled by a workflow task comes back in that task's completion
     # reply to the same worker (the SDKs ask for it): no matching round trip
@@ -76,6 +77,12 @@ TUNED_DYNAMIC_CONFIG: dict[str, Any] = {
     # one partition per task queue instead of four: one host, a few pollers
     "matching.numTaskqueueReadPartitions": 1,
     "matching.numTaskqueueWritePartitions": 1,
+}
+
+#: Moontide's search attribute types (``temporal.client`` ``search_attributes``) -> the CLI's names.
+SEARCH_ATTRIBUTE_TYPES: dict[str, str] = {
+    "keyword": "Keyword", "text": "Text", "int": "Int", "double": "Double", "bool": "Bool",
+    "datetime": "Datetime", "keyword_list": "KeywordList",
 }
 
 START_TIMEOUT = 60.0
@@ -127,8 +134,13 @@ class DevServer:
     def __init__(self, *, state_dir: Path, port: int | None = None, ui: bool = True,
                  namespace: str = "default", ip: str = "127.0.0.1", tuned: bool = True,
                  sqlite_pragmas: Mapping[str, str] | None = None,
-                 dynamic_config: Mapping[str, Any] | None = None, log_level: str = "warn") -> None:
-        """``sqlite_pragmas``/``dynamic_config`` add to (or override) the tuned defaults."""
+                 dynamic_config: Mapping[str, Any] | None = None, log_level: str = "warn",
+                 search_attributes: Mapping[str, str] | None = None) -> None:
+        """``sqlite_pragmas``/``dynamic_config`` add to (or override) the tuned defaults.
+
+        ``search_attributes`` (name -> keyword, text, int, double, bool, datetime,
+        keyword_list) are registered at start (the ``temporal.client`` entries' field).
+        """
         self.state_dir = Path(state_dir).absolute()
         self.port = port
         self.ui = ui
@@ -137,6 +149,7 @@ class DevServer:
         self.log_level = log_level
         self.pragmas = {**(TUNED_PRAGMAS if tuned else {}), **(sqlite_pragmas or {})}
         self.dynamic_config = {**(TUNED_DYNAMIC_CONFIG if tuned else {}), **(dynamic_config or {})}
+        self.search_attributes = dict(search_attributes or {})
         self.ui_port: int | None = None
         self.owned = False
         self.process: subprocess.Popen[bytes] | None = None
@@ -175,6 +188,8 @@ class DevServer:
             cmd += ["--sqlite-pragma", f"{key}={value}"]
         for key, value in self.dynamic_config.items():
             cmd += ["--dynamic-config-value", f"{key}={json.dumps(value)}"]
+        for name, kind in sorted(self.search_attributes.items()):
+            cmd += ["--search-attribute", f"{name}={SEARCH_ATTRIBUTE_TYPES[kind]}"]
         return cmd
 
     # -- lifecycle --------------------------------------------------------------

@@ -37,7 +37,8 @@ return function(where, give_up)
     undone[#undone + 1] = assert(funcs.call("undo", undo[i]))
   end
   if give_up then return nil, err end
-  return { kind = err.kind, message = err.message, event = ev.value and ev.value.kind, undone = undone }
+  local e = ev.value or {}
+  return { kind = err.kind, message = err.message, event = e.kind, reason = e.reason, by = e.from, undone = undone }
 end
 """
 
@@ -65,6 +66,8 @@ async def test_cancel_during_a_saga_runs_the_compensations(
     expected = ["app:echo", "app:echo", *(["app:nap"] if where == "activity" else []), "app:undo", "app:undo"]
     assert acts == expected
     assert status == WorkflowExecutionStatus.COMPLETED  # the Lua chose to return a value
+    assert out["reason"] == "customer changed their mind"  # Temporal's cancel request carries the reason
+    assert out.get("by") is None  # Python named no sender
     if where != "activity":  # a blocked sleep/receive says why it was canceled
         assert "customer changed their mind" in out["message"]
 
@@ -116,9 +119,7 @@ async def test_process_cancel_from_lua(make_app: Callable[..., Path], temporal_a
       local ok, err = process.cancel(pid, "from another workflow")
       local bad_ok, bad = process.cancel("not a pid")
       local _, missing = process.cancel("{app:client@app:worker|nobody-home}")
-      local _, terr = process.terminate(pid)
-      return { ok = ok, err = err and err.message, bad = bad.kind, missing = missing.kind,
-               terminate = { terr.kind, terr.retryable, terr.message } }
+      return { ok = ok, err = err and err.message, bad = bad.kind, missing = missing.kind, me = process.pid() }
     end
     """
     app = make_flows(make_app, {"saga": SAGA, "canceller": canceller})
@@ -130,13 +131,22 @@ async def test_process_cancel_from_lua(make_app: Callable[..., Path], temporal_a
     assert out["ok"] is True, out
     assert out["bad"] == "Invalid"
     assert out["missing"] == "NotFound"
-    # Temporal has no workflow command to terminate another execution: a clear, final error.
-    assert out["terminate"][:2] == ["Unavailable", False]
-    assert "use process.cancel" in out["terminate"][2]
     assert saga["kind"] == "Canceled"
     assert saga["event"] == "pid.cancel"
+    assert (saga["reason"], saga["by"]) == ("from another workflow", out["me"])  # who canceled, and why
     assert saga["undone"] == ["undone charge", "undone reserve"]
     assert "from another workflow" in saga["message"]
+
+
+async def test_python_cancel_can_name_its_sender(make_app: Callable[..., Path], temporal_address: str) -> None:
+    app = make_flows(make_app, {"saga": SAGA})
+    async with running(app, temporal_address) as rt:
+        pid = await rt.spawn("app:saga", None, "receive", False)
+        await wait_blocking(rt, pid, "receive on inbox")
+        await rt.cancel(pid, "shutting down", sender="{app:client@app:worker|the-boss}")
+        out = await rt.result(pid)
+    assert (out["event"], out["reason"], out["by"]) == ("pid.cancel", "shutting down",
+                                                        "{app:client@app:worker|the-boss}")
 
 
 async def test_cancel_and_terminate_from_the_cli(make_app: Callable[..., Path], temporal_address: str) -> None:

@@ -177,6 +177,16 @@ _TEMPORAL_CLIENT = _entry(
             "description": "Run a Temporal dev server inside Moontide; defaults to true when no address is given.",
         },
         "namespace": _string("Temporal namespace.", default="default"),
+        "search_attributes": {
+            "type": "object",
+            "description": "Custom search attributes workflows may carry (name: type), set with the spawn option "
+            "search_attributes and workflow.upsert_search_attributes. The embedded dev server registers them "
+            "at start; register them yourself on other servers (`temporal operator search-attribute create`).",
+            "default": {},
+            "additionalProperties": _string(
+                "The attribute's type.", enum=["keyword", "text", "int", "double", "bool", "datetime", "keyword_list"]
+            ),
+        },
         "tls": _object(
             "TLS to the Temporal frontend.",
             {

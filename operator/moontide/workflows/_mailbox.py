@@ -20,10 +20,13 @@ from temporalio import workflow
 from temporalio.api.common.v1 import Payload
 from temporalio.common import RawValue
 
-__all__ = ["FROM_METADATA", "MEMO_INBOX", "Mailbox", "message_payload"]
+__all__ = ["CANCEL_FROM_SIGNAL", "FROM_METADATA", "MEMO_INBOX", "Mailbox", "message_payload"]
 
 #: Payload metadata naming the sender pid of a message (absent from plain Temporal clients).
 FROM_METADATA = "moontide-from"
+#: Signal a canceller sends just before its cancel request, naming itself (its pid):
+#: Temporal's cancel request carries a reason to the workflow, but not who sent it.
+CANCEL_FROM_SIGNAL = "moontide.cancel_from"
 #: Memo key carrying unread messages from a run to the one it continues as.
 MEMO_INBOX = "moontide.inbox"
 
@@ -58,12 +61,14 @@ class Mailbox:
         self.messages.append({"topic": topic, "from": sender, "payload": payload})
         self.received += 1
 
-    def event(self, kind: str, sender: str | None = None, result: dict[str, Any] | None = None) -> None:
+    def event(self, kind: str, sender: str | None = None, result: dict[str, Any] | None = None,
+              **fields: Any) -> None:
         ev: dict[str, Any] = {"kind": kind}
         if sender is not None:
             ev["from"] = sender
         if result is not None:
             ev["result"] = result
+        ev.update((k, v) for k, v in fields.items() if v is not None)
         self.events.append(ev)
 
     def start_timer(self, timer_id: str, seconds: float) -> None:

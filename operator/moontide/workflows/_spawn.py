@@ -4,6 +4,12 @@
 workflow on that worker's task queue; inside a workflow it starts a child
 workflow (durability kept: the parent's history records it). The execution
 is pinned to the code it starts with (memo ``moontide.code``).
+
+A child's end always reaches its parent as a ``pid.exit`` event (Temporal
+records it anyway, so ``spawn`` and ``spawn_monitored`` are the same here).
+``spawn_linked`` adds the link: a failed child gives ``pid.link.down`` and
+fails the parent unless it handles events, and the parent's end cancels the
+child (parent_close_policy ``request_cancel``).
 """
 
 from __future__ import annotations
@@ -14,18 +20,20 @@ from typing import TYPE_CHECKING, Any
 
 from temporalio import workflow
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.workflow import ParentClosePolicy
 from temporalio.exceptions import ChildWorkflowError, WorkflowAlreadyStartedError
 
 from .. import durations, errors
 from ._codebook import MEMO_CODE
 from ._options import ActivityDefaults, _retry
+from ._search import declared, typed
 
 if TYPE_CHECKING:
     from ._workflow import Execution
 
-__all__ = ["exec_child", "spawn_options", "start_child", "workflow_id_of"]
+__all__ = ["client_of", "exec_child", "running_children", "spawn_options", "start_child", "workflow_id_of"]
 
-_PID = re.compile(r"^\{[^@|{}]+@[^|{}]+\|(?P<id>[^{}]+)\}$")
+_PID = re.compile(r"^\{(?P<client>[^@|{}]+)@[^|{}]+\|(?P<id>[^{}]+)\}$")
 
 _REUSE = {
     "allow_duplicate": WorkflowIDReusePolicy.ALLOW_DUPLICATE,
@@ -38,15 +46,29 @@ _CONFLICT = {
     "use_existing": WorkflowIDConflictPolicy.USE_EXISTING,
     "terminate_existing": WorkflowIDConflictPolicy.TERMINATE_EXISTING,
 }
+_CLOSE = {
+    "terminate": ParentClosePolicy.TERMINATE,
+    "request_cancel": ParentClosePolicy.REQUEST_CANCEL,
+    "abandon": ParentClosePolicy.ABANDON,
+}
 _KNOWN = ("workflow_id", "id_reuse_policy", "id_conflict_policy", "execution_timeout", "run_timeout",
-          "task_timeout", "retry_policy", "memo", "search_attributes")
+          "task_timeout", "retry_policy", "memo", "search_attributes", "parent_close_policy")
+
+
+def _match(pid: str) -> re.Match[str]:
+    m = _PID.match(str(pid).strip())
+    if not m:
+        raise errors.Invalid(f"{pid!r} is not a workflow pid ('{{client@worker|workflow_id}}')")
+    return m
 
 
 def workflow_id_of(pid: str) -> str:
-    m = _PID.match(pid.strip())
-    if not m:
-        raise errors.Invalid(f"{pid!r} is not a workflow pid ('{{client@worker|workflow_id}}')")
-    return m["id"]
+    return _match(pid)["id"]
+
+
+def client_of(pid: str) -> str:
+    """The temporal.client entry a workflow pid names."""
+    return _match(pid)["client"]
 
 
 def _choice(table: dict[str, Any], value: Any, name: str) -> Any:
@@ -56,8 +78,12 @@ def _choice(table: dict[str, Any], value: Any, name: str) -> Any:
     return table[key]
 
 
-def spawn_options(opts: dict[str, Any], *, child: bool) -> tuple[str | None, dict[str, Any]]:
-    """(explicit workflow ID, keyword arguments for start_workflow / start_child_workflow)."""
+def spawn_options(opts: dict[str, Any], *, child: bool, app: Any, client_id: str) -> tuple[str | None, dict[str, Any]]:
+    """(explicit workflow ID, keyword arguments for start_workflow / start_child_workflow).
+
+    ``client_id``: the temporal.client of the worker that will run the
+    workflow; its ``search_attributes`` field types the search attributes.
+    """
     unknown = sorted(set(opts) - set(_KNOWN))
     if unknown:
         raise errors.Invalid(f"unknown spawn option {unknown[0]!r} (known: {', '.join(_KNOWN)})")
@@ -78,14 +104,18 @@ def spawn_options(opts: dict[str, Any], *, child: bool) -> tuple[str | None, dic
             raise errors.Invalid("option memo: expected a table of fields")
         kw["memo"] = dict(opts["memo"])
     if "search_attributes" in opts:
-        raise errors.Invalid("option search_attributes: not supported yet (register them on the server, "
-                             "then use memo for now)")
+        kw["search_attributes"] = typed(opts["search_attributes"], declared(app, client_id),
+                                        where="option search_attributes", client_id=client_id)
+    if "parent_close_policy" in opts:
+        if not child:
+            raise errors.Invalid("option parent_close_policy: only for child workflows (a spawn from a workflow)")
+        kw["parent_close_policy"] = _choice(_CLOSE, opts["parent_close_policy"], "parent_close_policy")
     wid = opts.get("workflow_id")
     return (str(wid) if wid else None), kw
 
 
-def _target(ex: Execution, entry_id: str, host: str) -> tuple[str, str, str]:
-    """(full entry id, worker entry id, task queue) for a spawn from ``ex``."""
+def _target(ex: Execution, entry_id: str, host: str) -> tuple[str, str, str, str]:
+    """(full entry id, worker entry id, its client entry id, task queue) for a spawn from ``ex``."""
     assert ex.code is not None
     app = ex.book.app
     full = entry_id if ":" in entry_id else f"{ex.code.namespace}:{entry_id}"
@@ -99,32 +129,50 @@ def _target(ex: Execution, entry_id: str, host: str) -> tuple[str, str, str]:
             f"process.spawn from a workflow: host {host_id} is a {worker.kind}; a workflow can only start "
             "workflows (temporal.worker hosts)", kind="Unavailable", retryable=False)
     ex.book.workflow(full)  # NotFound, naming the workflows there are
-    return full, host_id, worker.data.get("task_queue") or worker.id
+    client_id = app.resolve(worker.data["client"], worker.namespace)
+    return full, host_id, client_id, worker.data.get("task_queue") or worker.id
 
 
-async def start_child(ex: Execution, entry_id: str, host: str, args: list[Any], opts: dict[str, Any]) -> str:
-    """Start a child workflow; its exit arrives as a pid.exit event. Returns its pid."""
-    full, host_id, task_queue = _target(ex, entry_id, host)
-    wid, kw = spawn_options(opts, child=True)
-    n = ex._next()
+def _child_options(ex: Execution, full: str, client_id: str, opts: dict[str, Any],
+                   always_seq: bool = False) -> tuple[str, dict[str, Any]]:
+    wid, kw = spawn_options(opts, child=True, app=ex.book.app, client_id=client_id)
+    # spawn takes a sequence number even for an explicit ID (as it always has):
+    # later numbers must not move on replay of older histories
+    n = ex._next() if always_seq or not wid else 0
     wid = wid or f"{workflow.info().workflow_id}.{full.partition(':')[2]}-{n}"
-    client_id = ex.book.app.resolve(ex.book.app.get(host_id).data["client"], host_id.partition(":")[0])
-    pid = f"{{{client_id}@{host_id}|{wid}}}"
     kw["memo"] = {**kw.get("memo", {}), MEMO_CODE: ex.book.workflow(full).digest}
+    return wid, kw
+
+
+async def start_child(ex: Execution, how: str, entry_id: str, host: str, args: list[Any],
+                      opts: dict[str, Any]) -> str:
+    """Start a child workflow; its exit arrives as a pid.exit event (or pid.link.down). Returns its pid."""
+    full, host_id, client_id, task_queue = _target(ex, entry_id, host)
+    wid, kw = _child_options(ex, full, client_id, opts, always_seq=True)
+    if how == "linked":  # the parent's end cancels a linked child, unless the options say otherwise
+        kw.setdefault("parent_close_policy", ParentClosePolicy.REQUEST_CANCEL)
+    pid = f"{{{client_id}@{host_id}|{wid}}}"
     try:
         handle = await workflow.start_child_workflow(full, args=args, id=wid, task_queue=task_queue, **kw)
     except WorkflowAlreadyStartedError:
         raise errors.MoontideError(f"process.spawn: workflow {wid} is already running", kind="AlreadyExists",
                                    retryable=False) from None
+    ex.children[pid] = kw.get("parent_close_policy", ParentClosePolicy.TERMINATE)
 
     async def watch() -> None:
+        failure = None
         try:
             result = {"value": await handle}
         except ChildWorkflowError as e:
             from ._workflow import failure_of
 
-            result = {"error": failure_of(e).as_dict()}
-        ex.mailbox.event("pid.exit", pid, result)
+            failure = failure_of(e)
+            result = {"error": failure.as_dict()}
+        ex.children.pop(pid, None)
+        if failure is not None and how == "linked":
+            ex.link_down(pid, failure)
+        else:
+            ex.mailbox.event("pid.exit", pid, result)
 
     asyncio.ensure_future(watch())
     return pid
@@ -132,13 +180,16 @@ async def start_child(ex: Execution, entry_id: str, host: str, args: list[Any], 
 
 async def exec_child(ex: Execution, entry_id: str, host: str, args: list[Any], opts: dict[str, Any]) -> Any:
     """Run a child workflow to its end; its result, or MoontideError."""
-    full, host_id, task_queue = _target(ex, entry_id, host)
-    wid, kw = spawn_options(opts, child=True)
-    wid = wid or f"{workflow.info().workflow_id}.{full.partition(':')[2]}-{ex._next()}"
-    kw["memo"] = {**kw.get("memo", {}), MEMO_CODE: ex.book.workflow(full).digest}
+    full, _, client_id, task_queue = _target(ex, entry_id, host)
+    wid, kw = _child_options(ex, full, client_id, opts)
     try:
         return await workflow.execute_child_workflow(full, args=args, id=wid, task_queue=task_queue, **kw)
     except ChildWorkflowError as e:
         from ._workflow import failure_of
 
         raise failure_of(e) from None
+
+
+def running_children(ex: Execution) -> list[str]:
+    """Children that the end of this run would terminate or cancel (all but abandoned ones)."""
+    return [pid for pid, policy in ex.children.items() if policy != ParentClosePolicy.ABANDON]

@@ -14,6 +14,7 @@ from temporalio.worker import Worker
 from .. import durations
 from ._codebook import CodeBook
 from ._functions import Functions, activity_for
+from ._system import SYSTEM_ACTIVITIES
 from ._workflow import WorkflowSettings, workflow_class
 
 __all__ = ["build_worker"]
@@ -41,7 +42,7 @@ def build_worker(client: Client, app: Any, worker_entry: Any, *, code_store: Pat
         client,
         task_queue=task_queue,
         workflows=[workflow_class(task_queue, book, settings)],
-        activities=[activity_for(functions)],
+        activities=[activity_for(functions), *SYSTEM_ACTIVITIES],
         activity_executor=concurrent.futures.ThreadPoolExecutor(max_workers=max_activities,
                                                                 thread_name_prefix="moontide-fn"),
         max_cached_workflows=int(opts.get("max_cached_workflows", 1000)),

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -38,14 +39,18 @@ from ..processes import DELIVER_ACTIVITY, deliver_task_queue, is_local_pid
 from ..lua import code as code_mod
 from ..lua import host as host_mod
 from ..lua import runtime as rt_mod
-from . import _spawn
+from . import _search, _spawn
 from ._codebook import MEMO_CODE, CodeBook
-from ._mailbox import MEMO_INBOX, Mailbox, message_payload
+from ._mailbox import CANCEL_FROM_SIGNAL, MEMO_INBOX, Mailbox, message_payload
 from ._options import ActivityDefaults, activity_options
+from ._system import terminate_from_workflow
 
 __all__ = ["STATUS_QUERY", "LuaWorkflow", "WorkflowSettings", "failure_of", "workflow_class"]
 
 _log = logging.getLogger("moontide.workflow")
+
+#: How the server rewords the reason of a cancel request a workflow sent (Temporal 1.2x+).
+_SERVER_CANCEL_REASON = re.compile(r"^Cancel requested by workflow with run id \S+ with reason: ")
 
 #: The built-in query answering where an execution is and what it waits for.
 STATUS_QUERY = "moontide.status"
@@ -101,6 +106,14 @@ class Execution(host_mod.BaseHost):
         self.blocking = "starting"
         self.pending: dict[int, str] = {}
         self.cancel_requested = False
+        self.cancel_from: str | None = None
+        #: running children started with process.spawn -> their parent close policy
+        self.children: dict[str, Any] = {}
+        #: once Lua has waited on process.events(), a failed linked child is only an event
+        self.handles_events = False
+        #: why this execution must fail now (a linked child failed), set outside the Lua thread
+        self.fatal: errors.MoontideError | None = None
+        self._main: asyncio.Task[Any] | None = None
         self._seq = 0
         self._warned_history = False
 
@@ -126,6 +139,7 @@ class Execution(host_mod.BaseHost):
         except errors.MoontideError as e:
             raise ApplicationError(str(e), type=e.kind, non_retryable=True) from None
         converter = workflow.payload_converter()
+        self._main = asyncio.current_task()
         thread = self.rt.start(fn, self, *[self.rt.to_lua(converter.from_payload(a.payload)) for a in raw_args])
         step = thread.step()
         while isinstance(step, rt_mod.Yield):
@@ -142,16 +156,24 @@ class Execution(host_mod.BaseHost):
                     # Temporal delivers a cancel request by cancelling what we
                     # await: Lua gets an event and a Canceled error, so saga
                     # code can compensate before it ends.
-                    reason = workflow.cancellation_reason()
+                    reason = _cancel_reason()
+                    if self.fatal is not None:
+                        raise _lua_failure(self.fatal) from None
                     if reason is None:
                         raise  # no cancel request: the SDK evicts this execution from its cache
                     self._note_cancel()
                     resume = self._err(errors.Canceled(f"canceled while {self.blocking}"
                                                        + (f": {reason}" if reason else "")))
+                except Exception:
+                    if self.fatal is not None:  # e.g. a child start canceled before it was scheduled
+                        raise _lua_failure(self.fatal) from None
+                    raise
                 else:
                     # An activity or child awaited when the request came ends
                     # as a Canceled failure instead: Lua still gets the event.
                     self._note_cancel(only_if_requested=True)
+            if self.fatal is not None:  # what we awaited turned its cancellation into a failure
+                raise _lua_failure(self.fatal)
             self.blocking = "running"
             step = thread.step(*resume)
         if isinstance(step, rt_mod.Failed):
@@ -159,10 +181,19 @@ class Execution(host_mod.BaseHost):
         return self._result(step.values)
 
     def _note_cancel(self, *, only_if_requested: bool = False) -> None:
-        if self.cancel_requested or (only_if_requested and workflow.cancellation_reason() is None):
+        reason = _cancel_reason()
+        if self.cancel_requested or (only_if_requested and reason is None):
             return
         self.cancel_requested = True
-        self.mailbox.event("pid.cancel")
+        self.mailbox.event("pid.cancel", self.cancel_from, reason=reason or None)
+
+    def link_down(self, pid: str, failure: errors.MoontideError) -> None:
+        """A linked child failed: an event, and this execution fails unless Lua handles events."""
+        self.mailbox.event("pid.link.down", pid, {"error": failure.as_dict()})
+        if not self.handles_events and self.fatal is None and self._main is not None:
+            self.fatal = errors.MoontideError(f"linked process {pid} failed: {failure.message}",
+                                              kind="Terminated", retryable=False)
+            self._main.cancel()  # interrupts the Lua thread's wait; run() raises the failure
 
     def _check_history(self) -> None:
         info = workflow.info()
@@ -261,6 +292,7 @@ class Execution(host_mod.BaseHost):
     async def wait_channel_receive(self, channel: str) -> tuple[Any, ...]:
         if not self.mailbox.known(channel):
             return self._err(errors.NotFound(f"no channel {channel!r}"))
+        self.handles_events = self.handles_events or channel == "events"
         self.blocking = f"waiting in receive on {self.mailbox.describe([channel])}"
         await workflow.wait_condition(lambda: self.mailbox.ready(channel))
         return self._answer(*self.mailbox.take(channel))
@@ -270,6 +302,7 @@ class Execution(host_mod.BaseHost):
         for c in channels:
             if not self.mailbox.known(c):
                 return self._err(errors.NotFound(f"no channel {c!r}"))
+        self.handles_events = self.handles_events or "events" in channels
         self.blocking = f"waiting in select on {self.mailbox.describe(channels)}"
         await workflow.wait_condition(lambda: any(self.mailbox.ready(c) for c in channels))
         first = next(c for c in channels if self.mailbox.ready(c))  # case order: deterministic
@@ -283,7 +316,7 @@ class Execution(host_mod.BaseHost):
                                  opts_json: str | None) -> tuple[Any, ...]:
         self.blocking = f"starting child {entry_id}"
         try:
-            pid = await _spawn.start_child(self, entry_id, host, json.loads(args_json),
+            pid = await _spawn.start_child(self, how, entry_id, host, json.loads(args_json),
                                            json.loads(opts_json) if opts_json else {})
         except errors.MoontideError as e:
             return self._err(e)
@@ -326,8 +359,11 @@ class Execution(host_mod.BaseHost):
         return True, True
 
     async def wait_process_cancel(self, pid: str, reason: str | None = None) -> tuple[Any, ...]:
+        self.blocking = f"canceling {pid}"
         try:
-            await workflow.get_external_workflow_handle(_spawn.workflow_id_of(pid)).cancel(reason=reason or "")
+            handle = workflow.get_external_workflow_handle(_spawn.workflow_id_of(pid))
+            await handle.signal(CANCEL_FROM_SIGNAL, self.pid)  # first, so its pid.cancel event names us
+            await handle.cancel(reason=reason or "")
         except errors.MoontideError as e:
             return self._err(e)
         except ApplicationError as e:
@@ -335,12 +371,28 @@ class Execution(host_mod.BaseHost):
         return True, True
 
     async def wait_process_terminate(self, pid: str, reason: str | None = None) -> tuple[Any, ...]:
-        return self._err(errors.MoontideError(
-            f"process.terminate of {pid}: a workflow cannot terminate another execution (Temporal has no such "
-            "workflow command); use process.cancel, or terminate from Python or `moontide terminate`",
-            kind="Unavailable", retryable=False))
+        self.blocking = f"terminating {pid}"
+        try:
+            client = _spawn.client_of(pid)
+            if client != self.settings.client_id:
+                raise errors.Invalid(f"process.terminate of {pid}: a workflow can terminate executions of its own "
+                                     f"temporal.client ({self.settings.client_id}) only")
+            await terminate_from_workflow(_spawn.workflow_id_of(pid), reason, self.pid)
+        except errors.MoontideError as e:
+            return self._err(e)
+        return True, True
 
     async def wait_workflow_continue_as_new(self, args_json: str) -> tuple[Any, ...]:
+        running = _spawn.running_children(self)
+        if running:
+            # Temporal applies the parent close policy to the run that ends here:
+            # the children would be terminated and their pid.exit lost.
+            return self._err(errors.MoontideError(
+                f"workflow.continue_as_new: {len(running)} child workflow(s) still running ({', '.join(running)}); "
+                "Temporal would end them with this run and their pid.exit would not reach the next one. Wait "
+                "for their pid.exit on process.events(), cancel them, or spawn them with "
+                "process.with_options{parent_close_policy=\"abandon\"} and reach them by pid (process.send) "
+                "from the next run", kind="Invalid", retryable=False))
         # The next run keeps the memo (user fields, the code pin) and the
         # messages nobody has taken yet: they move on, in order, to its inbox.
         memo = {k: v for k, v in workflow.memo().items() if k != MEMO_INBOX}
@@ -396,6 +448,7 @@ class Execution(host_mod.BaseHost):
         for c in channels:
             if not self.mailbox.known(c):
                 raise errors.NotFound(f"no channel {c!r}")
+        self.handles_events = self.handles_events or "events" in channels
         first = next((c for c in channels if self.mailbox.ready(c)), None)  # case order: deterministic
         if first is None:
             return None
@@ -412,6 +465,11 @@ class Execution(host_mod.BaseHost):
             self.mailbox.listening.discard(str(channel)[len("topic:"):])
         return True
 
+    def op_process_trap_links(self, on: Any = True) -> bool:
+        """A failed linked child is only an event (also implied by waiting on process.events())."""
+        self.handles_events = bool(on)
+        return True
+
     def op_process_pid(self) -> str:
         return self.pid
 
@@ -425,12 +483,29 @@ class Execution(host_mod.BaseHost):
             "parent": info.parent.workflow_id if info.parent else None,
             "code": self.code.digest if self.code else None,
             "continue_as_new_suggested": info.is_continue_as_new_suggested(),
+            "search_attributes": _search.to_plain(workflow.info().typed_search_attributes, self._declared()),
         })
+
+    def _declared(self) -> dict[str, str]:
+        return _search.declared(self.book.app, self.settings.client_id) if self.settings.client_id else {}
+
+    def op_workflow_upsert_search_attributes(self, values_json: str) -> bool:
+        workflow.upsert_search_attributes(_search.updates(
+            json.loads(values_json), self._declared(), where="workflow.upsert_search_attributes",
+            client_id=self.settings.client_id))
+        return True
 
     def op_workflow_version(self, change_id: str, min_version: int, max_version: int) -> int:
         # New executions (and replays that recorded the marker) take the new
         # code path; executions started before the change keep the old one.
         return int(max_version) if workflow.patched(str(change_id)) else int(min_version)
+
+
+def _cancel_reason() -> str | None:
+    """The cancel request's reason ("" if none given), None without a request."""
+    reason = workflow.cancellation_reason()
+    # a request from a workflow comes reworded by the server; the sender is in cancel_from
+    return _SERVER_CANCEL_REASON.sub("", reason) if reason else reason
 
 
 def _iso(unix: int) -> str:
@@ -455,6 +530,10 @@ class LuaWorkflow:
     @workflow.signal(dynamic=True)
     def message(self, topic: str, args: Sequence[RawValue]) -> None:
         self.execution.mailbox.signal(topic, args)
+
+    @workflow.signal(name=CANCEL_FROM_SIGNAL)
+    def cancel_from(self, sender: str) -> None:
+        self.execution.cancel_from = str(sender)
 
     @workflow.query(name=STATUS_QUERY)
     def status(self) -> dict[str, Any]:

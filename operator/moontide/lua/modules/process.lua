@@ -54,7 +54,8 @@ local function spawn(options, how, id, host, ...)
 end
 
 --- process.with_options{workflow_id=, id_conflict_policy=, id_reuse_policy=,
---- execution_timeout=, retry_policy=, memo=, search_attributes=}: a spawner.
+--- execution_timeout=, retry_policy=, memo=, search_attributes=,
+--- parent_close_policy=}: a spawner.
 function process.with_options(options)
   return setmetatable({ options = options }, Spawner)
 end
@@ -97,6 +98,9 @@ end
 
 function process.cancel(pid, reason) return api.result(sys("process.cancel", pid, reason and tostring(reason) or nil)) end
 function process.terminate(pid, reason) return api.result(sys("process.terminate", pid, reason and tostring(reason) or nil)) end
+--- process.trap_links(on): a linked process's failure is only a pid.link.down event
+--- (also implied once this process waits on process.events()).
+function process.trap_links(on) return must("process.trap_links", on ~= false) end
 function process.link(pid) return api.result(sys("process.link", pid)) end
 function process.unlink(pid) return api.result(sys("process.unlink", pid)) end
 function process.monitor(pid) return api.result(sys("process.monitor", pid)) end

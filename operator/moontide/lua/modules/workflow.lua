@@ -4,8 +4,17 @@ local api = ...
 local workflow = {}
 
 --- workflow.info(): {workflow_id, run_id, workflow_type, task_queue, namespace,
---- attempt, history_length, continue_as_new_suggested, pid, parent, code}
+--- attempt, history_length, continue_as_new_suggested, pid, parent, code,
+--- search_attributes}
 function workflow.info() return api.must("workflow.info") end
+
+--- workflow.upsert_search_attributes{Name = value, ...}: set search attributes
+--- the temporal.client declares; true, or nil, err (Invalid naming the attribute).
+function workflow.upsert_search_attributes(values)
+  local data, err = api.to_json(values, "search attributes")
+  if not data then return nil, err end
+  return api.host("workflow.upsert_search_attributes", data)
+end
 
 --- workflow.version(change_id, min, max): max in executions that start after
 --- the change, min in those that started before it (Temporal's patching).
@@ -19,8 +28,8 @@ end
 function workflow.continue_as_new(...)
   local args, err = api.args_json(select("#", ...), ...)
   if not args then error(err, 2) end
-  api.sys("workflow.continue_as_new", args)
-  error("continue_as_new did not end the run", 2)
+  local _, err = api.result(api.sys("workflow.continue_as_new", args))
+  error(err or "continue_as_new did not end the run", 2)
 end
 
 return workflow
