@@ -8,7 +8,7 @@ from typing import Callable
 import pytest
 from temporalio.client import WorkflowExecutionStatus
 
-from _issue3 import activities, make_flows, run_cli_async, wait_blocking
+from _issue3 import activities, make_flows, replay_failure, run_cli_async, wait_blocking
 from moontide_testing import running
 from moontide import errors
 from moontide.runtime import AppRuntime, Pid
@@ -128,6 +128,7 @@ async def test_process_cancel_from_lua(make_app: Callable[..., Path], temporal_a
         await wait_blocking(rt, victim, "receive on inbox")
         out = await rt.result(await rt.spawn("app:canceller", None, str(victim)))
         saga = await rt.result(victim)
+        assert await replay_failure(app, rt, victim) is None  # the pid.cancel event comes back the same
     assert out["ok"] is True, out
     assert out["bad"] == "Invalid"
     assert out["missing"] == "NotFound"

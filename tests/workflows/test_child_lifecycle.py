@@ -8,7 +8,7 @@ from typing import Callable
 import pytest
 from temporalio.client import WorkflowExecutionStatus
 
-from _issue3 import eventually, make_flows
+from _issue3 import eventually, make_flows, replay_failure, wait_blocking
 from moontide_testing import running
 from moontide import errors
 from moontide.runtime import AppRuntime
@@ -42,6 +42,7 @@ async def test_continue_as_new_with_running_children_is_refused_clearly(
     return function()
       local child = assert(process.spawn("waiter", "worker"))
       local ok, err = pcall(workflow.continue_as_new)
+      process.inbox():receive()  -- the test reads the status meanwhile
       process.send(child, "go", { v = 1 })
       local ev = process.events():receive()
       return { ok = ok, kind = err.kind, message = err.message, child = child, exit = ev.result.value }
@@ -49,7 +50,12 @@ async def test_continue_as_new_with_running_children_is_refused_clearly(
     """
     app = make_flows(make_app, {"flow": flow, "waiter": WAITER})
     async with running(app, temporal_address) as rt:
-        out = await rt.result(await rt.spawn("app:flow", None))
+        pid = await rt.spawn("app:flow", None)
+        status = await wait_blocking(rt, pid, "receive on inbox")
+        await rt.send(pid, "release")
+        out = await rt.result(pid)
+        assert await replay_failure(app, rt, pid) is None
+    assert status["children"] == [out["child"]]  # the status query lists running children
     assert out["ok"] is False and out["kind"] == "Invalid"
     assert out["child"] in out["message"]
     assert 'parent_close_policy="abandon"' in out["message"]
@@ -104,6 +110,7 @@ async def test_a_failed_linked_child_fails_a_parent_that_does_not_handle_events(
         with pytest.raises(errors.MoontideError) as info:
             await rt.result(pid)
         assert await _status(rt, str(pid)) == WorkflowExecutionStatus.FAILED
+        assert await replay_failure(app, rt, pid) is None  # the link fails it again the same way
     assert info.value.kind == "Terminated"
     assert "linked process {app:client@app:worker|" in info.value.message and "child gave up" in info.value.message
 
@@ -126,7 +133,9 @@ async def test_a_parent_that_handles_events_gets_link_down_and_exit(
     """
     app = make_flows(make_app, {"flow": flow, "child": CHILD})
     async with running(app, temporal_address) as rt:
-        got = await rt.result(await rt.spawn("app:flow", None))
+        pid = await rt.spawn("app:flow", None)
+        got = await rt.result(pid)
+        assert await replay_failure(app, rt, pid) is None
     assert got["bad"]["kind"] == "pid.link.down"
     assert got["bad"]["result"]["error"]["message"] == "child gave up"
     assert got["good"]["kind"] == "pid.exit" and got["good"]["result"] == {"value": "child done"}

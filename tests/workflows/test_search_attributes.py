@@ -15,7 +15,7 @@ from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from _issue3 import eventually, make_flows, run_cli_async, wait_blocking
+from _issue3 import eventually, make_flows, replay_failure, run_cli_async, wait_blocking
 from moontide_testing import running
 from moontide import errors
 from moontide.runtime import AppRuntime
@@ -93,6 +93,7 @@ async def test_python_spawn_sets_typed_attributes_and_lua_reads_and_upserts_them
         await rt.send(pid, "upsert", {"MtCount": 4, "MtTags": ["c"]})
         out = await rt.result(pid)
         after = await _carried(rt, pid)
+        assert await replay_failure(app, rt, pid) is None  # the upsert is a command the replay repeats
     assert out["before"] == {**VALUES, "MtOrder": order}
     assert out["after"] == {**VALUES, "MtOrder": order, "MtCount": 4, "MtTags": ["c"]}
     assert out["ok"] is True, out["err"]

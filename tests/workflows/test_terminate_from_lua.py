@@ -7,7 +7,7 @@ from typing import Callable
 
 from temporalio.client import WorkflowExecutionStatus
 
-from _issue3 import activities, make_flows, wait_blocking
+from _issue3 import activities, make_flows, replay_failure, wait_blocking
 from moontide_testing import running
 
 SLEEPER = """
@@ -43,6 +43,7 @@ async def test_a_workflow_terminates_another_and_its_own_child(
         victim_desc = await (await rt.handle(victim)).describe()
         child_desc = await (await rt.handle(out["child"])).describe()
         acts = await activities(client, pid.workflow_id)
+        assert await replay_failure(app, rt, pid) is None
         reason = [e.workflow_execution_terminated_event_attributes.reason
                   async for e in (await rt.handle(victim)).fetch_history_events()
                   if e.HasField("workflow_execution_terminated_event_attributes")]

@@ -248,6 +248,7 @@ class Execution(host_mod.BaseHost):
             "blocking": self.blocking, "pending": sorted(self.pending.values()),
             "messages_waiting": len(self.mailbox.messages), "messages_received": self.mailbox.received,
             "events_waiting": len(self.mailbox.events), "cancel_requested": self.cancel_requested,
+            "children": sorted(self.children),
             "history_length": info.get_current_history_length(),
         }
 
