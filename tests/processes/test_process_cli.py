@@ -73,6 +73,9 @@ def test_run_spawn_runs_a_process_and_prints_its_result(make_app: Callable[..., 
     failed = moontide(*cmd[:3], "app:broken")
     assert failed.returncode == 1
     assert "process {app:host|" in failed.stderr and "[LuaError] broken.lua:1: no database" in failed.stderr
+    # `moontide spawn` starts workflows on a running app; a process is spawned by the app that hosts it
+    refused = moontide("spawn", "app:adder", "app:host", "--app", str(app))
+    assert refused.returncode == 2 and "[Invalid]" in refused.stderr and "--spawn app:adder" in refused.stderr
 
 
 def test_run_serves_services_in_order_and_the_cli_reaches_their_pids(make_app: Callable[..., Path],
