@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 import pytest
-from lua_helpers import done, eval_lua, failed, make_runtime, run_lua, run_python, start_chunk, wrap_body
+from lua_helpers import Yield, done, eval_lua, failed, make_runtime, run_lua, run_python, start_chunk, wrap_body
 
 from moontide.lua.host import FunctionHost
 
@@ -244,12 +244,51 @@ def test_os_time_requires_fields() -> None:
     assert "test.lua:1:" in str(err)
 
 
-@pytest.mark.xfail(strict=True, reason="design question: tostring(table/function) and string.format('%p') show "
-                   "addresses, which differ between processes; such text reaching history breaks replay the same "
-                   "way raw pairs() order did")
 def test_tostring_of_a_table_is_the_same_in_every_process() -> None:
     script = """
         from lua_helpers import run_lua
         print(run_lua("return tostring({}) .. ' ' .. tostring(print) .. string.format(' %p', {})").values[0])
     """
     assert run_python(script) == run_python(script)
+
+
+def test_tostring_numbers_tables_in_order_of_first_showing() -> None:
+    got = done(run_lua("""
+        local a, b = {}, {}
+        local arr = setmetatable({}, {__name = "point"})
+        return tostring(b), tostring(a), tostring(b), tostring(print), tostring(coroutine.create(print)),
+               tostring(arr), tostring(setmetatable({}, {__tostring = function() return "mine" end}))
+    """))
+    assert got == ("table: 0x0001", "table: 0x0002", "table: 0x0001", "function: 0x0003", "thread: 0x0004",
+                   "point: 0x0005", "mine")
+
+
+def test_format_s_and_p_use_the_same_numbers() -> None:
+    got = done(run_lua("""
+        local t = {}
+        return string.format("%s %p %10p %p %p %s %d%%", t, t, print, 1, "text", "plain", 5)
+    """))
+    assert got == ("table: 0x0001 0x0001     0x0002 (null) (null) plain 5%",)
+
+
+def test_print_shows_numbers_not_addresses() -> None:
+    lines: list[str] = []
+
+    class Host(FunctionHost):
+        def op_log(self, level: str, message: str, fields: str | None = None) -> None:
+            lines.append(message)
+
+    rt = make_runtime()
+    done(start_chunk(rt, wrap_body("print({}, 1, 'x')"), host=Host(rt)).step())
+    assert lines == ["table: 0x0001\t1\tx"]
+
+
+def test_numbering_is_per_execution() -> None:
+    # two executions interleaved on one runtime: each numbers its own values
+    rt = make_runtime()
+    first = start_chunk(rt, wrap_body("local a = tostring({}) time.sleep('1s') return a, tostring({})"),
+                        modules=["time"])
+    assert isinstance(first.step(), Yield)
+    second = start_chunk(rt, wrap_body("return tostring({}), tostring({})"))
+    assert done(second.step()) == ("table: 0x0001", "table: 0x0002")
+    assert done(first.step(True, True)) == ("table: 0x0001", "table: 0x0002")

@@ -58,9 +58,6 @@ def test_base64_decode_invalid() -> None:
     assert got[2].startswith("base64.decode:")
 
 
-@pytest.mark.xfail(strict=True, reason="bug outside the allowed files: lupa decodes every Lua string crossing to "
-                   "the host as UTF-8 (runtime's LuaRuntime encoding) and host.py only accepts str, so base64 and "
-                   "hash fail on binary data with a raw UnicodeDecodeError message")
 def test_base64_binary_round_trip() -> None:
     got = done(run_lua("""
         local raw = "\\xff\\x00\\x80ab"
@@ -68,6 +65,28 @@ def test_base64_binary_round_trip() -> None:
         return e, base64.decode(e) == raw
     """, modules=["base64"]))
     assert got == ("/wCAYWI=", True)
+
+
+def test_base64_every_byte_round_trips() -> None:
+    got = done(run_lua("""
+        local bytes = {}
+        for i = 0, 255 do bytes[#bytes + 1] = string.char(i) end
+        local raw = table.concat(bytes):rep(40)  -- 10,240 bytes: more than one chunk
+        local e = base64.encode(raw)
+        return e:sub(1, 12), #e, base64.decode(e) == raw
+    """, modules=["base64"]))
+    assert got == ("AAECAwQFBgcI", 13656, True)
+
+
+def test_hash_of_binary_and_text() -> None:
+    import hashlib
+    import hmac
+
+    got = done(run_lua("""
+        return hash.sha256("\\xff\\x00\\x80"), hash.md5("wörld"), hash.hmac_sha256("k\\xfe", "\\x01\\xff")
+    """, modules=["hash"]))
+    assert got == (hashlib.sha256(b"\xff\x00\x80").hexdigest(), hashlib.md5("wörld".encode()).hexdigest(),
+                   hmac.new(b"k\xfe", b"\x01\xff", "sha256").hexdigest())
 
 
 # -- hash -------------------------------------------------------------------

@@ -43,6 +43,12 @@ def _text(value: Any, what: str) -> str:
     return value
 
 
+def _bytes(value: Any, what: str) -> bytes:
+    # base64.lua/hash.lua send each byte as the code point of the same value
+    # (lupa decodes Lua strings as UTF-8, which binary data is not)
+    return _text(value, what).encode("latin-1")
+
+
 class BaseHost:
     """Pure helpers; subclasses add ops by defining ``op_<name>`` (dots as underscores)."""
 
@@ -70,21 +76,19 @@ class BaseHost:
             raise errors.Invalid(f"json.decode: {e}") from None
 
     def op_base64_encode(self, data: Any) -> str:
-        raw = data.encode() if isinstance(data, str) else _text(data, "base64.encode")
-        return base64.b64encode(raw).decode()
+        return base64.b64encode(_bytes(data, "base64.encode")).decode()
 
-    def op_base64_decode(self, text: Any) -> str:
+    def op_base64_decode(self, text: Any) -> bytes:
         try:
-            raw = base64.b64decode(_text(text, "base64.decode"), validate=True)
+            return base64.b64decode(_text(text, "base64.decode"), validate=True)  # bytes reach Lua as they are
         except binascii.Error as e:
             raise errors.Invalid(f"base64.decode: {e}") from None
-        return raw.decode("utf-8", errors="surrogateescape")
 
     def op_hash(self, algo: str, data: Any) -> str:
-        return hashlib.new(algo, _text(data, f"hash.{algo}").encode()).hexdigest()
+        return hashlib.new(algo, _bytes(data, f"hash.{algo}")).hexdigest()
 
     def op_hash_hmac(self, algo: str, key: Any, data: Any) -> str:
-        return hmac.new(_text(key, "hmac key").encode(), _text(data, "hmac data").encode(), algo).hexdigest()
+        return hmac.new(_bytes(key, "hmac key"), _bytes(data, "hmac data"), algo).hexdigest()
 
     def op_log(self, level: str, message: str, fields: str | None = None) -> None:
         extra = json.loads(fields) if fields else {}

@@ -13,6 +13,7 @@ local error, pcall, xpcall, select, assert, ipairs = error, pcall, xpcall, selec
 local load, string, table, math, utf8, os = load, string, table, math, utf8, os
 local sort, concat, pack, unpack = table.sort, table.concat, table.pack, table.unpack
 local sfmt, srep, sfind, sbyte = string.format, string.rep, string.find, string.byte
+local huge, ssub = math.huge, string.sub
 local real_date = os.date
 
 local SYS = {}            -- marks a yield that asks the host, never shown to user code
@@ -107,16 +108,24 @@ local function over_budget()
   error(budget_message, 0)
 end
 
+local function exceed()
+  sethook(co_running(), over_budget, "", 1)
+  -- and on the step's main coroutine: a pcall there must not swallow the
+  -- error coming out of a user coroutine
+  local main = sandbox.main
+  if main and main ~= co_running() then sethook(main, over_budget, "", 1) end
+  error(budget_message, 0)
+end
+
 local function count_hook()
   used = used + STEP
-  if used > budget then
-    sethook(co_running(), over_budget, "", 1)
-    -- and on the step's main coroutine: a pcall there must not swallow the
-    -- error coming out of a user coroutine
-    local main = sandbox.main
-    if main and main ~= co_running() then sethook(main, over_budget, "", 1) end
-    error(budget_message, 0)
-  end
+  if used > budget then exceed() end
+end
+
+--- Charge work done in C (which the count hook cannot see) to the budget.
+local function charge(n)
+  used = used + n
+  if used > budget and budget > 0 then exceed() end
 end
 
 local function arm(co)
@@ -154,6 +163,31 @@ local function bounded(limit, f, ...)
 end
 
 ---------------------------------------------------------------------------
+-- A memory error cannot be caught. Executions share a runtime and its memory
+-- cap, so whether an allocation fails depends on what the others hold: code
+-- that caught it would do different things on replay. pcall, xpcall,
+-- coroutine.resume/close and load hand it on, and the step fails.
+---------------------------------------------------------------------------
+local MEMORY = "not enough memory"
+
+local function rethrow(ok, ...)
+  if not ok and (...) == MEMORY then error(MEMORY, 0) end
+  return ok, ...
+end
+
+local function safe_pcall(f, ...)
+  return rethrow(pcall(f, ...))
+end
+
+local function safe_xpcall(f, handler, ...)
+  if type(handler) ~= "function" then return xpcall(f, handler, ...) end  -- C reports it
+  return rethrow(xpcall(f, function(e)
+    if e == MEMORY then return e end   -- a handler must not turn it into another error
+    return handler(e)
+  end, ...))
+end
+
+---------------------------------------------------------------------------
 -- Coroutines for user code: system yields pass straight through a user
 -- coroutine to the host, user yields stay between user code.
 ---------------------------------------------------------------------------
@@ -168,6 +202,7 @@ local user_coroutine = {
   create = function(f) return arm(co_create(f)) end,
   resume = function(co, ...)
     local r = passthrough(co, pack(co_resume(co, ...)))
+    if not r[1] and r[2] == MEMORY then error(MEMORY, 0) end
     return unpack(r, 1, r.n)
   end,
   yield = function(...)
@@ -182,7 +217,8 @@ local user_coroutine = {
       return unpack(r, 2, r.n)
     end
   end,
-  status = co_status, running = co_running, isyieldable = co_isyieldable, close = co_close,
+  status = co_status, running = co_running, isyieldable = co_isyieldable,
+  close = function(co) return rethrow(co_close(co)) end,
 }
 
 --- Ask the host for something that may block (activity, timer, receive ...).
@@ -191,47 +227,263 @@ local function sys(...)
 end
 
 ---------------------------------------------------------------------------
--- C string functions ignore the hook: bound what they can cost.
+-- C functions ignore the hook. What they do is charged to the budget: bytes
+-- they produce or scan, and for pattern matching its worst case. A pattern
+-- call whose worst case is large (the C matcher can backtrack for minutes)
+-- runs in a Lua port of the matcher instead, where the hook counts each step.
 ---------------------------------------------------------------------------
 local MAX_REP = 64 * 1024 * 1024
-local MAX_PATTERN_SUBJECT = 16 * 1024
+local BYTES_PER_INSTRUCTION = 16   -- copying 16 bytes in C costs about one hooked Lua instruction
+-- A C matcher step takes about a sixteenth of a hooked Lua instruction's time,
+-- so a C match is charged its worst case / 16. Past 50,000 worst-case steps the
+-- Lua matcher is cheaper in budget (it is charged what it really does), if
+-- slower in time.
+local C_MATCH_LIMIT = 50000
+local C_MATCH_CHARGE = 16
+local SPECIALS = "[%^%$%*%+%?%.%(%[%%%-]"
+local c_find, c_match, c_gmatch, c_gsub = string.find, string.match, string.gmatch, string.gsub
+local tointeger, getinfo = math.tointeger, debug.getinfo
 
-local function quantifiers(p)
-  local q, i, n = 0, 1, #p
-  while i <= n do
-    local c = sbyte(p, i)
-    if c == 37 then i = i + 1            -- %x: escaped, skip next char
-    elseif c == 42 or c == 43 or c == 45 then q = q + 1  -- * + -
+-- A pattern error from the Lua matcher names the line that called it, as the C one does.
+local function pattern_fail(msg)
+  for level = 3, 1000 do
+    local info = getinfo(level, "Sl")
+    if info == nil then break end
+    if info.source ~= "=_patterns" then
+      if info.currentline > 0 then msg = info.short_src .. ":" .. info.currentline .. ": " .. msg end
+      break
     end
-    i = i + 1
   end
-  return q
+  error(msg, 0)
 end
 
-local function guard_pattern(name, f)
-  return function(s, p, init, plain, ...)
-    if type(s) == "string" and type(p) == "string" and #s > MAX_PATTERN_SUBJECT
-        and not (name == "find" and plain) and quantifiers(p) >= 2 then
-      error(sfmt("string.%s: a pattern with %d repetitions over %d bytes could run for minutes " ..
-        "(limit %d bytes); split the string or use plain find", name, quantifiers(p), #s, MAX_PATTERN_SUBJECT), 2)
+local lua_patterns
+do
+  local ok, src = host("module.source", "_patterns")
+  assert(ok, src)
+  lua_patterns = assert(load(src, "=_patterns", "t", _G))(pattern_fail)
+end
+sandbox.lua_patterns = lua_patterns  -- for tests: the port against the C functions
+
+-- How far the C matcher can backtrack: repetitions (and %b, back references)
+-- that are not the pattern's last item each multiply the work by the subject
+-- length, `?` items by 2. false: malformed (the Lua matcher reports it).
+local class_end_at = lua_patterns.class_end
+
+local function analyse(p)
+  local n = #p
+  local reps, opts, pending = 0, 0, nil
+  local i = sbyte(p, 1) == 94 and 2 or 1
+  while i <= n do
+    local c, nc = sbyte(p, i), sbyte(p, i + 1)
+    local rep, transparent = nil, false
+    if c == 40 then                                        -- ( or ()
+      i = nc == 41 and i + 2 or i + 1
+      transparent = true
+    elseif c == 41 then                                    -- )
+      i = i + 1
+      transparent = true
+    elseif c == 37 and nc == 98 then                       -- %bxy scans to the end
+      if i + 3 > n then return false end
+      i, reps = i + 4, reps + 1
+    elseif c == 37 and nc == 102 then                      -- %f[set]
+      if sbyte(p, i + 2) ~= 91 then return false end
+      i = class_end_at(p, n, i + 2)
+      if not i then return false end
+    elseif c == 37 and nc and nc >= 48 and nc <= 57 then   -- %1 compares a capture
+      i, reps = i + 2, reps + 1
+    else
+      local ep = class_end_at(p, n, i)
+      if not ep then return false end
+      local e = sbyte(p, ep)
+      if e == 42 or e == 43 or e == 45 then rep, i = "r", ep + 1
+      elseif e == 63 then rep, i = "o", ep + 1
+      else i = ep end
     end
-    return f(s, p, init, plain, ...)
+    if not transparent then
+      if pending == "r" then reps = reps + 1 elseif pending == "o" then opts = opts + 1 end
+      pending = rep
+    end
   end
+  return { reps = reps, opts = opts, anchored = sbyte(p, 1) == 94 }
+end
+
+local pattern_info, pattern_count = {}, 0
+
+--- Worst-case C matcher steps, and whether they grow faster than the subject.
+local function worst_case(name, s, p)
+  local info = pattern_info[p]
+  if info == nil then
+    if pattern_count >= 1000 then pattern_info, pattern_count = {}, 0 end
+    info = analyse(p)
+    pattern_info[p], pattern_count = info, pattern_count + 1
+  end
+  if not info then return huge, true end
+  local n = #s + 1
+  local cost = ((info.anchored and name ~= "gmatch") and 1 or n) * (#p + 1) * 2 ^ info.opts
+  -- where each repetition ends never goes back before the previous one:
+  -- at most C(n + reps, reps) ways to place them
+  for j = 1, info.reps do
+    cost = cost * (n + j) / j
+    if cost > C_MATCH_LIMIT then break end
+  end
+  return cost, info.reps + info.opts > 0
+end
+
+-- The string a C string function would see, or nil (then C reports the bad argument).
+local function str_arg(v)
+  local t = type(v)
+  if t == "string" then return v end
+  if t == "number" then return tostring(v) end
+  return nil
+end
+
+-- nil, an integer, or false when C must report the bad argument
+local function int_arg(v)
+  if v == nil then return nil end
+  local t = type(v)
+  return (t == "number" or t == "string") and tointeger(v) or false
+end
+
+-- A linear match runs in C, charged before it starts (so a huge one fails
+-- without running); a backtracking one too while its worst case is small.
+local function cheap_match(name, s, p)
+  local cost, backtracks = worst_case(name, s, p)
+  if backtracks and cost > C_MATCH_LIMIT then return false end
+  charge(cost // C_MATCH_CHARGE)
+  return true
 end
 
 local safe_string = {}
 for k, v in pairs(string) do safe_string[k] = v end
 safe_string.dump = nil
-safe_string.find = guard_pattern("find", string.find)
-safe_string.match = guard_pattern("match", string.match)
-safe_string.gmatch = guard_pattern("gmatch", string.gmatch)
-safe_string.gsub = guard_pattern("gsub", string.gsub)
-safe_string.rep = function(s, n, sep)
-  if type(n) == "number" and type(s) == "string" and (#s + #(sep or "")) * n > MAX_REP then
-    error(sfmt("string.rep: result of %.0f bytes is over the %d byte limit", (#s + #(sep or "")) * n, MAX_REP), 2)
+
+-- Tail calls into C: a C error then names the user's line, not this one.
+function safe_string.find(s, p, init, plain)
+  local s2, p2, i2 = str_arg(s), str_arg(p), int_arg(init)
+  if not s2 or not p2 or i2 == false then return c_find(s, p, init, plain) end
+  if plain or not c_find(p2, SPECIALS) then
+    charge((#s2 + #p2) // BYTES_PER_INSTRUCTION)
+    return c_find(s2, p2, i2, plain)
+  end
+  if cheap_match("find", s2, p2) then return c_find(s2, p2, i2) end
+  return lua_patterns.find_aux(true, s2, p2, i2)
+end
+
+-- match and gmatch: C while cheap, else the Lua matcher
+local function matcher(name, c_fn, lua_fn)
+  safe_string[name] = function(s, p, init)
+    local s2, p2, i2 = str_arg(s), str_arg(p), int_arg(init)
+    if not s2 or not p2 or i2 == false then return c_fn(s, p, init) end
+    if cheap_match(name, s2, p2) then return c_fn(s2, p2, i2) end
+    return lua_fn(s2, p2, i2)
+  end
+end
+matcher("match", c_match, lua_patterns.match)
+matcher("gmatch", c_gmatch, lua_patterns.gmatch)
+
+local REPL = { string = true, number = true, table = true, ["function"] = true }
+function safe_string.gsub(s, p, repl, max_n)
+  local s2, p2, n2 = str_arg(s), str_arg(p), int_arg(max_n)
+  if not s2 or not p2 or n2 == false or not REPL[type(repl)] then return c_gsub(s, p, repl, max_n) end
+  charge(#s2 // BYTES_PER_INSTRUCTION)
+  if cheap_match("gsub", s2, p2) then return c_gsub(s2, p2, repl, n2) end
+  return lua_patterns.gsub(s2, p2, repl, n2)
+end
+
+function safe_string.rep(s, n, sep)
+  if type(n) == "number" and type(s) == "string" then
+    local size = (#s + #(sep or "")) * n
+    if size > MAX_REP then
+      error(sfmt("string.rep: result of %.0f bytes is over the %d byte limit", size, MAX_REP), 2)
+    end
+    if size > 0 then charge(size // BYTES_PER_INSTRUCTION) end
   end
   return srep(s, n, sep)
 end
+
+-- Functions whose C work is proportional to the string they return.
+local function charged_by_result(f)
+  return function(...)
+    local r = f(...)
+    if type(r) == "string" then charge(#r // BYTES_PER_INSTRUCTION) end
+    return r
+  end
+end
+for _, name in ipairs({ "sub", "upper", "lower", "reverse" }) do
+  safe_string[name] = charged_by_result(string[name])
+end
+---------------------------------------------------------------------------
+-- tostring, print and string.format show no addresses: they differ from
+-- process to process, and text reaching the history must be the same on
+-- replay. A table, function or coroutine is numbered in the order the running
+-- thread (one execution) first shows it: "table: 0x0001".
+---------------------------------------------------------------------------
+local raw_tostring = tostring
+local REF = { table = true, ["function"] = true, thread = true, userdata = true }
+local current_thread   -- the thread being stepped: its numbering lives in it
+
+local function ref_id(v)
+  local ids = current_thread and current_thread.ids
+  if ids == nil then
+    ids = { n = 0, of = setmetatable({}, { __mode = "k" }) }
+    if current_thread then current_thread.ids = ids end
+  end
+  local id = ids.of[v]
+  if id == nil then
+    ids.n = ids.n + 1
+    id = sfmt("0x%04x", ids.n)
+    ids.of[v] = id
+  end
+  return id
+end
+
+local function safe_tostring(v)
+  local t = type(v)
+  if not REF[t] then return raw_tostring(v) end
+  local mt = getmetatable_raw(v)
+  if mt ~= nil and rawget(mt, "__tostring") ~= nil then return raw_tostring(v) end
+  local name = mt ~= nil and rawget(mt, "__name")
+  return (type(name) == "string" and name or t) .. ": " .. ref_id(v)
+end
+
+-- %s of a table/function/coroutine and %p take their text from safe_tostring;
+-- %p of anything else (strings included: they have no identity) is "(null)".
+local function format_refs(fmt, args)
+  local i, a = 1, 0
+  while true do
+    local j = c_find(fmt, "%", i, true)
+    if not j then break end
+    if sbyte(fmt, j + 1) == 37 then
+      i = j + 2
+    else
+      local _, e, conv = c_find(fmt, "^[-+ #0]*%d*%.?%d*(%a)", j + 1)
+      if not e then break end     -- malformed: C reports it
+      a = a + 1
+      local v = args[a]
+      if conv == "p" then
+        fmt = ssub(fmt, 1, e - 1) .. "s" .. ssub(fmt, e + 1)
+        args[a] = REF[type(v)] and ref_id(v) or "(null)"
+      elseif conv == "s" and REF[type(v)] then
+        args[a] = safe_tostring(v)
+      end
+      i = e + 1
+    end
+  end
+  return sfmt(fmt, unpack(args, 1, args.n))
+end
+
+function safe_string.format(fmt, ...)
+  local r
+  if type(fmt) == "string" and (c_find(fmt, "p", 1, true) or c_find(fmt, "%s", 1, true)) then
+    r = format_refs(fmt, pack(...))
+  else
+    r = sfmt(fmt, ...)
+  end
+  charge(#r // BYTES_PER_INSTRUCTION)
+  return r
+end
+
 -- Strings index the sandbox's string table; getmetatable("") gives nothing away.
 local string_mt = getmetatable_raw("")
 string_mt.__index = safe_string
@@ -266,6 +518,7 @@ local function safe_rawset(t, k, v)
   return rawset(t, k, v)
 end
 local safe_table, safe_utf8 = copy(table), copy(utf8)
+safe_table.concat = charged_by_result(concat)
 
 ---------------------------------------------------------------------------
 -- Errors: tables with kind / message / retryable, printed as their message.
@@ -298,7 +551,22 @@ end
 ---------------------------------------------------------------------------
 local ARRAY = { __name = "array" }
 sandbox.ARRAY = ARRAY
-local sgsub, mtype, huge = string.gsub, math.type, math.huge
+
+-- json.null: JSON null where nil cannot stand (inside arrays, where nil would
+-- be a hole and `#` would lie). Shared by every execution, so read-only.
+local NULL = setmetatable({}, {
+  __name = "json.null",
+  __tostring = function() return "null" end,
+  __tojson = function() return nil end,
+  __newindex = function() error("attempt to change json.null (read-only)", 2) end,
+  __metatable = false,
+})
+readonly_names[NULL] = "json.null"
+sandbox.null = NULL
+-- A table with only integer keys 1..max (some missing: encoded as null) is an
+-- array unless it is this sparse: a stray huge index must not write megabytes of nulls.
+local function too_sparse(max, count) return max > 2 * count + 16 end
+local sgsub, mtype = string.gsub, math.type
 local ESC = { ['"'] = '\\"', ['\\'] = '\\\\', ['\b'] = '\\b', ['\f'] = '\\f', ['\n'] = '\\n', ['\r'] = '\\r', ['\t'] = '\\t' }
 local function esc(c) return ESC[c] or sfmt("\\u%04x", sbyte(c)) end
 
@@ -337,12 +605,32 @@ local function encode(v, path, seen, buf)
     seen[v] = true
     local count, n = 0, rawlen(v)
     for _ in next, v do count = count + 1 end
-    if mt == ARRAY or (count > 0 and count == n) then
-      if count ~= n then error(invalid(path, "array has holes or named fields"), 0) end
+    local is_array, holes = count == n and (n > 0 or mt == ARRAY), false
+    if not is_array and count > 0 then
+      -- integer keys 1..max with gaps: an array whose gaps are null
+      local max = 0
+      for key in next, v do
+        if mtype(key) ~= "integer" or key < 1 then max = nil break end
+        if key > max then max = key end
+      end
+      if max then
+        if too_sparse(max, count) then
+          error(invalid(path, sfmt("array with %d values has index %d; fill the gaps with json.null " ..
+            "or use string keys", count, max)), 0)
+        end
+        is_array, holes, n = true, true, max
+      elseif mt == ARRAY then
+        error(invalid(path, "array has named fields"), 0)
+      end
+    end
+    if is_array then
       buf[#buf + 1] = "["
       for i = 1, n do
         if i > 1 then buf[#buf + 1] = "," end
-        encode(rawget(v, i), path .. "[" .. i .. "]", seen, buf)
+        local item = rawget(v, i)
+        -- #v counted a border while other keys exist beyond it
+        if item == nil and not holes then error(invalid(path, "array has named fields"), 0) end
+        encode(item, path .. "[" .. i .. "]", seen, buf)
       end
       buf[#buf + 1] = "]"
     else
@@ -378,6 +666,7 @@ local function to_json(v, path)
   local buf = {}
   local ok, err = pcall(encode, v, path or "value", {}, buf)
   if not ok then
+    if err == MEMORY then error(MEMORY, 0) end
     if getmetatable_raw(err) ~= Error then err = new_error("Invalid", describe(err), false) end
     return nil, err
   end
@@ -422,6 +711,7 @@ local function args_json(n, ...)
     if i > 1 then buf[#buf + 1] = "," end
     local ok, err = pcall(encode, (select(i, ...)), "argument " .. i, seen, buf)
     if not ok then
+      if err == MEMORY then error(MEMORY, 0) end
       if getmetatable_raw(err) ~= Error then err = new_error("Invalid", describe(err), false) end
       return nil, err
     end
@@ -453,9 +743,25 @@ end
 -- first require in this runtime and shared by the runtime's programs.
 ---------------------------------------------------------------------------
 local module_cache = {}
+
+--- s with each byte as the code point of the same value: valid UTF-8 whatever
+--- s holds, so binary data reaches the host intact (read there as Latin-1).
+local uchar = utf8.char
+local function as_latin1(s)
+  if type(s) ~= "string" or not c_find(s, "[\128-\255]") then return s end
+  local parts, n = {}, 0
+  for i = 1, #s, 4096 do
+    n = n + 1
+    parts[n] = uchar(sbyte(s, i, i + 4095))
+  end
+  charge(#s // BYTES_PER_INSTRUCTION)
+  return concat(parts)
+end
+
 local module_api = {
+  as_latin1 = as_latin1,
   sys = sys, host = call_host, must = must, new_error = new_error, Error = Error,
-  to_json = to_json, args_json = args_json, ARRAY = ARRAY,
+  to_json = to_json, args_json = args_json, ARRAY = ARRAY, null = NULL,
   result = function(ok, v) if ok then return v end return nil, v end,
   getmetatable = getmetatable_raw, readonly = readonly,
   is_error = function(e) return getmetatable_raw(e) == Error end,
@@ -554,9 +860,9 @@ local safe_os = {
 local function base_env()
   local env = {
     assert = assert, error = error, ipairs = ipairs, next = ordered_next, pairs = ordered_pairs,
-    pcall = pcall, xpcall = xpcall, rawequal = rawequal, rawget = rawget, rawlen = rawlen, rawset = safe_rawset,
+    pcall = safe_pcall, xpcall = safe_xpcall, rawequal = rawequal, rawget = rawget, rawlen = rawlen, rawset = safe_rawset,
     select = select, setmetatable = safe_setmetatable, getmetatable = safe_getmetatable,
-    tonumber = tonumber, tostring = tostring, type = type,
+    tonumber = tonumber, tostring = safe_tostring, type = type,
     string = readonly(safe_string, "string"), table = readonly(safe_table, "table"),
     utf8 = readonly(safe_utf8, "utf8"), coroutine = readonly(user_coroutine, "coroutine"),
     math = readonly(safe_math, "math"), os = readonly(safe_os, "os"),
@@ -586,11 +892,13 @@ function sandbox.new_env(program_name, modules, imports, seed)
   env.load = function(chunk, name, mode, chunk_env)
     if type(chunk) ~= "string" then error("load: only text chunks are allowed", 2) end
     if mode ~= nil and mode ~= "t" then error("load: only text chunks are allowed (mode 't')", 2) end
-    return load(chunk, name, "t", chunk_env or env)
+    local f, err = load(chunk, name, "t", chunk_env or env)
+    if f == nil and err == MEMORY then error(MEMORY, 0) end
+    return f, err
   end
   env.print = function(...)
     local parts = pack(...)
-    for i = 1, parts.n do parts[i] = tostring(parts[i]) end
+    for i = 1, parts.n do parts[i] = safe_tostring(parts[i]) end
     host("log", "info", concat(parts, "\t", 1, parts.n))
   end
   return env
@@ -640,7 +948,7 @@ end
 local function finish_step(co, ...)
   -- A dead coroutine keeps its stack: holding it here would keep what filled
   -- the memory alive after a memory error.
-  sandbox.main = nil
+  sandbox.main, current_thread = nil, nil
   return finish(co, ...)
 end
 
@@ -652,9 +960,14 @@ end
 function sandbox.step(thread, limit, ...)
   local co = thread.co
   budget, used = limit, 0
-  sandbox.main = co
+  sandbox.main, current_thread = co, thread
   arm(co)
   return finish_step(co, co_resume(co, ...))
+end
+
+--- Instructions charged so far in this step (for tests and benchmarks).
+function sandbox.instructions_used()
+  return used
 end
 
 function sandbox.set_budget(limit)

@@ -108,6 +108,7 @@ class Runtime:
         self._step = self.sandbox.step
         self._table_from = self.lua.table_from
         self._mark_array = self.sandbox.mark_array
+        self._null = self.sandbox.null  # json.null: None inside a list (nil would be a hole)
         self._new_env = self.sandbox.new_env
         self._compile = self.sandbox.compile
         self._start = self.sandbox.start
@@ -132,11 +133,11 @@ class Runtime:
 
     # -- values -------------------------------------------------------------
     def to_lua(self, value: Any) -> Any:
-        """A JSON value as a Lua value (dicts and lists become fresh tables)."""
+        """A JSON value as a Lua value (dicts and lists become fresh tables, None in a list json.null)."""
         if isinstance(value, dict):
             return self._table_from({k: self.to_lua(v) for k, v in value.items()})
         if isinstance(value, list):
-            return self._mark_array(self._table_from([self.to_lua(v) for v in value]))
+            return self._mark_array(self._table_from([self._null if v is None else self.to_lua(v) for v in value]))
         return value
 
     def from_lua(self, value: Any, path: str = "value") -> Any:
@@ -294,7 +295,8 @@ class Thread:
 def _clean_traceback(tb: Any) -> str:
     """Keep the user's frames: drop C frames and the sandbox's own plumbing."""
     lines = str(tb or "").splitlines()
-    keep = [ln for ln in lines if ln.strip() and "[C]" not in ln and "<python>" not in ln and "in hook" not in ln]
+    keep = [ln for ln in lines if ln.strip() and "[C]" not in ln and "<python>" not in ln and "in hook" not in ln
+            and not ln.strip().startswith("_patterns:")]
     return "\n".join(keep)
 
 

@@ -1,6 +1,7 @@
--- json: encode/decode with sorted keys; json.array(t) marks a table as a JSON array.
+-- json: encode/decode with sorted keys; json.array(t) marks a table as a JSON array;
+-- json.null stands for null inside arrays (test with `v == json.null`).
 local api = ...
-local json = {}
+local json = { null = api.null }
 
 function json.encode(value)
   return api.to_json(value, "value")
