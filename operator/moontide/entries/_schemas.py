@@ -246,6 +246,9 @@ _TEMPORAL_WORKER = _entry(
     ["client"],
 )
 
+# No lifecycle: a host is not a process that fails and restarts; it runs while
+# its app runs (moontide run, or the pods of its services), and its
+# process.service entries carry the lifecycles.
 _PROCESS_HOST = _entry(
     "Runs Lua processes (actors, not durable), cooperatively on the app's event loop.",
     {
@@ -272,9 +275,6 @@ _PROCESS_HOST = _entry(
         "description": _DESCRIPTION,
     },
     [],
-# No lifecycle: a host is not a process that fails and restarts; it runs while
-# its app runs (moontide run, or the pods of its services), and its
-# process.service entries carry the lifecycles.
 )
 
 _PROCESS_SERVICE = _entry(
