@@ -1,9 +1,19 @@
 """``function.lua`` entries as Temporal activities, on pooled Lua runtimes.
 
 The activity type is the entry ID. A runtime with the function loaded is kept
-in a per-entry pool and reused, so a call costs a coroutine, not a new Lua
-state. Functions may block (``time.sleep``, HTTP, calls to other functions):
-activities run on a thread pool, and those calls block that thread only.
+in a pool and reused, so a call costs a coroutine, not a new Lua state.
+Functions may block (``time.sleep``, HTTP, calls to other functions): they
+run on a thread pool, and those calls block that thread only.
+
+A *pure* function (its modules, imports included, all in ``INLINE_MODULES``:
+nothing that blocks or reaches outside Lua) runs inline on the worker's event
+loop instead: for a short function the hop to a thread costs more than the
+function. An inline attempt has a small instruction budget and memory cap;
+past either it is thrown away and the call starts over on a thread with the
+full limits, and that function runs on threads from then on (also once an
+inline attempt took more than ``INLINE_SLOW`` of CPU). Log lines of an inline
+attempt are held and written when it ends, so a restart never repeats them.
+
 A function that returns ``nil, err`` fails the activity with ``err.kind`` as
 the error type (retryable only when ``err.retryable``); one that raises fails
 it retryably (a bug or a transient fault); an unknown function ID fails it at
@@ -13,12 +23,17 @@ once as NotFound, never retrying.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
+import contextvars
+import dataclasses
+import functools
 import json
 import logging
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from temporalio import activity
@@ -33,6 +48,19 @@ from ..lua import runtime as rt_mod
 __all__ = ["Functions", "activity_for"]
 
 _log = logging.getLogger("moontide.functions")
+
+#: Modules that neither block nor reach outside the Lua state: a function that
+#: uses only these (imports included) may run inline on the event loop.
+INLINE_MODULES = frozenset({"json", "base64", "hash", "errors", "uuid", "logger"})
+#: Instructions an inline attempt may run: ~0.2-1 ms of CPU for plain, table,
+#: string, sort or json code (benchmarks/README.md). Work past that pays for a hop.
+INLINE_BUDGET = 10_000
+#: Memory cap of the inline runtime (bytes, at most the worker's own cap).
+INLINE_MEMORY = 16 << 20
+#: Thread CPU seconds after which an inline attempt (finished or not) sends its
+#: function to the thread pool for good: the instruction count does not see
+#: every cost (``..`` copies whole strings, host calls run Python).
+INLINE_SLOW = 0.002
 
 
 class Functions:
@@ -56,6 +84,29 @@ class Functions:
         self.instruction_budget = instruction_budget
         self._idle: list[tuple[rt_mod.Runtime, dict[str, Any]]] = []
         self._lock = threading.Lock()
+        #: the one runtime for inline calls: they run one at a time, on the event loop
+        self._inline_rt: tuple[rt_mod.Runtime, dict[str, Any]] | None = None
+        #: function ID -> may run inline (pure and never found too costly inline)
+        self._inline: dict[str, bool] = {}
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+
+    @property
+    def executor(self) -> concurrent.futures.ThreadPoolExecutor:
+        """Threads for calls that are not inline (one per concurrent activity)."""
+        if self._executor is None:
+            self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=self.pool_size,
+                                                                   thread_name_prefix="moontide-fn")
+        return self._executor
+
+    def inline(self, fid: str) -> bool:
+        """Whether a call of ``fid`` runs on the event loop (an unknown ID does: it fails at once)."""
+        ok = self._inline.get(fid)
+        if ok is None:
+            def pure(code: code_mod.LuaCode) -> bool:
+                return set(code.modules) <= INLINE_MODULES and all(pure(lib) for _, lib in code.imports)
+            code = self.codes.get(fid)
+            ok = self._inline[fid] = code is None or pure(code)
+        return ok
 
     def _take(self) -> tuple[rt_mod.Runtime, dict[str, Any]]:
         with self._lock:
@@ -68,16 +119,52 @@ class Functions:
             if len(self._idle) < self.pool_size:
                 self._idle.append(item)
 
-    def call(self, fid: str, args: list[Any], *, depth: int = 0) -> Any:
-        """Run function ``fid`` with JSON ``args``; return its JSON result or raise MoontideError."""
+    def call_inline(self, fid: str, args: list[Any]) -> tuple[bool, Any]:
+        """Try ``fid`` on the inline runtime: (True, result), or (False, None) when it must go to a thread.
+
+        Raises what ``call`` raises, except running past the inline limits.
+        """
+        item, self._inline_rt = self._inline_rt, None  # taken, not shared: safe even off the loop
+        if item is None:
+            item = rt_mod.Runtime(memory_limit=min(INLINE_MEMORY, self.memory_limit),
+                                  instruction_budget=INLINE_BUDGET), {}
+        held: list[Callable[[], None]] = []
+        cpu = time.thread_time()
+        try:
+            result = self.call(fid, args, _item=item, _held=held)
+        except errors.BudgetExceeded:
+            self._inline[fid] = False  # past the inline limits: it starts over on a thread, and stays there
+            return False, None
+        except errors.MoontideError:
+            self._inline_done(fid, item, held, cpu)
+            raise
+        self._inline_done(fid, item, held, cpu)
+        return True, result
+
+    def _inline_done(self, fid: str, item: tuple[rt_mod.Runtime, dict[str, Any]],
+                     held: list[Callable[[], None]], cpu: float) -> None:
+        if time.thread_time() - cpu > INLINE_SLOW:
+            self._inline[fid] = False
+        self._inline_rt = item
+        for write in held:
+            write()
+
+    def call(self, fid: str, args: list[Any], *, depth: int = 0,
+             _item: tuple[rt_mod.Runtime, dict[str, Any]] | None = None,
+             _held: list[Callable[[], None]] | None = None) -> Any:
+        """Run function ``fid`` with JSON ``args``; return its JSON result or raise MoontideError.
+
+        ``_item``/``_held`` (from ``call_inline``): the runtime to run on, and
+        where log lines go instead of the log; that runtime is not pooled.
+        """
         code = self.codes.get(fid)
         if code is None:
             raise errors.NotFound(f"no function.lua entry {fid!r} in this app "
                                   f"(functions: {', '.join(sorted(self.codes)) or 'none'})")
         if depth > 32:
             raise errors.Invalid(f"{fid}: funcs.call nested more than 32 deep")
-        rt, loaded = self._take()
-        host = _CallHost(rt, self, code, depth)
+        rt, loaded = item = _item or self._take()
+        host = _CallHost(rt, self, code, depth, held=_held)
         healthy = True
         try:
             fn = loaded.get(code.digest)
@@ -100,19 +187,27 @@ class Functions:
             healthy = False
             raise
         finally:
-            if healthy:
-                self._give_back((rt, loaded))
+            if healthy and _item is None:
+                self._give_back(item)
 
 
 class _CallHost(host_mod.FunctionHost):
     """Answers one function call's host calls and blocking requests, in its thread."""
 
-    def __init__(self, rt: rt_mod.Runtime, functions: Functions, code: code_mod.LuaCode, depth: int) -> None:
+    def __init__(self, rt: rt_mod.Runtime, functions: Functions, code: code_mod.LuaCode, depth: int, *,
+                 held: list[Callable[[], None]] | None = None) -> None:
         super().__init__(rt)
         self.functions = functions
         self.code = code
         self.depth = depth
+        self.held = held
         self.futures: dict[int, tuple[bool, Any]] = {}
+
+    def op_log(self, level: str, message: str, fields: str | None = None) -> None:
+        if self.held is None:
+            super().op_log(level, message, fields)
+        else:  # an inline attempt: written if it ends inline, dropped if it starts over on a thread
+            self.held.append(functools.partial(super().op_log, level, message, fields))
 
     def _run(self, fid: str, args_json: str) -> tuple[bool, Any]:
         full = fid if ":" in fid else f"{self.code.namespace}:{fid}"
@@ -125,6 +220,8 @@ class _CallHost(host_mod.FunctionHost):
         return (True, self.runtime.to_lua(value)) if ok else (False, self.runtime.error_to_lua(value))
 
     def wait(self, op: str, args: tuple[Any, ...]) -> tuple[bool, Any]:
+        if activity.in_activity() and activity.is_cancelled():
+            return False, self.runtime.error_to_lua(errors.Canceled(f"{op}: the activity was canceled"))
         if op == "call":
             return self._resume(*self._run(args[0], args[1]))
         if op == "sleep":
@@ -191,17 +288,51 @@ def activity_for(functions: Functions) -> Any:
     """The dynamic activity a worker registers: runs the function named by the activity type."""
 
     @activity.defn(dynamic=True)
-    def run_function(args: Sequence[RawValue]) -> Any:
+    async def run_function(args: Sequence[RawValue]) -> Any:
         info = activity.info()
         fid = info.activity_type
         converter = activity.payload_converter()
+        values = [converter.from_payload(a.payload) for a in args]
         try:
-            return functions.call(fid, [converter.from_payload(a.payload) for a in args])
+            if functions.inline(fid):
+                done, result = functions.call_inline(fid, values)
+                if done:
+                    return result
+            return await _on_thread(functions, fid, values)
         except errors.MoontideError as e:
             _log.warning("%s failed (attempt %d): [%s] %s", fid, info.attempt, e.kind, str(e).splitlines()[0])
             raise _application_error(e) from None
 
     return run_function
+
+
+async def _on_thread(functions: Functions, fid: str, values: list[Any]) -> Any:
+    """``functions.call`` on the pool, in this activity's context, as a sync activity would run it.
+
+    A cancel request (or worker shutdown) does not abandon the thread: the
+    function sees ``activity.is_cancelled()`` (its sleeps and blocking calls
+    end with Canceled) and the activity ends as canceled once it returns.
+    """
+    loop = asyncio.get_running_loop()
+    ctx = activity._Context.current()  # the SDK's own way (sync activities): heartbeats hop to the loop
+    beat = ctx.heartbeat
+    assert beat is not None
+    in_thread = dataclasses.replace(ctx, heartbeat=lambda *details: loop.call_soon_threadsafe(beat, *details))
+
+    def run() -> Any:
+        activity._Context.set(in_thread)
+        return functions.call(fid, values)
+
+    future = loop.run_in_executor(functions.executor, contextvars.copy_context().run, run)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        while not future.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait([future])
+        if not future.cancelled():
+            future.exception()  # retrieved: the activity ends as canceled, not with what the function did
+        raise
 
 
 def _application_error(e: errors.MoontideError) -> ApplicationError:

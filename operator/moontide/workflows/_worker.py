@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -42,9 +41,10 @@ def build_worker(client: Client, app: Any, worker_entry: Any, *, code_store: Pat
         client,
         task_queue=task_queue,
         workflows=[workflow_class(task_queue, book, settings)],
+        # function activities are async: pure functions run inline on the event loop,
+        # the others on functions.executor (also the executor of sync activities here)
         activities=[activity_for(functions), *SYSTEM_ACTIVITIES],
-        activity_executor=concurrent.futures.ThreadPoolExecutor(max_workers=max_activities,
-                                                                thread_name_prefix="moontide-fn"),
+        activity_executor=functions.executor,
         max_cached_workflows=int(opts.get("max_cached_workflows", 1000)),
         max_concurrent_workflow_tasks=int(opts.get("max_concurrent_workflow_tasks", 100)),
         max_concurrent_activities=max_activities,
