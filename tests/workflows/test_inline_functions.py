@@ -184,6 +184,25 @@ async def test_past_the_inline_memory_cap_a_call_gets_the_full_cap_on_a_thread(
     assert thread.startswith("moontide-fn"), thread
 
 
+async def test_a_function_often_slow_inline_moves_to_a_thread(
+        make_app: Callable[..., Path], temporal_address: str, seen: Seen) -> None:
+    # few instructions, much copying: `..` copies the whole string each time (~200 MB here)
+    app = write_app(make_app, {"quadratic": ("[logger]", """
+        return function(n)
+          local piece, s = string.rep("x", 200), ""
+          for _ = 1, n do s = s .. piece end
+          logger.info("built")
+          return #s
+        end
+    """)})
+    calls = _functions.INLINE_STRIKES + 1
+    async with running(app, temporal_address) as rt:
+        for _ in range(calls):
+            assert await call(rt, "app:quadratic", 1500) == {"value": 300_000}
+    threads = seen.threads("built")
+    assert [on_loop(t) for t in threads] == [True] * _functions.INLINE_STRIKES + [False], threads
+
+
 @pytest.mark.parametrize("modules", ["[errors]", "[errors, time]"], ids=["inline", "thread"])
 async def test_errors_are_the_same_inline_and_on_a_thread(
         make_app: Callable[..., Path], temporal_address: str, modules: str) -> None:

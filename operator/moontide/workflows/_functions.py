@@ -10,9 +10,10 @@ nothing that blocks or reaches outside Lua) runs inline on the worker's event
 loop instead: for a short function the hop to a thread costs more than the
 function. An inline attempt has a small instruction budget and memory cap;
 past either it is thrown away and the call starts over on a thread with the
-full limits, and that function runs on threads from then on (also once an
-inline attempt took more than ``INLINE_SLOW`` of CPU). Log lines of an inline
-attempt are held and written when it ends, so a restart never repeats them.
+full limits, and that function runs on threads from then on (as it does once
+its inline calls took over ``INLINE_SLOW`` of CPU ``INLINE_STRIKES`` times).
+Log lines of an inline attempt are held and written when it ends, so a
+restart never repeats them.
 
 A function that returns ``nil, err`` fails the activity with ``err.kind`` as
 the error type (retryable only when ``err.retryable``); one that raises fails
@@ -57,10 +58,12 @@ INLINE_MODULES = frozenset({"json", "base64", "hash", "errors", "uuid", "logger"
 INLINE_BUDGET = 10_000
 #: Memory cap of the inline runtime (bytes, at most the worker's own cap).
 INLINE_MEMORY = 16 << 20
-#: Thread CPU seconds after which an inline attempt (finished or not) sends its
-#: function to the thread pool for good: the instruction count does not see
-#: every cost (``..`` copies whole strings, host calls run Python).
+#: Thread CPU seconds past which an inline call counts as slow; a function slow
+#: INLINE_STRIKES times runs on threads for good. The instruction count does not
+#: see every cost (``..`` copies whole strings, host calls run Python); strikes,
+#: because a Python garbage collection can land in any one call.
 INLINE_SLOW = 0.002
+INLINE_STRIKES = 3
 
 
 class Functions:
@@ -88,6 +91,7 @@ class Functions:
         self._inline_rt: tuple[rt_mod.Runtime, dict[str, Any]] | None = None
         #: function ID -> may run inline (pure and never found too costly inline)
         self._inline: dict[str, bool] = {}
+        self._slow: dict[str, int] = {}
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
 
     @property
@@ -144,7 +148,9 @@ class Functions:
     def _inline_done(self, fid: str, item: tuple[rt_mod.Runtime, dict[str, Any]],
                      held: list[Callable[[], None]], cpu: float) -> None:
         if time.thread_time() - cpu > INLINE_SLOW:
-            self._inline[fid] = False
+            self._slow[fid] = strikes = self._slow.get(fid, 0) + 1
+            if strikes >= INLINE_STRIKES:
+                self._inline[fid] = False
         self._inline_rt = item
         for write in held:
             write()
