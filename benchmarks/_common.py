@@ -19,7 +19,8 @@ Variants:
   run on the event loop, to show what the thread-pool hop of a sync activity costs.
 
 Native activities are plain sync Python functions on a ``ThreadPoolExecutor`` of
-100 threads, like Moontide's function activities; every worker has the same
+100 threads, like Moontide's function activities that may block (pure ones run
+inline on the event loop); every worker has the same
 options as ``build_worker``'s defaults (100 concurrent workflow tasks and
 activities, 2+2 pollers, 1 s sticky timeout) and the same cache size.
 """

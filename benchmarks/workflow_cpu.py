@@ -2,7 +2,8 @@
 
 Each workflow makes two activity calls in sequence (``funcs.call`` of a
 function.lua entry on the Lua side; ``workflow.execute_activity`` of a plain
-sync Python function, run on a thread pool of 100 like Moontide's, on the
+sync Python function, run on a thread pool of 100 like Moontide's blocking
+functions (its pure ones run inline on the event loop), on the
 native side). Every variant runs against the same Temporal dev server in one
 run, each with its worker in a subprocess of its own; the figure is that
 process's CPU time (user + system, all threads, from /proc/<pid>/stat) from
