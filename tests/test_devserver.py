@@ -9,6 +9,7 @@ default: WAL, synchronous=normal, rare checkpoints, exclusive locking).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sqlite3
@@ -53,8 +54,9 @@ async def test_start_serves_the_namespace_and_the_ui(tmp_path: Path) -> None:
         assert running_address(tmp_path) == server.address
         assert (tmp_path / "temporal.db").exists() and (tmp_path / "temporal.db-wal").exists()
         # locking_mode=exclusive took effect: the server holds the file, nobody else reads it
-        with pytest.raises(sqlite3.OperationalError, match="locked"):
-            sqlite3.connect(tmp_path / "temporal.db", timeout=0).execute("SELECT count(*) FROM namespaces")
+        with contextlib.closing(sqlite3.connect(tmp_path / "temporal.db", timeout=0)) as db, \
+                pytest.raises(sqlite3.OperationalError, match="locked"):
+            db.execute("SELECT count(*) FROM namespaces")
     assert running_address(tmp_path) is None
     assert "start-dev" in (tmp_path / "temporal.log").read_text()
 

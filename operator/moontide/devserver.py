@@ -17,10 +17,10 @@ State lives in ``state_dir`` (the app's ``.moontide/``):
 pragmas: a plain file-backed dev server commits in SQLite's rollback journal mode
 with ``synchronous=FULL``, ~3 fsyncs per transaction, ~100 per two-activity
 workflow. In WAL mode with ``synchronous=NORMAL`` a commit appends to the WAL file
-with no fsync; fsyncs (2) happen only at checkpoints, which copy the WAL back into
+with no fsync; fsyncs happen only around checkpoints, which copy the WAL back into
 the database. ``wal_autocheckpoint=10000`` pages makes those rare (~40 MB of WAL,
 ~70 two-activity workflows, instead of SQLite's 1000 pages, ~7): fsyncs went from
-1.1 to 0.12 per workflow and preads from 89 to 20, and fewer checkpoints also copy
+0.96 to 0.12 per workflow and preads from 59 to 15, and fewer checkpoints also copy
 the hot pages fewer times. ``locking_mode=exclusive``: the server has one
 connection to the file and nothing else opens it, so it need not take and drop the
 file locks around every transaction (~175 fcntl calls per workflow). Another
