@@ -250,3 +250,24 @@ def test_json_null_is_read_only_and_shared() -> None:
     assert got[0] is False and "json.null" in got[1] and "read-only" in got[1]
     assert got[2] is False and "read-only" in got[3]
     assert got[4:] == (False, False, None)
+
+
+def test_border_with_other_keys_is_not_an_array() -> None:
+    # #t is 3 and there are 3 keys, but one of them is not 1..3
+    assert invalid("local t = {1, nil, 3, x = 1} return t").startswith("value: array has named fields")
+
+
+def test_encode_inside_tojson_and_after_a_failed_encode() -> None:
+    # the encoder reuses scratch tables: a nested encode and a failed one must not disturb them
+    got = done(run_lua("""
+        local inner = setmetatable({}, {__tojson = function() return {nested = json.encode({a = {1, 2}})} end})
+        local first = json.encode({x = inner, y = "after"})
+        local bad, err = json.encode({f = print})
+        local bomb = setmetatable({}, {__tojson = function() error("boom") end})
+        local bad2, err2 = json.encode({deep = {bomb}})
+        return first, err.message, err2.message, json.encode({ok = {true, "s"}})
+    """, modules=["json"]))
+    assert got[0] == '{"x":{"nested":"{\\"a\\":[1,2]}"},"y":"after"}'
+    assert got[1] == "value.f: function values cannot cross to JSON"
+    assert "boom" in got[2]
+    assert got[3] == '{"ok":[true,"s"]}'

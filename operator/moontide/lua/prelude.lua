@@ -574,103 +574,201 @@ local function invalid(path, msg)
   return new_error("Invalid", path .. ": " .. msg, false)
 end
 
-local function strkey(a, b) return a < b end
+-- The encoder keeps the path as a stack of keys (ps[0] is the root's name)
+-- and builds its text only for an error: most values never need it.
+local function path_of(ps, d)
+  local parts = { ps[0] }
+  for i = 1, d do
+    local k = ps[i]
+    parts[i + 1] = mtype(k) == "integer" and "[" .. k .. "]" or "." .. k
+  end
+  return concat(parts)
+end
 
-local function encode(v, path, seen, buf)
+local ESCAPED = '[%c"\\\128-\255]'   -- ASCII text without these crosses as it is
+local ulen = utf8.len
+
+local function quoted(s, ps, d)
+  if ulen(s) == nil then error(invalid(path_of(ps, d), "string is not valid UTF-8"), 0) end
+  return (sgsub(s, '[%c"\\]', esc))
+end
+
+local function float_text(v, ps, d)
+  if v ~= v or v == huge or v == -huge then
+    error(invalid(path_of(ps, d), "number " .. tostring(v) .. " has no JSON form"), 0)
+  end
+  local s = sfmt("%.14g", v)
+  if tonumber(s) ~= v then s = sfmt("%.17g", v) end
+  -- a float stays a float: 1.0 as "1" would come back as the integer 1
+  if not sfind(s, "[.eE]") then s = s .. ".0" end
+  return s
+end
+
+--- How a table with `count` keys and border `len` encodes: "array", "holes"
+--- (an array whose gaps are null) or "object"; raises for what cannot cross.
+local function table_shape(v, mt, count, len, ps, d)
+  if count == len and (len > 0 or mt == ARRAY) then return "array" end
+  if count == 0 then return "object" end
+  local max = 0
+  for key in next, v do
+    if mtype(key) ~= "integer" or key < 1 then max = nil break end
+    if key > max then max = key end
+  end
+  if max == nil then
+    if mt == ARRAY then error(invalid(path_of(ps, d), "array has named fields"), 0) end
+    return "object"
+  end
+  if too_sparse(max, count) then
+    error(invalid(path_of(ps, d), sfmt("array with %d values has index %d; fill the gaps with json.null " ..
+      "or use string keys", count, max)), 0)
+  end
+  return "holes", max
+end
+
+local function bad_key(key, ps, d)
+  local shown = (type(key) == "number" or type(key) == "boolean") and tostring(key) or ("of type " .. type(key))
+  error(invalid(path_of(ps, d), "table mixes field names with the key " .. shown ..
+    " (JSON objects have string keys; arrays have keys 1..n)"), 0)
+end
+
+-- Field names repeat from message to message: remember which need no escaping.
+local plain_keys, plain_count = {}, 0
+local function key_text(key, ps, d)
+  if sfind(key, ESCAPED) then return quoted(key, ps, d) end
+  if plain_count >= 4096 then plain_keys, plain_count = {}, 0 end
+  plain_keys[key], plain_count = key, plain_count + 1
+  return key
+end
+
+-- encode(v, ps, d, stack, buf, n) appends v's text to buf[n + 1 ...] and
+-- returns the new n. stack[1..d] are the tables being encoded around v.
+local encode
+
+local function encode_table(v, mt, ps, d, stack, buf, n)
+  for i = 1, d do
+    if stack[i] == v then error(invalid(path_of(ps, d), "table contains itself"), 0) end
+  end
+  local d1 = d + 1
+  stack[d1] = v
+  local count, len = 0, rawlen(v)
+  for _ in next, v do count = count + 1 end
+  local shape, max = table_shape(v, mt, count, len, ps, d)
+  if shape ~= "object" then
+    if max then len = max end
+    n = n + 1
+    buf[n] = "["
+    for i = 1, len do
+      if i > 1 then n = n + 1; buf[n] = "," end
+      local item = rawget(v, i)
+      if mtype(item) == "integer" then
+        n = n + 1
+        buf[n] = item
+      else
+        -- #v found a border while other keys lie beyond it
+        if item == nil and shape == "array" then error(invalid(path_of(ps, d), "array has named fields"), 0) end
+        ps[d1] = i
+        n = encode(item, ps, d1, stack, buf, n)
+      end
+    end
+    n = n + 1
+    buf[n] = "]"
+  elseif count == 0 then
+    n = n + 1
+    buf[n] = "{}"
+  elseif count == 1 then
+    local key = next(v)
+    if type(key) ~= "string" then bad_key(key, ps, d) end
+    buf[n + 1] = '{"'
+    buf[n + 2] = plain_keys[key] or key_text(key, ps, d)
+    buf[n + 3] = '":'
+    ps[d1] = key
+    n = encode(rawget(v, key), ps, d1, stack, buf, n + 3)
+    n = n + 1
+    buf[n] = "}"
+  else
+    local keys, k = {}, 0
+    for key in next, v do
+      if type(key) ~= "string" then bad_key(key, ps, d) end
+      k = k + 1
+      keys[k] = key
+    end
+    if k > 1 then sort(keys) end
+    for i = 1, k do
+      local key = keys[i]
+      buf[n + 1] = i == 1 and '{"' or ',"'
+      buf[n + 2] = plain_keys[key] or key_text(key, ps, d)
+      buf[n + 3] = '":'
+      ps[d1] = key
+      n = encode(rawget(v, key), ps, d1, stack, buf, n + 3)
+    end
+    n = n + 1
+    buf[n] = "}"
+  end
+  stack[d1] = nil
+  return n
+end
+
+function encode(v, ps, d, stack, buf, n)
   local t = type(v)
   if t == "string" then
-    if utf8.len(v) == nil then error(invalid(path, "string is not valid UTF-8"), 0) end
-    buf[#buf + 1] = '"' .. sgsub(v, '[%c"\\]', esc) .. '"'
+    buf[n + 1] = '"'
+    buf[n + 2] = sfind(v, ESCAPED) and quoted(v, ps, d) or v
+    buf[n + 3] = '"'
+    return n + 3
   elseif t == "number" then
-    if mtype(v) == "integer" then
-      buf[#buf + 1] = sfmt("%d", v)
-    elseif v ~= v or v == huge or v == -huge then
-      error(invalid(path, "number " .. tostring(v) .. " has no JSON form"), 0)
-    else
-      local s = sfmt("%.14g", v)
-      if tonumber(s) ~= v then s = sfmt("%.17g", v) end
-      -- a float stays a float: 1.0 as "1" would come back as the integer 1
-      if not sfind(s, "[.eE]") then s = s .. ".0" end
-      buf[#buf + 1] = s
-    end
+    -- table.concat writes an integer as "%d" itself
+    buf[n + 1] = mtype(v) == "integer" and v or float_text(v, ps, d)
+    return n + 1
   elseif t == "boolean" then
-    buf[#buf + 1] = v and "true" or "false"
+    buf[n + 1] = v and "true" or "false"
+    return n + 1
   elseif t == "nil" then
-    buf[#buf + 1] = "null"
+    buf[n + 1] = "null"
+    return n + 1
   elseif t == "table" then
     local mt = getmetatable_raw(v)
-    local tojson = mt and rawget(mt, "__tojson")
-    if tojson then return encode(tojson(v), path, seen, buf) end
-    if seen[v] then error(invalid(path, "table contains itself"), 0) end
-    seen[v] = true
-    local count, n = 0, rawlen(v)
-    for _ in next, v do count = count + 1 end
-    local is_array, holes = count == n and (n > 0 or mt == ARRAY), false
-    if not is_array and count > 0 then
-      -- integer keys 1..max with gaps: an array whose gaps are null
-      local max = 0
-      for key in next, v do
-        if mtype(key) ~= "integer" or key < 1 then max = nil break end
-        if key > max then max = key end
-      end
-      if max then
-        if too_sparse(max, count) then
-          error(invalid(path, sfmt("array with %d values has index %d; fill the gaps with json.null " ..
-            "or use string keys", count, max)), 0)
-        end
-        is_array, holes, n = true, true, max
-      elseif mt == ARRAY then
-        error(invalid(path, "array has named fields"), 0)
-      end
+    if mt ~= nil then
+      local tojson = rawget(mt, "__tojson")
+      if tojson then return encode(tojson(v), ps, d, stack, buf, n) end
     end
-    if is_array then
-      buf[#buf + 1] = "["
-      for i = 1, n do
-        if i > 1 then buf[#buf + 1] = "," end
-        local item = rawget(v, i)
-        -- #v counted a border while other keys exist beyond it
-        if item == nil and not holes then error(invalid(path, "array has named fields"), 0) end
-        encode(item, path .. "[" .. i .. "]", seen, buf)
-      end
-      buf[#buf + 1] = "]"
-    else
-      local keys, k = {}, 0
-      for key in next, v do
-        if type(key) ~= "string" then
-          local shown = (type(key) == "number" or type(key) == "boolean") and tostring(key) or ("of type " .. type(key))
-          error(invalid(path, "table mixes field names with the key " .. shown ..
-            " (JSON objects have string keys; arrays have keys 1..n)"), 0)
-        end
-        k = k + 1
-        keys[k] = key
-      end
-      sort(keys, strkey)
-      buf[#buf + 1] = "{"
-      for i = 1, k do
-        local key = keys[i]
-        if i > 1 then buf[#buf + 1] = "," end
-        encode(key, path, seen, buf)
-        buf[#buf + 1] = ":"
-        encode(rawget(v, key), path .. "." .. key, seen, buf)
-      end
-      buf[#buf + 1] = "}"
-    end
-    seen[v] = nil
-  else
-    error(invalid(path, t .. " values cannot cross to JSON"), 0)
+    return encode_table(v, mt, ps, d, stack, buf, n)
   end
+  error(invalid(path_of(ps, d), t .. " values cannot cross to JSON"), 0)
 end
+
+local function encode_failed(err)
+  if err == MEMORY then error(MEMORY, 0) end
+  if getmetatable_raw(err) ~= Error then err = new_error("Invalid", describe(err), false) end
+  return nil, err
+end
+
+-- One set of scratch tables per runtime, reused while no encode is under
+-- way (a __tojson metamethod may encode, or even yield, in the middle of one).
+local scratch_buf, scratch_ps, scratch_stack, scratch_busy = {}, {}, {}, false
 
 --- JSON text of a value, or nil and an Invalid error naming the path.
 local function to_json(v, path)
-  local buf = {}
-  local ok, err = pcall(encode, v, path or "value", {}, buf)
-  if not ok then
-    if err == MEMORY then error(MEMORY, 0) end
-    if getmetatable_raw(err) ~= Error then err = new_error("Invalid", describe(err), false) end
-    return nil, err
+  if scratch_busy then
+    local buf = {}
+    local ok, n = pcall(encode, v, { [0] = path or "value" }, 0, {}, buf, 0)
+    if not ok then return encode_failed(n) end
+    return concat(buf, "", 1, n)
   end
-  return concat(buf)
+  scratch_busy = true
+  local buf = scratch_buf
+  scratch_ps[0] = path or "value"
+  local ok, n = pcall(encode, v, scratch_ps, 0, scratch_stack, buf, 0)
+  local text
+  if ok then
+    text = concat(buf, "", 1, n)
+    -- let go of the strings the buffer holds: they are the user's
+    if n <= 64 then for i = 1, n do buf[i] = nil end else scratch_buf = {} end
+  else
+    scratch_buf, scratch_ps, scratch_stack = {}, {}, {}
+  end
+  scratch_busy = false
+  if not ok then return encode_failed(n) end
+  return text
 end
 sandbox.to_json = to_json
 
@@ -705,19 +803,18 @@ function sandbox.error_parts(e, limit)
 end
 
 --- JSON text of the arguments array (nil, err on a bad one), for the host.
-local function args_json(n, ...)
-  local buf, seen = { "[" }, {}
-  for i = 1, n do
-    if i > 1 then buf[#buf + 1] = "," end
-    local ok, err = pcall(encode, (select(i, ...)), "argument " .. i, seen, buf)
-    if not ok then
-      if err == MEMORY then error(MEMORY, 0) end
-      if getmetatable_raw(err) ~= Error then err = new_error("Invalid", describe(err), false) end
-      return nil, err
-    end
+local function args_json(count, ...)
+  local buf, n, ps, stack = { "[" }, 1, {}, {}
+  for i = 1, count do
+    if i > 1 then n = n + 1; buf[n] = "," end
+    ps[0] = "argument " .. i
+    local ok, n2 = pcall(encode, (select(i, ...)), ps, 0, stack, buf, n)
+    if not ok then return encode_failed(n2) end
+    n = n2
   end
-  buf[#buf + 1] = "]"
-  return concat(buf)
+  n = n + 1
+  buf[n] = "]"
+  return concat(buf, "", 1, n)
 end
 sandbox.args_json = args_json
 
