@@ -8,7 +8,7 @@ is decoded once per delivery, so each Lua runtime gets these helpers, compiled
 once and called only from Python (user code never sees them).
 
 The result is the same as ``Runtime.to_lua(json.loads(text))``: objects become
-plain tables, arrays tables marked as arrays (``json.array()``), ``null`` nil.
+plain tables, arrays tables marked as arrays (``json.array()``), ``null`` nil (``json.null`` inside an array).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from ..lua import runtime as rt_mod
 __all__ = ["Codec", "codec"]
 
 _DECODER = r"""
-local mark_array, step = ...
+local mark_array, step, null = ...
 local sbyte, ssub, sfind, concat = string.byte, string.sub, string.find, table.concat
 local tonumber, error, utf8char = tonumber, error, utf8.char
 local ESC = { ['"'] = '"', ['\\'] = '\\', ['/'] = '/', b = '\b', f = '\f', n = '\n', r = '\r', t = '\t' }
@@ -102,6 +102,7 @@ function value(s, i)
       local v
       v, i = value(s, i)
       n = n + 1
+      if v == nil then v = null end -- a hole would make # lie: json.null, as everywhere else
       t[n] = v
       i = skip(s, i)
       c = sbyte(s, i)
@@ -162,7 +163,7 @@ class Codec:
             #: message as the resume value (after ``true``, and ``"inbox"`` in a select); "codec"
             #: if the text did not decode (then build it with ``message``, which falls back)
             self._decode, self._message, self.step_message = rt.lua.execute(
-                _DECODER, rt.sandbox.mark_array, rt._step)
+                _DECODER, rt.sandbox.mark_array, rt._step, rt.sandbox.null)
 
     def decode(self, text: str | None) -> Any:
         """A JSON text as a Lua value (falls back to Python's json on anything odd)."""
