@@ -129,3 +129,21 @@ def test_cheap_c_calls_are_not_overcharged() -> None:
         end
         return n
     """) == 300
+
+
+def test_concatenation_in_a_loop_stops_at_the_cpu_limit() -> None:
+    # `..` copies both strings in one instruction: 20,000 copies of 4 MB are
+    # ~120,000 instructions (far inside the budget) and ~80 GB of copying
+    # (4-16 s of CPU here without the net); the CPU net stops it after a second
+    err = failed(run_lua("""
+        local s = string.rep("x", 4000000)
+        local t
+        for i = 1, 20000 do t = s .. i end
+        return #t
+    """))
+    assert isinstance(err, errors.BudgetExceeded), err
+    assert "CPU limit of 1 s" in str(err) and "test.lua:4:" in str(err), str(err)
+
+
+def test_ordinary_concatenation_is_untouched_by_the_cpu_limit() -> None:
+    assert eval_lua("local t = {} for i = 1, 2000 do t[#t + 1] = 'k' .. i end return #table.concat(t, ',')") > 0

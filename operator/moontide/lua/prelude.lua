@@ -2,7 +2,7 @@
 -- It keeps private references to what user code must never touch (debug, the
 -- host callable, the real coroutine functions) as upvalues, then hands Python a
 -- small API. User code only ever sees the tables built by new_env().
-local host, budget_message = ...
+local host, budget_message, clock = ...
 
 local sethook, traceback, getmetatable_raw = debug.sethook, debug.traceback, debug.getmetatable
 local co_create, co_resume, co_yield, co_status = coroutine.create, coroutine.resume, coroutine.yield, coroutine.status
@@ -103,6 +103,10 @@ sandbox.ordered_next = ordered_next
 ---------------------------------------------------------------------------
 local budget, used = 0, 0
 local STEP = 1000
+-- A net under the budget: work that no instruction shows (the `..` operator
+-- copies whole strings in one instruction) is bounded by the thread's CPU
+-- time, read from the host's clock at every hook.
+local cpu_limit, deadline = 0, huge
 
 local function over_budget()
   error(budget_message, 0)
@@ -119,7 +123,7 @@ end
 
 local function count_hook()
   used = used + STEP
-  if used > budget then exceed() end
+  if used > budget or clock() > deadline then exceed() end
 end
 
 --- Charge work done in C (which the count hook cannot see) to the budget.
@@ -153,11 +157,12 @@ end
 --- f(...) in its own coroutine under a fresh budget: for Python calls made
 --- outside a step that may run user metamethods (__tojson, __tostring).
 local function bounded(limit, f, ...)
-  local saved_budget, saved_used, saved_main = budget, used, sandbox.main
+  local saved_budget, saved_used, saved_main, saved_deadline = budget, used, sandbox.main, deadline
   budget, used, sandbox.main = limit, 0, nil
+  deadline = cpu_limit > 0 and clock() + cpu_limit or huge
   local co = arm(co_create(f))
   local r = pack(co_resume(co, ...))
-  budget, used, sandbox.main = saved_budget, saved_used, saved_main
+  budget, used, sandbox.main, deadline = saved_budget, saved_used, saved_main, saved_deadline
   if r[1] and co_status(co) ~= "dead" then return false, "attempt to yield here" end
   return unpack(r, 1, r.n)
 end
@@ -1057,6 +1062,7 @@ end
 function sandbox.step(thread, limit, ...)
   local co = thread.co
   budget, used = limit, 0
+  deadline = cpu_limit > 0 and clock() + cpu_limit or huge
   sandbox.main, current_thread = co, thread
   arm(co)
   return finish_step(co, co_resume(co, ...))
@@ -1069,6 +1075,11 @@ end
 
 function sandbox.set_budget(limit)
   budget = limit
+end
+
+--- Seconds of thread CPU one step may take (0: no limit); see count_hook.
+function sandbox.set_cpu_limit(seconds)
+  cpu_limit = seconds
 end
 
 sandbox.unpack = unpack

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import weakref
 from dataclasses import dataclass
 from importlib import resources
@@ -32,6 +33,10 @@ _MODULES = resources.files(__package__).joinpath("modules")
 _module_sources: dict[str, str] = {}
 
 BUDGET_MESSAGE = "instruction budget exceeded"
+#: Seconds of thread CPU one step (a workflow activation, a function call, a
+#: process's run between waits) may take, whatever its instruction count: the
+#: net for work no instruction shows. Below Temporal's 2 s deadlock detector.
+CPU_LIMIT = 1.0
 
 
 def module_source(name: str) -> str:
@@ -89,6 +94,7 @@ class Runtime:
         *,
         memory_limit: int = 64 << 20,
         instruction_budget: int = 20_000_000,
+        cpu_limit: float = CPU_LIMIT,
     ) -> None:
         self.host: Host | None = None
         self.lock = threading.RLock()
@@ -96,6 +102,7 @@ class Runtime:
         self.factories: dict[str, Any] = {}
         self.memory_limit = memory_limit
         self.instruction_budget = instruction_budget
+        self.cpu_limit = cpu_limit
         self.lua = lupa.LuaRuntime(
             register_eval=False,
             register_builtins=False,
@@ -104,7 +111,8 @@ class Runtime:
             max_memory=memory_limit,
             overflow_handler=float,
         )
-        self.sandbox = self.lua.execute(_PRELUDE, self._host, BUDGET_MESSAGE)
+        self.sandbox = self.lua.execute(_PRELUDE, self._host, BUDGET_MESSAGE, time.thread_time)
+        self.sandbox.set_cpu_limit(cpu_limit if instruction_budget > 0 else 0)
         self._step = self.sandbox.step
         self._table_from = self.lua.table_from
         self._mark_array = self.sandbox.mark_array
@@ -273,6 +281,11 @@ class Thread:
         if tag == "done":
             return Done(out[1:])
         message, tb = out[1], out[2]
+        if message == BUDGET_MESSAGE and rt.sandbox.instructions_used() <= rt.instruction_budget:
+            return Failed(errors.BudgetExceeded(
+                f"Lua ran past its CPU limit of {rt.cpu_limit:g} s in one activation, within its instruction "
+                "budget: work the budget does not count, such as `..` on long strings in a loop\n"
+                + _clean_traceback(tb)))
         if message == BUDGET_MESSAGE:
             return Failed(errors.BudgetExceeded(
                 f"Lua ran past its instruction budget of {rt.instruction_budget:,} instructions "
