@@ -295,7 +295,7 @@ class AppRuntime:
         """Ask the execution to cancel: Lua sees a pid.cancel event (with ``reason`` and
         ``from`` = ``sender``) and Canceled errors."""
         if _is_process(pid):
-            await self._process_request("cancel", str(pid), reason)
+            await self._process_request("cancel", str(pid), reason, sender)
             return
         try:
             handle = await self.handle(pid)

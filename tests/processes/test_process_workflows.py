@@ -156,3 +156,42 @@ async def test_a_lua_workflow_sends_to_a_process(make_app: Callable[..., Path], 
         assert await rt.result(wf) == "sent"
         out = await system.result(pid)
     assert out == {"topic": "from_workflow", "from": str(wf), "x": 1}
+
+
+async def test_a_process_that_cancels_a_workflow_is_named_in_its_pid_cancel_event(
+        make_app: Callable[..., Path], temporal_address: str) -> None:
+    waiter = """
+    return function()
+      local ev = process.events():receive()
+      return { kind = ev.kind, reason = ev.reason, from = ev.from }
+    end
+    """
+    caller = """
+    return function()
+      local wf = process.spawn("waiter", "worker")
+      local ok, err = process.cancel(wf, "order withdrawn")
+      if not ok then return nil, err end
+      return { wf = wf, me = process.pid() }
+    end
+    """
+    app = process_app(make_app, {"caller": caller}, workflows={"waiter": waiter})
+    async with both(app, temporal_address) as (rt, system):
+        out = await system.result(system.spawn("app:caller", "app:host"))
+        ended = await rt.result(out["wf"])
+    assert ended == {"kind": "pid.cancel", "reason": "order withdrawn", "from": out["me"]}
+
+
+async def test_a_cancel_from_python_names_its_sender_to_the_process(
+        make_app: Callable[..., Path], temporal_address: str) -> None:
+    waiter = """
+    return function()
+      local ev = process.events():receive()
+      return { kind = ev.kind, reason = ev.reason, from = ev.from }
+    end
+    """
+    app = process_app(make_app, {"waiter": waiter})
+    async with both(app, temporal_address) as (rt, system):
+        pid = system.spawn("app:waiter", "app:host")
+        await settle(system, pid)
+        await rt.cancel(pid, "shutting down", sender="{ops}")
+        assert await rt.result(pid) == {"kind": "pid.cancel", "reason": "shutting down", "from": "{ops}"}

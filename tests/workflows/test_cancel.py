@@ -174,3 +174,31 @@ async def test_cancel_and_terminate_from_the_cli(make_app: Callable[..., Path], 
                                       "--temporal", temporal_address)
         assert missing.returncode != 0
         assert "no-such-workflow" in missing.stderr
+
+
+# Waiting on process.events() itself: the cancel arrives as the event, as in processes.
+EVENT_WAITER = """
+return function(how)
+  if how == "receive" then
+    local ev, err = process.events():receive()
+    if not ev then return { error = err.kind } end
+    return { kind = ev.kind, reason = ev.reason }
+  end
+  local r = channel.select{ time.after("1h"):case_receive(), process.events():case_receive() }
+  return { channel_is_events = r.channel == process.events(), kind = r.value.kind, reason = r.value.reason }
+end
+"""
+
+
+@pytest.mark.parametrize("how", ["receive", "select"])
+async def test_a_wait_on_events_gets_the_cancel_as_its_event(
+        make_app: Callable[..., Path], temporal_address: str, how: str) -> None:
+    app = make_flows(make_app, {"waiter": EVENT_WAITER})
+    async with running(app, temporal_address) as rt:
+        pid = await rt.spawn("app:waiter", None, how)
+        await wait_blocking(rt, pid, "events")
+        await rt.cancel(pid, "stop")
+        out = await rt.result(pid)
+        assert await _status(rt, pid) == WorkflowExecutionStatus.COMPLETED
+    expected = {"kind": "pid.cancel", "reason": "stop"}
+    assert out == (expected if how == "receive" else {**expected, "channel_is_events": True})

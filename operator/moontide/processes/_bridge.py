@@ -29,7 +29,9 @@ class Bridge(Protocol):
         """Signal ``topic`` with ``payload``; ``sender`` is what ``msg:from()`` answers."""
         ...
 
-    async def cancel(self, pid: str, reason: str | None) -> None: ...
+    async def cancel(self, pid: str, reason: str | None, sender: str | None = None) -> None:
+        """Request cancellation; the workflow's pid.cancel event says ``reason`` and ``from`` = ``sender``."""
+        ...
 
     async def terminate(self, pid: str, reason: str | None) -> None: ...
 
@@ -51,8 +53,8 @@ class RuntimeBridge:
     async def send(self, pid: str, topic: str, payload: Any, sender: str | None) -> None:
         await self.runtime.send(pid, topic, payload, sender=sender)
 
-    async def cancel(self, pid: str, reason: str | None) -> None:
-        await self.runtime.cancel(pid, reason)
+    async def cancel(self, pid: str, reason: str | None, sender: str | None = None) -> None:
+        await self.runtime.cancel(pid, reason, sender=sender)
 
     async def terminate(self, pid: str, reason: str | None) -> None:
         await self.runtime.terminate(pid, reason)

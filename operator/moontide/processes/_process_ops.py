@@ -164,7 +164,7 @@ class ProcessOps:
         node = self.host.node
         target = node.resolve(pid, "process.cancel")
         if is_workflow_pid(target):
-            return self._await(node.require_bridge("process.cancel").cancel(target, reason),
+            return self._await(node.require_bridge("process.cancel").cancel(target, reason, self.pid),
                                f"canceling {target}")
         self._local_target(target, "process.cancel").cancel(reason, self.pid)
         return True, True

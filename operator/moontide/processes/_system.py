@@ -173,12 +173,12 @@ class ProcessSystem:
         host = self._host_of(target, f"deliver to {target}")
         await host.deliver(target, topic, payload_json, sender)
 
-    async def cancel(self, pid: str, reason: str | None = None) -> None:
+    async def cancel(self, pid: str, reason: str | None = None, *, sender: str | None = None) -> None:
         target = self.resolve(pid, "cancel")
         if is_workflow_pid(target):
-            await self.require_bridge(f"cancel {target}").cancel(target, reason)
+            await self.require_bridge(f"cancel {target}").cancel(target, reason, sender)
             return
-        self._host_of(target, "cancel").cancel(target, reason)
+        self._host_of(target, "cancel").cancel(target, reason, by=sender)
 
     async def terminate(self, pid: str, reason: str | None = None) -> None:
         target = self.resolve(pid, "terminate")
@@ -208,8 +208,11 @@ class ProcessSystem:
             topic, payload_json, sender = args
             await self.deliver(pid, topic, payload_json, sender)
             return True
-        if op in ("cancel", "terminate"):
-            await getattr(self, op)(pid, *args)
+        if op == "cancel":  # [reason] or [reason, sender]
+            await self.cancel(pid, args[0] if args else None, sender=args[1] if len(args) > 1 else None)
+            return True
+        if op == "terminate":
+            await self.terminate(pid, *args)
             return True
         if op == "status":
             return self.status(pid)

@@ -162,8 +162,8 @@ class Execution(host_mod.BaseHost):
                     if reason is None:
                         raise  # no cancel request: the SDK evicts this execution from its cache
                     self._note_cancel()
-                    resume = self._err(errors.Canceled(f"canceled while {self.blocking}"
-                                                       + (f": {reason}" if reason else "")))
+                    resume = self._event_wait_answer(step) or self._err(errors.Canceled(
+                        f"canceled while {self.blocking}" + (f": {reason}" if reason else "")))
                 except Exception:
                     if self.fatal is not None:  # e.g. a child start canceled before it was scheduled
                         raise _lua_failure(self.fatal) from None
@@ -306,11 +306,25 @@ class Execution(host_mod.BaseHost):
         self.handles_events = self.handles_events or "events" in channels
         self.blocking = f"waiting in select on {self.mailbox.describe(channels)}"
         await workflow.wait_condition(lambda: any(self.mailbox.ready(c) for c in channels))
+        return self._select_take(channels)
+
+    def _select_take(self, channels: list[str]) -> tuple[Any, ...]:
         first = next(c for c in channels if self.mailbox.ready(c))  # case order: deterministic
         ok, value = self.mailbox.take(first)
         if not ok:  # a failed future: say which case failed
             return (True, first, None, self.rt.error_to_lua(value))
         return (True, first, self.rt.to_lua(value))
+
+    def _event_wait_answer(self, step: rt_mod.Yield) -> tuple[Any, ...] | None:
+        """A cancel that comes while Lua waits on process.events() answers the wait
+        with its pid.cancel event (as in processes), not a Canceled error."""
+        if step.op == "channel.receive" and step.args[0] == "events":
+            return self._answer(*self.mailbox.take("events"))
+        if step.op == "channel.select":
+            channels = json.loads(step.args[0])
+            if "events" in channels:
+                return self._select_take(channels)
+        return None
 
     # -- blocking ops: processes --------------------------------------------------
     async def wait_process_spawn(self, how: str, entry_id: str, host: str, args_json: str,
