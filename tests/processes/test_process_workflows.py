@@ -158,14 +158,17 @@ async def test_a_lua_workflow_sends_to_a_process(make_app: Callable[..., Path], 
     assert out == {"topic": "from_workflow", "from": str(wf), "x": 1}
 
 
+# Waits for its first event (a workflow in one test, a process in the other).
+CANCEL_WAITER = """
+return function()
+  local ev = process.events():receive()
+  return { kind = ev.kind, reason = ev.reason, from = ev.from }
+end
+"""
+
+
 async def test_a_process_that_cancels_a_workflow_is_named_in_its_pid_cancel_event(
         make_app: Callable[..., Path], temporal_address: str) -> None:
-    waiter = """
-    return function()
-      local ev = process.events():receive()
-      return { kind = ev.kind, reason = ev.reason, from = ev.from }
-    end
-    """
     caller = """
     return function()
       local wf = process.spawn("waiter", "worker")
@@ -174,7 +177,7 @@ async def test_a_process_that_cancels_a_workflow_is_named_in_its_pid_cancel_even
       return { wf = wf, me = process.pid() }
     end
     """
-    app = process_app(make_app, {"caller": caller}, workflows={"waiter": waiter})
+    app = process_app(make_app, {"caller": caller}, workflows={"waiter": CANCEL_WAITER})
     async with both(app, temporal_address) as (rt, system):
         out = await system.result(system.spawn("app:caller", "app:host"))
         ended = await rt.result(out["wf"])
@@ -183,13 +186,7 @@ async def test_a_process_that_cancels_a_workflow_is_named_in_its_pid_cancel_even
 
 async def test_a_cancel_from_python_names_its_sender_to_the_process(
         make_app: Callable[..., Path], temporal_address: str) -> None:
-    waiter = """
-    return function()
-      local ev = process.events():receive()
-      return { kind = ev.kind, reason = ev.reason, from = ev.from }
-    end
-    """
-    app = process_app(make_app, {"waiter": waiter})
+    app = process_app(make_app, {"waiter": CANCEL_WAITER})
     async with both(app, temporal_address) as (rt, system):
         pid = system.spawn("app:waiter", "app:host")
         await settle(system, pid)
