@@ -92,7 +92,9 @@ def test_method_only_on_runnable_lua_kinds() -> None:
 
 def test_lifecycle_fields_only_where_they_belong() -> None:
     for kind in KINDS:
-        assert ("lifecycle" in SCHEMAS[kind]["properties"]) == (kind in LIFECYCLE_KINDS)
+        assert ("lifecycle" in SCHEMAS[kind]["properties"]) == (kind in LIFECYCLE_KINDS or kind == "process.host")
+    # a host's lifecycle is how it stops, nothing a service could depend on or restart
+    assert set(SCHEMAS["process.host"]["properties"]["lifecycle"]["properties"]) == {"stop_timeout"}
 
 
 def test_duration_defaults_parse() -> None:

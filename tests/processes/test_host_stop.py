@@ -21,7 +21,7 @@ end
 
 
 async def test_stop_cancels_then_terminates_after_the_hosts_stop_timeout(make_app: Callable[..., Path]) -> None:
-    app = process_app(make_app, {"polite": POLITE, "stubborn": STUBBORN}, host="stop_timeout: 100ms")
+    app = process_app(make_app, {"polite": POLITE, "stubborn": STUBBORN}, host="lifecycle: {stop_timeout: 100ms}")
     async with running(app) as system:
         assert system.stop_timeouts == {"app:host": 0.1}
         polite, stubborn = system.spawn("app:polite", "app:host"), system.spawn("app:stubborn", "app:host")

@@ -246,9 +246,10 @@ _TEMPORAL_WORKER = _entry(
     ["client"],
 )
 
-# No lifecycle: a host is not a process that fails and restarts; it runs while
-# its app runs (moontide run, or the pods of its services), and its
-# process.service entries carry the lifecycles.
+# A host's lifecycle is only how it stops: it is not a process that fails and
+# restarts (no restart, auto_start or depends_on); it runs while its app runs
+# (moontide run, or the pods of its services), whose process.service entries
+# carry the full lifecycles.
 _PROCESS_HOST = _entry(
     "Runs Lua processes (actors, not durable), cooperatively on the app's event loop.",
     {
@@ -268,8 +269,14 @@ _PROCESS_HOST = _entry(
         "memory_limit_mb": _integer(
             64, "Memory cap of each Lua runtime, in MiB; up to 256 processes share one runtime.", minimum=1
         ),
-        "stop_timeout": _duration(
-            "5s", "When the app stops: how long processes get to end after a cancel before they are terminated."
+        "lifecycle": _object(
+            "How the host stops (it starts with the app and does not restart).",
+            {
+                "stop_timeout": _duration(
+                    "5s",
+                    "When the app stops: how long processes get to end after a cancel before they are terminated.",
+                ),
+            },
         ),
         "meta": _META,
         "description": _DESCRIPTION,

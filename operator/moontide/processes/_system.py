@@ -67,7 +67,7 @@ class ProcessSystem:
                 opts["memory_limit"] = int(d["memory_limit_mb"]) << 20
             opts.update(host_options or {})
             self.hosts[e.id] = ProcessHost(e.id, self, **opts)
-            self.stop_timeouts[e.id] = durations.parse(d.get("stop_timeout", "5s")) / 1e9
+            self.stop_timeouts[e.id] = durations.parse((d.get("lifecycle") or {}).get("stop_timeout", "5s")) / 1e9
         self.supervisor = Supervisor(self, on_change=lambda _: self._status_soon())
         for e in app.of_kind("process.service"):
             self.supervisor.add(e)
