@@ -93,7 +93,8 @@ async def measure(address: str, n: int, warmup: int, server_pid: int) -> tuple[f
     async def batch(count: int) -> float:
         begin = time.perf_counter()
         results = await asyncio.gather(*(
-            client.execute_workflow(TwoSteps.run, i, id=f"{queue}-{uuid.uuid4().hex[:8]}", task_queue=queue)
+            client.execute_workflow(TwoSteps.run, i, id=f"{queue}-{uuid.uuid4().hex[:8]}", task_queue=queue,
+                                   request_eager_start=True)  # as AppRuntime.spawn asks; servers decide
             for i in range(count)))
         assert results == [i + 2 for i in range(count)]
         return time.perf_counter() - begin

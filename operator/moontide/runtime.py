@@ -257,8 +257,11 @@ class AppRuntime:
         wid = workflow_id or explicit or f"{entry_id.partition(':')[2]}-{uuid.uuid4().hex[:12]}"
         kw["memo"] = {**kw.get("memo", {}), MEMO_CODE: code.digest}
         try:
+            # eager: when this runtime serves the worker, the first workflow task comes
+            # back in the start's reply (if the server allows it and a slot is free)
             await client.start_workflow(entry_id, args=list(args), id=wid,
-                                        task_queue=worker.data.get("task_queue") or worker.id, **kw)
+                                        task_queue=worker.data.get("task_queue") or worker.id,
+                                        request_eager_start=self.serve, **kw)
         except WorkflowAlreadyStartedError:
             raise errors.MoontideError(f"workflow {wid} is already running (use id_conflict_policy "
                                        "'use_existing' to attach to it)", kind="AlreadyExists",

@@ -13,7 +13,7 @@ from temporalio.api.enums.v1 import EventType
 from _issue3 import history, make_flows, run_cli_async, wait_blocking
 from moontide_testing import running
 from moontide import errors
-from moontide.runtime import Pid
+from moontide.runtime import AppRuntime, Pid
 
 # Waits for a "go" message; returns its spawn argument and the message.
 FLOW = """
@@ -150,3 +150,25 @@ async def test_spawn_and_send_from_function_code(make_app: Callable[..., Path], 
         pid = await rt.result(await rt.spawn("app:caller", None, wid))
         assert pid == f"{{app:client@app:worker|{wid}}}"
         assert await rt.result(pid) == {"arg": "from a function", "topic": "go", "data": {"by": "function"}}
+
+
+async def test_a_serving_runtime_starts_its_workflows_eagerly(
+        make_app: Callable[..., Path], temporal_address: str) -> None:
+    """Its first workflow task comes back in the start's reply (no poll), so the
+    task's started event carries no worker version, which a polled task does."""
+    app = make_flows(make_app, {"flow": FLOW})
+    async with running(app, temporal_address) as rt:
+        async with AppRuntime(app, temporal=temporal_address) as caller:  # serves nothing: its starts are polled
+            eager = await rt.spawn("app:flow", "app:worker", 1)
+            polled = await caller.spawn("app:flow", "app:worker", 2)
+            for pid in (eager, polled):
+                await wait_blocking(rt, pid, "receive")
+                await rt.send(pid, "go", {})
+        client = await rt.client("app:client")
+        started = {}
+        for pid in (eager, polled):
+            assert await rt.result(pid)
+            events = await history(client, pid.workflow_id)
+            first_task = next(e for e in events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED)
+            started[pid] = first_task.workflow_task_started_event_attributes.HasField("worker_version")
+    assert started == {eager: False, polled: True}
