@@ -147,3 +147,10 @@ def test_concatenation_in_a_loop_stops_at_the_cpu_limit() -> None:
 
 def test_ordinary_concatenation_is_untouched_by_the_cpu_limit() -> None:
     assert eval_lua("local t = {} for i = 1, 2000 do t[#t + 1] = 'k' .. i end return #table.concat(t, ',')") > 0
+
+
+def test_the_cpu_limit_grows_with_the_instruction_budget() -> None:
+    # a budget raised for long steps must not be cut short by the net's default second
+    assert make_runtime(instruction_budget=20_000_000).cpu_limit == 1.0
+    assert make_runtime(instruction_budget=100_000_000).cpu_limit == 5.0
+    assert make_runtime(instruction_budget=1_000).cpu_limit == 1.0

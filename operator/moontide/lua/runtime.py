@@ -34,9 +34,11 @@ _module_sources: dict[str, str] = {}
 
 BUDGET_MESSAGE = "instruction budget exceeded"
 #: Seconds of thread CPU one step (a workflow activation, a function call, a
-#: process's run between waits) may take, whatever its instruction count: the
-#: net for work no instruction shows. Below Temporal's 2 s deadlock detector.
+#: process's run between waits) may take per DEFAULT_BUDGET instructions of its
+#: budget (never less), whatever its instruction count: the net for work no
+#: instruction shows. With the default budget, below Temporal's 2 s deadlock detector.
 CPU_LIMIT = 1.0
+DEFAULT_BUDGET = 20_000_000
 
 
 def module_source(name: str) -> str:
@@ -93,8 +95,8 @@ class Runtime:
         self,
         *,
         memory_limit: int = 64 << 20,
-        instruction_budget: int = 20_000_000,
-        cpu_limit: float = CPU_LIMIT,
+        instruction_budget: int = DEFAULT_BUDGET,
+        cpu_limit: float | None = None,
     ) -> None:
         self.host: Host | None = None
         self.lock = threading.RLock()
@@ -102,7 +104,9 @@ class Runtime:
         self.factories: dict[str, Any] = {}
         self.memory_limit = memory_limit
         self.instruction_budget = instruction_budget
-        self.cpu_limit = cpu_limit
+        #: a bigger budget is a promise of longer steps: the net grows with it
+        self.cpu_limit = (cpu_limit if cpu_limit is not None
+                          else CPU_LIMIT * max(1.0, instruction_budget / DEFAULT_BUDGET))
         self.lua = lupa.LuaRuntime(
             register_eval=False,
             register_builtins=False,
@@ -112,7 +116,7 @@ class Runtime:
             overflow_handler=float,
         )
         self.sandbox = self.lua.execute(_PRELUDE, self._host, BUDGET_MESSAGE, time.thread_time)
-        self.sandbox.set_cpu_limit(cpu_limit if instruction_budget > 0 else 0)
+        self.sandbox.set_cpu_limit(self.cpu_limit if instruction_budget > 0 else 0)
         self._step = self.sandbox.step
         self._table_from = self.lua.table_from
         self._mark_array = self.sandbox.mark_array
@@ -218,7 +222,7 @@ class Shards:
     """
 
     def __init__(self, *, per_runtime: int = 256, memory_limit: int = 64 << 20,
-                 instruction_budget: int = 20_000_000) -> None:
+                 instruction_budget: int = DEFAULT_BUDGET) -> None:
         self.per_runtime = per_runtime
         self.memory_limit = memory_limit
         self.instruction_budget = instruction_budget
