@@ -318,12 +318,12 @@ class Execution(host_mod.BaseHost):
     def _event_wait_answer(self, step: rt_mod.Yield) -> tuple[Any, ...] | None:
         """A cancel that comes while Lua waits on process.events() answers the wait
         with its pid.cancel event (as in processes), not a Canceled error."""
+        if not self.mailbox.ready("events"):  # the cancel was noted before: no new event
+            return None
         if step.op == "channel.receive" and step.args[0] == "events":
             return self._answer(*self.mailbox.take("events"))
-        if step.op == "channel.select":
-            channels = json.loads(step.args[0])
-            if "events" in channels:
-                return self._select_take(channels)
+        if step.op == "channel.select" and "events" in (channels := json.loads(step.args[0])):
+            return self._select_take(channels)
         return None
 
     # -- blocking ops: processes --------------------------------------------------
