@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import json
+import logging
 import subprocess
 import textwrap
 import time
@@ -35,7 +36,7 @@ from moontide.workflows import CodeBook, WorkflowSettings, workflow_class
 
 T = TypeVar("T")
 
-WF_MODULES = "[funcs, time, uuid, errors, json, workflow]"
+WF_MODULES = "[funcs, time, uuid, errors, json, workflow, logger]"
 FN_MODULES = "[funcs, time, uuid, errors, json]"
 
 #: Functions most tests call.
@@ -578,6 +579,31 @@ async def test_a_workflow_echoing_empty_lists_returns_them(
         make_app: Callable[..., Path], temporal_address: str) -> None:
     result, _ = await run_flow(make_app, temporal_address, "return function(v) return v end", {"items": []})
     assert result == {"items": []}
+
+
+# -- where activations run ------------------------------------------------------------
+
+@pytest.mark.parametrize("inline,thread", [(None, "MainThread"), (False, "temporal_workflow_")])
+async def test_activations_run_on_the_event_loop_unless_told_otherwise(
+        make_app: Callable[..., Path], temporal_address: str, caplog: pytest.LogCaptureFixture,
+        inline: bool | None, thread: str) -> None:
+    """By default an activation runs on the worker's event loop (the main thread here), with no
+    thread hand-off per activation; ``inline_activations: false`` hands each to the SDK's pool."""
+    src = """
+    return function()
+      logger.info("before the call")
+      local v = funcs.call("echo", 7)
+      logger.info("after the call")
+      return v
+    end
+    """
+    options = None if inline is None else {"inline_activations": inline}
+    with caplog.at_level(logging.INFO, logger="moontide.workflow"):
+        result, _ = await run_flow(make_app, temporal_address, src, worker_options=options)
+    assert result == 7
+    records = [r for r in caplog.records if r.name == "moontide.workflow" and "the call" in r.getMessage()]
+    assert len(records) == 2, [r.getMessage() for r in records]
+    assert all(r.threadName.startswith(thread) for r in records), [r.threadName for r in records]
 
 
 # -- runaway code -------------------------------------------------------------------

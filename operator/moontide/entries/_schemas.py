@@ -238,6 +238,14 @@ _TEMPORAL_WORKER = _entry(
                     20_000_000, "Lua VM instructions allowed per workflow activation.", minimum=1
                 ),
                 "memory_limit_mb": _integer(64, "Memory cap of each Lua runtime, in MiB.", minimum=1),
+                "inline_activations": {
+                    "type": "boolean",
+                    "default": True,
+                    "description": "Run workflow activations on the worker's event loop rather than handing "
+                    "each to a thread: ~10% less worker CPU per workflow. The instruction budget bounds every "
+                    "activation (a runaway one holds the loop ~0.2-1s before it fails), in place of the SDK's "
+                    "2s deadlock detector, which only watches threads. false: a thread per activation.",
+                },
             },
         ),
         "meta": _META,

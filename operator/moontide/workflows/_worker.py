@@ -53,4 +53,8 @@ def build_worker(client: Client, app: Any, worker_entry: Any, *, code_store: Pat
         # Temporal's 10 s default made recovery after a worker SIGKILL take ~12.6 s.
         sticky_queue_schedule_to_start_timeout=timedelta(
             microseconds=durations.parse(opts.get("sticky_queue_timeout", "1s")) / 1000),
+        # The SDK's one switch for running activations on the event loop (no thread
+        # hand-off each time): its other effects are for Python debuggers, which Lua
+        # never meets, and the deadlock detector it turns off is the instruction budget's job.
+        debug_mode=bool(opts.get("inline_activations", True)),
     )
