@@ -368,7 +368,7 @@ async def _serve(args: Any) -> None:
         client, task_queue=args.task_queue, workflows=_native.WORKFLOWS, activities=[step],
         activity_executor=concurrent.futures.ThreadPoolExecutor(max_workers=100, thread_name_prefix="native-act"),
         max_cached_workflows=args.max_cached, max_concurrent_workflow_tasks=100, max_concurrent_activities=100,
-        max_concurrent_workflow_task_polls=2, max_concurrent_activity_task_polls=2,
+        max_concurrent_workflow_task_polls=5, max_concurrent_activity_task_polls=2,
         sticky_queue_schedule_to_start_timeout=timedelta(seconds=1), **runner)
     async with worker:
         await command_loop()

@@ -190,7 +190,7 @@ async def main() -> None:
                         client, task_queue=tq, workflows=[NativeEcho], activities=[reply],
                         activity_executor=concurrent.futures.ThreadPoolExecutor(max_workers=100),
                         max_concurrent_workflow_tasks=100, max_concurrent_activities=100,
-                        max_concurrent_workflow_task_polls=2, max_concurrent_activity_task_polls=2,
+                        max_concurrent_workflow_task_polls=5, max_concurrent_activity_task_polls=2,
                         sticky_queue_schedule_to_start_timeout=timedelta(seconds=1), **runner)
                     task = asyncio.create_task(worker.run())
 

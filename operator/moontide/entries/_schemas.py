@@ -227,7 +227,9 @@ _TEMPORAL_WORKER = _entry(
                 "max_cached_workflows": _integer(1000, "Workflows kept in the sticky cache.", minimum=0),
                 "max_concurrent_workflow_tasks": _integer(100, "Workflow tasks run at once.", minimum=1),
                 "max_concurrent_activities": _integer(100, "Activities (function calls) run at once.", minimum=1),
-                "workflow_pollers": _integer(2, "Concurrent polls for workflow tasks.", minimum=1),
+                "workflow_pollers": _integer(
+                    5, "Concurrent polls for workflow tasks (the SDK's default). With 2, a burst of starts "
+                    "backed up on the sticky queue: ~25% more database operations per workflow.", minimum=1),
                 "activity_pollers": _integer(2, "Concurrent polls for activity tasks.", minimum=1),
                 "sticky_queue_timeout": _duration(
                     "1s",
