@@ -12,6 +12,7 @@ reached through Temporal (``moontide.processes.control``).
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 import os
@@ -38,6 +39,8 @@ log = logging.getLogger("moontide")
 
 #: Per-app state (embedded server database, pinned code) lives in APP_DIR/.moontide.
 STATE_DIR = ".moontide"
+#: How many started runs ``AppRuntime.result`` remembers (a run ID each: ~200 bytes).
+_STARTED_RUNS_KEPT = 10_000
 
 _PID = re.compile(r"^\{(?P<client>[^@|{}]+)@(?P<host>[^|{}]+)\|(?P<id>[^{}]+)\}$")
 
@@ -95,6 +98,9 @@ class AppRuntime:
         self.workers: dict[str, Worker] = {}
         self.server: Any = None
         self._code_book: CodeBook | None = None
+        #: (client, workflow ID) -> run ID of the executions this runtime started, newest last, so
+        #: that ``result`` waits on that run without the server looking up the ID's current run
+        self._started_runs: collections.OrderedDict[tuple[str, str], str] = collections.OrderedDict()
         self._tasks: list[asyncio.Task[None]] = []
         #: the app's process hosts and services, while serving (``moontide.processes.ProcessSystem``)
         self.processes: Any = None
@@ -259,13 +265,18 @@ class AppRuntime:
         try:
             # eager: when this runtime serves the worker, the first workflow task comes
             # back in the start's reply (if the server allows it and a slot is free)
-            await client.start_workflow(entry_id, args=list(args), id=wid,
-                                        task_queue=worker.data.get("task_queue") or worker.id,
-                                        request_eager_start=self.serve, **kw)
+            handle = await client.start_workflow(entry_id, args=list(args), id=wid,
+                                                 task_queue=worker.data.get("task_queue") or worker.id,
+                                                 request_eager_start=self.serve, **kw)
         except WorkflowAlreadyStartedError:
             raise errors.MoontideError(f"workflow {wid} is already running (use id_conflict_policy "
                                        "'use_existing' to attach to it)", kind="AlreadyExists",
                                        retryable=False) from None
+        if handle.result_run_id:
+            self._started_runs[(client_id, wid)] = handle.result_run_id
+            self._started_runs.move_to_end((client_id, wid))
+            while len(self._started_runs) > _STARTED_RUNS_KEPT:
+                self._started_runs.popitem(last=False)
         return Pid(client_id, worker.id, wid)
 
     def _spawn_process(self, entry_id: str, host: str | None, args: tuple[Any, ...], extra: Any) -> str:
@@ -367,7 +378,10 @@ class AppRuntime:
         """
         if _is_process(pid):
             return await self._process_result(str(pid))
-        handle = await self.handle(pid)
+        p = Pid.parse(pid) if isinstance(pid, str) else pid
+        # a run this runtime started: wait on it (following continue-as-new) rather than the ID's current run
+        handle = (await self.client(p.client)).get_workflow_handle(
+            p.workflow_id, run_id=self._started_runs.get((p.client, p.workflow_id)))
         try:
             return await handle.result()
         except WorkflowFailureError as e:

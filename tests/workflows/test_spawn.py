@@ -172,3 +172,23 @@ async def test_a_serving_runtime_starts_its_workflows_eagerly(
             first_task = next(e for e in events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED)
             started[pid] = first_task.workflow_task_started_event_attributes.HasField("worker_version")
     assert started == {eager: False, polled: True}
+
+
+async def test_result_waits_on_the_run_this_runtime_started(
+        make_app: Callable[..., Path], temporal_address: str) -> None:
+    """``result`` of a pid this runtime spawned is that execution's result, even once another
+    starter reuses the workflow ID; a runtime that did not start it gets the ID's latest run."""
+    app = make_flows(make_app, {"flow": FLOW})
+    wid = _wid()
+    async with running(app, temporal_address) as rt:
+        async with AppRuntime(app, temporal=temporal_address) as other:
+            first = await rt.spawn("app:flow", None, "mine", workflow_id=wid)
+            await wait_blocking(rt, first, "receive")
+            await rt.send(first, "go", 1)
+            assert await other.result(first) == {"arg": "mine", "topic": "go", "data": 1}
+            reused = await other.spawn("app:flow", None, "theirs", workflow_id=wid)
+            assert reused == first  # the same pid: a pid names a workflow ID
+            await wait_blocking(rt, reused, "receive")
+            await rt.send(reused, "go", 2)
+            assert await other.result(reused) == {"arg": "theirs", "topic": "go", "data": 2}
+            assert await rt.result(first) == {"arg": "mine", "topic": "go", "data": 1}
