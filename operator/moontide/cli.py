@@ -1,4 +1,5 @@
-"""The ``moontide`` command: run an app, spawn workflows, reach workflows and processes, check entries.
+"""The ``moontide`` command: run an app, spawn workflows, reach workflows and processes, check entries,
+run the dev server.
 
 Results go to stdout as JSON (so they pipe); progress and logs go to stderr.
 Exit codes: 0 ok, 1 the workflow (or process) failed, 2 bad input (entries,
@@ -20,6 +21,7 @@ import sys
 from typing import Any
 
 from . import errors
+from .devserver import SEARCH_ATTRIBUTE_TYPES, DevServer
 from .runtime import AppRuntime, ProcessFailed, WorkflowFailed
 
 __all__ = ["main"]
@@ -106,12 +108,66 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate an app's entries and Lua (every problem at once)")
     check.add_argument("app", metavar="APP_DIR")
 
+    dev = sub.add_parser("devserver", help="run Moontide's tuned Temporal dev server in the foreground until "
+                                           "Ctrl-C or SIGTERM (the Helm chart's dev server runs this)")
+    dev.add_argument("--state-dir", default=".moontide", metavar="DIR",
+                     help="where its database (temporal.db) and server.json live (default: .moontide; an app's "
+                          ".moontide/ lets `moontide run APP` use this server)")
+    dev.add_argument("--ip", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    dev.add_argument("--port", type=int, metavar="PORT",
+                     help="frontend (gRPC) port (default: the one last used in DIR if free, else any free one)")
+    dev.add_argument("--namespace", default="default", help="Temporal namespace to create (default: default)")
+    ui = dev.add_mutually_exclusive_group()
+    ui.add_argument("--ui-port", type=int, metavar="PORT",
+                    help="Web UI port (default: the one last used in DIR if free, else any free one)")
+    ui.add_argument("--headless", action="store_true", help="no Web UI")
+    dev.add_argument("--log-level", default="warn", choices=["debug", "info", "warn", "error"],
+                     help="the server's log level; it logs to stderr (default: warn)")
+    dev.add_argument("--search-attribute", action="append", default=[], type=_search_attribute,
+                     metavar="NAME=TYPE", help="register a search attribute; TYPE is one of "
+                                               f"{', '.join(SEARCH_ATTRIBUTE_TYPES)} (repeat for more)")
+
     # Command groups that live with their subsystem: each module's
     # register(sub) adds parsers with set_defaults(handler=fn), where fn(args)
     # returns an exit code (or a coroutine of one).
     for name in _COMMAND_MODULES:
         importlib.import_module(name).register(sub)
     return p
+
+
+def _search_attribute(text: str) -> tuple[str, str]:
+    name, _, kind = text.partition("=")
+    if not name or kind not in SEARCH_ATTRIBUTE_TYPES:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=TYPE, TYPE one of "
+                                         f"{', '.join(SEARCH_ATTRIBUTE_TYPES)}")
+    return name, kind
+
+
+def _devserver_of(args: argparse.Namespace) -> DevServer:
+    """The server ``moontide devserver ARGS`` runs (tests/controller/test_helm_chart.py checks the chart's)."""
+    from pathlib import Path
+
+    return DevServer(state_dir=Path(args.state_dir), ip=args.ip, port=args.port, namespace=args.namespace,
+                     ui=not args.headless, ui_port=args.ui_port, log_level=args.log_level,
+                     search_attributes=dict(args.search_attribute), log_to_stderr=True)
+
+
+def _devserver(args: argparse.Namespace) -> int:
+    server = _devserver_of(args)
+
+    def ready(s: DevServer) -> None:
+        # stdout: one JSON line, for scripts; stderr: for people
+        _print_json_line({"address": s.address, "namespace": s.namespace, "ui": s.ui_url, "pid": s.pid,
+                          "db": str(s.db_file)})
+        log.info("Temporal dev server at %s (namespace %s%s), database %s; Ctrl-C to stop", s.address, s.namespace,
+                 f", Web UI {s.ui_url}" if s.ui_url else "", s.db_file)
+
+    server.serve(ready)
+    return 0
+
+
+def _print_json_line(value: Any) -> None:
+    print(json.dumps(value, sort_keys=True, ensure_ascii=False), flush=True)
 
 
 def _print_json(value: Any) -> None:
@@ -232,7 +288,7 @@ async def _result_cmd(args: argparse.Namespace) -> int:
 
 #: Commands that talk to Temporal through a client, then exit (``run`` too: after
 #: ``--spawn`` or Ctrl-C it exits the same way, and aborted with -6 without this).
-_CLIENT_COMMANDS = frozenset({"run", "spawn", "send", "cancel", "terminate", "status", "result"})
+_CLIENT_COMMANDS = frozenset({"run", "spawn", "send", "cancel", "terminate", "status", "result", "devserver"})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -265,7 +321,7 @@ def _main(args: argparse.Namespace) -> int:
             print(f"{args.app}: {len(app.entries)} entries, no problems")
             return 0
         builtin = {"run": _run, "spawn": _spawn, "result": _result_cmd, "send": _send, "cancel": _cancel,
-                   "terminate": _terminate, "status": _status}
+                   "terminate": _terminate, "status": _status, "devserver": _devserver}
         handler = builtin.get(args.command) or args.handler
         out = handler(args)
         return int(asyncio.run(out) if inspect.iscoroutine(out) else out)

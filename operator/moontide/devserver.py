@@ -13,6 +13,9 @@ State lives in ``state_dir`` (the app's ``.moontide/``):
   the same address, and other commands find a running server;
 - ``server.lock``: held while starting, so two starts on one directory serialize.
 
+``serve()`` runs one in the foreground until SIGTERM or SIGINT (``moontide devserver``,
+the Helm chart's dev server pod): the same command line, so the same tuning.
+
 ``tuned`` (the default) sets ``TUNED_PRAGMAS`` and ``TUNED_DYNAMIC_CONFIG``. Why the
 pragmas: a plain file-backed dev server commits in SQLite's rollback journal mode
 with ``synchronous=FULL``, ~3 fsyncs per transaction, ~100 per two-activity
@@ -53,7 +56,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
@@ -143,11 +146,15 @@ class DevServer:
                  namespace: str = "default", ip: str = "127.0.0.1", tuned: bool = True,
                  sqlite_pragmas: Mapping[str, str] | None = None,
                  dynamic_config: Mapping[str, Any] | None = None, log_level: str = "warn",
-                 search_attributes: Mapping[str, str] | None = None) -> None:
+                 search_attributes: Mapping[str, str] | None = None, ui_port: int | None = None,
+                 log_to_stderr: bool = False) -> None:
         """``sqlite_pragmas``/``dynamic_config`` add to (or override) the tuned defaults.
 
         ``search_attributes`` (name -> keyword, text, int, double, bool, datetime,
         keyword_list) are registered at start (the ``temporal.client`` entries' field).
+        ``ui_port``: the Web UI's port (default: the one recorded in ``state_dir`` if
+        free, else any free one). ``log_to_stderr``: the server writes to this
+        process's stderr instead of ``temporal.log`` (in a pod, stderr is the log).
         """
         self.state_dir = Path(state_dir).absolute()
         self.port = port
@@ -158,7 +165,8 @@ class DevServer:
         self.pragmas = {**(TUNED_PRAGMAS if tuned else {}), **(sqlite_pragmas or {})}
         self.dynamic_config = {**(TUNED_DYNAMIC_CONFIG if tuned else {}), **(dynamic_config or {})}
         self.search_attributes = dict(search_attributes or {})
-        self.ui_port: int | None = None
+        self.ui_port: int | None = ui_port if ui else None
+        self.log_to_stderr = log_to_stderr
         self.owned = False
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -217,7 +225,7 @@ class DevServer:
             record = record or {}
             if self.port is None:
                 self.port = _reuse_or_free_port(self.ip, record.get("port"))
-            if self.ui:
+            if self.ui and self.ui_port is None:
                 self.ui_port = _reuse_or_free_port(self.ip, record.get("ui_port"), avoid=self.port)
             self._spawn()
             try:
@@ -245,6 +253,49 @@ class DevServer:
         if record is not None and record.get("pid") == proc.pid:
             _write_record(self.state_dir, {**record, "pid": None})
 
+    def serve(self, on_ready: Callable[[DevServer], None] | None = None) -> None:
+        """Run in the foreground: start, call ``on_ready``, stop on SIGTERM or SIGINT, return.
+
+        For ``moontide devserver``; main thread only (it sets signal handlers, and the
+        server's PR_SET_PDEATHSIG follows the thread that forked it). A signal while
+        starting aborts the start; a second signal while stopping is ignored, so the
+        server gets its STOP_TIMEOUT to shut down. Raises DevServerError when a live
+        server already runs for ``state_dir`` (kind AlreadyExists: one database, one
+        server) or when the server exits by itself.
+        """
+
+        def interrupt(signum: int, frame: Any) -> None:
+            for sig in stop_signals:
+                signal.signal(sig, signal.SIG_IGN)
+            raise _Interrupted(signum)
+
+        stop_signals = (signal.SIGTERM, signal.SIGINT)
+        previous = {sig: signal.signal(sig, interrupt) for sig in stop_signals}
+        try:
+            self.start()
+            if not self.owned:
+                record = _read_record(self.state_dir) or {}
+                raise DevServerError(f"a Temporal dev server (pid {record.get('pid')}) already serves "
+                                     f"{self.state_dir} at {self.address}: use it, or stop it first",
+                                     kind="AlreadyExists")
+            if on_ready is not None:
+                on_ready(self)
+            assert self.process is not None
+            code = self.process.wait()  # a signal raises _Interrupted out of this
+        except _Interrupted as e:
+            log.info("%s: stopping the Temporal dev server", signal.Signals(e.signum).name)
+            self.stop()
+            return
+        except BaseException:
+            self.stop()  # no-op when attached
+            raise
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        tail = self._log_tail()
+        self.stop()  # clears the record's pid
+        raise DevServerError(f"the Temporal dev server exited by itself with code {code}; {tail}")
+
     def __enter__(self) -> DevServer:
         self.start()
         return self
@@ -265,22 +316,30 @@ class DevServer:
 
     def _spawn(self) -> None:
         cmd = self.command()
+        if self.log_to_stderr:
+            log.debug("$ %s", " ".join(cmd))
+            sys.stderr.flush()
+            self._popen(cmd, sys.stderr.fileno())
+            return
         if self.log_file.exists() and self.log_file.stat().st_size > 0:
             self.log_file.replace(self.log_file.with_name(self.log_file.name + ".1"))
         with open(self.log_file, "ab") as out:
             out.write(f"$ {' '.join(cmd)}\n".encode())
             out.flush()
-            # Own session: a Ctrl-C on the terminal reaches Moontide only, which then
-            # stops its workers before the server. _die_with_parent_hook makes up for it.
-            kw: dict[str, Any] = {"stdin": subprocess.DEVNULL, "stdout": out, "stderr": subprocess.STDOUT,
-                                  "start_new_session": True, "preexec_fn": _die_with_parent_hook()}
-            if threading.current_thread() is threading.main_thread():
-                self.process = subprocess.Popen(cmd, **kw)
-            else:
-                # PR_SET_PDEATHSIG fires when the *thread* that forked exits, not the process:
-                # fork from a thread that lives as long as the process (asyncio.to_thread's
-                # pool threads may come and go).
-                self.process = _SPAWNER.submit(subprocess.Popen, cmd, **kw).result()
+            self._popen(cmd, out)
+
+    def _popen(self, cmd: list[str], out: Any) -> None:
+        # Own session: a Ctrl-C on the terminal reaches Moontide only, which then
+        # stops its workers before the server. _die_with_parent_hook makes up for it.
+        kw: dict[str, Any] = {"stdin": subprocess.DEVNULL, "stdout": out, "stderr": subprocess.STDOUT,
+                              "start_new_session": True, "preexec_fn": _die_with_parent_hook()}
+        if threading.current_thread() is threading.main_thread():
+            self.process = subprocess.Popen(cmd, **kw)
+        else:
+            # PR_SET_PDEATHSIG fires when the *thread* that forked exits, not the process:
+            # fork from a thread that lives as long as the process (asyncio.to_thread's
+            # pool threads may come and go).
+            self.process = _SPAWNER.submit(subprocess.Popen, cmd, **kw).result()
         self.owned = True
 
     def _wait_ready(self) -> None:
@@ -289,24 +348,35 @@ class DevServer:
         while True:
             if self.process.poll() is not None:
                 raise DevServerError(f"the Temporal dev server exited with code {self.process.returncode}; "
-                                     f"the end of {self.log_file}:\n{self._log_tail()}")
+                                     f"{self._log_tail()}")
             if _port_open(self.ip, self.port) and _answers(self.address, self.namespace):
                 return
             if time.monotonic() > deadline:
                 raise DevServerError(f"the Temporal dev server did not answer at {self.address} in "
-                                     f"{START_TIMEOUT:.0f} s; the end of {self.log_file}:\n{self._log_tail()}")
+                                     f"{START_TIMEOUT:.0f} s; {self._log_tail()}")
             time.sleep(0.05)
 
     def _log_tail(self) -> str:
+        """Where the server said why, for an error message: the end of its log, or stderr."""
+        if self.log_to_stderr:
+            return "its output is above (stderr)"
         try:
             with open(self.log_file, "rb") as f:
                 f.seek(max(0, f.seek(0, os.SEEK_END) - _LOG_TAIL))
-                return f.read().decode(errors="replace")
+                return f"the end of {self.log_file}:\n" + f.read().decode(errors="replace")
         except OSError as e:
-            return f"(cannot read the log: {e})"
+            return f"(cannot read the log {self.log_file}: {e})"
 
 
 # -- helpers -----------------------------------------------------------------------
+
+class _Interrupted(BaseException):
+    """SIGTERM or SIGINT during ``serve()``: a BaseException, so ``except Exception`` lets it through."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
 
 #: One thread, alive until the interpreter exits, that forks servers started off the main thread.
 _SPAWNER = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="moontide-devserver")
