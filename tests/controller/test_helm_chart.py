@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
+from moontide import cli, devserver
 from moontide.controller import chartdocs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -120,15 +121,50 @@ def test_worker_image_and_temporal_address_reach_the_operator(helm: str) -> None
     assert args[args.index("--temporal-address") + 1] == "moontide-temporal.moontide-system.svc:7233"
 
 
-def test_dev_server(helm: str) -> None:
-    docs = render(helm, temporal__devServer__enabled=True)
+def _dev_server(docs: list[dict[str, Any]]) -> tuple[dict[str, Any], list[str]]:
+    """The dev server's container, and the `temporal` command line its `moontide devserver` args run."""
     (dev,) = [d for d in _kind(docs, "Deployment") if d["metadata"]["name"] == "moontide-temporal"]
     c = dev["spec"]["template"]["spec"]["containers"][0]
-    assert c["command"] == ["temporal"] and c["args"][:2] == ["server", "start-dev"]
+    assert c["command"] == ["moontide"] and c["args"][0] == "devserver"
+    args = cli._parser().parse_args(c["args"])  # the real CLI accepts what the chart renders
+    return c, cli._devserver_of(args).command()
+
+
+def _value(cmd: list[str], flag: str) -> list[str]:
+    return [cmd[i + 1] for i, arg in enumerate(cmd) if arg == flag]
+
+
+def test_dev_server(helm: str) -> None:
+    docs = render(helm, temporal__devServer__enabled=True)
+    c, cmd = _dev_server(docs)
+    assert c["image"].startswith("ghcr.io/moontide/moontide:")
+    # Moontide's tuning, from moontide.devserver (one source of truth), on the emptyDir
+    assert _value(cmd, "--sqlite-pragma") == [f"{k}={v}" for k, v in devserver.TUNED_PRAGMAS.items()]
+    assert _value(cmd, "--dynamic-config-value") == [f"{k}={json.dumps(v)}"
+                                                     for k, v in devserver.TUNED_DYNAMIC_CONFIG.items()]
+    assert _value(cmd, "--db-filename") == ["/data/temporal.db"]
+    assert {m["mountPath"]: m["name"] for m in c["volumeMounts"]}["/data"] == "data"
+    assert _value(cmd, "--ip") == ["0.0.0.0"] and _value(cmd, "--port") == ["7233"]
+    assert _value(cmd, "--ui-port") == ["8233"] and _value(cmd, "--log-level") == ["warn"]
+    assert "--search-attribute" not in cmd and "--namespace" not in cmd  # "default" is always there
+    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"grpc": 7233, "ui": 8233}
+    assert c["readinessProbe"]["tcpSocket"]["port"] == "grpc"
     assert c["securityContext"]["readOnlyRootFilesystem"]
     (svc,) = [s for s in _kind(docs, "Service") if s["metadata"]["name"] == "moontide-temporal"]
     assert {p["port"] for p in svc["spec"]["ports"]} == {7233, 8233}
     assert not [d for d in _kind(render(helm), "Deployment") if d["metadata"]["name"] == "moontide-temporal"]
+
+
+def test_dev_server_values(helm: str) -> None:
+    docs = render(helm, temporal__devServer={"enabled": True, "ui": False, "namespace": "orders", "logLevel": "error",
+                                             "searchAttributes": {"Customer": "keyword", "Total": "double"},
+                                             "image": {"repository": "reg/dev", "tag": "7"}})
+    c, cmd = _dev_server(docs)
+    assert c["image"] == "reg/dev:7"
+    assert "--headless" in cmd and "--ui-port" not in cmd and [p["name"] for p in c["ports"]] == ["grpc"]
+    assert _value(cmd, "--namespace") == ["orders"] and _value(cmd, "--log-level") == ["error"]
+    assert _value(cmd, "--search-attribute") == ["Customer=Keyword", "Total=Double"]
+    assert "locking_mode=exclusive" in cmd
 
 
 def _rules(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
