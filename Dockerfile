@@ -3,7 +3,7 @@
 # filesystem (write only to /tmp, an emptyDir in the pods the chart and the operator make).
 #
 #   docker build -t ghcr.io/moontide/moontide:0.1.0 .
-#   moontide operator ... | moontide worker --bundle DIR ... | temporal server start-dev ...
+#   moontide operator ... | moontide worker --bundle DIR ... | moontide devserver ...
 
 FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
