@@ -71,7 +71,7 @@ class BaseHost:
 
     def op_json_decode(self, text: Any) -> Any:
         try:
-            return self.runtime.to_lua(json.loads(_text(text, "json.decode")))
+            return self.runtime.json_to_lua(_text(text, "json.decode"))
         except json.JSONDecodeError as e:
             raise errors.Invalid(f"json.decode: {e}") from None
 

@@ -825,18 +825,24 @@ sandbox.args_json = args_json
 
 function sandbox.mark_array(t) return setmetatable(t, ARRAY) end
 
---- Call the host synchronously; host errors become `nil, err`.
+--- Call the host synchronously; host errors become `nil, err`. An answer may
+--- carry a charge for work done in Python (json.decode); "not enough memory"
+--- means what the host made for Lua does not fit: the memory error, uncatchable.
 local function call_host(...)
-  local ok, value, kind, retryable = host(...)
+  local ok, value, kind, retryable, cost = host(...)
+  if cost then charge(cost) end
   if ok then return value end
+  if value == MEMORY and kind == nil then error(MEMORY, 0) end
   return nil, new_error(kind, value, retryable)
 end
 sandbox.call_host = call_host
 
 --- Call the host and raise its error (for functions that cannot return nil, err).
 local function must(...)
-  local ok, value, kind, retryable = host(...)
+  local ok, value, kind, retryable, cost = host(...)
+  if cost then charge(cost) end
   if ok then return value end
+  if value == MEMORY and kind == nil then error(MEMORY, 0) end
   error(new_error(kind, value, retryable), 3)
 end
 

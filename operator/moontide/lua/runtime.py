@@ -40,6 +40,41 @@ BUDGET_MESSAGE = "instruction budget exceeded"
 CPU_LIMIT = 1.0
 DEFAULT_BUDGET = 20_000_000
 
+# Python puts values into Lua through lupa (tables built by ``table_from``,
+# arguments of calls into Lua, answers of host calls), and lupa does it with no
+# protected call around it: an allocation the memory cap refuses there longjmps
+# across the C stack, skipping Python's own frames (inside a host call the GIL is
+# never given back and the process hangs for good; outside one Lua panics and
+# aborts the process). So the cap must never refuse such an allocation: tables
+# are built with the cap lifted, after checking that they fit (``_room``), and
+# strings are pushed only when they fit.
+_LIFTED = 1 << 62
+#: Lua 5.4's sizes on 64-bit: a table, an array slot, a hash node, a string beyond its bytes
+_TABLE, _SLOT, _NODE, _STRING = 56, 16, 24, 25
+#: to_lua measures the memory every _MEASURE of json.decode charge (~1,000 items)
+_MEASURE = 20_000
+#: What json.decode is charged, in instructions (~10 ns each): text bytes / 4
+#: (json.loads, strings copied), 200 a table and 16 an item (Python building the
+#: tables through lupa), measured at ~1-2x the time the same instructions take
+JSON_BYTES_PER_INSTRUCTION, JSON_CHARGE_TABLE, JSON_CHARGE_ITEM = 4, 200, 16
+#: the host's answer when what it built does not fit: both push without
+#: allocating (the prelude holds the string), and the prelude raises it as the
+#: memory error
+_NO_MEMORY = (False, "not enough memory")
+
+
+def _pow2(n: int) -> int:
+    return 1 << (n - 1).bit_length() if n else 0
+
+
+def _pushed_size(value: Any) -> int:
+    """Bytes Lua allocates when lupa pushes ``value`` (strings; tables are already in Lua)."""
+    if isinstance(value, str):
+        return _STRING + (len(value) if value.isascii() else len(value.encode("utf-8", "surrogatepass")))
+    if isinstance(value, bytes):
+        return _STRING + len(value)
+    return 0
+
 
 def module_source(name: str) -> str:
     src = _module_sources.get(name)
@@ -104,6 +139,9 @@ class Runtime:
         self.factories: dict[str, Any] = {}
         self.memory_limit = memory_limit
         self.instruction_budget = instruction_budget
+        #: instructions the current host call charges (json.decode): the prelude charges them
+        self.pending_charge = 0
+        self._work = self._work_limit = self._check_at = 0  # of the value being built: see _build
         #: a bigger budget is a promise of longer steps: the net grows with it
         self.cpu_limit = (cpu_limit if cpu_limit is not None
                           else CPU_LIMIT * max(1.0, instruction_budget / DEFAULT_BUDGET))
@@ -115,6 +153,8 @@ class Runtime:
             max_memory=memory_limit,
             overflow_handler=float,
         )
+        self._set_cap = self.lua.set_max_memory
+        self._memory = self.lua.get_memory_used
         self.sandbox = self.lua.execute(_PRELUDE, self._host, BUDGET_MESSAGE, time.thread_time)
         self.sandbox.set_cpu_limit(self.cpu_limit if instruction_budget > 0 else 0)
         self._step = self.sandbox.step
@@ -126,31 +166,139 @@ class Runtime:
         self._start = self.sandbox.start
         self._to_json = self.sandbox.to_json_bounded
         self._error_parts = self.sandbox.error_parts
+        # looked up once: reading a Lua table from Python inside a host call
+        # returns whatever lies on the running Lua stack as well
+        self._instructions_used = self.sandbox.instructions_used
         self._collect = self.lua.globals().collectgarbage
 
     # -- the host callable: the one door from Lua to Python -----------------
     def _host(self, op: Any, *args: Any) -> tuple[Any, ...]:
+        out: tuple[Any, ...]
+        self.pending_charge = 0
         try:
             if op == "module.source":
-                return True, module_source(str(args[0]))
-            if self.host is None:
+                out = True, module_source(str(args[0]))
+            elif self.host is None:
                 raise errors.MoontideError(f"{op}: not available here", kind="Unavailable")
-            return True, self.host(op, *args)
+            else:
+                out = True, self.host(op, *args)
         except errors.MoontideError as e:
-            return False, e.message, e.kind, e.retryable
+            out = False, e.message, e.kind, e.retryable
         except lupa.LuaMemoryError:
-            return False, self._memory_message(), "BudgetExceeded", False
+            out = _NO_MEMORY
         except Exception as e:  # a bug on the Python side must not leak a traceback object into Lua
-            return False, f"{op}: {type(e).__name__}: {e}", "Internal", False
+            out = False, f"{op}: {type(e).__name__}: {e}", "Internal", False
+        # lupa pushes the answer's strings unprotected (see _LIFTED)
+        size = 0
+        for v in out:
+            size += _pushed_size(v)
+        if size and not self._fits(size):
+            out = _NO_MEMORY
+        if self.pending_charge:  # the prelude's call_host charges it
+            out = (*out, None, None, None)[:4] + (self.pending_charge,)
+        return out
 
     # -- values -------------------------------------------------------------
     def to_lua(self, value: Any) -> Any:
-        """A JSON value as a Lua value (dicts and lists become fresh tables, None in a list json.null)."""
+        """A JSON value as a Lua value (dicts and lists become fresh tables, None in a list json.null).
+
+        Raises lupa.LuaMemoryError, keeping nothing, when the tables do not fit under the memory cap.
+        """
+        if not isinstance(value, (dict, list)):
+            return value  # a string is pushed where it is used (answers and steps check it fits)
+        return self._build_all(value, _LIFTED)
+
+    def json_to_lua(self, text: str) -> Any:
+        """``to_lua(json.loads(text))`` charged to the instruction budget of the running step.
+
+        The charge (``pending_charge``) is made by the prelude when the host call
+        returns; past the budget the tables are not built (or not finished).
+        """
+        work = self.pending_charge = len(text) // JSON_BYTES_PER_INSTRUCTION
+        limit = self._budget_left()
+        if work > limit:
+            raise errors.BudgetExceeded("json.decode: over the instruction budget")
+        value = json.loads(text)
+        if not isinstance(value, (dict, list)):
+            return value
+        try:
+            return self._build_all(value, limit - work)
+        finally:
+            self.pending_charge = work + self._work
+
+    def _budget_left(self) -> int:
+        if self.instruction_budget <= 0:
+            return 1 << 62
+        return self.instruction_budget - int(self._instructions_used())
+
+    def _build_all(self, value: Any, work_limit: int) -> Any:
+        self.lock.acquire()  # the cap is the state's: no step may run while it is lifted
+        try:
+            self._work, self._work_limit = 0, work_limit
+            self._check_at = min(_MEASURE, work_limit)
+            if self.memory_limit <= 0:
+                return self._build(value)
+            self._set_cap(_LIFTED)
+            try:
+                out = self._build(value)
+            finally:
+                self._set_cap(self.memory_limit)
+            if self._memory() >= self.memory_limit and not self._fits(0):
+                del out
+                self._collect()
+                raise lupa.LuaMemoryError(self._memory_message())
+            return out
+        finally:
+            self.lock.release()
+
+    def _build(self, value: Any) -> Any:
+        # Children first; ``_work`` counts the json.decode charge, and every
+        # _MEASURE of it the memory is measured (_checkpoint).
+        n = len(value)
+        self._work += JSON_CHARGE_TABLE + JSON_CHARGE_ITEM * n
+        if self._work > self._check_at:
+            self._checkpoint(value)
+        build = self._build
         if isinstance(value, dict):
-            return self._table_from({k: self.to_lua(v) for k, v in value.items()})
-        if isinstance(value, list):
-            return self._mark_array(self._table_from([self._null if v is None else self.to_lua(v) for v in value]))
-        return value
+            return self._table_from({k: build(v) if isinstance(v, (dict, list)) else v for k, v in value.items()})
+        null = self._null
+        return self._mark_array(self._table_from(
+            [null if v is None else build(v) if isinstance(v, (dict, list)) else v for v in value]))
+
+    def _checkpoint(self, value: Any) -> None:
+        """Past the budget, or the cap with what is built so far and the slots of ``value``.
+
+        What is built between two checkpoints, with the strings copied into it,
+        is all the lifted cap can be overshot by; a long table (its charge alone
+        is over _MEASURE) is checked before it is built, so it fails at once.
+        """
+        if self._work > self._work_limit:
+            raise errors.BudgetExceeded("json.decode: over the instruction budget")
+        self._check_at = min(self._work + _MEASURE, self._work_limit)
+        self._room(_TABLE + (_NODE if isinstance(value, dict) else _SLOT) * _pow2(len(value)))
+
+    def _fits(self, size: int) -> bool:
+        """Whether ``size`` more bytes fit under the cap, after a full collection if needed."""
+        if self.memory_limit <= 0 or self._memory() + size < self.memory_limit:
+            return True
+        self._collect()
+        return self._memory() + size < self.memory_limit
+
+    def _room(self, size: int) -> None:
+        if not self._fits(size):
+            raise lupa.LuaMemoryError(self._memory_message())
+
+    def make_room(self, *values: Any) -> None:
+        """Raise lupa.LuaMemoryError unless lupa can push ``values`` (arguments of a call into Lua).
+
+        A string pushed over the cap would abort the process (see _LIFTED);
+        tables made by ``to_lua`` are already in Lua.
+        """
+        size = 0
+        for v in values:
+            size += _pushed_size(v)
+        if size:
+            self._room(size)
 
     def from_lua(self, value: Any, path: str = "value") -> Any:
         """A Lua value as a JSON value; raises errors.Invalid naming the path."""
@@ -159,6 +307,7 @@ class Runtime:
                 raise errors.Invalid(f"{path}: number {value} has no JSON form")
             return value
         # bounded: a __tojson metamethod is user code running outside any step
+        self.make_room(path)
         out = self._to_json(value, path, self.instruction_budget)
         if isinstance(out, tuple):  # nil, err
             raise errors.Invalid(out[1]["message"])
@@ -182,17 +331,22 @@ class Runtime:
         return errors.MoontideError(message, kind=kind, retryable=bool(parts[2]), details=details)
 
     def error_to_lua(self, e: errors.MoontideError) -> Any:
-        return self.sandbox.new_error(e.kind, e.message, e.retryable, self.to_lua(e.details))
+        details = self.to_lua(e.details)
+        self.make_room(e.kind, e.message)
+        return self.sandbox.new_error(e.kind, e.message, e.retryable, details)
 
     # -- code ---------------------------------------------------------------
     def new_env(self, name: str, modules: list[str] | tuple[str, ...], imports: dict[str, Any], *, seed: int) -> Any:
         """Globals for one execution of one program; ``seed`` seeds its math.random."""
         if seed >= 1 << 63:
             seed -= 1 << 64
-        return self._new_env(name, self._mark_array(self._table_from(list(modules))), self._table_from(imports), seed)
+        mods, imps = self.to_lua(list(modules)), self.to_lua(dict(imports))
+        self.make_room(name)
+        return self._new_env(name, mods, imps, seed)
 
     def compile(self, source: str, chunkname: str) -> Any:
         """Compile a chunk into a factory (``factory(env)`` runs it); raises errors.LuaError on a syntax error."""
+        self.make_room(source, chunkname)
         out = self._compile(source, chunkname)
         if isinstance(out, tuple):  # nil, message
             raise errors.LuaError(str(out[1]), kind="Invalid")
@@ -264,6 +418,12 @@ class Thread:
         if self._first is not None:
             values, self._first = self._first, None
         with rt.lock:
+            # lupa pushes the values before Lua protects anything (see _LIFTED)
+            size = 0
+            for v in values:
+                size += _pushed_size(v)
+            if size and not rt._fits(size):
+                return self._out_of_memory()
             rt.host = self.host
             try:
                 out = rt._step(self.co, rt.instruction_budget, *values)
@@ -321,6 +481,7 @@ def check_syntax(source: str, chunkname: str) -> tuple[int, str] | None:
     """Compile ``source`` without running it: None, or (line, message) for a syntax error."""
     rt = _checker()
     with rt.lock:
+        rt.make_room(source, chunkname)
         out = rt._compile(source, chunkname)
     if not isinstance(out, tuple):
         return None
