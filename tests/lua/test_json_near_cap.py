@@ -197,3 +197,22 @@ def test_decode_of_a_text_over_the_budget_fails_before_parsing() -> None:
     # the same text within a bigger budget decodes
     assert run_lua("local s = json.decode(...) return #s", text, rt=make_runtime(instruction_budget=5_000_000),
                    modules=["json"]).values == (5 * MIB,)
+
+
+def test_a_process_resumed_with_a_message_over_the_cap_fails_alone() -> None:
+    # processes step their threads through processes._stepper.step_raw (the inbox's text
+    # straight into Lua), not Thread.step: the same check must come first there
+    got = run_case("""
+        from moontide.processes._stepper import step_raw
+        rt = small_rt()
+        res = {}
+        for name, size in (("over", 10 << 20), ("fits", 2 << 20)):
+            th = start_chunk(rt, wrap_body("local v = time.sleep('1s') return #v"), modules=["time"])
+            th.step()
+            out = step_raw(rt, th, th.host, rt._step, True, "x" * size)
+            res[name] = outcome(out) if not isinstance(out, tuple) else ["yield", out[1]]
+        res["medium"] = outcome(run_lua(MEDIUM, rt=rt))
+        print(json.dumps(res))
+    """)
+    assert got == {"over": ["failed", "BudgetExceeded", CAP_MESSAGE], "fits": ["done", [2 << 20]],
+                   "medium": ["done", [30000]]}

@@ -167,6 +167,7 @@ class Codec:
 
     def decode(self, text: str | None) -> Any:
         """A JSON text as a Lua value (falls back to Python's json on anything odd)."""
+        self.runtime.make_room(text)  # lupa pushes it unprotected (lua.runtime._LIFTED)
         try:
             return self._decode(text)
         except lupa.LuaError:
@@ -174,6 +175,7 @@ class Codec:
 
     def message(self, topic: str, sender: str | None, text: str | None) -> Any:
         """The raw message table the Lua side wraps: ``{topic=, from=, payload=}``."""
+        self.runtime.make_room(topic, sender, text)  # lupa pushes them unprotected (lua.runtime._LIFTED)
         try:
             return self._message(topic, sender, text)
         except lupa.LuaError:

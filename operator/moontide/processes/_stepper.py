@@ -62,6 +62,7 @@ def step_raw(rt: rt_mod.Runtime, thread: rt_mod.Thread, host: Any, call: Callabl
     with rt.lock:
         rt.host = host
         try:
+            rt.make_room(*args)  # lupa pushes them unprotected (lua.runtime._LIFTED)
             out: Any = call(thread.co, rt.instruction_budget, *args)
         except Exception as e:  # lupa's own errors: Thread.step knows what they mean
             out = _Raised(e)

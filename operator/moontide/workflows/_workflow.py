@@ -468,12 +468,10 @@ class Execution(host_mod.BaseHost):
         if first is None:
             return None
         ok, value = self.mailbox.take(first)
-        out = self.rt.to_lua({"id": first, "ok": ok})
+        # built in one go: a value set into a Lua table from Python meets the memory cap unprotected
         if ok:
-            out["value"] = self.rt.to_lua(value)
-        else:
-            out["error"] = self.rt.error_to_lua(value)
-        return out
+            return self.rt.to_lua({"id": first, "ok": ok, "value": value})
+        return self.rt.to_lua({"id": first, "ok": ok, "error": self.rt.error_to_lua(value)})
 
     def op_channel_close(self, channel: str) -> bool:
         if str(channel).startswith("topic:"):
