@@ -181,7 +181,8 @@ _TEMPORAL_CLIENT = _entry(
             "type": "object",
             "description": "Custom search attributes workflows may carry (name: type), set with the spawn option "
             "search_attributes and workflow.upsert_search_attributes. The embedded dev server registers them "
-            "at start; register them yourself on other servers (`temporal operator search-attribute create`).",
+            "at start (so do `moontide devserver --search-attribute` and the chart's "
+            "temporal.devServer.searchAttributes); on other servers: `temporal operator search-attribute create`.",
             "default": {},
             "additionalProperties": _string(
                 "The attribute's type.", enum=["keyword", "text", "int", "double", "bool", "datetime", "keyword_list"]
