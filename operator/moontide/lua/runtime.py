@@ -67,13 +67,15 @@ def _pow2(n: int) -> int:
     return 1 << (n - 1).bit_length() if n else 0
 
 
-def _pushed_size(value: Any) -> int:
-    """Bytes Lua allocates when lupa pushes ``value`` (strings; tables are already in Lua)."""
-    if isinstance(value, str):
-        return _STRING + (len(value) if value.isascii() else len(value.encode("utf-8", "surrogatepass")))
-    if isinstance(value, bytes):
-        return _STRING + len(value)
-    return 0
+def _pushed_size(values: tuple[Any, ...]) -> int:
+    """Bytes Lua allocates when lupa pushes ``values`` (strings; tables are already in Lua)."""
+    size = 0
+    for v in values:
+        if isinstance(v, str):
+            size += _STRING + (len(v) if v.isascii() else len(v.encode("utf-8", "surrogatepass")))
+        elif isinstance(v, bytes):
+            size += _STRING + len(v)
+    return size
 
 
 def module_source(name: str) -> str:
@@ -189,10 +191,7 @@ class Runtime:
         except Exception as e:  # a bug on the Python side must not leak a traceback object into Lua
             out = False, f"{op}: {type(e).__name__}: {e}", "Internal", False
         # lupa pushes the answer's strings unprotected (see _LIFTED)
-        size = 0
-        for v in out:
-            size += _pushed_size(v)
-        if size and not self._fits(size):
+        if not self._can_push(out):
             out = _NO_MEMORY
         if self.pending_charge:  # the prelude's call_host charges it
             out = (*out, None, None, None)[:4] + (self.pending_charge,)
@@ -294,11 +293,12 @@ class Runtime:
         A string pushed over the cap would abort the process (see _LIFTED);
         tables made by ``to_lua`` are already in Lua.
         """
-        size = 0
-        for v in values:
-            size += _pushed_size(v)
-        if size:
-            self._room(size)
+        if not self._can_push(values):
+            raise lupa.LuaMemoryError(self._memory_message())
+
+    def _can_push(self, values: tuple[Any, ...]) -> bool:
+        size = _pushed_size(values)
+        return not size or self._fits(size)
 
     def from_lua(self, value: Any, path: str = "value") -> Any:
         """A Lua value as a JSON value; raises errors.Invalid naming the path."""
@@ -419,10 +419,7 @@ class Thread:
             values, self._first = self._first, None
         with rt.lock:
             # lupa pushes the values before Lua protects anything (see _LIFTED)
-            size = 0
-            for v in values:
-                size += _pushed_size(v)
-            if size and not rt._fits(size):
+            if not rt._can_push(values):
                 return self._out_of_memory()
             rt.host = self.host
             try:
