@@ -365,9 +365,11 @@ class AppRuntime:
                 out["lua"] = {"unavailable": reason}
         return out
 
-    async def handle(self, pid: Pid | str) -> WorkflowHandle[Any, Any]:
+    async def handle(self, pid: Pid | str, *, started_run: bool = False) -> WorkflowHandle[Any, Any]:
+        """The workflow ID's handle; ``started_run``: bound to the run this runtime started, if it did."""
         p = Pid.parse(pid) if isinstance(pid, str) else pid
-        return (await self.client(p.client)).get_workflow_handle(p.workflow_id)
+        run_id = self._started_runs.get((p.client, p.workflow_id)) if started_run else None
+        return (await self.client(p.client)).get_workflow_handle(p.workflow_id, run_id=run_id)
 
     async def result(self, pid: Pid | str) -> Any:
         """Wait for the execution; its result, or WorkflowFailed with the failure.
@@ -378,10 +380,8 @@ class AppRuntime:
         """
         if _is_process(pid):
             return await self._process_result(str(pid))
-        p = Pid.parse(pid) if isinstance(pid, str) else pid
         # a run this runtime started: wait on it (following continue-as-new) rather than the ID's current run
-        handle = (await self.client(p.client)).get_workflow_handle(
-            p.workflow_id, run_id=self._started_runs.get((p.client, p.workflow_id)))
+        handle = await self.handle(pid, started_run=True)
         try:
             return await handle.result()
         except WorkflowFailureError as e:
