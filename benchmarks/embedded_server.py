@@ -12,11 +12,13 @@ Python SDK (unsandboxed, async activity), through a plain client. Workflows/s is
 
 - ``plain``: ``temporal server start-dev --db-filename temporal.db`` as is
   (``DevServer(tuned=False)``);
-- ``tuned``: Moontide's default (``DevServer()``: ``TUNED_PRAGMAS`` and
-  ``TUNED_DYNAMIC_CONFIG``; see ``moontide/devserver.py`` for why and for the
-  durability trade-off).
+- ``tuned``: Moontide's default (``DevServer()``: ``TUNED_PRAGMAS``,
+  ``TUNED_DYNAMIC_CONFIG`` and 6 of the visibility table's 58 indexes; see
+  ``moontide/devserver.py`` and ``moontide/visibility_indexes.py`` for why, for the
+  durability trade-off and for what list filters lose).
 
-Other variants, to see what each part brings: ``pragmas`` (``TUNED_PRAGMAS``
+Other variants, to see what each part brings: ``tuned-all-indexes`` (tuned, but
+with all of Temporal's visibility indexes), ``pragmas`` (``TUNED_PRAGMAS``
 only), ``wal`` (journal_mode=wal, synchronous stays FULL), ``tuned-v1`` (the
 previous default: WAL + synchronous=NORMAL with SQLite's default locking and
 checkpoints), ``tuned-sync-off`` (synchronous=off: no fsync at all; not used,
@@ -65,6 +67,7 @@ from moontide.runtime import AppRuntime  # noqa: E402
 VARIANTS: dict[str, dict[str, Any]] = {
     "plain": {"tuned": False},
     "tuned": {"tuned": True},
+    "tuned-all-indexes": {"tuned": True, "trim_visibility_indexes": False},
     "pragmas": {"tuned": False, "sqlite_pragmas": TUNED_PRAGMAS},
     "wal": {"tuned": False, "sqlite_pragmas": {"journal_mode": "wal"}},
     "tuned-v1": {"tuned": True, "sqlite_pragmas": {"locking_mode": "normal", "wal_autocheckpoint": "1000"}},

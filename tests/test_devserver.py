@@ -26,9 +26,10 @@ import pytest
 from temporalio import activity, workflow
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-from moontide import devserver
+from moontide import devserver, visibility_indexes
 from moontide.devserver import DevServer, DevServerError, running_address
 
 
@@ -214,3 +215,65 @@ def test_command_line(tmp_path: Path) -> None:
                       dynamic_config={"matching.numTaskqueueReadPartitions": 1}).command()
     assert "--sqlite-pragma" not in plain
     assert ["--dynamic-config-value", "matching.numTaskqueueReadPartitions=1"] == plain[-2:]
+
+
+def visibility_indexes_of(db: Path) -> dict[str, str]:
+    with contextlib.closing(sqlite3.connect(db)) as c:
+        return dict(c.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' "
+                              "AND tbl_name = 'executions_visibility' AND sql IS NOT NULL"))
+
+
+def test_a_tuned_server_trims_the_visibility_indexes_and_puts_them_back_when_told(tmp_path: Path) -> None:
+    with DevServer(state_dir=tmp_path / "stock", ui=False, tuned=False):
+        pass
+    stock = visibility_indexes_of(tmp_path / "stock" / "temporal.db")
+    assert visibility_indexes.KEPT < stock.keys() and len(stock) > 50  # Temporal's schema: 58
+    with DevServer(state_dir=tmp_path / "state", ui=False):  # a new directory: created, then trimmed
+        pass
+    assert visibility_indexes_of(tmp_path / "state" / "temporal.db").keys() == visibility_indexes.KEPT
+    with DevServer(state_dir=tmp_path / "state", ui=False, trim_visibility_indexes=False):
+        pass
+    assert visibility_indexes_of(tmp_path / "state" / "temporal.db") == stock
+    with DevServer(state_dir=tmp_path / "state", ui=False):  # an existing directory: trimmed again
+        pass
+    assert visibility_indexes_of(tmp_path / "state" / "temporal.db").keys() == visibility_indexes.KEPT
+
+
+async def test_lists_filter_on_columns_whose_index_was_trimmed(tmp_path: Path) -> None:
+    tenant, amount = SearchAttributeKey.for_keyword("MtTenant"), SearchAttributeKey.for_int("MtAmount")
+    server = DevServer(state_dir=tmp_path, ui=False, search_attributes={"MtTenant": "keyword", "MtAmount": "int"})
+    await asyncio.to_thread(server.start)
+    try:
+        assert not visibility_indexes.KEPT & {"by_keyword_01", "by_int_01", "by_history_length"}
+        client = await Client.connect(server.address)
+        for i in range(6):
+            await client.start_workflow("Nothing", id=f"trim-{i}", task_queue="q", search_attributes=TypedSearchAttributes(
+                [SearchAttributePair(tenant, "a" if i % 2 else "b"), SearchAttributePair(amount, i)]))
+        await client.get_workflow_handle("trim-5").terminate()
+
+        async def ids(query: str) -> set[str]:
+            return {w.id async for w in client.list_workflows(query)}
+
+        expected = {'MtTenant = "a"': {"trim-1", "trim-3", "trim-5"}, "MtAmount >= 4": {"trim-4", "trim-5"},
+                    'MtTenant = "b" AND MtAmount < 3': {"trim-0", "trim-2"}, "HistoryLength > 0": {"trim-5"},
+                    'WorkflowType = "Nothing"': {f"trim-{i}" for i in range(6)}}
+        deadline = time.monotonic() + 30  # visibility is written after the start returns
+        while (got := {q: await ids(q) for q in expected}) != expected and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        assert got == expected
+    finally:
+        server.stop()
+
+
+def test_a_database_that_cannot_be_trimmed_is_served_as_is(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with DevServer(state_dir=tmp_path, ui=False, tuned=False):
+        pass
+    stock = visibility_indexes_of(tmp_path / "temporal.db")
+    with contextlib.closing(sqlite3.connect(tmp_path / "temporal.db", isolation_level=None)) as other:
+        other.execute("BEGIN EXCLUSIVE")  # another process holds the file
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            visibility_indexes.trim(tmp_path / "temporal.db")
+        DevServer(state_dir=tmp_path, ui=False)._prepare_database()  # what start() does before the server
+        other.execute("ROLLBACK")
+    assert "cannot trim the visibility indexes" in caplog.text and "locked" in caplog.text
+    assert visibility_indexes_of(tmp_path / "temporal.db") == stock

@@ -16,8 +16,9 @@ State lives in ``state_dir`` (the app's ``.moontide/``):
 ``serve()`` runs one in the foreground until SIGTERM or SIGINT (``moontide devserver``,
 the Helm chart's dev server pod): the same command line, so the same tuning.
 
-``tuned`` (the default) sets ``TUNED_PRAGMAS`` and ``TUNED_DYNAMIC_CONFIG``. Why the
-pragmas: a plain file-backed dev server commits in SQLite's rollback journal mode
+``tuned`` (the default) sets ``TUNED_PRAGMAS`` and ``TUNED_DYNAMIC_CONFIG``, and trims
+the visibility table's indexes before the server starts (``visibility_indexes``: why,
+and what it costs list filters; a plain server puts them back). Why the pragmas: a plain file-backed dev server commits in SQLite's rollback journal mode
 with ``synchronous=FULL``, ~3 fsyncs per transaction, ~100 per two-activity
 workflow. In WAL mode with ``synchronous=NORMAL`` a commit appends to the WAL file
 with no fsync; fsyncs happen only around checkpoints, which copy the WAL back into
@@ -52,6 +53,7 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -62,7 +64,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from . import errors
+from . import errors, visibility_indexes
 
 __all__ = ["SEARCH_ATTRIBUTE_TYPES", "TUNED_DYNAMIC_CONFIG", "TUNED_PRAGMAS", "DevServer", "DevServerError",
            "running_address", "temporal_binary"]
@@ -147,7 +149,7 @@ class DevServer:
                  sqlite_pragmas: Mapping[str, str] | None = None,
                  dynamic_config: Mapping[str, Any] | None = None, log_level: str = "warn",
                  search_attributes: Mapping[str, str] | None = None, ui_port: int | None = None,
-                 log_to_stderr: bool = False) -> None:
+                 log_to_stderr: bool = False, trim_visibility_indexes: bool | None = None) -> None:
         """``sqlite_pragmas``/``dynamic_config`` add to (or override) the tuned defaults.
 
         ``search_attributes`` (name -> keyword, text, int, double, bool, datetime,
@@ -155,6 +157,9 @@ class DevServer:
         ``ui_port``: the Web UI's port (default: the one recorded in ``state_dir`` if
         free, else any free one). ``log_to_stderr``: the server writes to this
         process's stderr instead of ``temporal.log`` (in a pod, stderr is the log).
+        ``trim_visibility_indexes`` (default: ``tuned``): trim the visibility table's
+        indexes before the server starts, or (False) put back any trimmed before
+        (``visibility_indexes``).
         """
         self.state_dir = Path(state_dir).absolute()
         self.port = port
@@ -162,6 +167,7 @@ class DevServer:
         self.namespace = namespace
         self.ip = ip
         self.log_level = log_level
+        self.trim_visibility_indexes = tuned if trim_visibility_indexes is None else trim_visibility_indexes
         self.pragmas = {**(TUNED_PRAGMAS if tuned else {}), **(sqlite_pragmas or {})}
         self.dynamic_config = {**(TUNED_DYNAMIC_CONFIG if tuned else {}), **(dynamic_config or {})}
         self.search_attributes = dict(search_attributes or {})
@@ -227,6 +233,7 @@ class DevServer:
                 self.port = _reuse_or_free_port(self.ip, record.get("port"))
             if self.ui and self.ui_port is None:
                 self.ui_port = _reuse_or_free_port(self.ip, record.get("ui_port"), avoid=self.port)
+            self._prepare_database()
             self._spawn()
             try:
                 self._wait_ready()
@@ -327,6 +334,36 @@ class DevServer:
             out.write(f"$ {' '.join(cmd)}\n".encode())
             out.flush()
             self._popen(cmd, out)
+
+    def _prepare_database(self) -> None:
+        """Trim the visibility indexes (``visibility_indexes``), or put back any trimmed before.
+
+        The server writes Temporal's schema when it creates the file, so a trimming
+        server's first start on a new directory is a start and a stop (~2 s) to get
+        the file, then the trim. The trim only makes the server faster: if it cannot
+        be done (the file locked by a process not ours, a Python whose SQLite cannot
+        read the schema), the server starts as is, with a warning.
+        """
+        try:
+            if not self.trim_visibility_indexes:
+                restored = visibility_indexes.restore(self.db_file)
+                if restored:
+                    log.info("restored %d visibility indexes of %s", restored, self.db_file)
+                return
+            if not self.db_file.exists():
+                log.info("creating the Temporal database %s", self.db_file)
+                self._spawn()
+                try:
+                    self._wait_ready()
+                finally:
+                    self.stop()
+            dropped = visibility_indexes.trim(self.db_file)
+            if dropped:
+                log.info("dropped %d of the visibility table's indexes from %s (a tuned server keeps %s)",
+                         dropped, self.db_file, ", ".join(sorted(visibility_indexes.KEPT)))
+        except sqlite3.Error as e:
+            log.warning("cannot %s the visibility indexes of %s (%s): the server runs with them as they are",
+                        "trim" if self.trim_visibility_indexes else "restore", self.db_file, e)
 
     def _popen(self, cmd: list[str], out: Any) -> None:
         # Own session: a Ctrl-C on the terminal reaches Moontide only, which then
