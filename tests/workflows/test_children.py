@@ -119,7 +119,7 @@ async def test_parent_worker_sigkilled_while_children_run(
         pid = await client_only.spawn("app:parent", None)
         kids = await _children(client_only, pid, 2)
         for kid in kids:
-            await eventually(lambda: lua_state(client_only, f"{{app:client@app:worker|{kid}}}"),
+            await eventually(lambda kid=kid: lua_state(client_only, f"{{app:client@app:worker|{kid}}}"),
                              lambda s: "receive" in s.get("blocking", ""), what=f"{kid} in receive")
         await eventually(lambda: lua_state(client_only, pid), lambda s: "child" in s.get("blocking", ""),
                          what="parent waiting for its child")
