@@ -63,6 +63,25 @@ async def test_unread_messages_move_on_to_the_next_run(make_app: Callable[..., P
     assert out == [[1, False], *([i, sender] for i in range(2, 7))]
 
 
+async def test_unread_process_events_move_on_to_the_next_run(make_app: Callable[..., Path],
+                                                             temporal_address: str) -> None:
+    flow = """
+    return function(child)
+      if child then  -- the next run: the child's end, which the first run did not read
+        return { child = child, ev = process.events():receive() }
+      end
+      child = assert(process.spawn("child", "worker", 21))
+      funcs.call("nap", "3s")  -- the child ends meanwhile
+      workflow.continue_as_new(child)
+    end
+    """
+    app = make_flows(make_app, {"parent": flow, "child": "return function(n) return n * 2 end"})
+    async with running(app, temporal_address) as rt:
+        pid = await rt.spawn("app:parent", None)
+        out = await asyncio.wait_for(rt.result(pid), 60)
+    assert out["ev"] == {"kind": "pid.exit", "from": out["child"], "result": {"value": 42}}
+
+
 async def test_workflow_info(make_app: Callable[..., Path], temporal_address: str) -> None:
     flow = """
     return function(first)

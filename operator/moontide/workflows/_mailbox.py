@@ -20,15 +20,16 @@ from temporalio import workflow
 from temporalio.api.common.v1 import Payload
 from temporalio.common import RawValue
 
-__all__ = ["CANCEL_FROM_SIGNAL", "FROM_METADATA", "MEMO_INBOX", "Mailbox", "message_payload"]
+__all__ = ["CANCEL_FROM_SIGNAL", "FROM_METADATA", "MEMO_EVENTS", "MEMO_INBOX", "Mailbox", "message_payload"]
 
 #: Payload metadata naming the sender pid of a message (absent from plain Temporal clients).
 FROM_METADATA = "moontide-from"
 #: Signal a canceller sends just before its cancel request, naming itself (its pid):
 #: Temporal's cancel request carries a reason to the workflow, but not who sent it.
 CANCEL_FROM_SIGNAL = "moontide.cancel_from"
-#: Memo key carrying unread messages from a run to the one it continues as.
+#: Memo keys carrying unread messages and process events from a run to the one it continues as.
 MEMO_INBOX = "moontide.inbox"
+MEMO_EVENTS = "moontide.events"
 
 
 def message_payload(payload_json: str, sender: str | None) -> RawValue:

@@ -41,7 +41,7 @@ from ..lua import host as host_mod
 from ..lua import runtime as rt_mod
 from . import _search, _spawn
 from ._codebook import MEMO_CODE, CodeBook
-from ._mailbox import CANCEL_FROM_SIGNAL, MEMO_INBOX, Mailbox, message_payload
+from ._mailbox import CANCEL_FROM_SIGNAL, MEMO_EVENTS, MEMO_INBOX, Mailbox, message_payload
 from ._options import ActivityDefaults, activity_options
 from ._system import terminate_from_workflow
 
@@ -129,9 +129,9 @@ class Execution(host_mod.BaseHost):
     async def run(self, raw_args: Sequence[RawValue]) -> Any:
         info = workflow.info()
         self.code = self._pinned_code(info.workflow_type)
-        carried = workflow.memo_value(MEMO_INBOX, None)
-        if carried:  # left unread by the run before continue-as-new; they came first
-            self.mailbox.messages[:0] = list(carried)
+        # left unread by the run before continue-as-new; they came first
+        self.mailbox.messages[:0] = list(workflow.memo_value(MEMO_INBOX, None) or [])
+        self.mailbox.events[:0] = list(workflow.memo_value(MEMO_EVENTS, None) or [])
         try:
             fn = code_mod.instantiate(self.rt, self.code, host=self, seed=workflow.random().getrandbits(64))
         except errors.BudgetExceeded as e:
@@ -408,13 +408,17 @@ class Execution(host_mod.BaseHost):
                 "for their pid.exit on process.events(), cancel them, or spawn them with "
                 "process.with_options{parent_close_policy=\"abandon\"} and reach them by pid (process.send) "
                 "from the next run", kind="Invalid", retryable=False))
-        # The next run keeps the memo (user fields, the code pin) and the
-        # messages nobody has taken yet: they move on, in order, to its inbox.
-        memo = {k: v for k, v in workflow.memo().items() if k != MEMO_INBOX}
+        # The next run keeps the memo (user fields, the code pin), and the messages
+        # and process events nobody has taken yet move on to it, in order. Not a
+        # pid.cancel: Temporal's cancel request ends with this run.
+        memo = {k: v for k, v in workflow.memo().items() if k not in (MEMO_INBOX, MEMO_EVENTS)}
         if self.code:
             memo[MEMO_CODE] = self.code.digest
         if self.mailbox.messages:
             memo[MEMO_INBOX] = self.mailbox.messages
+        events = [ev for ev in self.mailbox.events if ev["kind"] != "pid.cancel"]
+        if events:
+            memo[MEMO_EVENTS] = events
         workflow.continue_as_new(args=json.loads(args_json), memo=memo)
 
     # -- synchronous ops (host calls) -------------------------------------
