@@ -169,6 +169,8 @@ async def test_history_past_the_suggestion_logs_a_clear_error(
     assert out["suggested"] is True
     assert out["length"] >= 40
     messages = [r.getMessage() for r in caplog.records if r.name == "moontide.workflow"]
-    assert len(messages) == 1, messages
+    # once, not on every later task; twice at most, when the task that logged it timed out
+    # (a busy machine, the 1 s sticky timeout) and ran again live
+    assert len(messages) in (1, 2), messages
     assert "past Temporal's suggested limit" in messages[0]
     assert "workflow.continue_as_new" in messages[0]
