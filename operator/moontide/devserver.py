@@ -18,8 +18,10 @@ the Helm chart's dev server pod): the same command line, so the same tuning.
 
 ``tuned`` (the default) sets ``TUNED_PRAGMAS`` and ``TUNED_DYNAMIC_CONFIG``, and trims
 the visibility table's indexes before the server starts (``visibility_indexes``: why,
-and what it costs list filters; a plain server puts them back). Why the pragmas: a plain file-backed dev server commits in SQLite's rollback journal mode
-with ``synchronous=FULL``, ~3 fsyncs per transaction, ~100 per two-activity
+and what it costs list filters; a plain server puts them back).
+
+Why the pragmas: a plain file-backed dev server commits in SQLite's rollback journal
+mode with ``synchronous=FULL``, ~3 fsyncs per transaction, ~100 per two-activity
 workflow. In WAL mode with ``synchronous=NORMAL`` a commit appends to the WAL file
 with no fsync; fsyncs happen only around checkpoints, which copy the WAL back into
 the database. ``wal_autocheckpoint=10000`` pages makes those rare (~40 MB of WAL,
@@ -338,11 +340,11 @@ class DevServer:
     def _prepare_database(self) -> None:
         """Trim the visibility indexes (``visibility_indexes``), or put back any trimmed before.
 
-        The server writes Temporal's schema when it creates the file, so a trimming
-        server's first start on a new directory starts it once to get the file (+0.6 s),
-        then trims. The trim only makes the server faster: if it cannot
-        be done (the file locked by a process not ours, a Python whose SQLite cannot
-        read the schema), the server starts as is, with a warning.
+        The server writes Temporal's schema when it creates the file, so the first
+        start on a new directory runs it once to get the file (+0.6 s), then trims.
+        The trim only makes the server faster: if it cannot be done (the file locked
+        by a process not ours, a Python whose SQLite cannot read the schema), the
+        server starts as is, with a warning.
         """
         try:
             if not self.trim_visibility_indexes:
