@@ -7,16 +7,29 @@ shadow it.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 from moontide.runtime import AppRuntime
+
+T = TypeVar("T")
+
+#: Guards against a hang, not speed checks.
+HANG = 120
+
+#: The ``moontide`` command of this virtualenv, and its environment (output unbuffered, so logs show at once).
+MOONTIDE = str(Path(sys.executable).with_name("moontide"))
+MOONTIDE_ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
 
 def free_port() -> int:
@@ -87,3 +100,62 @@ entries:
     task_queue: TASK_QUEUE
 """
 
+
+
+def moontide(*args: str, timeout: float = HANG) -> subprocess.CompletedProcess[str]:
+    """``moontide ARGS`` run to its end; if it hangs, an AssertionError showing what it printed."""
+    try:
+        return subprocess.run([MOONTIDE, *args], capture_output=True, text=True, timeout=timeout, env=MOONTIDE_ENV)
+    except subprocess.TimeoutExpired as e:
+        raise AssertionError(f"moontide {' '.join(args)} did not finish in {timeout}s\n"
+                             f"stdout: {e.stdout!r}\nstderr: {e.stderr!r}") from None
+
+
+@contextlib.contextmanager
+def moontide_run(app_dir: Path, log: Path, *args: str) -> Iterator[subprocess.Popen[bytes]]:
+    """``moontide run APP_DIR ARGS`` in the background, its output in ``log``, from when it says it serves.
+
+    On the way out, if still running, it gets SIGTERM (a graceful stop), then SIGKILL.
+    """
+    with open(log, "ab") as out:
+        proc = subprocess.Popen([MOONTIDE, "run", str(app_dir), *args], stdout=out, stderr=subprocess.STDOUT,
+                                env=MOONTIDE_ENV)
+    try:
+        deadline = time.monotonic() + HANG
+        while "serving" not in log.read_text(errors="replace"):
+            assert proc.poll() is None, log.read_text(errors="replace")
+            assert time.monotonic() < deadline, f"moontide run not serving in {HANG}s: {log.read_text()}"
+            time.sleep(0.1)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(HANG)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+async def eventually(probe: Callable[[], T | Awaitable[T]], ok: Callable[[T], bool], *, what: str = "condition",
+                     timeout: float = 30, interval: float = 0.02,
+                     tolerate: tuple[type[Exception], ...] = ()) -> T:
+    """Poll ``probe`` (plain or async) until ``ok`` holds: the last value, or an AssertionError naming ``what``.
+
+    ``tolerate``: exceptions from ``probe`` that mean "not yet" (a query while no worker runs).
+    """
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while True:
+        try:
+            value = probe()
+            if asyncio.iscoroutine(value):
+                value = await value
+            last = value
+            if ok(value):  # type: ignore[arg-type]
+                return value  # type: ignore[return-value]
+        except tolerate as e:
+            last = e
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached in {timeout}s; last: {last!r}")
+        await asyncio.sleep(interval)

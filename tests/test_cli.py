@@ -9,26 +9,13 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 import textwrap
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from moontide_testing import TEMPORAL_ENTRIES
-
-MOONTIDE = str(Path(sys.executable).with_name("moontide"))
-
-
-def moontide(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    try:
-        return subprocess.run([MOONTIDE, *args], capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired as e:  # a hang guard, not a speed check: show what it printed
-        raise AssertionError(f"moontide {' '.join(args)} did not finish in {timeout}s\n"
-                             f"stdout: {e.stdout!r}\nstderr: {e.stderr!r}") from None
-
+from moontide_testing import TEMPORAL_ENTRIES, moontide, moontide_run
 
 @pytest.fixture
 def app(make_app: Callable[..., Path]) -> Path:
@@ -156,25 +143,8 @@ def test_bad_json_arguments_are_a_usage_error(app: Path, argv: list[str]) -> Non
 
 @pytest.fixture
 def serving(app: Path, temporal_address: str, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    log = tmp_path / "run.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([MOONTIDE, "run", str(app), "--temporal", temporal_address],
-                                stdout=out, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 60
-        while "serving" not in log.read_text(errors="replace"):
-            assert proc.poll() is None, log.read_text(errors="replace")
-            assert time.monotonic() < deadline, "moontide run not ready in 60s"
-            time.sleep(0.1)
+    with moontide_run(app, tmp_path / "run.log", "--temporal", temporal_address) as proc:
         yield proc
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 def test_spawn_prints_a_pid_and_result_prints_the_result(

@@ -13,7 +13,6 @@ import os
 import select
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -25,9 +24,8 @@ from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
 
 from moontide.devserver import TUNED_DYNAMIC_CONFIG, TUNED_PRAGMAS, running_address
-from moontide_testing import free_port
+from moontide_testing import MOONTIDE, free_port
 
-MOONTIDE = str(Path(sys.executable).with_name("moontide"))
 LIVENESS = 60.0  # a hang guard, not a speed check
 
 

@@ -9,15 +9,10 @@ the kill: its timer fires, its activities ran once each.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 from temporalio.api.enums.v1 import EventType
@@ -25,9 +20,7 @@ from temporalio.client import Client
 
 from moontide.devserver import running_address
 from moontide.runtime import Pid
-
-MOONTIDE = str(Path(sys.executable).with_name("moontide"))
-HANG = 120  # a guard against a hang, not a speed check
+from moontide_testing import HANG, eventually, moontide, moontide_run
 
 APP = """
 version: "1.0"
@@ -57,70 +50,40 @@ end
 """
 
 
-@contextmanager
-def moontide_run(app: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """``moontide run APP`` (the embedded server: the client has no address), ready when it says serving."""
-    with open(log, "ab") as out:
-        proc = subprocess.Popen([MOONTIDE, "run", str(app), "--no-ui"], stdout=out, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + HANG
-        while "serving" not in log.read_text(errors="replace"):
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text(errors="replace")
-            time.sleep(0.1)
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(HANG)
-
-
-def moontide(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([MOONTIDE, *args], capture_output=True, text=True, timeout=HANG)
-
-
-async def history_types(address: str, workflow_id: str) -> list[int]:
+async def history_of(address: str, workflow_id: str) -> list[int]:
     client = await Client.connect(address)
     return [e.event_type for e in (await client.get_workflow_handle(workflow_id).fetch_history()).events]
 
 
-def wait_until(what: str, probe: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + HANG
-    while not probe():
-        assert time.monotonic() < deadline, f"{what}: not in {HANG}s"
-        time.sleep(0.1)
-
-
-def test_sigkill_of_moontide_run_and_its_server_then_a_restart_finishes_the_execution(
+async def test_sigkill_of_moontide_run_and_its_server_then_a_restart_finishes_the_execution(
         make_app: Callable[..., Path], tmp_path: Path) -> None:
     app = make_app({"app.yaml": APP, "nap.lua": NAP, "stamp.lua": "return function(s) return s .. '!' end"})
     state = app / ".moontide"
 
-    with moontide_run(app, tmp_path / "first.log") as first:
+    with moontide_run(app, tmp_path / "first.log", "--no-ui") as first:
         spawned = moontide("spawn", "app:nap", "app:worker", '{"id": "o-7"}', "--app", str(app))
         assert spawned.returncode == 0, spawned.stderr
         pid = spawned.stdout.strip()
         workflow_id = Pid.parse(pid).workflow_id
         address = running_address(state)
         assert address is not None
-
-        def sleeping() -> bool:
-            types = asyncio.run(history_types(address, workflow_id))
-            return EventType.EVENT_TYPE_TIMER_STARTED in types
-
-        wait_until("the workflow sleeping", sleeping)
+        await eventually(lambda: history_of(address, workflow_id), lambda types: EventType.EVENT_TYPE_TIMER_STARTED
+                         in types, what="the workflow sleeping", timeout=HANG)
         server_pid = json.loads((state / "server.json").read_text())["pid"]
         first.kill()  # SIGKILL: no shutdown of the workers, nothing flushed
         os.kill(server_pid, signal.SIGKILL)  # and the server, before the SIGTERM it got can stop it cleanly
         first.wait()
-        wait_until("the server's port closed", lambda: running_address(state) is None)
+        await eventually(lambda: running_address(state), lambda live: live is None, what="the server's port closed",
+                         timeout=HANG)
 
-    with moontide_run(app, tmp_path / "second.log"):
+    second_log = tmp_path / "second.log"
+    with moontide_run(app, second_log, "--no-ui"):
         result = moontide("result", pid, "--app", str(app))
-        assert result.returncode == 0, result.stderr + (tmp_path / "second.log").read_text(errors="replace")
+        assert result.returncode == 0, result.stderr + second_log.read_text(errors="replace")
         assert json.loads(result.stdout) == {"before": "before o-7!", "after": "after o-7!"}
         address = running_address(state)
         assert address is not None
-        types = asyncio.run(history_types(address, workflow_id))
+        types = await history_of(address, workflow_id)
     assert types.count(EventType.EVENT_TYPE_TIMER_FIRED) == 1
     assert types.count(EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED) == 2  # each call completed once
     assert types[-1] == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED

@@ -8,18 +8,15 @@ workflows) the session's Temporal dev server.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import textwrap
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from moontide.processes import ProcessSystem
 from moontide.runtime import load
-
-T = TypeVar("T")
+from moontide_testing import eventually
 
 PROCESS_MODULES = "[process, channel, time, errors, json, logger, funcs, uuid]"
 FUNCTION_MODULES = "[time, errors, json, logger, process]"
@@ -66,21 +63,6 @@ async def running(app_dir: Path, *, auto_start: bool = True, **kw: Any) -> Async
         yield system
     finally:
         await system.stop()
-
-
-async def eventually(probe: Callable[[], T | Awaitable[T]], ok: Callable[[T], bool], *, timeout: float = 10,
-                     what: str = "condition") -> T:
-    """Poll ``probe`` until ``ok`` holds; the last value, or AssertionError naming it."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if ok(value):  # type: ignore[arg-type]
-            return value  # type: ignore[return-value]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}; last: {value!r}")
-        await asyncio.sleep(0.01)
 
 
 async def settle(system: ProcessSystem, pid: str, state_prefix: str = "waiting", timeout: float = 10) -> None:

@@ -9,7 +9,8 @@ from typing import Callable
 
 import pytest
 
-from _procs import eventually, process_app, running, settle
+from _procs import process_app, running, settle
+from moontide_testing import eventually
 from moontide import errors
 from moontide.processes import LocalPid, is_local_pid, is_workflow_pid
 from moontide.runtime import Pid

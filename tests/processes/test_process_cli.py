@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Callable
 
 from _procs import process_app
+from moontide_testing import moontide, moontide_run
 
 KEEPER = """
 return function(name)
@@ -48,12 +45,6 @@ SERVICES = """
   host: host
   lifecycle: {auto_start: true, restart: {max_attempts: 1}}
 """
-ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
-
-
-def moontide(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "moontide.cli", *args], capture_output=True, text=True,
-                          timeout=90, env=ENV)
 
 
 def test_run_spawn_runs_a_process_and_prints_its_result(make_app: Callable[..., Path]) -> None:
@@ -84,14 +75,7 @@ def test_run_serves_services_in_order_and_the_cli_reaches_their_pids(make_app: C
                       entries=SERVICES)
     at = ["--app", str(app), "--temporal", temporal_address]
     log = tmp_path / "run.log"
-    with open(log, "wb") as out:
-        run = subprocess.Popen([sys.executable, "-m", "moontide.cli", "run", str(app), "--temporal", temporal_address],
-                               stdout=out, stderr=subprocess.STDOUT, env=ENV)
-    try:
-        deadline = time.monotonic() + 60
-        while "serving" not in log.read_text(errors="replace"):
-            assert run.poll() is None and time.monotonic() < deadline, log.read_text(errors="replace")
-            time.sleep(0.1)
+    with moontide_run(app, log, "--temporal", temporal_address) as run:
         services = {s["id"]: s for s in json.loads(moontide("ps", "--app", str(app), "--json").stdout)["services"]}
         assert {s["state"] for s in services.values()} == {"Running"}
         keeper, victim = services["app:keeper_svc"]["pid"], services["app:victim_svc"]["pid"]
@@ -111,7 +95,6 @@ def test_run_serves_services_in_order_and_the_cli_reaches_their_pids(make_app: C
         assert failed.returncode == 1 and "[Terminated]" in failed.stderr and "from the cli" in failed.stderr
         bad = moontide("send", "{app:host|abcdef.1}", "x", *at)
         assert bad.returncode == 2 and "[NotFound]" in bad.stderr and "is not running" in bad.stderr
-    finally:
         run.send_signal(signal.SIGTERM)
         code = run.wait(60)
     text = log.read_text(errors="replace")

@@ -13,7 +13,8 @@ from typing import Callable
 
 import pytest
 
-from _procs import eventually, process_app
+from _procs import process_app
+from moontide_testing import eventually
 from moontide import errors
 from moontide.runtime import AppRuntime, ProcessFailed
 

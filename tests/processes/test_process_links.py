@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from _procs import eventually, process_app, running, settle
+from _procs import process_app, running, settle
+from moontide_testing import eventually
 
 CRASHER = """
 return function(how)

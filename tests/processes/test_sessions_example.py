@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from _procs import eventually
+from moontide_testing import eventually
 from moontide.processes import ServiceState
 from moontide.runtime import AppRuntime
 

@@ -8,7 +8,8 @@ from typing import Callable
 
 import pytest
 
-from _procs import eventually, process_app, running
+from _procs import process_app, running
+from moontide_testing import eventually
 from moontide import errors
 from moontide.processes import Restart, ServiceState
 from moontide.runtime import load

@@ -24,6 +24,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from moontide_testing import TEMPORAL_ENTRIES, free_port, temporal_binary
+from moontide_testing import eventually as _eventually
 from moontide.runtime import AppRuntime, Pid
 
 T = TypeVar("T")
@@ -68,19 +69,8 @@ def make_flows(make_app: Callable[..., Path], workflows: dict[str, str], functio
 
 async def eventually(probe: Callable[[], Awaitable[T]], ok: Callable[[T], bool], *, timeout: float = 30,
                      what: str = "condition") -> T:
-    """Poll ``probe`` until ``ok`` holds; the last value, or AssertionError naming it."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        try:
-            last = await probe()
-            if ok(last):
-                return last
-        except Exception as e:  # e.g. a query while no worker runs
-            last = e
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached in {timeout}s; last: {last!r}")
-        await asyncio.sleep(0.1)
+    """``moontide_testing.eventually``, where a probe that raises means "not yet" (a query while no worker runs)."""
+    return await _eventually(probe, ok, what=what, timeout=timeout, tolerate=(Exception,))
 
 
 async def lua_state(rt: AppRuntime, pid: Pid | str) -> dict[str, Any]:

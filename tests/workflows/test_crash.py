@@ -24,7 +24,7 @@ import pytest
 from temporalio.api.enums.v1 import EventType, PendingActivityState
 from temporalio.api.history.v1 import HistoryEvent
 
-from moontide_testing import TEMPORAL_ENTRIES
+from moontide_testing import TEMPORAL_ENTRIES, eventually
 from moontide.runtime import AppRuntime, Pid
 
 T = TypeVar("T")
@@ -109,18 +109,6 @@ def make_crash_app(make_app: Callable[..., Path], workflow: str, functions: dict
     return make_app(files)
 
 
-async def eventually(probe: Callable[[], Awaitable[T]], ok: Callable[[T], bool], *, what: str,
-                     timeout: float = 60) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        last = await probe()
-        if ok(last):
-            return last
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached in {timeout}s; last: {last!r}")
-        await asyncio.sleep(0.05)
-
-
 async def history(rt: AppRuntime, pid: Pid) -> list[HistoryEvent]:
     return [e async for e in (await rt.handle(pid)).fetch_history_events()]
 
@@ -185,7 +173,8 @@ async def test_killed_during_sleep_a_new_worker_process_finishes(
     rt = AppRuntime(app, temporal=temporal_address)
     first = await workers(app)
     pid = await rt.spawn("app:wf", None, {"id": "o-1"})
-    await eventually(lambda: history(rt, pid), lambda evs: count(evs, "TIMER_STARTED") == 1, what="timer started")
+    await eventually(lambda: history(rt, pid), lambda evs: count(evs, "TIMER_STARTED") == 1, what="timer started",
+                     timeout=HANG)
     first.kill()
     second = await workers(app)
     result, evs = await finish(rt, pid, first, second)
@@ -223,7 +212,7 @@ async def test_killed_during_an_activity_a_new_worker_process_finishes_it_once(
         return any(p.activity_type.name == "app:slow" and p.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
                    for p in desc.raw_description.pending_activities)
 
-    await eventually(slow_started, bool, what="app:slow running on the first worker")
+    await eventually(slow_started, bool, what="app:slow running on the first worker", timeout=HANG)
     first.kill()
     second = await workers(app)
     result, evs = await finish(rt, pid, first, second)
@@ -278,7 +267,7 @@ async def test_pairs_order_survives_a_second_worker_process(
     first = await workers(app)
     pid = await rt.spawn("app:wf")
     await eventually(lambda: history(rt, pid), lambda evs: count(evs, "ACTIVITY_TASK_COMPLETED") >= 4,
-                     what="4 activities completed")
+                     what="4 activities completed", timeout=HANG)
     first.kill()
     before = count(await history(rt, pid), "ACTIVITY_TASK_COMPLETED")
     assert before < len(KEYS), "the first worker finished before the kill: nothing was replayed"

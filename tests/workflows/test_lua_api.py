@@ -17,9 +17,8 @@ import json
 import logging
 import subprocess
 import textwrap
-import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -30,7 +29,7 @@ from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Replayer
 
-from moontide_testing import TEMPORAL_ENTRIES, running, temporal_binary
+from moontide_testing import TEMPORAL_ENTRIES, eventually, running, temporal_binary
 from moontide.runtime import AppRuntime, Pid, load
 from moontide.workflows import CodeBook, WorkflowSettings, workflow_class
 
@@ -90,19 +89,6 @@ HANG = 90
 
 async def result_of(rt: AppRuntime, pid: Pid) -> Any:
     return await asyncio.wait_for(rt.result(pid), HANG)
-
-
-async def eventually(probe: Callable[[], Awaitable[T]], ok: Callable[[T], bool], *, timeout: float = 30,
-                     what: str = "condition") -> T:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        last = await probe()
-        if ok(last):
-            return last
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached in {timeout}s; last: {last!r}")
-        await asyncio.sleep(0.1)
 
 
 async def events(rt: AppRuntime, pid: Pid) -> list[HistoryEvent]:

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import textwrap
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
@@ -19,7 +18,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import WorkflowExecutionStatus
 
-from moontide_testing import TEMPORAL_ENTRIES, running
+from moontide_testing import TEMPORAL_ENTRIES, eventually, running
 from moontide.runtime import STATE_DIR, AppRuntime, Pid
 from moontide.workflows import MEMO_CODE
 
@@ -68,17 +67,6 @@ def make_pinned_app(make_app: Callable[..., Path]) -> Path:
     return make_app({"app.yaml": yaml, "flow.lua": OLD_FLOW, "answers.lua": LIBRARY})
 
 
-async def eventually(probe: Callable[[], Awaitable[T]], ok: Callable[[T], bool], *, what: str) -> T:
-    deadline = time.monotonic() + HANG
-    while True:
-        last = await probe()
-        if ok(last):
-            return last
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached; last: {last!r}")
-        await asyncio.sleep(0.05)
-
-
 async def history(rt: AppRuntime, pid: Pid) -> list[HistoryEvent]:
     return [e async for e in (await rt.handle(pid)).fetch_history_events()]
 
@@ -93,7 +81,7 @@ async def test_a_running_execution_finishes_on_its_old_code_after_a_redeploy(
     async with running(app, temporal_address) as rt:
         old_pid = await rt.spawn("app:flow", None, "first", "3s")
         await eventually(lambda: history(rt, old_pid), lambda evs: has(evs, EventType.EVENT_TYPE_TIMER_STARTED),
-                         what="the old execution sleeping")
+                         what="the old execution sleeping", timeout=HANG)
     # The worker is gone while the execution sleeps: it cannot have finished it.
     client_only = AppRuntime(app, temporal=temporal_address)
     desc = await (await client_only.handle(old_pid)).describe()
@@ -106,7 +94,7 @@ async def test_a_running_execution_finishes_on_its_old_code_after_a_redeploy(
         # closed, or a failed task (what replaying the old history with the new code would give)
         old_events = await eventually(
             lambda: history(rt, old_pid), lambda evs: has(evs, EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED)
-            or has(evs, EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED), what="the old execution over")
+            or has(evs, EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED), what="the old execution over", timeout=HANG)
         assert not has(old_events, EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED)
         old_result = await asyncio.wait_for(rt.result(old_pid), HANG)
         new_pid = await rt.spawn("app:flow", None, "second")
@@ -144,7 +132,7 @@ async def test_an_execution_whose_code_is_lost_fails_its_task_with_a_clear_messa
     async with running(app, temporal_address) as rt:
         evs = await eventually(lambda: history(rt, pid),
                                lambda evs: has(evs, EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED),
-                               what="a failed workflow task")
+                               what="a failed workflow task", timeout=HANG)
         desc = await (await rt.handle(pid)).describe()
         await rt.terminate(pid, "test over")
     (failed,) = [e.workflow_task_failed_event_attributes.failure.message for e in evs
