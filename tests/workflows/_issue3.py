@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
 import subprocess
-import sys
 import textwrap
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -23,7 +20,7 @@ from typing import Any, TypeVar
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
-from moontide_testing import TEMPORAL_ENTRIES, free_port, temporal_binary
+from moontide_testing import TEMPORAL_ENTRIES, WorkerProcess, free_port, moontide, temporal_binary
 from moontide_testing import eventually as _eventually
 from moontide.runtime import AppRuntime, Pid
 
@@ -103,48 +100,6 @@ async def signal_names(client: Client, workflow_id: str) -> list[str]:
             if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED]
 
 
-class WorkerProcess:
-    """``moontide run APP --temporal ADDR`` as a child process, to be SIGKILLed."""
-
-    def __init__(self, app_dir: Path, address: str) -> None:
-        self.app_dir = app_dir
-        self.address = address
-        self.log = app_dir / f"worker-{time.monotonic_ns()}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    async def start(self) -> WorkerProcess:
-        moontide = str(Path(sys.executable).with_name("moontide"))
-        with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen([moontide, "run", str(self.app_dir), "--temporal", self.address, "--no-ui"],
-                                         stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 60
-        while "serving" not in self.output():
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"worker exited ({self.proc.returncode}):\n{self.output()}")
-            if time.monotonic() > deadline:
-                self.kill()
-                raise RuntimeError(f"worker not serving after 60 s:\n{self.output()}")
-            await asyncio.sleep(0.1)
-        return self
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown, no goodbye to the server."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-
 @contextlib.asynccontextmanager
 async def worker_process(app_dir: Path, address: str) -> AsyncIterator[WorkerProcess]:
     w = await WorkerProcess(app_dir, address).start()
@@ -154,14 +109,9 @@ async def worker_process(app_dir: Path, address: str) -> AsyncIterator[WorkerPro
         w.stop()
 
 
-def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """The ``moontide`` command as a user runs it."""
-    moontide = str(Path(sys.executable).with_name("moontide"))
-    return subprocess.run([moontide, *args], capture_output=True, text=True, timeout=timeout)
-
-
 async def run_cli_async(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return await asyncio.to_thread(run_cli, *args, timeout=timeout)
+    """The ``moontide`` command as a user runs it, off the event loop."""
+    return await asyncio.to_thread(moontide, *args, timeout=timeout)
 
 
 async def temporal_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

@@ -10,12 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import subprocess
-import sys
 import textwrap
-import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,7 +19,7 @@ import pytest
 from temporalio.api.enums.v1 import EventType, PendingActivityState
 from temporalio.api.history.v1 import HistoryEvent
 
-from moontide_testing import TEMPORAL_ENTRIES, eventually
+from moontide_testing import TEMPORAL_ENTRIES, WorkerProcess, eventually
 from moontide.runtime import AppRuntime, Pid
 
 T = TypeVar("T")
@@ -33,49 +28,6 @@ T = TypeVar("T")
 HANG = 90
 
 WORKER_OPTIONS = {"sticky_queue_timeout": "1s"}
-
-
-class WorkerProcess:
-    """``moontide run APP --temporal ADDR`` as a child process."""
-
-    def __init__(self, app_dir: Path, address: str, log: Path) -> None:
-        self.app_dir, self.address, self.log = app_dir, address, log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    async def start(self) -> WorkerProcess:
-        moontide = str(Path(sys.executable).with_name("moontide"))
-        with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen([moontide, "run", str(self.app_dir), "--temporal", self.address, "--no-ui"],
-                                         stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 60
-        while "serving" not in self.output():
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"worker exited ({self.proc.returncode}):\n{self.output()}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"worker not ready in 60s:\n{self.output()}")
-            await asyncio.sleep(0.1)
-        return self
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.kill()
 
 
 @pytest.fixture
