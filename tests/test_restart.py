@@ -20,19 +20,10 @@ from temporalio.client import Client
 
 from moontide.devserver import running_address
 from moontide.runtime import Pid
-from moontide_testing import HANG, eventually, moontide, moontide_run
+from moontide_testing import HANG, TEMPORAL_ENTRIES, eventually, moontide, moontide_run
 
-APP = """
-version: "1.0"
-namespace: app
-entries:
-  - name: client
-    kind: temporal.client
-  - name: worker
-    kind: temporal.worker
-    client: client
-    task_queue: TASK_QUEUE
-  - name: nap
+# the shared client and worker, the client without an address: the embedded server
+APP = TEMPORAL_ENTRIES.replace("    address: 127.0.0.1:1\n", "") + """  - name: nap
     kind: workflow.lua
     source: file://nap.lua
     modules: [funcs, time]
