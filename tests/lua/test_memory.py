@@ -85,3 +85,30 @@ def test_other_executions_on_the_runtime_carry_on() -> None:
     assert_memory(failed(run_lua(f"local ok = pcall(function() {BOMB} end) return ok", rt=rt)))
     assert done(parked.step(True, True)) == (1000, "v1000")
     assert done(run_lua(MEDIUM, rt=rt)) == (60000,)
+
+
+def test_a_parked_hog_is_evicted_and_its_neighbours_carry_on() -> None:
+    # The hog keeps ~11 of the 16 MiB and parks; each neighbour needs ~6 MiB for
+    # a moment. Before, every neighbour failed with the memory error while the
+    # hog went on holding the memory.
+    rt = small_rt()
+    hog = start_chunk(rt, wrap_body(
+        "keep = {} for i = 1, 110000 do keep[i] = ('h'):rep(64) .. i end time.sleep('1s') return #keep"),
+        modules=["time"])
+    assert isinstance(hog.step(), Yield)
+    small = start_chunk(rt, wrap_body("local t = {1, 2, 3} time.sleep('1s') return #t"), modules=["time"])
+    assert isinstance(small.step(), Yield)
+    for _ in range(3):
+        assert done(run_lua(MEDIUM, rt=rt)) == (60000,)
+    err = failed(hog.step(True, True))
+    assert isinstance(err, errors.BudgetExceeded)
+    assert "evicted: this execution held about" in str(err) and "memory limit of 16 MiB" in str(err)
+    assert done(small.step(True, True)) == (3,)  # a small neighbour is never the one evicted
+
+
+def test_an_execution_filling_the_cap_by_itself_fails_itself() -> None:
+    rt = small_rt()
+    neighbour = start_chunk(rt, wrap_body("local t = {1, 2} time.sleep('1s') return #t"), modules=["time"])
+    assert isinstance(neighbour.step(), Yield)
+    assert_memory(failed(run_lua(BOMB, rt=rt)))
+    assert done(neighbour.step(True, True)) == (2,)

@@ -108,11 +108,17 @@ local STEP = 1000
 -- time, read from the host's clock at every hook.
 local cpu_limit, deadline = 0, huge
 
+-- Coroutines the hook stopped: Lua runs a hook with hooks off, and a
+-- coroutine that dies from an error raised there keeps them off for good.
+local stopped = setmetatable({}, { __mode = "k" })
+
 local function over_budget()
+  stopped[co_running()] = true
   error(budget_message, 0)
 end
 
 local function exceed()
+  stopped[co_running()] = true
   sethook(co_running(), over_budget, "", 1)
   -- and on the step's main coroutine: a pcall there must not swallow the
   -- error coming out of a user coroutine
@@ -123,11 +129,12 @@ end
 
 local function count_hook()
   used = used + STEP
-  if used > budget or clock() > deadline then exceed() end
+  if used > budget or clock() >= deadline then exceed() end  -- >=: a stopped clock reads inf
 end
 
 --- Charge work done in C (which the count hook cannot see) to the budget.
 local function charge(n)
+  if n <= 0 then return end   -- never a credit
   used = used + n
   if used > budget and budget > 0 then exceed() end
 end
@@ -184,10 +191,13 @@ local function safe_pcall(f, ...)
   return rethrow(pcall(f, ...))
 end
 
+-- A message handler runs where the error was raised. The budget's error is
+-- raised by the count hook, and Lua runs hooks with hooks off: a handler run
+-- there could loop for good. It never sees that error, nor the memory error.
 local function safe_xpcall(f, handler, ...)
   if type(handler) ~= "function" then return xpcall(f, handler, ...) end  -- C reports it
   return rethrow(xpcall(f, function(e)
-    if e == MEMORY then return e end   -- a handler must not turn it into another error
+    if e == MEMORY or e == budget_message then return e end
     return handler(e)
   end, ...))
 end
@@ -203,9 +213,17 @@ local function passthrough(co, r)
   return r
 end
 
+-- Past the budget nothing more runs in this step: no coroutine is resumed or
+-- closed. A coroutine the hook stopped is never closed, in this step or a
+-- later one: its to-be-closed variables would run with hooks off.
+local function spent()
+  if budget > 0 and used > budget then error(budget_message, 0) end
+end
+
 local user_coroutine = {
   create = function(f) return arm(co_create(f)) end,
   resume = function(co, ...)
+    spent()
     local r = passthrough(co, pack(co_resume(co, ...)))
     if not r[1] and r[2] == MEMORY then error(MEMORY, 0) end
     return unpack(r, 1, r.n)
@@ -217,13 +235,18 @@ local user_coroutine = {
   wrap = function(f)
     local co = arm(co_create(f))
     return function(...)
+      spent()
       local r = passthrough(co, pack(co_resume(co, ...)))
       if not r[1] then error(r[2], 0) end
       return unpack(r, 2, r.n)
     end
   end,
   status = co_status, running = co_running, isyieldable = co_isyieldable,
-  close = function(co) return rethrow(co_close(co)) end,
+  close = function(co)
+    spent()
+    if stopped[co] then return false, budget_message end
+    return rethrow(co_close(co))
+  end,
 }
 
 --- Ask the host for something that may block (activity, timer, receive ...).
@@ -359,19 +382,38 @@ local function cheap_match(name, s, p)
   return true
 end
 
+-- A wrapper calls C under pcall and raises C's error again from here, so the
+-- message names the user's line and the function's public name, as a direct
+-- call of the C function would. (Under pcall, C's own errors carry no
+-- position; one that does was raised by a metamethod C called: as it is.)
+local function c_failed(name, e)
+  if type(e) ~= "string" or e == MEMORY or e == budget_message then error(e, 0) end
+  local _, here = c_find(e, '^%[string "<python>"%]:%d+: ')   -- raised by Lua in this wrapper
+  if here then
+    e = ssub(e, here + 1)
+  elseif c_find(e, "^[^\n]-:%d+: ") then
+    error(e, 0)
+  end
+  error(c_gsub(e, "^(bad argument #%d+ to )'[^']*'", "%1'" .. name .. "'", 1), 3)
+  -- level 3: c_failed < the wrapper (or pass, tail-called from it) < the user
+end
+local function pass(name, ok, ...)
+  if ok then return ... end
+  c_failed(name, (...))
+end
+
 local safe_string = {}
 for k, v in pairs(string) do safe_string[k] = v end
 safe_string.dump = nil
 
--- Tail calls into C: a C error then names the user's line, not this one.
 function safe_string.find(s, p, init, plain)
   local s2, p2, i2 = str_arg(s), str_arg(p), int_arg(init)
-  if not s2 or not p2 or i2 == false then return c_find(s, p, init, plain) end
+  if not s2 or not p2 or i2 == false then return pass("find", pcall(c_find, s, p, init, plain)) end
   if plain or not c_find(p2, SPECIALS) then
     charge((#s2 + #p2) // BYTES_PER_INSTRUCTION)
     return c_find(s2, p2, i2, plain)
   end
-  if cheap_match("find", s2, p2) then return c_find(s2, p2, i2) end
+  if cheap_match("find", s2, p2) then return pass("find", pcall(c_find, s2, p2, i2)) end
   return lua_patterns.find_aux(true, s2, p2, i2)
 end
 
@@ -379,8 +421,8 @@ end
 local function matcher(name, c_fn, lua_fn)
   safe_string[name] = function(s, p, init)
     local s2, p2, i2 = str_arg(s), str_arg(p), int_arg(init)
-    if not s2 or not p2 or i2 == false then return c_fn(s, p, init) end
-    if cheap_match(name, s2, p2) then return c_fn(s2, p2, i2) end
+    if not s2 or not p2 or i2 == false then return pass(name, pcall(c_fn, s, p, init)) end
+    if cheap_match(name, s2, p2) then return pass(name, pcall(c_fn, s2, p2, i2)) end
     return lua_fn(s2, p2, i2)
   end
 end
@@ -390,34 +432,68 @@ matcher("gmatch", c_gmatch, lua_patterns.gmatch)
 local REPL = { string = true, number = true, table = true, ["function"] = true }
 function safe_string.gsub(s, p, repl, max_n)
   local s2, p2, n2 = str_arg(s), str_arg(p), int_arg(max_n)
-  if not s2 or not p2 or n2 == false or not REPL[type(repl)] then return c_gsub(s, p, repl, max_n) end
+  if not s2 or not p2 or n2 == false or not REPL[type(repl)] then
+    return pass("gsub", pcall(c_gsub, s, p, repl, max_n))
+  end
   charge(#s2 // BYTES_PER_INSTRUCTION)
-  if cheap_match("gsub", s2, p2) then return c_gsub(s2, p2, repl, n2) end
-  return lua_patterns.gsub(s2, p2, repl, n2)
+  if not cheap_match("gsub", s2, p2) then return lua_patterns.gsub(s2, p2, repl, n2) end
+  local ok, r, n = pcall(c_gsub, s2, p2, repl, n2)
+  if not ok then c_failed("gsub", r) end
+  charge(#r // BYTES_PER_INSTRUCTION)   -- a long replacement makes the result longer than s
+  return r, n
 end
 
+-- string.rep is charged by its bytes and its repetitions: an empty string
+-- repeated math.maxinteger times copies nothing, for ever.
 function safe_string.rep(s, n, sep)
-  if type(n) == "number" and type(s) == "string" then
-    local size = (#s + #(sep or "")) * n
-    if size > MAX_REP then
-      error(sfmt("string.rep: result of %.0f bytes is over the %d byte limit", size, MAX_REP), 2)
+  local n2 = int_arg(n)
+  if n2 and type(s) == "string" and (sep == nil or type(sep) == "string") and n2 > 0 then
+    local size = (#s + #(sep or "")) * n2
+    if size > MAX_REP or size < 0 then
+      error(sfmt("string.rep: result of %.0f bytes is over the %d byte limit", (#s + #(sep or "")) * n2 + 0.0,
+        MAX_REP), 2)
     end
-    if size > 0 then charge(size // BYTES_PER_INSTRUCTION) end
+    charge((size > n2 and size or n2) // BYTES_PER_INSTRUCTION)
   end
-  return srep(s, n, sep)
+  return pass("rep", pcall(srep, s, n, sep))
 end
 
 -- Functions whose C work is proportional to the string they return.
-local function charged_by_result(f)
+local function charged_by_result(name, f)
   return function(...)
-    local r = f(...)
+    local ok, r = pcall(f, ...)
+    if not ok then c_failed(name, r) end
     if type(r) == "string" then charge(#r // BYTES_PER_INSTRUCTION) end
     return r
   end
 end
-for _, name in ipairs({ "sub", "upper", "lower", "reverse" }) do
-  safe_string[name] = charged_by_result(string[name])
+for _, name in ipairs({ "sub", "upper", "lower", "reverse", "pack" }) do
+  safe_string[name] = charged_by_result(name, string[name])
 end
+
+-- string.byte returns (and utf8.codepoint decodes) up to a million values:
+-- charged by how many.
+local function span(s, i, j, default_i, default_j)
+  if type(s) ~= "string" then return 0 end
+  local n = #s
+  i = int_arg(i) or default_i
+  j = int_arg(j) or (default_j == "i" and i or n)
+  if i < 0 then i = n + i + 1 end
+  if j < 0 then j = n + j + 1 end
+  if i < 1 then i = 1 end
+  if j > n then j = n end
+  return j >= i and j - i + 1 or 0
+end
+local sbyte_c, sunpack_c = string.byte, string.unpack
+function safe_string.byte(s, i, j)
+  charge(span(s, i, j, 1, "i"))
+  return pass("byte", pcall(sbyte_c, s, i, j))
+end
+function safe_string.unpack(fmt, s, pos)
+  if type(s) == "string" and type(fmt) == "string" then charge((#s + #fmt) // BYTES_PER_INSTRUCTION) end
+  return pass("unpack", pcall(sunpack_c, fmt, s, pos))
+end
+
 ---------------------------------------------------------------------------
 -- tostring, print and string.format show no addresses: they differ from
 -- process to process, and text reaching the history must be the same on
@@ -479,12 +555,13 @@ local function format_refs(fmt, args)
 end
 
 function safe_string.format(fmt, ...)
-  local r
+  local ok, r
   if type(fmt) == "string" and (c_find(fmt, "p", 1, true) or c_find(fmt, "%s", 1, true)) then
-    r = format_refs(fmt, pack(...))
+    ok, r = pcall(format_refs, fmt, pack(...))
   else
-    r = sfmt(fmt, ...)
+    ok, r = pcall(sfmt, fmt, ...)
   end
+  if not ok then c_failed("format", r) end
   charge(#r // BYTES_PER_INSTRUCTION)
   return r
 end
@@ -506,7 +583,8 @@ local function readonly(t, name)
   local proxy = setmetatable({}, {
     __index = t,
     __newindex = function(_, k) error("attempt to change " .. name .. "." .. tostring(k) .. " (read-only)", 2) end,
-    __pairs = function() return ordered_next, t, nil end,
+    -- the iteration state is the view itself: the table behind it never leaves
+    __pairs = function(view) return function(_, k) return ordered_next(t, k) end, view, nil end,
     __len = function() return #t end,
     __metatable = false,
   })
@@ -522,8 +600,150 @@ local function safe_rawset(t, k, v)
   if name then error("attempt to change " .. name .. "." .. tostring(k) .. " (read-only)", 2) end
   return rawset(t, k, v)
 end
+---------------------------------------------------------------------------
+-- The table library loops in C as many times as its arguments say. Each loop
+-- is charged before it starts, so a huge count fails at once. A plain table
+-- (no metatable) runs in C; a table with a metatable runs here in Lua, where
+-- its metamethods (__len above all, which C would ask again) are counted.
+---------------------------------------------------------------------------
 local safe_table, safe_utf8 = copy(table), copy(utf8)
-safe_table.concat = charged_by_result(concat)
+local tinsert, tremove, tmove, tsort = table.insert, table.remove, table.move, table.sort
+local mtype, maxinteger, ult = math.type, math.maxinteger, math.ult
+
+local function plain(t) return type(t) == "table" and getmetatable_raw(t) == nil end
+
+local function length(t, name)
+  local n = #t
+  if mtype(n) ~= "integer" then error("object length is not an integer", 3) end
+  return n
+end
+
+local function int_param(v, i, name)
+  local n = int_arg(v)
+  if not n then
+    error(sfmt("bad argument #%d to '%s' (number%s)", i, name,
+      type(v) == "number" and " has no integer representation" or " expected, got " .. type(v)), 3)
+  end
+  return n
+end
+
+function safe_table.insert(t, ...)
+  local n = select("#", ...)
+  if n == 1 and plain(t) then return tinsert(t, ...) end
+  if plain(t) or type(t) ~= "table" then
+    if n == 2 then
+      local pos = int_arg((...))
+      if pos then charge(rawlen(t) - pos + 1) end
+    end
+    return pass("insert", pcall(tinsert, t, ...))
+  end
+  local e = length(t, "insert") + 1
+  if n == 1 then t[e] = ... return end
+  if n ~= 2 then error("wrong number of arguments to 'insert'", 2) end
+  local pos, v = ...
+  pos = int_param(pos, 2, "insert")
+  if not ult(pos - 1, e) then error("bad argument #2 to 'insert' (position out of bounds)", 2) end
+  for i = e, pos + 1, -1 do t[i] = t[i - 1] end
+  t[pos] = v
+end
+
+function safe_table.remove(t, pos)
+  if plain(t) or type(t) ~= "table" then
+    local p = int_arg(pos)
+    if p and plain(t) then charge(rawlen(t) - p) end
+    return pass("remove", pcall(tremove, t, pos))
+  end
+  local size = length(t, "remove")
+  if pos == nil then pos = size else pos = int_param(pos, 2, "remove") end
+  if pos ~= size and ult(size, pos - 1) then   -- C's unsigned pos - 1 <= size
+    error("bad argument #2 to 'remove' (position out of bounds)", 2)
+  end
+  local v = t[pos]
+  while pos < size do
+    t[pos] = t[pos + 1]
+    pos = pos + 1
+  end
+  t[pos] = nil
+  return v
+end
+
+function safe_table.move(a1, f, e, t, a2)
+  local f2, e2, t2 = int_arg(f), int_arg(e), int_arg(t)
+  if f2 and e2 and t2 and e2 >= f2 and (f2 > 0 or e2 < maxinteger + f2) then
+    local n = e2 - f2 + 1
+    if t2 <= maxinteger - n + 1 then
+      charge(n)
+      local dest = a2 == nil and a1 or a2
+      if not (plain(a1) and plain(dest)) and type(a1) == "table" and type(dest) == "table" then
+        if t2 > e2 or t2 > f2 or (a2 ~= nil and a1 ~= a2) then
+          for i = 0, n - 1 do dest[t2 + i] = a1[f2 + i] end
+        else
+          for i = n - 1, 0, -1 do dest[t2 + i] = a1[f2 + i] end
+        end
+        return dest
+      end
+    end
+  end
+  return pass("move", pcall(tmove, a1, f, e, t, a2))
+end
+
+-- concat and unpack take explicit bounds, so C never asks __len itself.
+function safe_table.concat(t, sep, i, j)
+  if type(t) == "table" then
+    i = i == nil and 1 or i
+    if j == nil then j = plain(t) and rawlen(t) or length(t, "concat") end
+    local i2, j2 = int_arg(i), int_arg(j)
+    if i2 and j2 and j2 >= i2 then charge(j2 - i2 + 1) end
+  end
+  local ok, r = pcall(concat, t, sep, i, j)
+  if not ok then c_failed("concat", r) end
+  charge(#r // BYTES_PER_INSTRUCTION)
+  return r
+end
+
+function safe_table.unpack(t, i, j)
+  if type(t) == "table" then
+    i = i == nil and 1 or i
+    if j == nil then j = plain(t) and rawlen(t) or length(t, "unpack") end
+    local i2, j2 = int_arg(i), int_arg(j)
+    if i2 and j2 and j2 >= i2 then charge(j2 - i2 + 1) end
+  end
+  return pass("unpack", pcall(unpack, t, i, j))
+end
+
+-- n log n comparisons, charged before unless a Lua function makes them (it
+-- is counted as it runs); a table with a metatable is sorted as a plain copy,
+-- and written back.
+function safe_table.sort(t, comp)
+  if type(t) ~= "table" then return pass("sort", pcall(tsort, t, comp)) end
+  local n = plain(t) and rawlen(t) or length(t, "sort")
+  if n > 1 and (type(comp) ~= "function" or getinfo(comp, "S").what == "C") then
+    local log = 1
+    while (1 << log) < n and log < 62 do log = log + 1 end
+    charge(n * log)
+  end
+  if plain(t) then return pass("sort", pcall(tsort, t, comp)) end
+  local copy_ = {}
+  for i = 1, n do copy_[i] = t[i] end
+  local ok, err = pcall(tsort, copy_, comp)
+  if not ok then c_failed("sort", err) end
+  for i = 1, n do t[i] = copy_[i] end
+end
+
+-- utf8: charged by the bytes they scan or the values they return.
+local ulen_c, uoffset_c, ucodepoint_c = utf8.len, utf8.offset, utf8.codepoint
+function safe_utf8.len(s, i, j, lax)
+  if type(s) == "string" then charge(#s // BYTES_PER_INSTRUCTION) end
+  return pass("len", pcall(ulen_c, s, i, j, lax))
+end
+function safe_utf8.offset(s, n, i)
+  if type(s) == "string" then charge(#s // BYTES_PER_INSTRUCTION) end
+  return pass("offset", pcall(uoffset_c, s, n, i))
+end
+function safe_utf8.codepoint(s, i, j, lax)
+  charge(span(s, i, j, 1, "i"))
+  return pass("codepoint", pcall(ucodepoint_c, s, i, j, lax))
+end
 
 ---------------------------------------------------------------------------
 -- Errors: tables with kind / message / retryable, printed as their message.
@@ -958,31 +1178,48 @@ local safe_os = {
   end,
   date = function(fmt, t)
     fmt = fmt or "%c"
-    if sfind(fmt, "^!") == nil then fmt = "!" .. fmt end
-    return real_date(fmt, t or must("now") // 1000000000)
+    if type(fmt) ~= "string" then error("bad argument #1 to 'date' (string expected, got " .. type(fmt) .. ")", 2) end
+    if c_find(fmt, "^!") == nil then fmt = "!" .. fmt end
+    local ok, r = pcall(real_date, fmt, t or must("now") // 1000000000)
+    if not ok then c_failed("date", r) end
+    if type(r) == "string" then charge((#fmt + #r) // BYTES_PER_INSTRUCTION) end
+    return r
   end,
   clock = function() return must("clock") end,
   difftime = function(a, b) return a - (b or 0) end,
 }
+
+-- tonumber scans its whole string.
+local function safe_tonumber(...)
+  local v, base = ...
+  if type(v) == "string" then charge(#v // BYTES_PER_INSTRUCTION) end
+  if base == nil and select("#", ...) == 1 then return tonumber(v) end
+  return pass("tonumber", pcall(tonumber, ...))
+end
+
+-- What compiling costs, in source bytes per instruction of the budget.
+local LOAD_BYTES_PER_INSTRUCTION = 4
 
 local function base_env()
   local env = {
     assert = assert, error = error, ipairs = ipairs, next = ordered_next, pairs = ordered_pairs,
     pcall = safe_pcall, xpcall = safe_xpcall, rawequal = rawequal, rawget = rawget, rawlen = rawlen, rawset = safe_rawset,
     select = select, setmetatable = safe_setmetatable, getmetatable = safe_getmetatable,
-    tonumber = tonumber, tostring = safe_tostring, type = type,
+    tonumber = safe_tonumber, tostring = safe_tostring, type = type,
     string = readonly(safe_string, "string"), table = readonly(safe_table, "table"),
     utf8 = readonly(safe_utf8, "utf8"), coroutine = readonly(user_coroutine, "coroutine"),
     math = readonly(safe_math, "math"), os = readonly(safe_os, "os"),
     _VERSION = _VERSION,
   }
-  env._G = env
+  -- No _G here: with the execution's own _G set to nil, `_G` would be looked
+  -- up in this table, shared by every execution of the runtime.
   return env
 end
 sandbox.base_env = base_env()
 
 function sandbox.new_env(program_name, modules, imports, seed)
-  -- __metatable: getmetatable(_G).__index would be the shared base env
+  -- The shared base is reached only through this metatable, which no one can
+  -- read (__metatable) and no key of the base leads back to.
   local env = setmetatable({ math = new_random(seed) }, { __index = sandbox.base_env, __metatable = false })
   env._G = env
   local allowed = {}
@@ -1000,6 +1237,7 @@ function sandbox.new_env(program_name, modules, imports, seed)
   env.load = function(chunk, name, mode, chunk_env)
     if type(chunk) ~= "string" then error("load: only text chunks are allowed", 2) end
     if mode ~= nil and mode ~= "t" then error("load: only text chunks are allowed (mode 't')", 2) end
+    charge(#chunk // LOAD_BYTES_PER_INSTRUCTION)
     local f, err = load(chunk, name, "t", chunk_env or env)
     if f == nil and err == MEMORY then error(MEMORY, 0) end
     return f, err
@@ -1007,7 +1245,9 @@ function sandbox.new_env(program_name, modules, imports, seed)
   env.print = function(...)
     local parts = pack(...)
     for i = 1, parts.n do parts[i] = safe_tostring(parts[i]) end
-    host("log", "info", concat(parts, "\t", 1, parts.n))
+    local line = concat(parts, "\t", 1, parts.n)
+    charge(#line // BYTES_PER_INSTRUCTION)
+    host("log", "info", line)
   end
   return env
 end

@@ -15,6 +15,7 @@ cross as JSON text (Lua -> Python) or as freshly built Lua tables
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 import weakref
@@ -61,6 +62,9 @@ JSON_BYTES_PER_INSTRUCTION, JSON_CHARGE_TABLE, JSON_CHARGE_ITEM = 4, 200, 16
 #: allocating (the prelude holds the string), and the prelude raises it as the
 #: memory error
 _NO_MEMORY = (False, "not enough memory")
+#: A runtime is crowded past this share of its memory cap: before a step, the
+#: thread holding the most (at least HOG of the cap) is evicted.
+CROWDED, HOG = 0.75, 0.25
 
 
 def _pow2(n: int) -> int:
@@ -134,8 +138,11 @@ class Runtime:
         memory_limit: int = 64 << 20,
         instruction_budget: int = DEFAULT_BUDGET,
         cpu_limit: float | None = None,
+        stoppable: bool = False,
     ) -> None:
         self.host: Host | None = None
+        #: why the running step must end now (``stop``); None while it may go on
+        self.stop_reason: errors.MoontideError | None = None
         self.lock = threading.RLock()
         #: compiled chunk factories by code digest
         self.factories: dict[str, Any] = {}
@@ -144,6 +151,7 @@ class Runtime:
         #: instructions the current host call charges (json.decode): the prelude charges them
         self.pending_charge = 0
         self._work = self._work_limit = self._check_at = 0  # of the value being built: see _build
+        self._threads: weakref.WeakSet[Thread] = weakref.WeakSet()
         #: a bigger budget is a promise of longer steps: the net grows with it
         self.cpu_limit = (cpu_limit if cpu_limit is not None
                           else CPU_LIMIT * max(1.0, instruction_budget / DEFAULT_BUDGET))
@@ -157,7 +165,10 @@ class Runtime:
         )
         self._set_cap = self.lua.set_max_memory
         self._memory = self.lua.get_memory_used
-        self.sandbox = self.lua.execute(_PRELUDE, self._host, BUDGET_MESSAGE, time.thread_time)
+        # The hook reads this clock every thousand instructions: a stoppable
+        # runtime's clock also says "past the deadline" once stop() was called.
+        clock = self._stoppable_clock if stoppable else time.thread_time
+        self.sandbox = self.lua.execute(_PRELUDE, self._host, BUDGET_MESSAGE, clock)
         self.sandbox.set_cpu_limit(self.cpu_limit if instruction_budget > 0 else 0)
         self._step = self.sandbox.step
         self._table_from = self.lua.table_from
@@ -172,6 +183,19 @@ class Runtime:
         # returns whatever lies on the running Lua stack as well
         self._instructions_used = self.sandbox.instructions_used
         self._collect = self.lua.globals().collectgarbage
+
+    # -- stopping a step from another thread ---------------------------------
+    def stop(self, reason: errors.MoontideError) -> None:
+        """End the step running on another thread with ``reason``, within a thousand instructions.
+
+        For code that must not outlive what it runs for (a function whose
+        activity timed out or was canceled). Only a ``stoppable`` runtime
+        notices; ``stop_reason`` stays set until the owner clears it.
+        """
+        self.stop_reason = reason
+
+    def _stoppable_clock(self) -> float:
+        return math.inf if self.stop_reason is not None else time.thread_time()
 
     # -- the host callable: the one door from Lua to Python -----------------
     def _host(self, op: Any, *args: Any) -> tuple[Any, ...]:
@@ -354,7 +378,29 @@ class Runtime:
 
     def start(self, fn: Any, host: Host | None, *args: Any) -> Thread:
         """A new thread that will call ``fn(*args)`` on its first step."""
-        return Thread(self, self._start(fn), host, args)
+        thread = Thread(self, self._start(fn), host, args)
+        self._threads.add(thread)
+        return thread
+
+    # -- memory shared by executions: a hog fails itself --------------------
+    def _crowded(self) -> bool:
+        return 0 < self.memory_limit * CROWDED < self._memory()
+
+    def _evict_hog(self, spare: Thread) -> None:
+        """In a crowded runtime, drop the thread holding the most memory (never ``spare``, the one about to step).
+
+        Memory is attributed to the thread whose steps grew it (``Thread.held``):
+        an execution that keeps most of the cap loses its state and fails at
+        its next step, instead of its neighbours failing one by one.
+        """
+        hog = max((t for t in self._threads if t is not spare and t.co is not None),
+                  key=lambda t: t.held, default=None)
+        if hog is None or hog.held < self.memory_limit * HOG:
+            return
+        hog.evict(errors.BudgetExceeded(
+            f"evicted: this execution held about {hog.held >> 20} MiB of its runtime's Lua memory limit of "
+            f"{self.memory_limit >> 20} MiB, crowding out the executions that share it"))
+        self._collect()
 
     def _memory_message(self) -> str:
         return f"Lua memory limit of {self.memory_limit >> 20} MiB exceeded"
@@ -404,13 +450,21 @@ class Shards:
 class Thread:
     """A coroutine running user code; each step runs under a fresh instruction budget."""
 
-    __slots__ = ("runtime", "co", "host", "_first")
+    __slots__ = ("runtime", "co", "host", "_first", "held", "evicted", "__weakref__")
 
     def __init__(self, runtime: Runtime, co: Any, host: Host | None, args: tuple[Any, ...] = ()) -> None:
         self.runtime = runtime
         self.co = co
         self.host = host
         self._first: tuple[Any, ...] | None = args
+        #: bytes of the runtime's memory this thread's steps grew it by (what it holds, roughly)
+        self.held = 0
+        #: why the runtime dropped this thread's state (``Runtime._evict_hog``)
+        self.evicted: errors.MoontideError | None = None
+
+    def evict(self, reason: errors.MoontideError) -> None:
+        """Let go of the Lua state; the next step fails with ``reason``."""
+        self.co, self.evicted, self.held = None, reason, 0
 
     def step(self, *values: Any) -> Step:
         """Run until the code finishes, fails or yields; ``values`` answer the last yield."""
@@ -418,10 +472,15 @@ class Thread:
         if self._first is not None:
             values, self._first = self._first, None
         with rt.lock:
+            if self.evicted is not None:
+                return Failed(self.evicted)
+            if rt._crowded():
+                rt._evict_hog(self)
             # lupa pushes the values before Lua protects anything (see _LIFTED)
             if not rt._can_push(values):
                 return self._out_of_memory()
             rt.host = self.host
+            before = rt._memory()
             try:
                 out = rt._step(self.co, rt.instruction_budget, *values)
             except lupa.LuaMemoryError:
@@ -434,6 +493,7 @@ class Thread:
                     f"({e.reason} at byte {e.start}); encode binary data with base64"))
             finally:
                 rt.host = None
+            self.held = max(0, self.held + rt._memory() - before)
         if not isinstance(out, tuple):
             out = (out,)
         tag = out[0]
@@ -442,6 +502,8 @@ class Thread:
         if tag == "done":
             return Done(out[1:])
         message, tb = out[1], out[2]
+        if message == BUDGET_MESSAGE and rt.stop_reason is not None:
+            return Failed(rt.stop_reason)
         if message == BUDGET_MESSAGE and rt.sandbox.instructions_used() <= rt.instruction_budget:
             return Failed(errors.BudgetExceeded(
                 f"Lua ran past its CPU limit of {rt.cpu_limit:g} s in one activation, within its instruction "
@@ -461,16 +523,20 @@ class Thread:
     def _out_of_memory(self) -> Failed:
         # The dead coroutine holds what filled the memory: let it go now, so
         # the runtime is usable again (Lua 5.4 runtimes survive a memory error).
-        self.co = None
-        self.runtime.collect_garbage()
-        return Failed(errors.BudgetExceeded(self.runtime._memory_message()))
+        # Still crowded after that: another thread holds it, and goes.
+        rt = self.runtime
+        self.evict(errors.BudgetExceeded(rt._memory_message()))
+        rt.collect_garbage()
+        if rt._crowded():
+            rt._evict_hog(self)
+        return Failed(errors.BudgetExceeded(rt._memory_message()))
 
 
 def _clean_traceback(tb: Any) -> str:
     """Keep the user's frames: drop C frames and the sandbox's own plumbing."""
     lines = str(tb or "").splitlines()
     keep = [ln for ln in lines if ln.strip() and "[C]" not in ln and "<python>" not in ln and "in hook" not in ln
-            and not ln.strip().startswith("_patterns:")]
+            and not ln.strip().startswith(("_patterns:", "(...tail calls...)"))]
     return "\n".join(keep)
 
 

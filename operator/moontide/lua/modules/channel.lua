@@ -9,14 +9,24 @@ Channel.__index = Channel
 Channel.__name = "channel"
 Channel.__metatable = false
 
-local function host_channel(id, wrap)
-  return setmetatable({ id = id, wrap = wrap }, Channel)
+-- Every channel object, read-only views of shared ones included (select's check).
+local channels = setmetatable({}, { __mode = "k" })
+
+--- A channel the host feeds. `shared`: one object for every execution of the
+--- runtime (process.inbox()), so a read-only view of it.
+local function host_channel(id, wrap, shared)
+  local ch = setmetatable({ id = id, wrap = wrap }, Channel)
+  if shared then ch = api.readonly(ch, shared) end
+  channels[ch] = true
+  return ch
 end
 api.host_channel = host_channel
 
 --- channel.new(n): a buffered Lua channel (n = 0: unbuffered, holds one value while waiting).
 local function new(size)
-  return setmetatable({ buf = {}, size = size or 0, closed = false }, Channel)
+  local ch = setmetatable({ buf = {}, size = size or 0, closed = false }, Channel)
+  channels[ch] = true
+  return ch
 end
 
 local function take(ch)
@@ -61,7 +71,7 @@ local function select_(cases)
   local ids, index = {}, {}
   for i, case in ipairs(cases) do
     local ch = case.channel
-    if api.getmetatable(ch) ~= Channel then error("channel.select: case " .. i .. " is not a channel case", 2) end
+    if not channels[ch] then error("channel.select: case " .. i .. " is not a channel case", 2) end
     if ch.id == nil then
       if case.send then
         if not ch.closed then ch.buf[#ch.buf + 1] = case.value return { channel = ch, ok = true } end

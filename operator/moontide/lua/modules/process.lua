@@ -36,7 +36,6 @@ end
 function process.pid() return must("process.pid") end
 
 local Spawner = {}
-Spawner.__index = Spawner
 Spawner.__metatable = false
 
 local function spawn(options, how, id, host, ...)
@@ -85,6 +84,7 @@ end
 function process.exec(id, host, ...) return exec(nil, id, host, ...) end
 --- process.with_options{...}:exec(id, host, ...): the same, with spawn options.
 function Spawner:exec(id, host, ...) return exec(self.options, id, host, ...) end
+Spawner.__index = api.readonly(Spawner, "process.spawner")   -- shared: a read-only view
 
 --- process.send(pid, topic, payload): true, or nil, err.
 function process.send(pid, topic, payload)
@@ -106,8 +106,8 @@ function process.unlink(pid) return api.result(sys("process.unlink", pid)) end
 function process.monitor(pid) return api.result(sys("process.monitor", pid)) end
 function process.demonitor(pid) return api.result(sys("process.demonitor", pid)) end
 
-local inbox = api.host_channel("inbox", message)
-local events = api.host_channel("events", nil)
+local inbox = api.host_channel("inbox", message, "process.inbox")
+local events = api.host_channel("events", nil, "process.events")
 function process.inbox() return inbox end
 function process.events() return events end
 --- process.listen(topic): a channel of that topic's payloads (the data itself).
