@@ -35,6 +35,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
 from typing import Any
 
 from temporalio import activity
@@ -64,6 +65,9 @@ INLINE_MEMORY = 16 << 20
 #: because a Python garbage collection can land in any one call.
 INLINE_SLOW = 0.002
 INLINE_STRIKES = 3
+#: Seconds past an activity's timeout before its Lua code is stopped: the server
+#: times the attempt out first, so history shows a timeout, not our failure.
+TIMEOUT_GRACE = 2.0
 
 
 class Functions:
@@ -116,7 +120,8 @@ class Functions:
         with self._lock:
             if self._idle:
                 return self._idle.pop()
-        return rt_mod.Runtime(memory_limit=self.memory_limit, instruction_budget=self.instruction_budget), {}
+        return rt_mod.Runtime(memory_limit=self.memory_limit, instruction_budget=self.instruction_budget,
+                              stoppable=True), {}
 
     def _give_back(self, item: tuple[rt_mod.Runtime, dict[str, Any]]) -> None:
         with self._lock:
@@ -155,13 +160,15 @@ class Functions:
         for write in held:
             write()
 
-    def call(self, fid: str, args: list[Any], *, depth: int = 0,
+    def call(self, fid: str, args: list[Any], *, depth: int = 0, stopper: Stopper | None = None,
              _item: tuple[rt_mod.Runtime, dict[str, Any]] | None = None,
              _held: list[Callable[[], None]] | None = None) -> Any:
         """Run function ``fid`` with JSON ``args``; return its JSON result or raise MoontideError.
 
-        ``_item``/``_held`` (from ``call_inline``): the runtime to run on, and
-        where log lines go instead of the log; that runtime is not pooled.
+        ``stopper`` ends the Lua code from another thread (the activity timed
+        out or was canceled). ``_item``/``_held`` (from ``call_inline``): the
+        runtime to run on, and where log lines go instead of the log; that
+        runtime is not pooled.
         """
         code = self.codes.get(fid)
         if code is None:
@@ -170,8 +177,10 @@ class Functions:
         if depth > 32:
             raise errors.Invalid(f"{fid}: funcs.call nested more than 32 deep")
         rt, loaded = item = _item or self._take()
-        host = _CallHost(rt, self, code, depth, held=_held)
+        host = _CallHost(rt, self, code, depth, held=_held, stopper=stopper)
         healthy = True
+        if stopper is not None:
+            stopper.attach(rt)
         try:
             fn = loaded.get(code.digest)
             if fn is None:
@@ -193,20 +202,59 @@ class Functions:
             healthy = False
             raise
         finally:
+            if stopper is not None:
+                healthy = stopper.detach(rt) and healthy  # a stopped step may have left the runtime mid-way
             if healthy and _item is None:
                 self._give_back(item)
+
+
+class Stopper:
+    """Ends a function call's Lua code from another thread: its activity timed out or was canceled.
+
+    Lua code stops within a thousand instructions (``Runtime.stop``), in the
+    call and in the functions it calls (each on a runtime of its own); a sleep
+    or a blocking call ends at its next check (``_CallHost.wait``).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._runtimes: list[rt_mod.Runtime] = []
+        self.reason: errors.MoontideError | None = None
+
+    def stop(self, reason: errors.MoontideError) -> None:
+        with self._lock:
+            if self.reason is None:
+                self.reason = reason
+            for rt in self._runtimes:
+                rt.stop(self.reason)
+
+    def attach(self, rt: rt_mod.Runtime) -> None:
+        with self._lock:
+            self._runtimes.append(rt)
+            if self.reason is not None:
+                rt.stop(self.reason)
+
+    def detach(self, rt: rt_mod.Runtime) -> bool:
+        """Let go of ``rt``; whether it was never stopped (so it can be pooled)."""
+        with self._lock:
+            self._runtimes.remove(rt)
+            if rt.stop_reason is None:
+                return True
+            rt.stop_reason = None
+            return False
 
 
 class _CallHost(host_mod.FunctionHost):
     """Answers one function call's host calls and blocking requests, in its thread."""
 
     def __init__(self, rt: rt_mod.Runtime, functions: Functions, code: code_mod.LuaCode, depth: int, *,
-                 held: list[Callable[[], None]] | None = None) -> None:
+                 held: list[Callable[[], None]] | None = None, stopper: Stopper | None = None) -> None:
         super().__init__(rt)
         self.functions = functions
         self.code = code
         self.depth = depth
         self.held = held
+        self.stopper = stopper
         self.futures: dict[int, tuple[bool, Any]] = {}
 
     def op_log(self, level: str, message: str, fields: str | None = None) -> None:
@@ -218,7 +266,8 @@ class _CallHost(host_mod.FunctionHost):
     def _run(self, fid: str, args_json: str) -> tuple[bool, Any]:
         full = fid if ":" in fid else f"{self.code.namespace}:{fid}"
         try:
-            return True, self.functions.call(full, json.loads(args_json), depth=self.depth + 1)
+            return True, self.functions.call(full, json.loads(args_json), depth=self.depth + 1,
+                                             stopper=self.stopper)
         except errors.MoontideError as e:
             return False, e
 
@@ -226,12 +275,14 @@ class _CallHost(host_mod.FunctionHost):
         return (True, self.runtime.to_lua(value)) if ok else (False, self.runtime.error_to_lua(value))
 
     def wait(self, op: str, args: tuple[Any, ...]) -> tuple[bool, Any]:
+        if self.stopper is not None and self.stopper.reason is not None:
+            return False, self.runtime.error_to_lua(self.stopper.reason)
         if activity.in_activity() and activity.is_cancelled():
             return False, self.runtime.error_to_lua(errors.Canceled(f"{op}: the activity was canceled"))
         if op == "call":
             return self._resume(*self._run(args[0], args[1]))
         if op == "sleep":
-            _sleep(int(args[0]) / 1e9)
+            _sleep(int(args[0]) / 1e9, self.stopper)
             return True, True
         if op == "await":
             return self._resume(*self.futures.pop(int(args[0]), (False, errors.NotFound("no such future"))))
@@ -281,10 +332,12 @@ class _CallHost(host_mod.FunctionHost):
 _PROCESS_OPS = frozenset({"process.spawn", "process.exec", "process.send", "process.cancel", "process.terminate"})
 
 
-def _sleep(seconds: float) -> None:
-    # Inside an activity, wake up early when the activity is canceled.
+def _sleep(seconds: float, stopper: Stopper | None) -> None:
+    # Inside an activity, wake up early when the activity is canceled or stopped.
     deadline = time.monotonic() + seconds
     while (left := deadline - time.monotonic()) > 0:
+        if stopper is not None and stopper.reason is not None:
+            raise stopper.reason
         if activity.in_activity() and activity.is_cancelled():
             raise errors.Canceled("canceled while sleeping")
         time.sleep(min(left, 0.5))
@@ -312,33 +365,60 @@ def activity_for(functions: Functions) -> Any:
     return run_function
 
 
+def _time_left(info: activity.Info) -> float | None:
+    """Seconds until this attempt's start-to-close or the activity's schedule-to-close deadline."""
+    now = datetime.now(timezone.utc)
+    ends = []
+    if info.start_to_close_timeout:
+        ends.append(info.started_time + info.start_to_close_timeout)
+    if info.schedule_to_close_timeout:
+        ends.append(info.scheduled_time + info.schedule_to_close_timeout)
+    return min(ends).timestamp() - now.timestamp() if ends else None
+
+
 async def _on_thread(functions: Functions, fid: str, values: list[Any]) -> Any:
     """``functions.call`` on the pool, in this activity's context, as a sync activity would run it.
 
     A cancel request (or worker shutdown) does not abandon the thread: the
     function sees ``activity.is_cancelled()`` (its sleeps and blocking calls
-    end with Canceled) and the activity ends as canceled once it returns.
+    end with Canceled), its Lua code is stopped, and the activity ends as
+    canceled once it returns. Past the activity's timeout, whose result the
+    server no longer takes, the code is stopped the same way: a timed-out
+    function never goes on burning a thread.
     """
     loop = asyncio.get_running_loop()
     ctx = activity._Context.current()  # the SDK's own way (sync activities): heartbeats hop to the loop
     beat = ctx.heartbeat
     assert beat is not None
     in_thread = dataclasses.replace(ctx, heartbeat=lambda *details: loop.call_soon_threadsafe(beat, *details))
+    stopper = Stopper()
+    info = activity.info()
+    left = _time_left(info)
+    timer = None if left is None else loop.call_later(max(left, 0.0) + TIMEOUT_GRACE, _timed_out, stopper, fid, info)
 
     def run() -> Any:
         activity._Context.set(in_thread)
-        return functions.call(fid, values)
+        return functions.call(fid, values, stopper=stopper)
 
     future = loop.run_in_executor(functions.executor, contextvars.copy_context().run, run)
     try:
         return await asyncio.shield(future)
     except asyncio.CancelledError:
+        stopper.stop(errors.Canceled(f"{fid}: the activity was canceled"))
         while not future.done():
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait([future])
         if not future.cancelled():
             future.exception()  # retrieved: the activity ends as canceled, not with what the function did
         raise
+    finally:
+        if timer is not None:
+            timer.cancel()
+
+
+def _timed_out(stopper: Stopper, fid: str, info: activity.Info) -> None:
+    _log.warning("%s (attempt %d) ran past its activity timeout: stopping it", fid, info.attempt)
+    stopper.stop(errors.Timeout(f"{fid}: stopped: the activity timed out"))
 
 
 def _application_error(e: errors.MoontideError) -> ApplicationError:
