@@ -38,8 +38,11 @@ TOO_DEEP = f"nested deeper than {MAX_DEPTH} levels of arrays/objects, the limit 
 
 _TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{},:]', re.S)
 _CONTAINERS = frozenset({dict, list, tuple})
-#: a lone surrogate as a JSON escape (a valid pair matches too: the walk then finds nothing)
-_ESCAPED_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
+#: a lone surrogate as a JSON escape: a high one not followed by a low one, or a low one alone.
+#: Pairs pass (Python's json.dumps writes an emoji as one); text that merely looks like an escape
+#: (an escaped backslash, then "ud800") matches, and the walk then finds nothing.
+_ESCAPED_SURROGATE = re.compile(r"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F])"
+                                r"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}")
 _RAW_SURROGATE = re.compile("[\ud800-\udfff]")
 _JSON_ENCODING = b"json/plain"
 
@@ -159,7 +162,7 @@ def _deep_path(text: str, root: str) -> str | None:
         c = t[0]
         if c in "[{":
             if len(kinds) == MAX_DEPTH:
-                return path_text(root, keys)
+                return _path_text(root, keys)
             kinds.append(c)
             keys.append(1 if c == "[" else "?")
         elif c in "]}":
@@ -180,7 +183,7 @@ def _deep_path(text: str, root: str) -> str | None:
     return None
 
 
-def path_text(root: str, keys: list[Any]) -> str:
+def _path_text(root: str, keys: list[Any]) -> str:
     """``root`` then ``[i]`` for array indexes and ``.key`` for fields; a long path keeps its ends."""
     parts = [f"[{k}]" if isinstance(k, int) else f".{k}" for k in keys]
     if len(parts) > 12:
@@ -208,30 +211,30 @@ def _problem(value: Any, root: str) -> str | None:
         if isinstance(v, str):
             bad = _bad_text(v)
             if bad:
-                return f"{path_text(root, keys)}: string {bad}"
+                return f"{_path_text(root, keys)}: string {bad}"
         elif isinstance(v, (bool, int)) or v is None:
             continue
         elif isinstance(v, float):
             if v != v or v in (float("inf"), float("-inf")):
-                return f"{path_text(root, keys)}: number {v} has no JSON form"
+                return f"{_path_text(root, keys)}: number {v} has no JSON form"
         elif isinstance(v, (dict, list, tuple)):
             if len(keys) == MAX_DEPTH:
-                return f"{path_text(root, keys)}: {TOO_DEEP}"
+                return f"{_path_text(root, keys)}: {TOO_DEEP}"
             if id(v) in around:
-                return f"{path_text(root, keys)}: the value contains itself"
+                return f"{_path_text(root, keys)}: the value contains itself"
             inner = around | {id(v)}
             if isinstance(v, dict):
                 items: list[tuple[Any, Any]] = []
                 for k, item in v.items():
                     if not isinstance(k, (str, int, float, bool)) and k is not None:
-                        return f"{path_text(root, keys)}: a field name of type {type(k).__name__}"
+                        return f"{_path_text(root, keys)}: a field name of type {type(k).__name__}"
                     bad = _bad_text(k) if isinstance(k, str) else None
                     if bad:
-                        return f"{path_text(root, keys)}: field name {bad}"
+                        return f"{_path_text(root, keys)}: field name {bad}"
                     items.append((k, item))
             else:
                 items = list(enumerate(v, 1))
             stack.extend((item, [*keys, k], inner) for k, item in reversed(items))
         else:
-            return f"{path_text(root, keys)}: a Python {type(v).__name__} is not a JSON value"
+            return f"{_path_text(root, keys)}: a Python {type(v).__name__} is not a JSON value"
     return None

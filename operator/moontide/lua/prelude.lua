@@ -581,7 +581,7 @@ end
 
 -- The encoder keeps the path as a stack of keys (ps[0] is the root's name)
 -- and builds its text only for an error: most values never need it. A long
--- path keeps its first 8 and last 4 keys (as moontide.values.path_text).
+-- path keeps its first 8 and last 4 keys (as moontide.values does).
 local function path_of(ps, d)
   local parts, n = { ps[0] }, 1
   for i = 1, d do
