@@ -19,7 +19,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from moontide.runtime import AppRuntime
@@ -32,6 +32,14 @@ HANG = 120
 #: The ``moontide`` command of this virtualenv, and its environment (output unbuffered, so logs show at once).
 MOONTIDE = str(Path(sys.executable).with_name("moontide"))
 MOONTIDE_ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+def nested(depth: int) -> list[Any]:
+    """``[[[...]]]``: arrays nested ``depth`` deep (``moontide.values.MAX_DEPTH`` is the most that crosses)."""
+    v: list[Any] = []
+    for _ in range(depth - 1):
+        v = [v]
+    return v
 
 
 def free_port() -> int:

@@ -139,6 +139,43 @@ def test_bad_json_arguments_are_a_usage_error(app: Path, argv: list[str]) -> Non
     assert "Traceback" not in out.stderr
 
 
+DEEP_5000 = "[" * 5000 + "]" * 5000
+
+
+@pytest.mark.parametrize("argv,words", [
+    (["spawn", "app:double", "app:worker", DEEP_5000, "--app", "APP"],
+     "argument JSON: value[1][1][1][1][1][1][1][1]...(244 more)...[1][1][1][1]: nested deeper than 256 levels"),
+    (["run", "APP", "--spawn", "app:double", "--input", '{"n": 1, "items": ' + DEEP_5000 + "}"],
+     "argument --input: value.items[1][1][1][1][1][1][1]...(244 more)"),
+    (["send", "{app:client@app:worker|x}", "m", DEEP_5000, "--app", "APP"], "nested deeper than 256 levels"),
+    (["send", "{app:client@app:worker|x}", "m", '"\\ud800"', "--app", "APP"],
+     "argument JSON: value: string holds a lone surrogate \\ud800"),
+    (["spawn", "app:double", "app:worker", '{"n": NaN}', "--app", "APP"], "value: NaN is not a JSON number"),
+])
+def test_json_arguments_lua_could_not_take_are_a_usage_error_naming_the_problem(
+        app: Path, argv: list[str], words: str) -> None:
+    out = moontide(*[str(app) if a == "APP" else a for a in argv])
+    assert out.returncode == 2, out
+    assert words in out.stderr
+    assert "usage:" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_json_arguments_up_to_the_depth_limit_cross_the_cli(app: Path, temporal_address: str) -> None:
+    from moontide.values import MAX_DEPTH
+
+    items = "[" * (MAX_DEPTH - 1) + "]" * (MAX_DEPTH - 1)  # under {"items": ...}: MAX_DEPTH deep
+    out = moontide("run", str(app), "--temporal", temporal_address, "--spawn", "app:double",
+                   "--input", '{"n": 1, "items": ' + items + "}")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == {"n": 2, "items": json.loads(items)}
+    deeper = moontide("run", str(app), "--temporal", temporal_address, "--spawn", "app:double",
+                      "--input", '{"n": 1, "items": [' + items + "]}")
+    assert deeper.returncode == 2, deeper
+    assert "value.items[1][1]" in deeper.stderr and "nested deeper than 256 levels" in deeper.stderr
+    assert "Traceback" not in deeper.stderr
+
+
 # -- spawn / result against a serving `moontide run` ---------------------------------
 
 @pytest.fixture

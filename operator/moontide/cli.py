@@ -20,7 +20,7 @@ import signal
 import sys
 from typing import Any
 
-from . import errors
+from . import errors, values
 from .devserver import SEARCH_ATTRIBUTE_TYPES, DevServer
 from .runtime import AppRuntime, ProcessFailed, WorkflowFailed
 
@@ -41,9 +41,9 @@ log = logging.getLogger("moontide")
 
 def _json_arg(text: str) -> Any:
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise argparse.ArgumentTypeError(f"not JSON: {e}") from None
+        return values.decode(text, "value")
+    except errors.Invalid as e:
+        raise argparse.ArgumentTypeError(e.message) from None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -255,7 +255,9 @@ async def _status(args: argparse.Namespace) -> int:
     if lua.get("code"):
         lines.append(f"  code:     {lua['code'][:12]}")
     if "messages_waiting" in lua:
-        lines.append(f"  messages: {lua['messages_received']} received, {lua['messages_waiting']} not yet read")
+        dropped = lua.get("messages_dropped")
+        lines.append(f"  messages: {lua['messages_received']} received, {lua['messages_waiting']} not yet read"
+                     + (f", {dropped} dropped (could not be decoded)" if dropped else ""))
     if lua.get("unavailable"):
         lines.append(f"  lua:      unavailable ({lua['unavailable']})")
     for p in st["pending_activities"]:

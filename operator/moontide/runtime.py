@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
 import logging
 import os
 import re
@@ -24,11 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.common import RawValue
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
-from . import entries, errors
+from . import entries, errors, values
 from .lua import check_syntax
 from .workflows import (CANCEL_FROM_SIGNAL, MEMO_CODE, STATUS_QUERY, CodeBook, build_worker, message_payload,
                         spawn_options)
@@ -255,6 +255,8 @@ class AppRuntime:
         """
         if self.app.get(entry_id).kind == "process.lua":
             return self._spawn_process(entry_id, host, args, workflow_id or options)
+        payloads = [RawValue(values.json_payload(values.encode(a, f"argument {i}", f"spawn of {entry_id}")))
+                    for i, a in enumerate(args, 1)]
         worker = self._worker_entry(host)
         code = self._book().workflow(entry_id)
         client_id = self.app.resolve(worker.data["client"], worker.namespace)
@@ -265,7 +267,7 @@ class AppRuntime:
         try:
             # eager: when this runtime serves the worker, the first workflow task comes
             # back in the start's reply (if the server allows it and a slot is free)
-            handle = await client.start_workflow(entry_id, args=list(args), id=wid,
+            handle = await client.start_workflow(entry_id, args=payloads, id=wid,
                                                  task_queue=worker.data.get("task_queue") or worker.id,
                                                  request_eager_start=self.serve, **kw)
         except WorkflowAlreadyStartedError:
@@ -295,13 +297,13 @@ class AppRuntime:
     async def send(self, pid: Pid | str, topic: str, payload: Any = None, *, sender: str | None = None) -> None:
         """Deliver a message: a Temporal signal named ``topic`` with one JSON payload (to a process: its inbox)."""
         if _is_process(pid):
-            from .processes._host import payload_text
-
-            await self._process_request("send", str(pid), topic, payload_text(payload, f"send to {pid}"), sender)
+            await self._process_request("send", str(pid), topic, values.encode(payload, "payload", f"send to {pid}"),
+                                        sender)
             return
+        message = message_payload(values.encode(payload, "payload", f"send to {pid}"), sender)
         handle = await self.handle(pid)
         try:
-            await handle.signal(topic, message_payload(json.dumps(payload), sender))
+            await handle.signal(topic, message)
         except RPCError as e:
             raise _rpc_error(pid, e) from None
 
@@ -369,7 +371,8 @@ class AppRuntime:
         """The workflow ID's handle; ``started_run``: bound to the run this runtime started, if it did."""
         p = Pid.parse(pid) if isinstance(pid, str) else pid
         run_id = self._started_runs.get((p.client, p.workflow_id)) if started_run else None
-        return (await self.client(p.client)).get_workflow_handle(p.workflow_id, run_id=run_id)
+        # results come raw and are decoded by moontide.values (an Invalid, not a RecursionError)
+        return (await self.client(p.client)).get_workflow_handle(p.workflow_id, run_id=run_id, result_type=RawValue)
 
     async def result(self, pid: Pid | str) -> Any:
         """Wait for the execution; its result, or WorkflowFailed with the failure.
@@ -383,7 +386,7 @@ class AppRuntime:
         # a run this runtime started: wait on it (following continue-as-new) rather than the ID's current run
         handle = await self.handle(pid, started_run=True)
         try:
-            return await handle.result()
+            raw = await handle.result()
         except WorkflowFailureError as e:
             cause = e.cause
             if isinstance(cause, ApplicationError):
@@ -395,7 +398,9 @@ class AppRuntime:
             raise WorkflowFailed(str(cause) or kind.lower(), kind=kind, retryable=False) from None
         except RPCError as e:  # e.g. no execution with that ID: an answer, not a traceback
             raise _rpc_error(pid, e) from None
-
+        if raw is None:
+            return None
+        return values.from_payload(raw.payload, "result", f"the result of {pid} cannot be decoded")
 
     # -- process pids ------------------------------------------------------------------
     def _local_system(self, pid: str) -> Any:

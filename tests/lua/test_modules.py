@@ -37,7 +37,7 @@ def test_json_decode_errors() -> None:
         return v, e.kind, e.message, v2, e2.kind, e2.message
     """, modules=["json"]))
     assert got[:2] == (None, "Invalid")
-    assert got[2].startswith("json.decode: Expecting value: line 1 column 7")
+    assert got[2].startswith("json.decode: not JSON: Expecting value: line 1 column 7")
     assert got[3:] == (None, "Invalid", "json.decode: expected a string")
 
 

@@ -2,7 +2,7 @@
 -- It keeps private references to what user code must never touch (debug, the
 -- host callable, the real coroutine functions) as upvalues, then hands Python a
 -- small API. User code only ever sees the tables built by new_env().
-local host, budget_message, clock = ...
+local host, budget_message, clock, max_depth, too_deep = ...
 
 local sethook, traceback, getmetatable_raw = debug.sethook, debug.traceback, debug.getmetatable
 local co_create, co_resume, co_yield, co_status = coroutine.create, coroutine.resume, coroutine.yield, coroutine.status
@@ -800,12 +800,19 @@ local function invalid(path, msg)
 end
 
 -- The encoder keeps the path as a stack of keys (ps[0] is the root's name)
--- and builds its text only for an error: most values never need it.
+-- and builds its text only for an error: most values never need it. A long
+-- path keeps its first 8 and last 4 keys (as moontide.values does).
 local function path_of(ps, d)
-  local parts = { ps[0] }
+  local parts, n = { ps[0] }, 1
   for i = 1, d do
-    local k = ps[i]
-    parts[i + 1] = mtype(k) == "integer" and "[" .. k .. "]" or "." .. k
+    if d <= 12 or i <= 8 or i > d - 4 then
+      local k = ps[i]
+      n = n + 1
+      parts[n] = mtype(k) == "integer" and "[" .. k .. "]" or "." .. k
+    elseif i == 9 then
+      n = n + 1
+      parts[n] = "...(" .. (d - 12) .. " more)..."
+    end
   end
   return concat(parts)
 end
@@ -870,6 +877,8 @@ end
 local encode
 
 local function encode_table(v, mt, ps, d, stack, buf, n)
+  -- moontide.values.MAX_DEPTH: what Python can decode again (and it bounds the loop below)
+  if d >= max_depth then error(invalid(path_of(ps, d), too_deep), 0) end
   for i = 1, d do
     if stack[i] == v then error(invalid(path_of(ps, d), "table contains itself"), 0) end
   end

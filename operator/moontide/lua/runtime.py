@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 import lupa.lua54 as lupa
 
-from .. import errors
+from .. import errors, values
 
 __all__ = ["Done", "Failed", "Host", "Runtime", "Shards", "Step", "Thread", "Yield", "check_syntax"]
 
@@ -168,7 +168,8 @@ class Runtime:
         # The hook reads this clock every thousand instructions: a stoppable
         # runtime's clock also says "past the deadline" once stop() was called.
         clock = self._stoppable_clock if stoppable else time.thread_time
-        self.sandbox = self.lua.execute(_PRELUDE, self._host, BUDGET_MESSAGE, clock)
+        self.sandbox = self.lua.execute(_PRELUDE, self._host, BUDGET_MESSAGE, clock, values.MAX_DEPTH,
+                                        values.TOO_DEEP)
         self.sandbox.set_cpu_limit(self.cpu_limit if instruction_budget > 0 else 0)
         self._step = self.sandbox.step
         self._table_from = self.lua.table_from
@@ -232,7 +233,7 @@ class Runtime:
         return self._build_all(value, _LIFTED)
 
     def json_to_lua(self, text: str) -> Any:
-        """``to_lua(json.loads(text))`` charged to the instruction budget of the running step.
+        """``to_lua(values.decode(text))`` charged to the instruction budget of the running step.
 
         The charge (``pending_charge``) is made by the prelude when the host call
         returns; past the budget the tables are not built (or not finished).
@@ -241,7 +242,7 @@ class Runtime:
         limit = self._budget_left()
         if work > limit:
             raise errors.BudgetExceeded("json.decode: over the instruction budget")
-        value = json.loads(text)
+        value = values.decode(text, "json.decode")
         if not isinstance(value, (dict, list)):
             return value
         try:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import json
 import logging
 import os
 import random
@@ -287,12 +286,4 @@ class ProcessHost:
             await self._http.aclose()
             self._http = None
         self.executor.shutdown(wait=False, cancel_futures=True)
-
-
-def payload_text(payload: Any, what: str) -> str:
-    """A Python payload as the JSON text messages carry; Invalid when it is not JSON."""
-    try:
-        return json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    except (TypeError, ValueError) as e:
-        raise errors.Invalid(f"{what}: the payload is not a JSON value: {e}") from None
 

@@ -19,14 +19,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .. import durations, errors
+from .. import durations, errors, values
 from ..entries import App
 from ..lua.code import LuaCode
 from ._actor import Actor
 from ._exit import Exit, error_dict
 from ._bridge import Bridge
 from ._deliver import DeliverWorkers
-from ._host import ProcessHost, payload_text
+from ._host import ProcessHost
 from ._pid import is_local_pid, is_workflow_pid
 from ._registry import Registry
 from ._supervisor import Service, Supervisor
@@ -150,6 +150,8 @@ class ProcessSystem:
             if len(self.hosts) != 1:
                 raise errors.Invalid("name the process.host to spawn on: " + (", ".join(self.hosts) or "the app has none"))
             host_id = next(iter(self.hosts))
+        for i, arg in enumerate(args, 1):  # made in Python: what Lua could not take fails here, naming it
+            values.encode(arg, f"argument {i}", f"process.spawn of {entry_id}")
         return self.host(host_id).spawn(entry_id, list(args)).pid
 
     async def send(self, pid: str, topic: str, payload: Any = None, *, sender: str | None = None) -> None:
@@ -158,7 +160,7 @@ class ProcessSystem:
         if is_workflow_pid(target):
             await self.require_bridge(f"send to {target}").send(target, topic, payload, sender)
             return
-        await self.deliver(target, topic, payload_text(payload, f"send to {target}"), sender)
+        await self.deliver(target, topic, values.encode(payload, "payload", f"send to {target}"), sender)
 
     async def deliver(self, pid: str, topic: str, payload_json: str | None, sender: str | None = None) -> None:
         """A message whose payload is already JSON text (from a workflow, through ``moontide.deliver``)."""
@@ -166,10 +168,8 @@ class ProcessSystem:
             raise errors.Invalid(f"deliver to {pid}: the topic must be a non-empty string")
         target = self.resolve(pid, "deliver")
         if payload_json is not None:
-            try:
-                json.loads(payload_json)
-            except (TypeError, ValueError) as e:
-                raise errors.Invalid(f"deliver to {target}: the payload is not JSON text: {e}") from None
+            # refused here, where the sender hears of it: an inbox only holds what its Lua can take
+            values.decode(payload_json, "payload", f"deliver to {target}")
         host = self._host_of(target, f"deliver to {target}")
         await host.deliver(target, topic, payload_json, sender)
 

@@ -42,7 +42,7 @@ from temporalio import activity
 from temporalio.common import RawValue
 from temporalio.exceptions import ApplicationError
 
-from .. import errors
+from .. import errors, values
 from ..lua import code as code_mod
 from ..lua import host as host_mod
 from ..lua import runtime as rt_mod
@@ -350,14 +350,14 @@ def activity_for(functions: Functions) -> Any:
     async def run_function(args: Sequence[RawValue]) -> Any:
         info = activity.info()
         fid = info.activity_type
-        converter = activity.payload_converter()
-        values = [converter.from_payload(a.payload) for a in args]
         try:
+            where = f"{fid}: its input cannot be decoded"
+            inputs = [values.from_payload(a.payload, f"argument {i}", where) for i, a in enumerate(args, 1)]
             if functions.inline(fid):
-                done, result = functions.call_inline(fid, values)
+                done, result = functions.call_inline(fid, inputs)
                 if done:
                     return result
-            return await _on_thread(functions, fid, values)
+            return await _on_thread(functions, fid, inputs)
         except errors.MoontideError as e:
             _log.warning("%s failed (attempt %d): [%s] %s", fid, info.attempt, e.kind, str(e).splitlines()[0])
             raise _application_error(e) from None
@@ -376,7 +376,7 @@ def _time_left(info: activity.Info) -> float | None:
     return min(ends).timestamp() - now.timestamp() if ends else None
 
 
-async def _on_thread(functions: Functions, fid: str, values: list[Any]) -> Any:
+async def _on_thread(functions: Functions, fid: str, inputs: list[Any]) -> Any:
     """``functions.call`` on the pool, in this activity's context, as a sync activity would run it.
 
     A cancel request (or worker shutdown) does not abandon the thread: the
@@ -398,7 +398,7 @@ async def _on_thread(functions: Functions, fid: str, values: list[Any]) -> Any:
 
     def run() -> Any:
         activity._Context.set(in_thread)
-        return functions.call(fid, values, stopper=stopper)
+        return functions.call(fid, inputs, stopper=stopper)
 
     future = loop.run_in_executor(functions.executor, contextvars.copy_context().run, run)
     try:

@@ -19,11 +19,11 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from temporalio import workflow
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import RawValue, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.workflow import ParentClosePolicy
 from temporalio.exceptions import ChildWorkflowError, WorkflowAlreadyStartedError
 
-from .. import durations, errors
+from .. import durations, errors, values
 from ._codebook import MEMO_CODE
 from ._options import ActivityDefaults, _retry
 from ._search import declared, typed
@@ -153,7 +153,8 @@ async def start_child(ex: Execution, how: str, entry_id: str, host: str, args: l
         kw.setdefault("parent_close_policy", ParentClosePolicy.REQUEST_CANCEL)
     pid = f"{{{client_id}@{host_id}|{wid}}}"
     try:
-        handle = await workflow.start_child_workflow(full, args=args, id=wid, task_queue=task_queue, **kw)
+        handle = await workflow.start_child_workflow(full, args=args, id=wid, task_queue=task_queue,
+                                                     result_type=RawValue, **kw)
     except WorkflowAlreadyStartedError:
         raise errors.MoontideError(f"process.spawn: workflow {wid} is already running", kind="AlreadyExists",
                                    retryable=False) from None
@@ -162,11 +163,14 @@ async def start_child(ex: Execution, how: str, entry_id: str, host: str, args: l
     async def watch() -> None:
         failure = None
         try:
-            result = {"value": await handle}
+            result = {"value": _child_result(full, await handle)}
         except ChildWorkflowError as e:
             from ._workflow import failure_of
 
             failure = failure_of(e)
+            result = {"error": failure.as_dict()}
+        except errors.Invalid as e:
+            failure = e
             result = {"error": failure.as_dict()}
         ex.children.pop(pid, None)
         if failure is not None and how == "linked":
@@ -183,11 +187,18 @@ async def exec_child(ex: Execution, entry_id: str, host: str, args: list[Any], o
     full, _, client_id, task_queue = _target(ex, entry_id, host)
     wid, kw = _child_options(ex, full, client_id, opts)
     try:
-        return await workflow.execute_child_workflow(full, args=args, id=wid, task_queue=task_queue, **kw)
+        raw = await workflow.execute_child_workflow(full, args=args, id=wid, task_queue=task_queue,
+                                                    result_type=RawValue, **kw)
     except ChildWorkflowError as e:
         from ._workflow import failure_of
 
         raise failure_of(e) from None
+    return _child_result(full, raw)
+
+
+def _child_result(full: str, raw: RawValue) -> Any:
+    """A child's result, decoded here: the SDK's failure to decode would fail the task on every replay."""
+    return values.from_payload(raw.payload, "result", f"child {full}: its result cannot be decoded")
 
 
 def running_children(ex: Execution) -> list[str]:

@@ -34,7 +34,7 @@ from temporalio.exceptions import (
     TimeoutError,
 )
 
-from .. import durations, errors
+from .. import durations, errors, values
 from ..processes import DELIVER_ACTIVITY, deliver_task_queue, is_local_pid
 from ..lua import code as code_mod
 from ..lua import host as host_mod
@@ -138,9 +138,14 @@ class Execution(host_mod.BaseHost):
             raise _lua_failure(e) from None
         except errors.MoontideError as e:
             raise ApplicationError(str(e), type=e.kind, non_retryable=True) from None
-        converter = workflow.payload_converter()
+        try:
+            where = f"{info.workflow_type}: its input cannot be decoded"
+            args = [values.from_payload(a.payload, f"argument {i}", where) for i, a in enumerate(raw_args, 1)]
+        except errors.Invalid as e:
+            # decided from the input alone: the execution fails, and fails the same way on replay
+            raise ApplicationError(e.message, type=e.kind, non_retryable=True) from None
         self._main = asyncio.current_task()
-        thread = self.rt.start(fn, self, *[self.rt.to_lua(converter.from_payload(a.payload)) for a in raw_args])
+        thread = self.rt.start(fn, self, *[self.rt.to_lua(a) for a in args])
         step = thread.step()
         while isinstance(step, rt_mod.Yield):
             self._check_history()
@@ -247,6 +252,7 @@ class Execution(host_mod.BaseHost):
             "entry": info.workflow_type, "code": self.code.digest if self.code else None,
             "blocking": self.blocking, "pending": sorted(self.pending.values()),
             "messages_waiting": len(self.mailbox.messages), "messages_received": self.mailbox.received,
+            "messages_dropped": self.mailbox.dropped,
             "events_waiting": len(self.mailbox.events), "cancel_requested": self.cancel_requested,
             "children": sorted(self.children),
             "history_length": info.get_current_history_length(),
@@ -283,11 +289,15 @@ class Execution(host_mod.BaseHost):
         n = self._next()
         self.pending[n] = full
         try:
-            return True, await workflow.execute_activity(full, args=json.loads(args_json), **options)
+            raw = await workflow.execute_activity(full, args=json.loads(args_json), result_type=RawValue, **options)
         except ActivityError as e:
             return False, failure_of(e)
         finally:
             del self.pending[n]
+        try:
+            return True, values.from_payload(raw.payload, "result", f"funcs.call {full}: its result cannot be decoded")
+        except errors.Invalid as e:
+            return False, e
 
     # -- blocking ops: messages and select ------------------------------------
     async def wait_channel_receive(self, channel: str) -> tuple[Any, ...]:
