@@ -290,8 +290,12 @@ def _sleep(seconds: float) -> None:
         time.sleep(min(left, 0.5))
 
 
-def activity_for(functions: Functions) -> Any:
-    """The dynamic activity a worker registers: runs the function named by the activity type."""
+def activity_for(functions: Functions, served: frozenset[str] | None = None) -> Any:
+    """The dynamic activity a worker registers: runs the function named by the activity type.
+
+    ``served``: the functions this worker runs from its task queue (all when None); a
+    local activity runs in the worker of its workflow, whichever function it is.
+    """
 
     @activity.defn(dynamic=True)
     async def run_function(args: Sequence[RawValue]) -> Any:
@@ -300,6 +304,10 @@ def activity_for(functions: Functions) -> Any:
         converter = activity.payload_converter()
         values = [converter.from_payload(a.payload) for a in args]
         try:
+            if served is not None and not info.is_local and fid in functions.codes and fid not in served:
+                raise errors.NotFound(f"{fid} is registered with another temporal.worker (its "
+                                      f"meta.temporal.activity.worker), not with the one of task queue "
+                                      f"{info.task_queue!r}")
             if functions.inline(fid):
                 done, result = functions.call_inline(fid, values)
                 if done:
