@@ -12,7 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from moontide_testing import eventually
 from moontide.entries import App, load_app
+from moontide.processes import ServiceState
+from moontide.runtime import AppRuntime
 from test_loader import one, problems_of
 
 # en/temporal/overview.md, "Complete Example" (the Lua files are ours: the page gives none)
@@ -288,6 +291,17 @@ def test_the_process_service_example_loads_with_a_process_lua_without_modules(tm
     assert handler.data["modules"] == [] and handler.data["method"] == "main"
     assert app.get("app:session_manager").data["lifecycle"]["restart"]["max_attempts"] == 10
     assert app.get("app:processes").data["lifecycle"]["auto_start"] is True
+
+
+async def test_the_process_service_example_runs(tmp_path: Path, temporal_address: str) -> None:
+    # on the session's real Temporal server: the service starts with the app and its handler runs
+    handler = "local function main(...) return { handled = select('#', ...) } end\nreturn { main = main }\n"
+    app = write(tmp_path, {"app.yaml": PROCESS_SERVICE, "session_handler.lua": handler, "order_processor.lua": MAIN})
+    async with AppRuntime(app, temporal=temporal_address, serve=True) as rt:
+        svc = rt.processes.service("app:session_manager")
+        await eventually(lambda: svc.state, lambda s: s == ServiceState.EXITED, what="the handler ran to its end")
+        assert svc.last_error is None
+        assert await rt.result(await rt.spawn("app:order_processor", "app:temporal_worker", 7)) == 7
 
 
 def test_the_documented_local_activity_and_custom_workflow_name(tmp_path: Path) -> None:
