@@ -99,6 +99,7 @@ SOURCES = {
           funcs.new():with_options({}):call("app:gone", 1)
           process.with_options({}):spawn("app:also_gone", "app:worker")
           workflow.exec("app:fine", order)                 -- a function.lua, not a workflow
+          local n = order.db:exec("UPDATE t SET x = :x")   -- not an entry ID: another object's method
           return funcs.call "app:last_one"
         end
     """),
@@ -127,7 +128,7 @@ EXPECTED = [
     "calls.lua:13, entry app:calls, field source: 'app:also_gone' names no entry (did you mean 'app:loops'? "
     "expected a process.lua or workflow.lua)",
     "calls.lua:14, entry app:calls, field source: 'app:fine' is a function.lua, expected a workflow.lua",
-    "calls.lua:15, entry app:calls, field source: 'app:last_one' names no entry (did you mean 'app:raises'? "
+    "calls.lua:16, entry app:calls, field source: 'app:last_one' names no entry (did you mean 'app:raises'? "
     "expected a function.lua)",
     "huge.lua, entry app:huge, field source: the source (66.6 MB) is too big to compile within the Lua memory "
     "cap of 64 MiB",

@@ -212,6 +212,9 @@ _CALLS: dict[tuple[str, str], tuple[frozenset[str], bool]] = {
     ("workflow", "exec"): (frozenset({"workflow.lua"}), False),
 }
 _HOSTS = frozenset({"temporal.worker", "process.host"})
+_NAME = entries.NAME_PATTERN.strip("^$")
+#: an entry ID, with or without its namespace
+_ID = re.compile(f"^{_NAME}(:{_NAME})?$")
 
 
 def _tokens(source: str) -> Iterator[tuple[str, str, int]]:
@@ -243,10 +246,9 @@ def _calls(source: str) -> Iterator[tuple[frozenset[str], bool, list[tuple[str, 
         if spec is None:
             continue
         args = _string_args(toks, j + 1)
-        if sep == ":" and not (args and ":" in args[0][0]):
-            continue
-        if args:
-            yield spec[0], spec[1], args
+        if not args or not _ID.match(args[0][0]) or (sep == ":" and ":" not in args[0][0]):
+            continue  # not an entry ID (a method of something else, or a value the call will refuse)
+        yield spec[0], spec[1], args
 
 
 def _string_args(toks: list[tuple[str, str, int]], k: int) -> list[tuple[str, int]]:

@@ -252,7 +252,7 @@ class Execution(host_mod.BaseHost):
     def status(self) -> dict[str, Any]:
         info = workflow.info()
         return {
-            "entry": info.workflow_type, "code": self.code.digest if self.code else None,
+            "entry": self.code.id if self.code else info.workflow_type, "code": self.code.digest if self.code else None,
             "blocking": self.blocking, "pending": sorted(self.pending.values()),
             "messages_waiting": len(self.mailbox.messages), "messages_received": self.mailbox.received,
             "events_waiting": len(self.mailbox.events), "cancel_requested": self.cancel_requested,
