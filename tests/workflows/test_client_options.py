@@ -15,6 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from temporalio.client import Client
 
 from moontide_testing import dev_server, eventually, running
 from moontide import errors
@@ -91,6 +92,9 @@ async def test_health_check_warns_when_the_server_stops_answering(
     server = contextlib.ExitStack()  # a server of its own, stopped while the app runs
     address = server.enter_context(dev_server())
     with server:
+        # its port opens before its frontend is ready to answer
+        await eventually(lambda: Client.connect(address), lambda c: True, what="the server answering",
+                         tolerate=(RuntimeError,))
         app_dir = client_app(make_app, "    health_check: {enabled: true, interval: 200ms}", address)
         with caplog.at_level(logging.INFO, logger="moontide"):
             async with running(app_dir, address) as rt:
