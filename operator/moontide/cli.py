@@ -319,7 +319,7 @@ def _main(args: argparse.Namespace) -> int:
             from .runtime import load
             from pathlib import Path
 
-            app = load(Path(args.app).resolve())
+            app = load(Path(args.app).resolve(), literal_ids=True)
             print(f"{args.app}: {len(app.entries)} entries, no problems")
             return 0
         builtin = {"run": _run, "spawn": _spawn, "result": _result_cmd, "send": _send, "cancel": _cancel,

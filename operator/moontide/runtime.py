@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import logging
 import os
 import re
@@ -28,7 +29,7 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
-from . import entries, errors, values
+from . import durations, entries, errors, values
 from .lua import check_syntax
 from .workflows import (CANCEL_FROM_SIGNAL, MEMO_CODE, STATUS_QUERY, CodeBook, build_worker, message_payload,
                         spawn_options)
@@ -65,16 +66,48 @@ class Pid:
         return cls(m["client"], m["host"], m["id"])
 
 
-def _env_value(value: Any) -> Any:
-    """Expand ``${env:NAME}`` in entry values (secrets come by reference)."""
-    if isinstance(value, str):
-        def sub(m: re.Match[str]) -> str:
-            name = m.group(1)
-            if name not in os.environ:
-                raise errors.Invalid(f"environment variable {name} is not set")
-            return os.environ[name]
-        return re.sub(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}", sub, value)
-    return value
+def connect_options(entry: entries.Entry, root: Path) -> dict[str, Any]:
+    """``Client.connect`` keyword arguments (but the address) from a ``temporal.client`` entry.
+
+    ``${env:NAME}`` in auth and TLS fields is read now; files are relative to ``root`` (the app).
+    """
+    from temporalio.service import KeepAliveConfig, TLSConfig
+
+    data = entries.apply_defaults(entries.SCHEMAS["temporal.client"], entry.data)
+    auth, tls = data["auth"], data["tls"]
+
+    def value(section: str, name: str) -> str | None:
+        text = entries.expand_env({"auth": auth, "tls": tls}[section].get(name), f"{entry.id}: {section}.{name}")
+        return str(text) if text else None
+
+    def read(section: str, name: str) -> bytes | None:
+        path = value(section, name)
+        if path is None:
+            return None
+        try:
+            return (root / path).read_bytes()
+        except OSError as e:
+            raise errors.Invalid(f"{entry.id}: {section}.{name}: cannot read {path}: {e.strerror or e}") from None
+
+    def ms(name: str) -> int:
+        return durations.parse(data[name]) // 1_000_000
+
+    kw: dict[str, Any] = {
+        "namespace": data["namespace"],
+        "connect_timeout": timedelta(milliseconds=ms("connection_timeout")),
+        "keep_alive_config": KeepAliveConfig(interval_millis=ms("keep_alive_time"),
+                                             timeout_millis=ms("keep_alive_timeout")),
+    }
+    if auth["type"] == "api_key":
+        key_file = read("auth", "api_key_file")
+        kw["api_key"] = key_file.decode().strip() if key_file is not None else value("auth", "api_key")
+    if tls["enabled"] or auth["type"] == "mtls":
+        pem = {name: (value("auth", name) or "").encode() or None for name in ("cert_pem", "key_pem")}
+        kw["tls"] = TLSConfig(server_root_ca_cert=read("tls", "ca_file"),
+                              client_cert=read("auth", "cert_file") or pem["cert_pem"],
+                              client_private_key=read("auth", "key_file") or pem["key_pem"],
+                              domain=value("tls", "server_name"))
+    return kw
 
 
 def process_client_id(app: entries.App) -> str | None:
@@ -102,6 +135,8 @@ class AppRuntime:
         #: that ``result`` waits on that run without the server looking up the ID's current run
         self._started_runs: collections.OrderedDict[tuple[str, str], str] = collections.OrderedDict()
         self._tasks: list[asyncio.Task[None]] = []
+        #: temporal.client health_check loops, while serving
+        self._health: list[asyncio.Task[None]] = []
         #: the app's process hosts and services, while serving (``moontide.processes.ProcessSystem``)
         self.processes: Any = None
 
@@ -113,11 +148,18 @@ class AppRuntime:
                 worker = build_worker(client, self.app, w, code_store=self.state / "code", processes=self)
                 self.workers[w.id] = worker
                 self._tasks.append(asyncio.create_task(worker.run(), name=f"worker {w.id}"))
-                book_size = len(self.app.of_kind("workflow.lua")), len(self.app.of_kind("function.lua"))
+                served = [sum(self.app.runs_on(e, w.id) for e in self.app.of_kind(kind))
+                          for kind in ("workflow.lua", "function.lua")]
                 log.info("worker %s serving %d workflows, %d functions on task queue %r",
-                         w.id, *book_size, w.data.get("task_queue") or w.id)
+                         w.id, *served, self.app.task_queue(w))
             if self.app.of_kind("process.host"):
                 await self._start_processes()
+            for client_id, client in self.clients.items():
+                check = self.app.get(client_id).data.get("health_check") or {}
+                if check.get("enabled"):
+                    self._health.append(asyncio.create_task(
+                        _health_checks(client_id, client, durations.parse(check["interval"]) / 1e9),
+                        name=f"health check {client_id}"))
 
     async def _start_processes(self) -> None:
         """Process hosts and the auto_start services (in depends_on order), after the workers they may need."""
@@ -135,6 +177,10 @@ class AppRuntime:
             # services (reverse order) and processes first: they may still talk to workflows
             await self.processes.stop()
             self.processes = None
+        for t in self._health:
+            t.cancel()
+        await asyncio.gather(*self._health, return_exceptions=True)
+        self._health.clear()
         await asyncio.gather(*(w.shutdown() for w in self.workers.values()), return_exceptions=True)
         for t in self._tasks:
             if not t.done():
@@ -173,23 +219,10 @@ class AppRuntime:
         entry = self.app.get(client_id)
         if entry.kind != "temporal.client":
             raise errors.Invalid(f"{client_id} is a {entry.kind}, not a temporal.client")
-        data = entry.data
-        address = self.temporal or _env_value(data.get("address"))
+        address = self.temporal or entries.expand_env(entry.data.get("address"), f"{client_id}: address")
         if not address:
             address = await self._embedded_address()
-        kw: dict[str, Any] = {"namespace": data.get("namespace", "default")}
-        auth = data.get("auth") or {}
-        if auth.get("type") == "api_key":
-            kw["api_key"] = _env_value(auth.get("api_key"))
-        tls = data.get("tls") or {}
-        if tls.get("enabled") or auth.get("type") == "mtls":
-            from temporalio.service import TLSConfig
-
-            def read(name: str) -> bytes | None:
-                path = _env_value(tls.get(name))
-                return (self.root / path).read_bytes() if path else None
-            kw["tls"] = TLSConfig(server_root_ca_cert=read("ca_file"), client_cert=read("cert_file"),
-                                  client_private_key=read("key_file"), domain=tls.get("server_name"))
+        kw = connect_options(entry, self.root)
         try:
             client = await Client.connect(address, **kw)
         except Exception as e:
@@ -229,17 +262,20 @@ class AppRuntime:
         return out
 
     # -- spawn / result -----------------------------------------------------------
-    def _worker_entry(self, host: str | None) -> entries.Entry:
-        workers = self.app.of_kind("temporal.worker")
+    def _worker_entry(self, workflow: entries.Entry, host: str | None) -> entries.Entry:
+        """The temporal.worker to start ``workflow`` on: ``host`` (an entry ID or a task queue), or its only one."""
+        routed = self.app.routed_worker(workflow)
         if host is None:
+            workers = [w for w in self.app.of_kind("temporal.worker") if routed in (None, w.id)]
             if len(workers) != 1:
                 raise errors.Invalid("name the temporal.worker host to spawn on: "
                                      + (", ".join(w.id for w in workers) or "the app has none"))
             return workers[0]
-        entry = self.app.get(host)
-        if entry.kind != "temporal.worker":
-            raise errors.Invalid(f"{host} is a {entry.kind}, not a temporal.worker")
-        return entry
+        worker = self.app.temporal_worker(host, workflow.namespace)
+        if routed is not None and routed != worker.id:
+            raise errors.Invalid(f"{workflow.id} runs on worker {routed} (its meta.temporal.workflow.worker), "
+                                 f"not on {worker.id}")
+        return worker
 
     async def spawn(self, entry_id: str, host: str | None = None, *args: Any, workflow_id: str | None = None,
                     options: dict[str, Any] | None = None) -> Pid | str:
@@ -253,12 +289,13 @@ class AppRuntime:
         A ``process.lua`` entry starts on process host ``host`` of this serving
         runtime instead; its pid is a string.
         """
-        if self.app.get(entry_id).kind == "process.lua":
+        entry = self.app.get(entry_id)
+        if entry.kind == "process.lua":
             return self._spawn_process(entry_id, host, args, workflow_id or options)
         payloads = [RawValue(values.json_payload(values.encode(a, f"argument {i}", f"spawn of {entry_id}")))
                     for i, a in enumerate(args, 1)]
-        worker = self._worker_entry(host)
         code = self._book().workflow(entry_id)
+        worker = self._worker_entry(entry, host)
         client_id = self.app.resolve(worker.data["client"], worker.namespace)
         client = await self.client(client_id)
         explicit, kw = spawn_options(dict(options or {}), child=False, app=self.app, client_id=client_id)
@@ -267,8 +304,8 @@ class AppRuntime:
         try:
             # eager: when this runtime serves the worker, the first workflow task comes
             # back in the start's reply (if the server allows it and a slot is free)
-            handle = await client.start_workflow(entry_id, args=payloads, id=wid,
-                                                 task_queue=worker.data.get("task_queue") or worker.id,
+            handle = await client.start_workflow(self.app.workflow_type(entry), args=payloads, id=wid,
+                                                 task_queue=self.app.task_queue(worker),
                                                  request_eager_start=self.serve, **kw)
         except WorkflowAlreadyStartedError:
             raise errors.MoontideError(f"workflow {wid} is already running (use id_conflict_policy "
@@ -441,6 +478,23 @@ class AppRuntime:
         return out["value"]
 
 
+async def _health_checks(client_id: str, client: Client, interval: float) -> None:
+    """A temporal.client's health_check: the frontend's gRPC health service every ``interval`` seconds."""
+    healthy = True
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            ok = await client.service_client.check_health(timeout=timedelta(seconds=min(interval, 10)))
+            reason = "" if ok else "the frontend says it is not serving"
+        except Exception as e:  # unreachable, timed out: a warning, never the end of the app
+            ok, reason = False, str(e).splitlines()[0] if str(e) else type(e).__name__
+        if not ok:
+            log.warning("%s: Temporal health check failed: %s", client_id, reason)
+        elif not healthy:
+            log.info("%s: Temporal health check passes again", client_id)
+        healthy = ok
+
+
 class WorkflowFailed(errors.MoontideError):
     """The execution ended in failure; ``kind``, ``message`` and ``details`` are the workflow's."""
 
@@ -467,6 +521,12 @@ def _rpc_error(pid: Pid | str, e: RPCError) -> errors.MoontideError:
     return errors.MoontideError(f"{pid}: {e.message}", kind="Unavailable")
 
 
-def load(root: Path) -> entries.App:
-    """Load and validate an app, compiling every Lua source (all problems at once)."""
-    return entries.load_app(root, check_lua=check_syntax)
+def load(root: Path, *, literal_ids: bool = False) -> entries.App:
+    """Load and validate an app, compiling and loading every Lua source (all problems at once).
+
+    ``literal_ids``: also report entry IDs in the Lua sources that name no entry (``moontide check``).
+    """
+    from .check import check_code
+
+    return entries.load_app(root, check_lua=check_syntax,
+                            check_code=functools.partial(check_code, literal_ids=literal_ids))

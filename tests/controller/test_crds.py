@@ -68,7 +68,7 @@ def test_a_change_to_a_schema_shows_in_the_crd(monkeypatch: pytest.MonkeyPatch) 
     import copy
 
     changed = copy.deepcopy(SCHEMAS)
-    changed["temporal.worker"]["properties"]["worker_options"]["properties"]["workflow_pollers"]["minimum"] = 3
+    changed["temporal.worker"]["properties"]["worker_options"]["properties"]["max_concurrent_workflow_task_pollers"]["minimum"] = 3
     monkeypatch.setattr(crds, "SCHEMAS", changed)
     resource = next(r for r in ENTRY_RESOURCES if r.entry_kind == "temporal.worker")
     text = crds.render(crds.crd(resource))

@@ -160,14 +160,14 @@ def test_defaults_and_computed_defaults(app_dir: Path) -> None:
     assert local.data["lifecycle"]["stop_timeout"] == "10s"
     remote = app.get("app:remote")
     assert remote.data["embedded"] is False
-    assert remote.data["tls"] == {"enabled": True}
+    assert remote.data["tls"] == {"enabled": True, "insecure_skip_verify": False}
     assert remote.data["auth"] == {"type": "api_key", "api_key": "${env:TEMPORAL_API_KEY}"}
 
     worker = app.get("app:worker")
     assert worker.data["task_queue"] == "app:worker"
     assert worker.data["lifecycle"]["auto_start"] is True
     assert worker.data["lifecycle"]["restart"]["max_delay"] == "90s"
-    assert worker.data["worker_options"]["sticky_queue_timeout"] == "1s"
+    assert worker.data["worker_options"]["sticky_schedule_to_start_timeout"] == "1s"
     assert worker.data["worker_options"]["max_cached_workflows"] == 1000
     assert "name" not in worker.data and "kind" not in worker.data
 
@@ -330,7 +330,7 @@ def test_wrong_types_and_limits(tmp_path: Path) -> None:
             restart:
               max_attempts: -1
               jitter: 2
-          worker_options: {workflow_pollers: 0}
+          worker_options: {max_concurrent_workflow_task_pollers: 1}
         - name: c
           kind: temporal.client
           address: "localhost"
@@ -340,13 +340,15 @@ def test_wrong_types_and_limits(tmp_path: Path) -> None:
     problems = problems_of(tmp_path)
     expected = {
         ("app:fn", "method", "method: 5"): "expected a string, got 5",
-        ("app:fn", "modules[1]", "modules: [funcs, htp]"): "'htp' is not allowed (did you mean 'http'? allowed:",
+        ("app:fn", "modules[1]", "modules: [funcs, htp]"): "Moontide has no Lua module 'htp' (did you mean 'http'? "
+                                                           "function.lua allows:",
         ("app:fn", "imports.utils", "utils: 5"): "expected a string, got 5",
         ("app:svc", "lifecycle.auto_start", "auto_start:"): "expected true or false, got 'yes'",
         ("app:svc", "lifecycle.stop_timeout", "stop_timeout:"): "expected a duration like '10s'",
         ("app:svc", "lifecycle.restart.max_attempts", "max_attempts: -1"): "must be at least 0, got -1",
         ("app:svc", "lifecycle.restart.jitter", "jitter: 2"): "must be at most 1, got 2",
-        ("app:svc", "worker_options.workflow_pollers", "worker_options:"): "must be at least 1, got 0",
+        ("app:svc", "worker_options.max_concurrent_workflow_task_pollers", "worker_options:"):
+            "must be at least 2, got 1",
         ("app:c", "address", 'address: "localhost"'): "expected 'host:port' or '${env:NAME}', got 'localhost'",
     }
     for (entry, field, needle), message in expected.items():
@@ -363,7 +365,9 @@ def test_module_not_allowed_in_a_workflow(tmp_path: Path) -> None:
         entries_file("app", "- name: w\n  kind: workflow.lua\n  source: return 1\n  modules: [http]\n"),
     )
     problem = one(problems_of(tmp_path), field="modules[0]")
-    assert problem.message.startswith("'http' is not allowed (allowed: funcs, time,")
+    assert problem.message.startswith("module 'http' is not allowed in a workflow.lua: what it does would not be "
+                                      "recorded in the workflow's history; call a function.lua for it "
+                                      "(workflow.lua allows: funcs, time,")
 
 
 def test_method_not_allowed_on_a_library(tmp_path: Path) -> None:
@@ -372,6 +376,8 @@ def test_method_not_allowed_on_a_library(tmp_path: Path) -> None:
 
 
 def test_auth_rules(tmp_path: Path) -> None:
+    # Wippy's: api_key needs one of api_key/api_key_file; mtls a certificate and a key, each from a file or PEM
+    # text (not both); a credential of another auth type is refused, not ignored
     body = """\
         - name: a
           kind: temporal.client
@@ -380,14 +386,29 @@ def test_auth_rules(tmp_path: Path) -> None:
         - name: b
           kind: temporal.client
           address: h:7233
-          auth: {type: mtls}
-          tls: {enabled: true, cert_file: c.pem}
+          auth: {type: mtls, cert_file: c.pem, cert_pem: "-----BEGIN", api_key: k}
+        - name: c
+          kind: temporal.client
+          address: h:7233
+          auth: {type: api_key, api_key: k, api_key_file: k.txt}
+          tls: {enabled: true, insecure_skip_verify: true}
+        - name: fine
+          kind: temporal.client
+          address: h:7233
+          auth: {type: mtls, cert_pem: "${env:CERT}", key_file: k.pem}
         """
     write(tmp_path, "a.yaml", entries_file("app", body))
     problems = problems_of(tmp_path)
-    assert one(problems, entry="app:a", field="auth.api_key").message == "auth type 'api_key' needs an api_key"
-    assert one(problems, entry="app:b", field="tls.key_file").message == "auth type 'mtls' needs tls.key_file"
-    assert len(problems) == 2
+    assert one(problems, entry="app:a", field="auth.api_key").message == (
+        "auth type 'api_key' needs auth.api_key or auth.api_key_file")
+    assert one(problems, entry="app:b", field="auth.cert_pem").message == "give auth.cert_file or auth.cert_pem, not both"
+    assert one(problems, entry="app:b", field="auth.key_file").message == "auth type 'mtls' needs auth.key_file or auth.key_pem"
+    assert one(problems, entry="app:b", field="auth.api_key").message == (
+        "auth.api_key is for auth type 'api_key', but auth.type is 'mtls'")
+    assert one(problems, entry="app:c", field="auth.api_key_file").message == "give auth.api_key or auth.api_key_file, not both"
+    assert one(problems, entry="app:c", field="tls.insecure_skip_verify").message.startswith(
+        "Must be false: the Temporal SDK always verifies the server certificate")
+    assert len(problems) == 6
 
 
 def test_duplicate_entry_id_names_both_places(tmp_path: Path) -> None:

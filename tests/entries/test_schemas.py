@@ -62,7 +62,7 @@ def test_schema_is_structural_and_described(kind: str) -> None:
             assert "type" in node, f"{kind} {path} has no type"
         if is_field:
             assert node.get("description"), f"{kind} {path} has no description"
-        if node.get("type") == "object" and "properties" in node:
+        if node.get("type") == "object" and "properties" in node and not node.get("x-kubernetes-preserve-unknown-fields"):
             assert node.get("additionalProperties") is False, f"{kind} {path} allows extra fields"
         if "default" in node:
             Draft202012Validator(node).validate(node["default"])
@@ -74,9 +74,12 @@ def test_name_and_kind_are_not_fields(kind: str) -> None:
 
 
 def test_modules_per_kind() -> None:
+    # Wippy's: process and channel everywhere (also globals), ctx and crypto too; workflow only in workflows
     assert "http" not in MODULES["workflow.lua"]
-    assert {"workflow", "channel"} <= set(MODULES["workflow.lua"])
-    assert set(MODULES["process.lua"]) == set(MODULES["function.lua"]) | {"channel"}
+    for kind in ("function.lua", "workflow.lua", "process.lua"):
+        assert {"funcs", "time", "process", "channel", "ctx", "crypto", "uuid", "json", "errors"} <= set(MODULES[kind])
+    assert set(MODULES["process.lua"]) == set(MODULES["function.lua"])
+    assert set(MODULES["workflow.lua"]) - set(MODULES["function.lua"]) == {"workflow"}
     assert "env" not in MODULES["function.lua"]
     assert set(MODULES["library.lua"]) == set().union(*(MODULES[k] for k in LUA_KINDS - {"library.lua"}))
     for kind in LUA_KINDS:
@@ -93,15 +96,20 @@ def test_method_only_on_runnable_lua_kinds() -> None:
 def test_lifecycle_fields_only_where_they_belong() -> None:
     for kind in KINDS:
         assert ("lifecycle" in SCHEMAS[kind]["properties"]) == (kind in LIFECYCLE_KINDS or kind == "process.host")
-    # a host's lifecycle is how it stops, nothing a service could depend on or restart
-    assert set(SCHEMAS["process.host"]["properties"]["lifecycle"]["properties"]) == {"stop_timeout"}
+    # a host's lifecycle is how it stops, nothing a service could depend on or restart (it always
+    # starts with the app: Wippy's auto_start, accepted when true)
+    assert set(SCHEMAS["process.host"]["properties"]["lifecycle"]["properties"]) == {"auto_start", "stop_timeout"}
 
 
 def test_duration_defaults_parse() -> None:
     for kind in KINDS:
         for path, node, _ in nodes(SCHEMAS[kind]):
             if node.get("pattern") == durations.PATTERN and "default" in node:
-                assert durations.parse(node["default"]) > 0, f"{kind} {path}"
+                # 0 only where it means "none" or "the SDK's default", as in Wippy
+                zero_ok = path.rsplit(".", 1)[-1] in {
+                    "worker_stop_timeout", "deadlock_detection_timeout", "max_heartbeat_throttle_interval",
+                    "default_heartbeat_throttle_interval"}
+                assert durations.parse(node["default"]) > 0 or zero_ok, f"{kind} {path}"
 
 
 def test_apply_defaults_fills_absent_nested_objects() -> None:
@@ -115,7 +123,7 @@ def test_apply_defaults_fills_absent_nested_objects() -> None:
         "jitter": 0.1,
         "max_attempts": 0,
     }
-    assert data["worker_options"]["sticky_queue_timeout"] == "1s"
+    assert data["worker_options"]["sticky_schedule_to_start_timeout"] == "1s"
     assert data["worker_options"]["instruction_budget"] == 20_000_000
     assert data["worker_options"]["memory_limit_mb"] == 64
     Draft202012Validator(SCHEMAS["temporal.worker"]).validate(data)
@@ -127,7 +135,7 @@ def test_apply_defaults_keeps_given_values_and_copies() -> None:
     assert data["lifecycle"]["restart"]["max_attempts"] == 3
     assert data["lifecycle"]["restart"]["max_delay"] == "90s"
     assert data["auth"] == {"type": "mtls"}
-    assert data["tls"] == {"enabled": False}
+    assert data["tls"] == {"enabled": False, "insecure_skip_verify": False}
     assert "embedded" not in data and "address" not in data
     assert given == {"lifecycle": {"restart": {"max_attempts": 3}}, "auth": {"type": "mtls"}}
     data["lifecycle"]["depends_on"].append("x")

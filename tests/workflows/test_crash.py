@@ -27,7 +27,7 @@ T = TypeVar("T")
 #: Guard against a hang; not a speed check.
 HANG = 90
 
-WORKER_OPTIONS = {"sticky_queue_timeout": "1s"}
+WORKER_OPTIONS = {"sticky_schedule_to_start_timeout": "1s"}
 
 
 @pytest.fixture

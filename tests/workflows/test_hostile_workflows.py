@@ -55,7 +55,7 @@ def _app(make_app: Callable[..., Path]) -> Path:
     def entry(name: str, kind: str, modules: list[str]) -> str:
         return (f"  - name: {name}\n    kind: {kind}\n    source: file://{name}.lua\n"
                 f"    modules: [{', '.join(modules)}]\n")
-    yaml = (textwrap.dedent(TEMPORAL_ENTRIES).lstrip("\n") + '    worker_options: {"sticky_queue_timeout": "1s"}\n'
+    yaml = (textwrap.dedent(TEMPORAL_ENTRIES).lstrip("\n") + '    worker_options: {"sticky_schedule_to_start_timeout": "1s"}\n'
             + entry("victim", "workflow.lua", WORKFLOW_MODULES) + entry("attacker", "workflow.lua", WORKFLOW_MODULES)
             + entry("driver", "workflow.lua", ["funcs"]) + entry("echo", "function.lua", ["time"])
             + entry("fn_attacker", "function.lua", FUNCTION_MODULES)

@@ -20,25 +20,46 @@ from typing import Any, TypeGuard
 import yaml
 from jsonschema import Draft202012Validator, ValidationError
 
-from .. import errors
+from .. import durations, errors
 from ..errors import EntryProblem
 from ._model import App, Entry, resolve_ref
 from ._schemas import (
     FILE_SCHEMA,
     KINDS,
     LUA_KINDS,
+    MODULES,
     NAME_PATTERN,
+    OTHER_WIPPY_KINDS,
     PATTERN_HINTS,
     REFERENCES,
+    REFUSED,
     SCHEMAS,
     apply_defaults,
 )
 
-__all__ = ["CheckLua", "RawEntry", "build_app", "load_app", "load_documents"]
+__all__ = ["CheckCode", "CheckLua", "CodeProblem", "RawEntry", "build_app", "load_app", "load_documents"]
 
 #: ``check_lua(source_text, chunkname)`` -> None, or ``(line, message)`` when the Lua does not compile.
 CheckLua = Callable[[str, str], "tuple[int, str] | None"]
 FieldPath = tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class CodeProblem:
+    """A problem found in an entry's Lua code (by a ``CheckCode``)."""
+
+    entry: str
+    message: str
+    #: the entry's field it concerns
+    field: FieldPath = ("source",)
+    #: where in the code, when known: (file relative to the app root, line); else the field's line in the YAML
+    at: tuple[str, int] | None = None
+
+
+#: ``check_code(app, kinds)`` -> problems in the Lua code of ``app``'s entries (loading each, reading its
+#: source). ``app`` holds the entries that are sound so far; ``kinds`` maps every entry ID written in the
+#: app (sound or not) to its kind (None: unknown kind).
+CheckCode = Callable[[App, Mapping[str, "str | None"]], Iterable[CodeProblem]]
 
 _VALIDATORS = {kind: Draft202012Validator(schema) for kind, schema in SCHEMAS.items()}
 _FILE_VALIDATOR = Draft202012Validator(FILE_SCHEMA)
@@ -71,7 +92,8 @@ class RawEntry:
     base_dir: Path | None = None
 
 
-def load_app(root: str | os.PathLike[str], *, check_lua: CheckLua | None = None) -> App:
+def load_app(root: str | os.PathLike[str], *, check_lua: CheckLua | None = None,
+             check_code: CheckCode | None = None) -> App:
     """Load and validate every ``*.yaml``/``*.yml`` entry file under ``root`` (hidden directories skipped)."""
     root_path = Path(os.path.abspath(root))
     if not root_path.is_dir():
@@ -85,11 +107,12 @@ def load_app(root: str | os.PathLike[str], *, check_lua: CheckLua | None = None)
         rel = path.relative_to(root_path).as_posix()
         for node, data, duplicates in _read_yaml(path, rel, problems):
             raws += _document(rel, data, path.parent, problems, node=node, duplicates=duplicates)
-    return _Builder(root_path, check_lua, problems).build(raws)
+    return _Builder(root_path, check_lua, problems, check_code).build(raws)
 
 
 def load_documents(
-    docs: Iterable[tuple[str, Any]], root: str | os.PathLike[str], *, check_lua: CheckLua | None = None
+    docs: Iterable[tuple[str, Any]], root: str | os.PathLike[str], *, check_lua: CheckLua | None = None,
+    check_code: CheckCode | None = None,
 ) -> App:
     """Validate parsed entry documents, ``(file, document)`` pairs, as one app.
 
@@ -101,14 +124,15 @@ def load_documents(
     raws: list[RawEntry] = []
     for file, data in docs:
         raws += _document(file, data, root_path / PurePosixPath(file).parent, problems)
-    return _Builder(root_path, check_lua, problems).build(raws)
+    return _Builder(root_path, check_lua, problems, check_code).build(raws)
 
 
 def build_app(
-    root: str | os.PathLike[str], raw_entries: Iterable[RawEntry], *, check_lua: CheckLua | None = None
+    root: str | os.PathLike[str], raw_entries: Iterable[RawEntry], *, check_lua: CheckLua | None = None,
+    check_code: CheckCode | None = None,
 ) -> App:
     """Validate raw entries (e.g. from custom resources) into an App, or raise EntryErrors with every problem."""
-    return _Builder(Path(os.path.abspath(root)), check_lua, []).build(list(raw_entries))
+    return _Builder(Path(os.path.abspath(root)), check_lua, [], check_code).build(list(raw_entries))
 
 
 def _entry_files(root: Path, problems: list[EntryProblem]) -> list[Path]:
@@ -216,10 +240,12 @@ def _document(
 class _Builder:
     """Validates raw entries into an App, collecting every problem on the way."""
 
-    def __init__(self, root: Path, check_lua: CheckLua | None, problems: list[EntryProblem]) -> None:
+    def __init__(self, root: Path, check_lua: CheckLua | None, problems: list[EntryProblem],
+                 check_code: CheckCode | None = None) -> None:
         self.root = root
         self.real_root = root.resolve()
         self.check_lua = check_lua
+        self.check_code = check_code
         self.problems = problems
         # Every ID written, even of a broken entry, so one mistake does not cascade into "unknown entry".
         self.index: dict[str, tuple[str | None, RawEntry]] = {}
@@ -231,12 +257,36 @@ class _Builder:
         for raw, eid, kind in heads:
             self._references(raw, eid, kind)
         self._cycles(heads)
+        self._workflow_types(heads)
         if self.check_lua is not None:
             for source in self.sources:
                 self._check_lua(self.check_lua, *source)
+        if self.check_code is not None:
+            raws_by_id = {eid: raw for raw, eid, _ in heads}
+            for problem in self.check_code(self._sound(entries), {i: k for i, (k, _) in self.index.items()}):
+                if problem.at is None:
+                    self.report(raws_by_id[problem.entry], problem.entry, problem.field, problem.message)
+                else:
+                    self.problems.append(EntryProblem(problem.at[0], problem.message, entry=problem.entry,
+                                                      field=_dotted(problem.field), line=problem.at[1] or None))
         if self.problems:
             raise errors.EntryErrors(sorted(self.problems, key=lambda p: (p.file, p.line or 0)))
         return App(self.root, {entry.id: entry for entry in entries})
+
+    def _sound(self, entries: list[Entry]) -> App:
+        """The entries with no problem so far whose imports (all the way down) have none either."""
+        bad = {p.entry for p in self.problems}
+        ok = {e.id: e for e in entries if e.id not in bad}
+        app = App(self.root, ok)
+        changed = True
+        while changed:  # drop importers of dropped libraries until nothing changes
+            changed = False
+            for e in list(ok.values()):
+                refs = [resolve_ref(r, e.namespace) for r in (e.data.get("imports") or {}).values()]
+                if any(r not in ok for r in refs):
+                    del ok[e.id]
+                    changed = True
+        return app
 
     def report(self, raw: RawEntry, entry_id: str | None, path: FieldPath, message: str) -> None:
         line = _locate(raw.node, path)[1] if raw.node is not None else raw.line
@@ -251,6 +301,9 @@ class _Builder:
             self.report(raw, None, ("name",), f"expected {PATTERN_HINTS[NAME_PATTERN]}, got {_show(name)}")
         if "kind" not in raw.body:
             self.report(raw, entry_id, ("kind",), "missing required field 'kind'")
+        elif isinstance(kind, str) and kind in OTHER_WIPPY_KINDS:
+            self.report(raw, entry_id, ("kind",), f"Wippy's kind {kind!r} is not supported by Moontide "
+                                                  f"(Moontide runs: {', '.join(KINDS)})")
         elif not (isinstance(kind, str) and kind in SCHEMAS):
             hint = _suggest(kind, KINDS)
             self.report(raw, entry_id, ("kind",), f"unknown kind {_show(kind)} ({hint}known: {', '.join(KINDS)})")
@@ -267,7 +320,7 @@ class _Builder:
 
     def _entry(self, raw: RawEntry, entry_id: str, kind: str) -> Entry | None:
         body = {k: v for k, v in raw.body.items() if k not in ("name", "kind")}
-        issues = _check(_VALIDATORS[kind], body)
+        issues = _check(_VALIDATORS[kind], body, kind)
         for path, message in issues:
             self.report(raw, entry_id, path, message)
         source = None
@@ -364,11 +417,15 @@ class _Builder:
                     self.report(raw, entry_id, path, f"{target!r} is a {found}, expected a {wanted}")
 
     def _cycles(self, heads: list[tuple[RawEntry, str, str]]) -> None:
+        self._cycles_of(heads, ("lifecycle", "depends_on", "*"), "dependency cycle")
+        self._cycles_of(heads, ("imports", "*"), "import cycle")
+
+    def _cycles_of(self, heads: list[tuple[RawEntry, str, str]], pattern: tuple[str, ...], what: str) -> None:
         graph: dict[str, list[tuple[FieldPath, str]]] = {}
         raws = {eid: raw for raw, eid, _ in heads}
         for raw, eid, _ in heads:
             graph[eid] = []
-            for path, ref in _find(raw.body, ("lifecycle", "depends_on", "*"), ()):
+            for path, ref in _find(raw.body, pattern, ()):
                 try:
                     target = resolve_ref(ref, raw.namespace) if isinstance(ref, str) else None
                 except errors.Invalid:
@@ -384,7 +441,7 @@ class _Builder:
             for path, dep in graph.get(eid, ()):
                 if state.get(dep) is False:
                     cycle = " -> ".join([*stack[stack.index(dep) :], dep])
-                    self.report(raws[eid], eid, path, f"dependency cycle: {cycle}")
+                    self.report(raws[eid], eid, path, f"{what}: {cycle}")
                 elif dep not in state and dep in graph:
                     visit(dep)
             stack.pop()
@@ -393,6 +450,20 @@ class _Builder:
         for eid in graph:
             if eid not in state:
                 visit(eid)
+
+    def _workflow_types(self, heads: list[tuple[RawEntry, str, str]]) -> None:
+        """Each workflow's Temporal type (meta.temporal.workflow.name, or its ID) names one workflow only."""
+        seen: dict[str, str] = {eid: eid for _, eid, kind in heads if kind == "workflow.lua"}
+        for raw, eid, kind in heads:
+            path = ("meta", "temporal", "workflow", "name")
+            name = next((v for _, v in _find(raw.body, path, ())), None)
+            if kind != "workflow.lua" or not isinstance(name, str) or not name or name == eid:
+                continue
+            if name in seen:
+                self.report(raw, eid, path, f"workflow type {name!r} is already {'the ID of' if seen[name] == name else 'the name of'} "
+                                            f"workflow {seen[name]}")
+            else:
+                seen[name] = eid
 
     def _check_lua(
         self, check: CheckLua, raw: RawEntry, entry_id: str, text: str, source_file: str, source_line: int, inline: bool
@@ -408,16 +479,62 @@ class _Builder:
 def _semantics(kind: str, data: dict[str, Any]) -> Iterator[tuple[FieldPath, str]]:
     """Rules a structural schema cannot say (it has no if/then)."""
     if kind == "temporal.client":
-        auth, tls = data["auth"], data["tls"]
-        if auth["type"] == "api_key" and not auth.get("api_key"):
-            yield ("auth", "api_key"), "auth type 'api_key' needs an api_key"
-        if auth["type"] == "mtls":
-            for name in ("cert_file", "key_file"):
-                if not tls.get(name):
-                    yield ("tls", name), f"auth type 'mtls' needs tls.{name}"
+        yield from _client_rules(data)
+    elif kind == "temporal.worker":
+        yield from _worker_rules(data["worker_options"])
+    elif kind == "process.host" and not data["lifecycle"]["auto_start"]:
+        yield ("lifecycle", "auto_start"), _described("process.host", ("lifecycle", "auto_start"))
+    elif kind in ("process.lua", "library.lua") and isinstance(data.get("meta"), dict) and "temporal" in data["meta"]:
+        yield ("meta", "temporal"), (
+            "Moontide runs a process.lua on a process.host, not as a Temporal activity (Wippy's process "
+            "activities): register a function.lua with meta.temporal.activity instead" if kind == "process.lua"
+            else "a library.lua is not run by Temporal: give meta.temporal to the entries that import it")
 
 
-def _check(validator: Draft202012Validator, instance: Any) -> list[tuple[FieldPath, str]]:
+#: auth fields and the auth type they belong to
+_AUTH_FIELDS = {"api_key": "api_key", "api_key_file": "api_key", "cert_file": "mtls", "cert_pem": "mtls",
+                "key_file": "mtls", "key_pem": "mtls"}
+
+
+def _client_rules(data: dict[str, Any]) -> Iterator[tuple[FieldPath, str]]:
+    auth, tls = data["auth"], data["tls"]
+    given = {name for name in _AUTH_FIELDS if auth.get(name)}
+    pairs = {"api_key": [("api_key", "api_key_file")], "mtls": [("cert_file", "cert_pem"), ("key_file", "key_pem")]}
+    for a, b in pairs.get(auth["type"], []):
+        if a not in given and b not in given:
+            yield ("auth", a), f"auth type {auth['type']!r} needs auth.{a} or auth.{b}"
+        elif a in given and b in given:
+            yield ("auth", b), f"give auth.{a} or auth.{b}, not both"
+    for name in sorted(given):
+        if _AUTH_FIELDS[name] != auth["type"]:
+            yield ("auth", name), (f"auth.{name} is for auth type {_AUTH_FIELDS[name]!r}, but auth.type is "
+                                   f"{auth['type']!r}")
+    if tls["insecure_skip_verify"]:
+        yield ("tls", "insecure_skip_verify"), _described("temporal.client", ("tls", "insecure_skip_verify"))
+
+
+def _worker_rules(opts: dict[str, Any]) -> Iterator[tuple[FieldPath, str]]:
+    for name in ("max_concurrent_eager_activity_execution_size", "worker_local_activities_per_second",
+                 "enable_session_worker", "use_versioning"):
+        if opts[name]:
+            yield ("worker_options", name), _described("temporal.worker", ("worker_options", name))
+    if durations.parse(opts["deadlock_detection_timeout"]):
+        yield (("worker_options", "deadlock_detection_timeout"),
+               _described("temporal.worker", ("worker_options", "deadlock_detection_timeout")))
+    if opts["disable_workflow_worker"] and opts["local_activity_worker_only"]:
+        yield (("worker_options", "local_activity_worker_only"),
+               "disable_workflow_worker and local_activity_worker_only together leave the worker nothing to run")
+
+
+def _described(kind: str, path: FieldPath) -> str:
+    """A field's description from the schema: for the fields whose description says what they must be."""
+    node = SCHEMAS[kind]
+    for part in path:
+        node = node["properties"][part]
+    return str(node["description"])
+
+
+def _check(validator: Draft202012Validator, instance: Any, kind: str | None = None) -> list[tuple[FieldPath, str]]:
     found: dict[tuple[FieldPath, str], None] = {}
     found_errors = list(validator.iter_errors(instance))
     # A value of the wrong type also fails its enum or pattern: say only the first.
@@ -426,12 +543,12 @@ def _check(validator: Draft202012Validator, instance: Any) -> list[tuple[FieldPa
         base = tuple(error.absolute_path)
         if base in mistyped and error.validator != "type":
             continue
-        for sub, message in _explain(error):
+        for sub, message in _explain(error, kind, base):
             found[((*base, *sub), message)] = None
     return list(found)
 
 
-def _explain(error: ValidationError) -> Iterator[tuple[FieldPath, str]]:
+def _explain(error: ValidationError, kind: str | None = None, base: FieldPath = ()) -> Iterator[tuple[FieldPath, str]]:
     keyword = error.validator
     value: Any = error.instance
     want: Any = error.validator_value
@@ -439,9 +556,10 @@ def _explain(error: ValidationError) -> Iterator[tuple[FieldPath, str]]:
         known = list(error.schema.get("properties", {})) if isinstance(error.schema, dict) else []
         for key in value:
             if key not in known:
+                refused = REFUSED.get((kind or "", _dotted((*base, key)) or ""))
                 close = difflib.get_close_matches(str(key), known, n=1)
                 hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(known)}"
-                yield (key,), f"unknown field {key!r} ({hint})"
+                yield (key,), refused or f"unknown field {key!r} ({hint})"
     elif keyword == "required":
         for key in want:
             if key not in value:
@@ -452,6 +570,8 @@ def _explain(error: ValidationError) -> Iterator[tuple[FieldPath, str]]:
         if "string" in types and isinstance(value, (int, float)):
             message += f' (quote it: "{_show(value)}")'
         yield (), message
+    elif keyword == "enum" and kind in MODULES and len(base) == 2 and base[0] == "modules":
+        yield (), _module_refusal(kind, value)
     elif keyword == "enum":
         hint = _suggest(value, [str(w) for w in want])
         yield (), f"{_show(value)} is not allowed ({hint}allowed: {', '.join(str(w) for w in want)})"
@@ -461,6 +581,17 @@ def _explain(error: ValidationError) -> Iterator[tuple[FieldPath, str]]:
         yield (), f"must be {'at least' if keyword == 'minimum' else 'at most'} {want}, got {_show(value)}"
     else:
         yield (), error.message
+
+
+def _module_refusal(kind: str, name: Any) -> str:
+    allowed = ", ".join(MODULES[kind])
+    if kind == "workflow.lua" and name in MODULES["function.lua"]:
+        return (f"module {name!r} is not allowed in a workflow.lua: what it does would not be recorded in the "
+                f"workflow's history; call a function.lua for it (workflow.lua allows: {allowed})")
+    if name in MODULES["library.lua"]:
+        return f"module {name!r} is not allowed in a {kind} ({kind} allows: {allowed})"
+    hint = _suggest(name, MODULES[kind])
+    return f"Moontide has no Lua module {_show(name)} ({hint}{kind} allows: {allowed})"
 
 
 def _locate(node: yaml.Node | None, path: FieldPath) -> tuple[yaml.Node | None, int | None]:

@@ -3,13 +3,30 @@
 from __future__ import annotations
 
 import difflib
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .. import errors
 
-__all__ = ["App", "Entry", "resolve_ref", "split_id"]
+__all__ = ["App", "Entry", "expand_env", "resolve_ref", "split_id"]
+
+_ENV = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def expand_env(value: Any, where: str = "") -> Any:
+    """A string value with each ``${env:NAME}`` replaced by that environment variable (secrets come by
+    reference, read when the app starts); other values as they are. ``where`` names the field in errors."""
+    if not isinstance(value, str):
+        return value
+
+    def sub(m: re.Match[str]) -> str:
+        if m.group(1) not in os.environ:
+            raise errors.Invalid(f"{where + ': ' if where else ''}environment variable {m.group(1)} is not set")
+        return os.environ[m.group(1)]
+    return _ENV.sub(sub, value)
 
 
 def split_id(entry_id: str) -> tuple[str, str]:
@@ -82,3 +99,48 @@ class App:
     def resolve(self, ref: str, namespace: str) -> str:
         """Full ID of ``ref`` as written in an entry of ``namespace``."""
         return resolve_ref(ref, namespace)
+
+    # -- Temporal: task queues and Wippy's meta.temporal routing ---------------------
+    def task_queue(self, worker: Entry) -> str:
+        """The task queue a ``temporal.worker`` polls: its client's ``tq_prefix`` + ``task_queue`` (or its ID)."""
+        client = self.entries.get(self.resolve(worker.data["client"], worker.namespace))
+        prefix = str((client.data.get("tq_prefix") if client is not None else "") or "")
+        return prefix + str(worker.data.get("task_queue") or worker.id)
+
+    def temporal_worker(self, ref: str, namespace: str) -> Entry:
+        """The ``temporal.worker`` a spawn host names: its entry ID, or the task queue it polls."""
+        entry = self.entries.get(resolve_ref(ref, namespace)) if ref else None
+        if entry is None:
+            by_queue = [w for w in self.of_kind("temporal.worker") if self.task_queue(w) == ref]
+            if len(by_queue) == 1:
+                return by_queue[0]
+            entry = self.get(resolve_ref(ref, namespace))  # NotFound, with suggestions
+        if entry.kind != "temporal.worker":
+            raise errors.Invalid(f"{entry.id} is a {entry.kind}, not a temporal.worker")
+        return entry
+
+    def _temporal_meta(self, entry: Entry, key: str) -> dict[str, Any] | None:
+        temporal = (entry.data.get("meta") or {}).get("temporal") or {}
+        found = temporal.get(key) if isinstance(temporal, dict) else None
+        return found if isinstance(found, dict) else None
+
+    def routed_worker(self, entry: Entry) -> str | None:
+        """The one ``temporal.worker`` a workflow or function is registered with
+        (``meta.temporal.workflow.worker`` / ``meta.temporal.activity.worker``); None: every worker."""
+        meta = self._temporal_meta(entry, "workflow" if entry.kind == "workflow.lua" else "activity")
+        return self.resolve(str(meta["worker"]), entry.namespace) if meta and meta.get("worker") else None
+
+    def runs_on(self, entry: Entry, worker_id: str) -> bool:
+        """Whether ``worker_id`` runs this workflow, or this function as a (non-local) activity."""
+        routed = self.routed_worker(entry)
+        return routed is None or routed == worker_id
+
+    def is_local_activity(self, entry: Entry) -> bool:
+        """A function run as a Temporal local activity (``meta.temporal.activity.local``)."""
+        meta = self._temporal_meta(entry, "activity") if entry.kind == "function.lua" else None
+        return bool(meta and meta.get("local"))
+
+    def workflow_type(self, entry: Entry) -> str:
+        """The Temporal workflow type of a ``workflow.lua``: ``meta.temporal.workflow.name``, or its ID."""
+        meta = self._temporal_meta(entry, "workflow")
+        return str(meta["name"]) if meta and meta.get("name") else entry.id

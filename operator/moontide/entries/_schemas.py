@@ -23,8 +23,10 @@ __all__ = [
     "LUA_KINDS",
     "MODULES",
     "NAME_PATTERN",
+    "OTHER_WIPPY_KINDS",
     "PATTERN_HINTS",
     "REFERENCES",
+    "REFUSED",
     "Reference",
     "SCHEMAS",
     "Schema",
@@ -46,12 +48,15 @@ PATTERN_HINTS = {
     NAME_PATTERN: "a name of letters, digits, '_', '.' and '-'",
 }
 
-_COMMON_MODULES = ("funcs", "time", "uuid", "json", "base64", "hash", "errors", "logger")
+#: Modules every runnable Lua kind may ``require`` (Wippy's names; ``process`` and
+#: ``channel`` are also globals, listing them is allowed but not needed).
+_COMMON_MODULES = ("funcs", "time", "uuid", "json", "base64", "hash", "errors", "logger", "process", "channel",
+                   "ctx", "crypto")
 #: Lua modules each Lua kind may ``require``; workflows get no I/O (no ``http``).
 MODULES: dict[str, tuple[str, ...]] = {
-    "function.lua": (*_COMMON_MODULES, "http", "process"),
-    "workflow.lua": (*_COMMON_MODULES, "process", "channel", "workflow"),
-    "process.lua": (*_COMMON_MODULES, "http", "process", "channel"),
+    "function.lua": (*_COMMON_MODULES, "http", "http_client"),
+    "workflow.lua": (*_COMMON_MODULES, "workflow"),
+    "process.lua": (*_COMMON_MODULES, "http", "http_client"),
 }
 MODULES["library.lua"] = tuple(dict.fromkeys(m for mods in MODULES.values() for m in mods))
 
@@ -90,17 +95,51 @@ def _entry(description: str, properties: dict[str, Schema], required: list[str])
     return schema
 
 
+_META_TEXT = "Free-form metadata (labels, comments, tooling data)"
 _META: Schema = {
     "type": "object",
-    "description": "Free-form metadata (labels, comments, tooling data); Moontide does not read it.",
+    "description": _META_TEXT + "; Moontide does not read it.",
     "default": {},
     "x-kubernetes-preserve-unknown-fields": True,
 }
 
+
+def _meta(temporal_key: str, temporal: dict[str, Schema], required: list[str], what: str) -> Schema:
+    """``meta``: free-form but for ``meta.temporal.<temporal_key>``, which Moontide reads (Wippy's routing)."""
+    inner = {"type": "object", "description": what, "properties": temporal, "additionalProperties": False,
+             "required": required}
+    return {
+        **_META,
+        "description": _META_TEXT + f", and meta.temporal.{temporal_key}, which Moontide reads.",
+        "properties": {
+            "temporal": {"type": "object", "description": "How Temporal runs this entry (Wippy's meta.temporal).",
+                         "properties": {temporal_key: inner}, "additionalProperties": False},
+        },
+    }
+
+
+_WORKFLOW_META = _meta("workflow", {
+    "worker": _string("ID of the temporal.worker that runs this workflow; the workflow then runs on that worker "
+                      "only (without meta.temporal.workflow, every temporal.worker of the app runs it)."),
+    "name": _string("Temporal workflow type; defaults to the entry ID. Spawn it by entry ID as before; Temporal "
+                    "clients outside Moontide start it by this name."),
+}, ["worker"], "Register this workflow with one temporal.worker (Wippy's meta.temporal.workflow).")
+
+_ACTIVITY_META = _meta("activity", {
+    "worker": _string("ID of the temporal.worker that runs this function as an activity: a workflow's "
+                      "funcs.call schedules it on that worker's task queue (without meta.temporal.activity, "
+                      "on the calling workflow's own worker)."),
+    "local": {"type": "boolean",
+              "description": "false (the default) or true: run as a Temporal local activity: in the calling workflow's worker, recorded as a "
+                             "marker in its history, without a round trip through the task queue. For short "
+                             "functions; a local activity has no heartbeat and no task queue of its own."},
+}, ["worker"], "Register this function as a Temporal activity of one temporal.worker (Wippy's "
+              "meta.temporal.activity).")
+
 _DESCRIPTION = _string("What this entry is for, for people and generated docs.")
 
 
-def _lua_fields(kind: str) -> dict[str, Schema]:
+def _lua_fields(kind: str, meta: Schema = _META) -> dict[str, Schema]:
     return {
         "source": _string(
             "The Lua code: 'file://path.lua' (relative to the YAML file, inside the app root) or inline Lua text."
@@ -117,7 +156,7 @@ def _lua_fields(kind: str) -> dict[str, Schema]:
             "default": {},
             "additionalProperties": _string("ID of a library.lua entry; without a namespace, this entry's namespace."),
         },
-        "meta": _META,
+        "meta": meta,
         "description": _DESCRIPTION,
     }
 
@@ -188,25 +227,48 @@ _TEMPORAL_CLIENT = _entry(
                 "The attribute's type.", enum=["keyword", "text", "int", "double", "bool", "datetime", "keyword_list"]
             ),
         },
-        "tls": _object(
-            "TLS to the Temporal frontend.",
+        "tq_prefix": _string("Prefix of the task queue of every temporal.worker of this client (Wippy's "
+                             "tq_prefix): worker 'w' with task_queue 'orders' polls '<tq_prefix>orders', and "
+                             "spawns and activities go there.", default=""),
+        "connection_timeout": _duration("10s", "How long connecting to Temporal may take before the client "
+                                               "(and so its workers) fails to start."),
+        "keep_alive_time": _duration("30s", "Interval of the HTTP/2 keep-alive pings to the frontend."),
+        "keep_alive_timeout": _duration("10s", "How long a keep-alive ping may go unanswered before the "
+                                               "connection counts as broken (and is re-established)."),
+        "health_check": _object(
+            "Periodic health check of the frontend while the app runs; a failed check is logged as a warning.",
             {
-                "enabled": {"type": "boolean", "default": False, "description": "Connect with TLS."},
-                "ca_file": _string("PEM file of the CA that signed the server certificate."),
-                "cert_file": _string("PEM client certificate (mTLS)."),
-                "key_file": _string("PEM key of the client certificate (mTLS)."),
+                "enabled": {"type": "boolean", "default": False, "description": "Run the health check."},
+                "interval": _duration("30s", "Time between two checks."),
+            },
+        ),
+        "tls": _object(
+            "TLS to the Temporal frontend (mTLS client certificates are under auth).",
+            {
+                "enabled": {"type": "boolean", "default": False,
+                            "description": "Connect with TLS (implied by auth.type mtls)."},
+                "ca_file": _string("PEM file of the CA that signed the server certificate; without it, the "
+                                   "system's trusted CAs."),
                 "server_name": _string("Server name to verify, when it differs from the address host."),
+                "insecure_skip_verify": {"type": "boolean", "default": False,
+                                         "description": "Must be false: the Temporal SDK always verifies the "
+                                                        "server certificate (give ca_file and server_name)."},
             },
         ),
         "auth": _object(
-            "How the client authenticates.",
+            "How the client authenticates. Values may be '${env:NAME}', read when the app starts.",
             {
                 "type": _string(
-                    "none, api_key (Temporal Cloud API key) or mtls (client certificate from tls).",
+                    "none, api_key (e.g. a Temporal Cloud API key) or mtls (a client certificate).",
                     enum=["none", "api_key", "mtls"],
                     default="none",
                 ),
-                "api_key": _string("The API key, usually '${env:NAME}' so it stays out of the file."),
+                "api_key": _string("api_key: the key, usually '${env:NAME}' so it stays out of the file."),
+                "api_key_file": _string("api_key: a file holding the key (instead of api_key)."),
+                "cert_file": _string("mtls: PEM file of the client certificate."),
+                "cert_pem": _string("mtls: the client certificate as PEM text (instead of cert_file)."),
+                "key_file": _string("mtls: PEM file of the client certificate's key."),
+                "key_pem": _string("mtls: the key as PEM text (instead of key_file), usually '${env:NAME}'."),
             },
         ),
         "lifecycle": _LIFECYCLE,
@@ -216,6 +278,85 @@ _TEMPORAL_CLIENT = _entry(
     [],
 )
 
+def _rate(description: str) -> Schema:
+    return {"type": "number", "default": 0, "minimum": 0, "description": description}
+
+
+def _off(description: str) -> Schema:
+    """A Wippy switch Moontide honours only off."""
+    return {"type": "boolean", "default": False, "description": description}
+
+
+_WORKER_OPTIONS: dict[str, Schema] = {
+    "identity": _string("Worker identity shown in Temporal (its UI, describe, history); empty: the SDK's "
+                        "default, '<pid>@<host>'.", default=""),
+    "max_concurrent_workflow_task_execution_size": _integer(
+        100, "Workflow tasks (activations) run at once.", minimum=1),
+    "max_concurrent_activity_execution_size": _integer(
+        100, "Activities (function calls) run at once; also the number of threads for functions that block.",
+        minimum=1),
+    "max_concurrent_local_activity_execution_size": _integer(
+        100, "Local activities (meta.temporal.activity.local) run at once.", minimum=1),
+    "max_concurrent_session_execution_size": _integer(
+        1000, "Temporal sessions run at once. Moontide runs no sessions (enable_session_worker is false), so "
+        "nothing is capped.", minimum=0),
+    "max_concurrent_eager_activity_execution_size": _integer(
+        0, "Must be 0 (no separate cap): eager activities take slots of "
+        "max_concurrent_activity_execution_size.", minimum=0),
+    "max_concurrent_workflow_task_pollers": _integer(
+        5, "Concurrent polls for workflow tasks (the SDK's default; Wippy's is 20). With 2, a burst of starts "
+        "backed up on the sticky queue: ~25% more database operations per workflow.", minimum=2),
+    "max_concurrent_activity_task_pollers": _integer(2, "Concurrent polls for activity tasks.", minimum=1),
+    "worker_activities_per_second": _rate("Activities this worker starts per second at most; 0 = unlimited."),
+    "worker_local_activities_per_second": _rate(
+        "Must be 0 (unlimited): the Temporal Python SDK has no local activity rate limit."),
+    "task_queue_activities_per_second": _rate(
+        "Activities the server hands out per second on this task queue, to all its workers; 0 = unlimited."),
+    "sticky_schedule_to_start_timeout": _duration(
+        "1s", "How long a workflow task waits for the worker that has the workflow cached before any worker "
+        "takes it. Temporal's 10s default (Wippy's 5s) made recovery after a SIGKILL take ~12.6s."),
+    "worker_stop_timeout": _duration(
+        "0s", "When the worker stops: how long running activities get to finish before they are canceled."),
+    "deadlock_detection_timeout": _duration(
+        "0s", "Must be 0: Moontide bounds each workflow activation by instruction_budget instead."),
+    "max_heartbeat_throttle_interval": _duration(
+        "0s", "Longest interval between two heartbeats an activity sends to the server; 0: the SDK's 60s."),
+    "default_heartbeat_throttle_interval": _duration(
+        "0s", "Interval between two heartbeats when the activity has no heartbeat timeout; 0: the SDK's 30s."),
+    "enable_logging_in_replay": _off("Log Lua logger lines again when a workflow replays its history (by "
+                                     "default a replay is silent)."),
+    "enable_session_worker": _off("Must be false: the Temporal Python SDK has no sessions."),
+    "disable_workflow_worker": _off("Run no workflows on this worker, only activities (functions)."),
+    "local_activity_worker_only": _off("Run workflows and their local activities only: no activity task "
+                                       "polling."),
+    "disable_eager_activities": _off("Never run an activity eagerly (handed back in the workflow task's "
+                                     "answer when this worker polls its queue): always through the queue."),
+    "disable_registration_aliasing": _off(
+        "Moontide registers every workflow and activity under its entry ID (or meta.temporal.workflow.name), "
+        "never under an alias, so either value means the same."),
+    "deployment_name": _string("Worker deployment this worker belongs to (with build_id: its deployment "
+                               "version, reported to Temporal).", default=""),
+    "build_id": _string("Build ID this worker reports to Temporal; '${env:NAME}' reads it when the worker "
+                        "starts.", default=""),
+    "use_versioning": _off("Must be false for now: Temporal worker versioning is not supported; Moontide pins "
+                           "each execution to the Lua code it started with instead."),
+    "default_versioning_behavior": _string(
+        "With use_versioning only: pinned or auto_upgrade.", enum=["pinned", "auto_upgrade"], default="pinned"),
+    "max_cached_workflows": _integer(1000, "Workflows kept in the sticky cache (Moontide).", minimum=0),
+    "instruction_budget": _integer(
+        20_000_000, "Lua VM instructions allowed per workflow activation, and to load a Lua entry (Moontide).",
+        minimum=1),
+    "memory_limit_mb": _integer(64, "Memory cap of each Lua runtime, in MiB (Moontide).", minimum=1),
+    "inline_activations": {
+        "type": "boolean",
+        "default": True,
+        "description": "Run workflow activations on the worker's event loop rather than handing each to a "
+        "thread: ~10% less worker CPU per workflow. The instruction budget bounds every activation (a runaway "
+        "one holds the loop ~0.2-1s before it fails), in place of the SDK's 2s deadlock detector, which only "
+        "watches threads. false: a thread per activation (Moontide).",
+    },
+}
+
 _TEMPORAL_WORKER = _entry(
     "A Temporal worker: polls a task queue and runs the app's workflows and functions.",
     {
@@ -223,33 +364,9 @@ _TEMPORAL_WORKER = _entry(
         "task_queue": _string("Task queue to poll; defaults to this worker's entry ID."),
         "lifecycle": _LIFECYCLE,
         "worker_options": _object(
-            "Tuning of the Temporal worker.",
-            {
-                "max_cached_workflows": _integer(1000, "Workflows kept in the sticky cache.", minimum=0),
-                "max_concurrent_workflow_tasks": _integer(100, "Workflow tasks run at once.", minimum=1),
-                "max_concurrent_activities": _integer(100, "Activities (function calls) run at once.", minimum=1),
-                "workflow_pollers": _integer(
-                    5, "Concurrent polls for workflow tasks (the SDK's default). With 2, a burst of starts "
-                    "backed up on the sticky queue: ~25% more database operations per workflow.", minimum=1),
-                "activity_pollers": _integer(2, "Concurrent polls for activity tasks.", minimum=1),
-                "sticky_queue_timeout": _duration(
-                    "1s",
-                    "How long a workflow task waits for the worker that has the workflow cached before "
-                    "any worker takes it. Temporal's 10s default made recovery after a SIGKILL take ~12.6s.",
-                ),
-                "instruction_budget": _integer(
-                    20_000_000, "Lua VM instructions allowed per workflow activation.", minimum=1
-                ),
-                "memory_limit_mb": _integer(64, "Memory cap of each Lua runtime, in MiB.", minimum=1),
-                "inline_activations": {
-                    "type": "boolean",
-                    "default": True,
-                    "description": "Run workflow activations on the worker's event loop rather than handing "
-                    "each to a thread: ~10% less worker CPU per workflow. The instruction budget bounds every "
-                    "activation (a runaway one holds the loop ~0.2-1s before it fails), in place of the SDK's "
-                    "2s deadlock detector, which only watches threads. false: a thread per activation.",
-                },
-            },
+            "Tuning of the Temporal worker (Wippy's names, and Moontide's own for the Lua runtime). A value "
+            "Moontide cannot honour is refused, never ignored.",
+            _WORKER_OPTIONS,
         ),
         "meta": _META,
         "description": _DESCRIPTION,
@@ -283,6 +400,9 @@ _PROCESS_HOST = _entry(
         "lifecycle": _object(
             "How the host stops (it starts with the app and does not restart).",
             {
+                "auto_start": {"type": "boolean", "default": True,
+                               "description": "Must be true (Wippy's usual setting): a process.host always "
+                                              "starts with its app."},
                 "stop_timeout": _duration(
                     "5s",
                     "When the app stops: how long processes get to end after a cancel before they are terminated.",
@@ -319,12 +439,12 @@ _PROCESS_SERVICE = _entry(
 SCHEMAS: dict[str, Schema] = {
     "function.lua": _entry(
         "A Lua function, run as a Temporal activity: it may do I/O.",
-        {**_lua_fields("function.lua"), "method": _METHOD},
+        {**_lua_fields("function.lua", _ACTIVITY_META), "method": _METHOD},
         ["source"],
     ),
     "workflow.lua": _entry(
         "A durable Lua workflow, replayed deterministically by Temporal.",
-        {**_lua_fields("workflow.lua"), "method": _METHOD},
+        {**_lua_fields("workflow.lua", _WORKFLOW_META), "method": _METHOD},
         ["source"],
     ),
     "process.lua": _entry(
@@ -355,11 +475,54 @@ def _references(kind: str) -> list[Reference]:
         refs.append((("client",), frozenset({"temporal.client"})))
     if kind == "process.service":
         refs += [(("process",), frozenset({"process.lua"})), (("host",), frozenset({"process.host"}))]
+    if kind == "workflow.lua":
+        refs.append((("meta", "temporal", "workflow", "worker"), frozenset({"temporal.worker"})))
+    if kind == "function.lua":
+        refs.append((("meta", "temporal", "activity", "worker"), frozenset({"temporal.worker"})))
     return refs
 
 
 #: The fields of each kind that name other entries.
 REFERENCES: dict[str, list[Reference]] = {kind: _references(kind) for kind in KINDS}
+
+#: Fields refused with a reason instead of "unknown field": Moontide's old spellings
+#: (Wippy's won) and Wippy's fields Moontide cannot honour. (kind, dotted path) -> why.
+REFUSED: dict[tuple[str, str], str] = {
+    **{("temporal.worker", f"worker_options.{old}"): f"renamed to worker_options.{new} (Wippy's name)"
+       for old, new in (("max_concurrent_activities", "max_concurrent_activity_execution_size"),
+                        ("max_concurrent_workflow_tasks", "max_concurrent_workflow_task_execution_size"),
+                        ("workflow_pollers", "max_concurrent_workflow_task_pollers"),
+                        ("activity_pollers", "max_concurrent_activity_task_pollers"),
+                        ("sticky_queue_timeout", "sticky_schedule_to_start_timeout"))},
+    ("temporal.client", "tls.cert_file"): "moved to auth.cert_file (Wippy's place for the client certificate)",
+    ("temporal.client", "tls.key_file"): "moved to auth.key_file (Wippy's place for the client key)",
+    ("temporal.client", "auth.api_key_env"): "Wippy's deprecated form: write api_key: '${env:NAME}'",
+    ("temporal.client", "auth.key_pem_env"): "Wippy's deprecated form: write key_pem: '${env:NAME}'",
+    ("temporal.worker", "worker_options.build_id_env"): "Wippy's deprecated form: write build_id: '${env:NAME}'",
+    **{("temporal.client", key): "Wippy's HMAC-signed security context is not supported by Moontide"
+       for key in ("security_hmac_key", "security_hmac_previous_keys")},
+    ("process.host", "host"): "Wippy's scheduler settings (host.workers, host.queue_size, "
+                              "host.local_queue_size) do not apply: Moontide runs a host's processes on one event "
+                              "loop; its own fields are workers (threads for the functions processes call) and "
+                              "queue_size (inbox capacity)",
+    ("function.lua", "pool"): "per-function pools are not supported: Moontide runs a function as a Temporal "
+                              "activity on its worker (worker_options.max_concurrent_activity_execution_size) "
+                              "or, called from a process, on its process.host's threads (workers)",
+}
+
+#: Wippy's entry kinds Moontide does not run (an entry of one is refused, saying so).
+OTHER_WIPPY_KINDS = frozenset({
+    "module.lua", "function.lua.bc", "library.lua.bc", "process.lua.bc", "workflow.lua.bc", "function.wat",
+    "function.wasm", "process.wasm", "http.service", "http.router", "http.endpoint", "http.static",
+    "db.sql.sqlite", "db.sql.postgres", "db.sql.mysql", "store.memory", "store.sql", "store.kv.raft",
+    "store.kv.crdt", "queue.driver.memory", "queue.driver.amqp", "queue.driver.sqs", "queue.queue",
+    "queue.consumer", "terminal.host", "config.aws", "cloudstorage.s3", "fs.directory", "fs.embed",
+    "env.storage.memory", "env.storage.file", "env.storage.os", "env.storage.static", "env.storage.router",
+    "env.variable", "template.jet", "template.set", "security.policy", "security.policy.expr",
+    "security.token_store", "contract.definition", "contract.binding", "exec.native", "exec.docker", "network",
+    "network.socks5", "network.i2p", "network.tailscale", "registry.entry", "ns.definition", "ns.requirement",
+    "ns.dependency",
+})
 
 #: The schema of an entry file (the YAML document around the entries).
 FILE_SCHEMA: Schema = {

@@ -545,11 +545,18 @@ def check_syntax(source: str, chunkname: str) -> tuple[int, str] | None:
     """Compile ``source`` without running it: None, or (line, message) for a syntax error."""
     rt = _checker()
     with rt.lock:
-        rt.make_room(source, chunkname)
-        out = rt._compile(source, chunkname)
+        try:
+            rt.make_room(source, chunkname)
+            out = rt._compile(source, chunkname)
+        except lupa.LuaMemoryError:
+            out = None, "not enough memory"
     if not isinstance(out, tuple):
         return None
     text = str(out[1])
+    if text == "not enough memory":
+        size = len(source.encode("utf-8", "surrogatepass"))
+        return 0, (f"the source ({size / 1e6:.1f} MB) is too big to compile within the Lua memory cap of "
+                   f"{rt.memory_limit >> 20} MiB")
     prefix = chunkname + ":"
     if text.startswith(prefix):
         line, _, rest = text[len(prefix):].partition(":")

@@ -29,9 +29,12 @@ class CodeBook:
         self.store_dir = store_dir
         self.workflows: dict[str, LuaCode] = {}
         self.functions: dict[str, LuaCode] = {}
+        #: Temporal workflow type -> entry ID, for types given by meta.temporal.workflow.name
+        self.types: dict[str, str] = {}
         self._by_digest: dict[str, LuaCode] = {}
         for entry in app.of_kind("workflow.lua"):
             self.workflows[entry.id] = self._remember(LuaCode.from_entry(app, entry))
+            self.types[app.workflow_type(entry)] = entry.id
         for entry in app.of_kind("function.lua"):
             self.functions[entry.id] = LuaCode.from_entry(app, entry)
 
@@ -47,7 +50,8 @@ class CodeBook:
         return code
 
     def workflow(self, entry_id: str) -> LuaCode:
-        code = self.workflows.get(entry_id)
+        """The code of a workflow, by entry ID or by its Temporal type (meta.temporal.workflow.name)."""
+        code = self.workflows.get(entry_id) or self.workflows.get(self.types.get(entry_id, ""))
         if code is None:
             raise errors.NotFound(f"no workflow.lua entry {entry_id!r} in this app "
                                   f"(workflows: {', '.join(sorted(self.workflows)) or 'none'})")

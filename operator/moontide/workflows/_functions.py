@@ -343,14 +343,22 @@ def _sleep(seconds: float, stopper: Stopper | None) -> None:
         time.sleep(min(left, 0.5))
 
 
-def activity_for(functions: Functions) -> Any:
-    """The dynamic activity a worker registers: runs the function named by the activity type."""
+def activity_for(functions: Functions, served: frozenset[str] | None = None) -> Any:
+    """The dynamic activity a worker registers: runs the function named by the activity type.
+
+    ``served``: the functions this worker runs from its task queue (all when None); a
+    local activity runs in the worker of its workflow, whichever function it is.
+    """
 
     @activity.defn(dynamic=True)
     async def run_function(args: Sequence[RawValue]) -> Any:
         info = activity.info()
         fid = info.activity_type
         try:
+            if served is not None and not info.is_local and fid in functions.codes and fid not in served:
+                raise errors.NotFound(f"{fid} is registered with another temporal.worker (its "
+                                      f"meta.temporal.activity.worker), not with the one of task queue "
+                                      f"{info.task_queue!r}")
             where = f"{fid}: its input cannot be decoded"
             inputs = [values.from_payload(a.payload, f"argument {i}", where) for i, a in enumerate(args, 1)]
             if functions.inline(fid):

@@ -114,24 +114,30 @@ def spawn_options(opts: dict[str, Any], *, child: bool, app: Any, client_id: str
     return (str(wid) if wid else None), kw
 
 
-def _target(ex: Execution, entry_id: str, host: str) -> tuple[str, str, str, str]:
-    """(full entry id, worker entry id, its client entry id, task queue) for a spawn from ``ex``."""
+def _target(ex: Execution, entry_id: str, host: str) -> tuple[str, str, str, str, str]:
+    """(full entry id, its workflow type, worker entry id, its client entry id, task queue) for a spawn from ``ex``.
+
+    ``host`` names the temporal.worker by entry ID or by the task queue it polls.
+    """
     assert ex.code is not None
     app = ex.book.app
     full = entry_id if ":" in entry_id else f"{ex.code.namespace}:{entry_id}"
-    host_id = host if ":" in host else f"{ex.code.namespace}:{host}"
     try:
-        worker = app.get(host_id)
+        worker = app.temporal_worker(host, ex.code.namespace)
     except errors.NotFound as e:
         raise errors.NotFound(f"process.spawn: {e.message}") from None
-    if worker.kind != "temporal.worker":
+    except errors.Invalid as e:
         raise errors.MoontideError(
-            f"process.spawn from a workflow: host {host_id} is a {worker.kind}; a workflow can only start "
-            "workflows (temporal.worker hosts)", kind="Unavailable", retryable=False)
+            f"process.spawn from a workflow: host {e.message}; a workflow can only start workflows "
+            "(temporal.worker hosts)", kind="Unavailable", retryable=False) from None
     ex.book.workflow(full)  # NotFound, naming the workflows there are
+    entry = app.get(full)
+    routed = app.routed_worker(entry)
+    if routed is not None and routed != worker.id:
+        raise errors.Invalid(f"process.spawn: {full} runs on worker {routed} (its meta.temporal.workflow.worker), "
+                             f"not on {worker.id}")
     client_id = app.resolve(worker.data["client"], worker.namespace)
-    return full, host_id, client_id, worker.data.get("task_queue") or worker.id
-
+    return full, app.workflow_type(entry), worker.id, client_id, app.task_queue(worker)
 
 def _child_options(ex: Execution, full: str, client_id: str, opts: dict[str, Any],
                    always_seq: bool = False) -> tuple[str, dict[str, Any]]:
@@ -147,13 +153,13 @@ def _child_options(ex: Execution, full: str, client_id: str, opts: dict[str, Any
 async def start_child(ex: Execution, how: str, entry_id: str, host: str, args: list[Any],
                       opts: dict[str, Any]) -> str:
     """Start a child workflow; its exit arrives as a pid.exit event (or pid.link.down). Returns its pid."""
-    full, host_id, client_id, task_queue = _target(ex, entry_id, host)
+    full, wf_type, host_id, client_id, task_queue = _target(ex, entry_id, host)
     wid, kw = _child_options(ex, full, client_id, opts, always_seq=True)
     if how == "linked":  # the parent's end cancels a linked child, unless the options say otherwise
         kw.setdefault("parent_close_policy", ParentClosePolicy.REQUEST_CANCEL)
     pid = f"{{{client_id}@{host_id}|{wid}}}"
     try:
-        handle = await workflow.start_child_workflow(full, args=args, id=wid, task_queue=task_queue,
+        handle = await workflow.start_child_workflow(wf_type, args=args, id=wid, task_queue=task_queue,
                                                      result_type=RawValue, **kw)
     except WorkflowAlreadyStartedError:
         raise errors.MoontideError(f"process.spawn: workflow {wid} is already running", kind="AlreadyExists",
@@ -184,10 +190,10 @@ async def start_child(ex: Execution, how: str, entry_id: str, host: str, args: l
 
 async def exec_child(ex: Execution, entry_id: str, host: str, args: list[Any], opts: dict[str, Any]) -> Any:
     """Run a child workflow to its end; its result, or MoontideError."""
-    full, _, client_id, task_queue = _target(ex, entry_id, host)
+    full, wf_type, _, client_id, task_queue = _target(ex, entry_id, host)
     wid, kw = _child_options(ex, full, client_id, opts)
     try:
-        raw = await workflow.execute_child_workflow(full, args=args, id=wid, task_queue=task_queue,
+        raw = await workflow.execute_child_workflow(wf_type, args=args, id=wid, task_queue=task_queue,
                                                     result_type=RawValue, **kw)
     except ChildWorkflowError as e:
         from ._workflow import failure_of

@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.common import WorkerDeploymentVersion
+from temporalio.worker import Worker, WorkerDeploymentConfig
 
 from .. import durations
-from ..entries import SCHEMAS, apply_defaults
+from ..entries import SCHEMAS, apply_defaults, expand_env
 from ._codebook import CodeBook
 from ._functions import Functions, activity_for
 from ._system import SYSTEM_ACTIVITIES
@@ -22,7 +23,11 @@ __all__ = ["build_worker"]
 
 def build_worker(client: Client, app: Any, worker_entry: Any, *, code_store: Path | None = None,
                  processes: Any = None) -> Worker:
-    """A Temporal ``Worker`` serving every workflow.lua and function.lua entry of ``app``.
+    """A Temporal ``Worker`` serving the workflow.lua and function.lua entries of ``app`` this worker runs.
+
+    A workflow or function runs on every worker unless its ``meta.temporal``
+    names one (Wippy's routing, ``App.runs_on``); local activities run in the
+    worker of the workflow that calls them.
 
     ``processes`` (an ``AppRuntime``) answers process.spawn/exec/send/cancel/terminate
     from function code; it must run on the event loop this is called from.
@@ -32,31 +37,64 @@ def build_worker(client: Client, app: Any, worker_entry: Any, *, code_store: Pat
     memory_limit = int(opts["memory_limit_mb"]) << 20
     settings = WorkflowSettings(instruction_budget=int(opts["instruction_budget"]),
                                 memory_limit=memory_limit, worker_id=worker_entry.id,
-                                client_id=app.resolve(worker_entry.data["client"], worker_entry.namespace))
+                                client_id=app.resolve(worker_entry.data["client"], worker_entry.namespace),
+                                log_in_replay=bool(opts["enable_logging_in_replay"]))
     book = CodeBook(app, store_dir=code_store)
-    max_activities = int(opts["max_concurrent_activities"])
+    max_activities = int(opts["max_concurrent_activity_execution_size"])
     loop = asyncio.get_running_loop() if processes is not None else None
     functions = Functions(book.functions, pool_size=max_activities, memory_limit=memory_limit,
                           processes=processes, loop=loop)
-    task_queue = worker_entry.data.get("task_queue") or worker_entry.id
+    served = frozenset(e.id for e in app.of_kind("function.lua") if app.runs_on(e, worker_entry.id))
+    task_queue = app.task_queue(worker_entry)
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[workflow_class(task_queue, book, settings)],
+        workflows=[] if opts["disable_workflow_worker"] else [workflow_class(task_queue, book, settings)],
         # function activities are async: pure functions run inline on the event loop,
         # the others on functions.executor (also the executor of sync activities here)
-        activities=[activity_for(functions), *SYSTEM_ACTIVITIES],
+        activities=[activity_for(functions, served), *SYSTEM_ACTIVITIES],
         activity_executor=functions.executor,
         max_cached_workflows=int(opts["max_cached_workflows"]),
-        max_concurrent_workflow_tasks=int(opts["max_concurrent_workflow_tasks"]),
+        max_concurrent_workflow_tasks=int(opts["max_concurrent_workflow_task_execution_size"]),
         max_concurrent_activities=max_activities,
-        max_concurrent_workflow_task_polls=int(opts["workflow_pollers"]),
-        max_concurrent_activity_task_polls=int(opts["activity_pollers"]),
+        max_concurrent_local_activities=int(opts["max_concurrent_local_activity_execution_size"]),
+        max_concurrent_workflow_task_polls=int(opts["max_concurrent_workflow_task_pollers"]),
+        max_concurrent_activity_task_polls=int(opts["max_concurrent_activity_task_pollers"]),
+        no_remote_activities=bool(opts["local_activity_worker_only"]),
+        disable_eager_activity_execution=bool(opts["disable_eager_activities"]),
         # Temporal's 10 s default made recovery after a worker SIGKILL take ~12.6 s.
-        sticky_queue_schedule_to_start_timeout=timedelta(
-            microseconds=durations.parse(opts["sticky_queue_timeout"]) / 1000),
+        sticky_queue_schedule_to_start_timeout=_duration(opts["sticky_schedule_to_start_timeout"]),
+        graceful_shutdown_timeout=_duration(opts["worker_stop_timeout"]),
         # The SDK's one switch for running activations on the event loop (no thread
         # hand-off each time): its other effects are for Python debuggers, which Lua
         # never meets, and the deadlock detector it turns off is the instruction budget's job.
         debug_mode=bool(opts["inline_activations"]),
+        **_optional(opts, worker_entry.id),
     )
+
+
+def _duration(text: str) -> timedelta:
+    return timedelta(microseconds=durations.parse(text) / 1000)
+
+
+def _optional(opts: dict[str, Any], worker_id: str) -> dict[str, Any]:
+    """Worker arguments whose "not set" (0 or empty) means the SDK's own default."""
+    kw: dict[str, Any] = {}
+    if opts["identity"]:
+        kw["identity"] = str(opts["identity"])
+    if opts["worker_activities_per_second"]:
+        kw["max_activities_per_second"] = float(opts["worker_activities_per_second"])
+    if opts["task_queue_activities_per_second"]:
+        kw["max_task_queue_activities_per_second"] = float(opts["task_queue_activities_per_second"])
+    for name in ("max_heartbeat_throttle_interval", "default_heartbeat_throttle_interval"):
+        if durations.parse(opts[name]):
+            kw[name] = _duration(opts[name])
+    build_id = expand_env(opts["build_id"], f"{worker_id}: worker_options.build_id")
+    if opts["deployment_name"]:
+        # the worker's deployment version, reported to Temporal; not worker versioning (use_versioning)
+        kw["deployment_config"] = WorkerDeploymentConfig(
+            version=WorkerDeploymentVersion(deployment_name=str(opts["deployment_name"]), build_id=build_id),
+            use_worker_versioning=False)
+    elif build_id:
+        kw["build_id"] = build_id
+    return kw

@@ -67,6 +67,8 @@ class WorkflowSettings:
     """The temporal.client entry of this worker (the first part of pids)."""
     worker_id: str = ""
     """The temporal.worker entry of this worker (the host part of pids)."""
+    log_in_replay: bool = False
+    """Log Lua logger lines again while replaying (worker_options.enable_logging_in_replay)."""
 
 
 def failure_of(e: BaseException) -> errors.MoontideError:
@@ -218,9 +220,15 @@ class Execution(host_mod.BaseHost):
                                    "run a worker that has that version")
             return code
         try:
-            return self.book.workflow(workflow_type)
+            code = self.book.workflow(workflow_type)
         except errors.NotFound as e:
             raise ApplicationError(e.message, type=e.kind, non_retryable=True) from None
+        entry = self.book.app.entries.get(code.id)
+        if self.settings.worker_id and entry is not None and not self.book.app.runs_on(entry, self.settings.worker_id):
+            raise ApplicationError(f"workflow {code.id} runs on worker {self.book.app.routed_worker(entry)} (its "
+                                   f"meta.temporal.workflow.worker), not on {self.settings.worker_id}",
+                                   type="NotFound", non_retryable=True)
+        return code
 
     def _result(self, values: tuple[Any, ...]) -> Any:
         value = values[0] if values else None
@@ -249,7 +257,7 @@ class Execution(host_mod.BaseHost):
     def status(self) -> dict[str, Any]:
         info = workflow.info()
         return {
-            "entry": info.workflow_type, "code": self.code.digest if self.code else None,
+            "entry": self.code.id if self.code else info.workflow_type, "code": self.code.digest if self.code else None,
             "blocking": self.blocking, "pending": sorted(self.pending.values()),
             "messages_waiting": len(self.mailbox.messages), "messages_received": self.mailbox.received,
             "messages_dropped": self.mailbox.dropped,
@@ -282,16 +290,28 @@ class Execution(host_mod.BaseHost):
         full = fid if ":" in fid else f"{self.code.namespace}:{fid}"
         if full not in self.book.functions:
             return False, errors.NotFound(f"funcs.call: no function.lua entry {full!r} in this app")
+        app = self.book.app
+        entry = app.entries.get(full)
+        local = entry is not None and app.is_local_activity(entry)
         try:
             options = activity_options(opts_json, self.settings.activity)
+            if local:
+                _check_local(full, options)
+            elif "task_queue" not in options and entry is not None and (routed := app.routed_worker(entry)):
+                options["task_queue"] = app.task_queue(app.get(routed))  # meta.temporal.activity.worker
         except errors.MoontideError as e:
             return False, e
         n = self._next()
         self.pending[n] = full
+        run = workflow.execute_local_activity if local else workflow.execute_activity
         try:
-            raw = await workflow.execute_activity(full, args=json.loads(args_json), result_type=RawValue, **options)
+            raw = await run(full, args=json.loads(args_json), result_type=RawValue, **options)
         except ActivityError as e:
             return False, failure_of(e)
+        except (ApplicationError, TimeoutError) as e:
+            if not local:
+                raise
+            return False, failure_of(e)  # a local activity's failure comes unwrapped
         finally:
             del self.pending[n]
         try:
@@ -433,7 +453,7 @@ class Execution(host_mod.BaseHost):
 
     # -- synchronous ops (host calls) -------------------------------------
     def op_log(self, level: str, message: str, fields: str | None = None) -> None:
-        if not workflow.unsafe.is_replaying():  # a replay does not log twice
+        if self.settings.log_in_replay or not workflow.unsafe.is_replaying():  # a replay does not log twice
             info = workflow.info()
             super().op_log(level, f"[{info.workflow_type} {info.workflow_id}] {message}", fields)
 
@@ -526,6 +546,14 @@ class Execution(host_mod.BaseHost):
         # New executions (and replays that recorded the marker) take the new
         # code path; executions started before the change keep the old one.
         return int(max_version) if workflow.patched(str(change_id)) else int(min_version)
+
+
+def _check_local(fid: str, options: dict[str, Any]) -> None:
+    """A local activity runs in this worker, recorded as a marker: it has no task queue and no heartbeat."""
+    for name in ("task_queue", "heartbeat_timeout"):
+        if name in options:
+            raise errors.Invalid(f"option {name}: {fid} is a local activity (meta.temporal.activity.local), run "
+                                 "in the workflow's own worker, which has no such option")
 
 
 def _cancel_reason() -> str | None:
