@@ -303,7 +303,14 @@ function CHECK.union(d, x, p, seen)
     failures[i] = { m, tail, e, g }
     if best == nil or #tail > #best then best, bm, be, bg = tail, m, e, g end
   end
-  if best == "" then return mismatch(p, x) end
+  if best == "" then
+    -- wrong at the top: what the union expects, and the value itself if every member showed it
+    local g = failures[1][4]
+    for i = 2, #failures do if failures[i][4] ~= g then g = nil break end end
+    local e = show(p)
+    g = g or got(x)
+    return "expected " .. e .. ", got " .. g, "", e, g
+  end
   -- members that failed at the same place with a wrong value: one message naming each expectation
   local expected, n, same = {}, 0, true
   for i = 1, #failures do
@@ -841,6 +848,11 @@ end
 --- `type Name = ...`: the type, built from `thunk` when first used.
 function T.def(name, thunk)
   return make({ tag = "alias", name = name, thunk = thunk })
+end
+
+--- A name for a type built now (modules' types: shared, so never built lazily).
+function T.named(name, t)
+  return make({ tag = "alias", name = name, target = need_type(t, name) })
 end
 
 --- `type Name<P, Q> = ...`: fn(P, Q) builds an instance; used bare, each
