@@ -370,6 +370,15 @@ class _Translator:
         self.starts[j] += 1
         self.last_end = self.starts[j]
 
+    def close(self, kind: str, opener: str, line: int) -> None:
+        """Expect the word closing a block, as Lua says it: "'end' expected (to close 'if' at line 3)"."""
+        if self.kind == kind:
+            self.advance()
+            return
+        here = self.toks.line(self.starts[self.i])
+        raise self.error(f"'{kind}' expected" if here == line else
+                         f"'{kind}' expected (to close '{opener}' at line {line})")
+
     def expect_gt(self, what: str) -> None:
         if self.kind == ">":
             self.advance()
@@ -451,6 +460,7 @@ class _Translator:
 
     def statement(self) -> None:
         k = self.kind
+        line = self.toks.line(self.starts[self.i])
         if k == ";":
             self.advance()
         elif k == "if":
@@ -465,17 +475,17 @@ class _Translator:
                 self.scoped_block()
             if self.accept("else"):
                 self.scoped_block()
-            self.expect("end")
+            self.close("end", "if", line)
         elif k == "while":
             self.advance()
             self.expr()
             self.expect("do")
             self.scoped_block()
-            self.expect("end")
+            self.close("end", "while", line)
         elif k == "do":
             self.advance()
             self.scoped_block()
-            self.expect("end")
+            self.close("end", "do", line)
         elif k == "for":
             self.advance()
             names = [self.name()]
@@ -492,12 +502,12 @@ class _Translator:
                 self.exprlist()
             self.expect("do")
             self.scoped_block(dict.fromkeys(names))
-            self.expect("end")
+            self.close("end", "for", line)
         elif k == "repeat":
             self.advance()
             self.open_scope()
             self.block()
-            self.expect("until")
+            self.close("until", "repeat", line)
             self.expr()  # sees the block's locals
             self.close_scope()
         elif k == "function":
@@ -570,6 +580,7 @@ class _Translator:
             self.declare(n, a)
 
     def funcbody(self, method: bool) -> None:
+        line = self.toks.line(self.last_end)
         generics: dict[str, Any] = {}
         if self.kind == "<":
             start = self.starts[self.i]
@@ -607,7 +618,7 @@ class _Translator:
         params.pop("...", None)
         self.scopes[-1].names.update(params)
         self.block()
-        self.expect("end")
+        self.close("end", "function", line)
         self.close_scope()
 
     def param_annotation(self) -> Any:
