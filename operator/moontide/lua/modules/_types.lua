@@ -304,6 +304,10 @@ function CHECK.union(d, x, p, seen)
     if best == nil or #tail > #best then best, bm, be, bg = tail, m, e, g end
   end
   if best == "" then
+    -- a member whose type the value has, failing a validator: that member's message
+    for i = 1, #failures do
+      if failures[i][3] == nil then return failures[i][1], "" end
+    end
     -- wrong at the top: what the union expects, and the value itself if every member showed it
     local g = failures[1][4]
     for i = 2, #failures do if failures[i][4] ~= g then g = nil break end end
