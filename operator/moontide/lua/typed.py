@@ -54,16 +54,14 @@ BUILTIN_TYPES = frozenset(("nil", "boolean", "number", "integer", "string", "any
 VALIDATORS = {"min": "number", "max": "number", "min_len": "count", "max_len": "count", "pattern": "string"}
 
 _SCAN = re.compile(r"""
-  (?P<space>[ \t\r\f\v]+)
-| (?P<newline>\n)
-| (?P<comment>--)
+  (?P<skip>[ \t\r\f\v\n]+|--\[(?P<cl>=*)\[.*?\](?P=cl)\]|--[^\n]*)
 | (?P<name>[A-Za-z_][A-Za-z0-9_]*)
 | (?P<number>0[xX](?:[pP][+-]|[0-9a-zA-Z_.])*|(?:[0-9]|\.[0-9])(?:[eE][+-]|[0-9a-zA-Z_.])*)
-| (?P<long>\[=*\[)
-| (?P<quote>["'])
+| (?P<string>"(?:[^"\\\n]|\\z\s*|\\\r\n|\\\n\r|\\[\s\S])*"|'(?:[^'\\\n]|\\z\s*|\\\r\n|\\\n\r|\\[\s\S])*'
+             |\[(?P<sl>=*)\[.*?\](?P=sl)\])
 | (?P<sym>\.\.\.|\.\.|::|<<|>>|//|==|~=|<=|>=|->|[-+*/%^\#&~|<>=(){}\[\];:,.?!@])
-""", re.X)
-_LONG_OPEN = re.compile(r"\[=*\[")
+| (?P<bad>[\s\S])
+""", re.X | re.S)
 _NOT_NEWLINE = re.compile(r"[^\n]")
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "a": "\a", "b": "\b", "f": "\f", "v": "\v", "\\": "\\", '"': '"',
             "'": "'", "\n": "\n"}
@@ -138,62 +136,35 @@ class _Tokens:
         self.ends.append(end)
 
     def _scan(self, text: str) -> None:
-        n, i, match = len(text), 0, _SCAN.match
-        while i < n:
-            m = match(text, i)
-            if m is None:
-                raise TypeSyntaxError(self.line(i), f"unexpected symbol near '{text[i]}'", typed=False)
-            group, j = m.lastgroup, m.end()
+        kinds, starts, ends = self.kinds, self.starts, self.ends
+        for m in _SCAN.finditer(text):
+            group = m.lastgroup
+            if group == "skip" or group == "cl":
+                continue
+            if group == "bad":
+                self._bad(text, m.start())
+            start, end = m.span()
             if group == "name":
                 word = m.group()
-                self._add(word if word in KEYWORDS else "name", i, j)
+                kinds.append(word if word in KEYWORDS else "name")
             elif group == "sym":
-                self._add(m.group(), i, j)
-            elif group == "number":
-                self._add("number", i, j)
-            elif group == "quote":
-                j = self._quoted(text, i)
-                self._add("string", i, j)
-            elif group == "long":
-                j = self._long(text, i, m.end() - i - 2, "string")
-                self._add("string", i, j)
-            elif group == "comment":
-                lm = _LONG_OPEN.match(text, j)
-                if lm:
-                    j = self._long(text, j, lm.end() - j - 2, "comment")
-                else:
-                    k = text.find("\n", j)
-                    j = n if k < 0 else k
-            i = j
+                kinds.append(m.group())
+            else:  # number, string (sl: a long one)
+                kinds.append("string" if group == "sl" else group)
+            starts.append(start)
+            ends.append(end)
+        n = len(text)
         self._add("<eof>", n, n)
 
-    def _long(self, text: str, start: int, level: int, what: str) -> int:
-        close = "]" + "=" * level + "]"
-        k = text.find(close, start + level + 2)
-        if k < 0:
-            raise TypeSyntaxError(self.line(len(text)), f"unfinished long {what} near <eof>", typed=False)
-        return k + len(close)
-
-    def _quoted(self, text: str, start: int) -> int:
-        quote, i, n = text[start], start + 1, len(text)
-        while i < n:
-            c = text[i]
-            if c == quote:
-                return i + 1
-            if c == "\n":
-                break
-            if c == "\\":
-                i += 1
-                if text.startswith(("\r\n", "\n\r"), i):
-                    i += 2
-                    continue
-                if text.startswith("z", i):
-                    i += 1
-                    while i < n and text[i] in " \t\r\n\f\v":
-                        i += 1
-                    continue
-            i += 1
-        raise TypeSyntaxError(self.line(i), f"unfinished string near '{text[start:i]}'", typed=False)
+    def _bad(self, text: str, i: int) -> None:
+        c = text[i]
+        if c in "\"'":
+            end = text.find("\n", i)
+            shown = text[i:end if end >= 0 else len(text)]
+            raise TypeSyntaxError(self.line(i), f"unfinished string near '{shown}'", typed=False)
+        if text.startswith("--[", i) or c == "[":
+            raise TypeSyntaxError(self.line(len(text)), "unfinished long string or comment near <eof>", typed=False)
+        raise TypeSyntaxError(self.line(i), f"unexpected symbol near '{c}'", typed=False)
 
 
 def _lua_string_value(raw: str) -> str:
@@ -410,6 +381,8 @@ class _Translator:
 
     # -- the whole source --------------------------------------------------------------------
     def run(self) -> str:
+        if not self.maybe_typed():
+            return self.text
         self.block()
         if self.kind != "<eof>":
             raise self.error("'<eof>' expected")
@@ -419,6 +392,33 @@ class _Translator:
         if self.uses_runtime:
             self.insert(0, _PROLOGUE)
         return _apply(self.text, self.edits, 0, len(self.text))
+
+    def maybe_typed(self) -> bool:
+        """Whether a token could be typed syntax: plain Lua, most sources, needs no parse."""
+        kinds, starts, ends, text = self.kinds, self.starts, self.ends, self.text
+        last = len(kinds) - 1
+        for j, k in enumerate(kinds):
+            if k in ("?", "!", "@", "->"):
+                return True
+            if k == ":":  # a method call, or an annotation
+                if not (kinds[min(j + 1, last)] == "name" and kinds[min(j + 2, last)] in ("(", "string", "{")):
+                    return True
+                if text[starts[j + 1]:ends[j + 1]] in ("fun", "readonly", "interface"):  # fun(...): R, readonly {T}
+                    return True
+            elif k == "::":  # a label, or a cast
+                if not (kinds[min(j + 1, last)] == "name" and kinds[min(j + 2, last)] == "::"):
+                    return True
+            elif k == "name" and ends[j] - starts[j] in (2, 4, 9):
+                w = text[starts[j]:ends[j]]
+                if w == "as" or (w in ("type", "interface") and kinds[min(j + 1, last)] == "name"):
+                    return True
+            elif k == "<":  # generic parameters: function f<T>(
+                b = j - 1
+                while b > 0 and kinds[b] in ("name", ".", ":"):
+                    b -= 1
+                if kinds[b] == "function":
+                    return True
+        return False
 
     # -- scopes ----------------------------------------------------------------------------
     def open_scope(self, names: dict[str, Any] | None = None, generics: dict[str, Any] | None = None) -> None:
