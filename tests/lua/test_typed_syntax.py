@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from lua_helpers import code_of, make_runtime
+from lua_helpers import code_of, make_runtime, run_python
 from moontide import errors
 from moontide.entries import load_app
 from moontide.lua import Failed, LuaCode, check_syntax, instantiate, typed
@@ -155,6 +155,13 @@ def test_the_translation_is_deterministic_cached_and_the_digest_is_the_users_sou
     code = code_of(src)
     assert code.to_dict()["source"] == src  # code pinning names what the user wrote
     assert LuaCode.from_dict(code.to_dict()).digest == code.digest
+
+
+def test_the_translation_is_the_same_in_every_process() -> None:
+    src = "type A = {b: B?, c: C?}\ntype C = {x: number}\ntype B = {a: A?}\nlocal v: number @min(1) = 2\n"
+    code = f"from moontide.lua import typed; print(typed.translate({src!r}))"
+    outs = {run_python(code, env={"PYTHONHASHSEED": str(seed)}) for seed in (1, 2, 3)}
+    assert outs == {typed.translate(src) + "\n"}
 
 
 def test_a_type_referring_to_a_later_one_and_to_itself_is_declared_before_it() -> None:

@@ -73,6 +73,7 @@ type Scores = {[string]: number @min(0)}
     ("Person({name = 'x'})", "Person.age: expected number, got nil"),
     ("Scores({a = 1, b = -2})", "Scores.b: must be >= 0, got -2"),
     ("Scores({[1] = 2})", "Scores: key 1: expected string, got number"),
+    ("Scores({z = -1, m = 1, a = -2, b = -3})", "Scores.a: must be >= 0, got -2"),  # the first bad key in key order
     ("Node({value = 1, next = {value = 2, next = {value = 'x'}}})", "Node.next.next.value: expected number, got string"),
     ("Result({ok = true, value = 1})", None),
     ("integer(1.5)", "value: expected integer, got number 1.5"),
