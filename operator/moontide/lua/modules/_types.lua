@@ -160,6 +160,7 @@ local regex_match
 local IDENT = "^[%a_][%w_]*$"
 local function key_path(k)
   if type(k) == "string" then
+    if #k > 40 then return "[" .. sformat("%q", k:sub(1, 37)) .. "...]" end
     if sfind(k, IDENT) then return "." .. k end
     return "[" .. sformat("%q", k) .. "]"
   end
