@@ -223,7 +223,7 @@ local function validators(vals, x)
     elseif name == "pattern" then
       if type(x) ~= "string" then return "@pattern needs a string, got " .. got(x) end
       if not regex_match(v[3], x) then
-        return "must match the pattern " .. sformat("%q", arg) .. ", got " .. got_value(x)
+        return "must match /" .. arg .. "/, got " .. got_value(x)
       end
     end
   end
