@@ -55,10 +55,10 @@ REPO = HERE.parent
 README = HERE / "README.md"
 
 VARIANTS = ("lua", "native", "native-sandboxed")
-#: Not run unless asked for (``--variants``): the native workflow with async activities.
-EXTRA_VARIANTS = ("native-async",)
+#: Not run unless asked for (``--variants``): the native workflow with async activities, the Lua one in typed Lua.
+EXTRA_VARIANTS = ("native-async", "lua-typed")
 LABELS = {"lua": "Lua (Moontide)", "native": "native Python, unsandboxed", "native-sandboxed": "native Python, sandboxed",
-          "native-async": "native Python, unsandboxed, async activities"}
+          "native-async": "native Python, unsandboxed, async activities", "lua-typed": "Lua (Moontide), typed Lua"}
 
 # -- the Temporal dev server ---------------------------------------------------------------
 
@@ -110,6 +110,24 @@ LUA_WORKFLOWS = {
     """),
 }
 LUA_FUNCTIONS = {"step": ("[]", "return function(x) return x + 1 end")}
+
+#: two_calls in Wippy's typed Lua: annotations, `!` and `::` only, which the
+#: translator erases (variant lua-typed; the workflow type of TYPED).
+LUA_WORKFLOWS["two_calls_typed"] = ("[funcs]", """
+    return function(n: integer): integer
+      local a: integer?, err: error? = funcs.call("app:step_typed", n)
+      if err then error(err) end
+      local b: integer?, err2: error? = funcs.call("app:step_typed", a!)
+      if err2 then error(err2) end
+      return b :: integer
+    end
+""")
+LUA_FUNCTIONS["step_typed"] = ("[]", "return function(x: integer): integer return x + 1 end")
+TYPED = {"two_calls": "app:two_calls_typed"}
+
+
+def is_lua(variant: str) -> bool:
+    return variant in ("lua", "lua-typed")
 
 #: Workflow types by benchmark: (Lua type, native type)
 TYPES = {"two_calls": ("app:two_calls", "NativeTwoCalls"), "parked": ("app:parked", "NativeParked"),
@@ -233,7 +251,7 @@ def _collect(variant: str) -> dict[str, Any]:
     import gc
 
     info: dict[str, Any] = {"python_objects_freed": gc.collect()}
-    if variant == "lua":
+    if is_lua(variant):
         runtimes, used, live = 0, 0, 0
         for shards in _all_shards():
             for rt, count in list(shards._live.items()):
@@ -303,7 +321,7 @@ async def _serve(args: Any) -> None:
                 print(json.dumps({"error": f"unknown command {cmd!r}"}), flush=True)
 
     threading.Thread(target=read_stdin, daemon=True).start()
-    if args.variant == "lua":
+    if is_lua(args.variant):
         from moontide.runtime import AppRuntime
 
         async with AppRuntime(args.app, temporal=args.address, serve=True):

@@ -92,7 +92,8 @@ local function roots(M)
   local r = { _G, string, table, math, os, utf8, coroutine, getmetatable(""), getmetatable(_G) }
   for _, name in ipairs({ "assert", "error", "ipairs", "next", "pairs", "pcall", "xpcall", "rawequal", "rawget",
       "rawlen", "rawset", "select", "setmetatable", "getmetatable", "tonumber", "tostring", "type", "load", "require",
-      "print", "_VERSION" }) do
+      "print", "_VERSION", "typeof", "integer", "number", "boolean", "Number", "Integer", "String", "Boolean", "Any",
+      "Unknown", "Never", "__moontide_types" }) do
     local ok, v = pcall(function() return _G[name] end)
     if ok then r[#r + 1] = v end
   end
@@ -107,7 +108,9 @@ local function roots(M)
   if M.time then add(function() return time.unix(0) end) add(function() return time.unix(0):add("1s") end) end
   if M.channel then add(function() return channel.new(1) end)
     add(function() return channel.new(1):case_receive() end) end
+  add(function() return __moontide_types.def("Pt", function() return __moontide_types.record({}) end) end)
   if M.process then add(function() return process.inbox() end) add(function() return process.events() end)
+    add(function() return process.Message end)
     add(function() return process.with_options({}) end) add(function() return process.event end)
     add(function() return process.registry end) end
   if M.funcs then add(function() return funcs.new() end) add(function() return funcs.new():with_options({}) end) end

@@ -579,13 +579,14 @@ end
 
 -- One runtime serves many executions: what they share is read-only.
 local readonly_names = setmetatable({}, { __mode = "k" })
-local function readonly(t, name)
+local function readonly(t, name, call)
   local proxy = setmetatable({}, {
     __index = t,
     __newindex = function(_, k) error("attempt to change " .. name .. "." .. tostring(k) .. " (read-only)", 2) end,
     -- the iteration state is the view itself: the table behind it never leaves
     __pairs = function(view) return function(_, k) return ordered_next(t, k) end, view, nil end,
     __len = function() return #t end,
+    __call = call,   -- string(x): the string library is also the string type's cast (typed Lua)
     __metatable = false,
   })
   readonly_names[proxy] = name
@@ -1209,17 +1210,41 @@ end
 -- What compiling costs, in source bytes per instruction of the budget.
 local LOAD_BYTES_PER_INSTRUCTION = 4
 
+---------------------------------------------------------------------------
+-- Typed Lua (Wippy's gradual types): types as runtime values. typed.py
+-- erases annotations before Lua compiles; `type` statements, checked locals
+-- and typeof become calls to __moontide_types. _types.lua builds the values:
+-- read-only proxies, the built-in ones shared by every execution.
+---------------------------------------------------------------------------
+local types_rt
+do
+  local ok, src = host("module.source", "_types")
+  assert(ok, src)
+  types_rt = assert(load(src, "=_types", "t", {}))({
+    type = type, next = next, ordered_next = ordered_next, rawget = rawget, rawequal = rawequal,
+    select = select, error = error, pcall = pcall, tostring = tostring, unpack = unpack,
+    setmetatable = setmetatable, getmetatable = getmetatable_raw,
+    math_type = math.type, tointeger = math.tointeger,
+    sformat = sfmt, sbyte = sbyte, sfind = c_find, concat = concat, sort = sort, ulen = utf8.len,
+    charge = charge, new_error = new_error, is_error = module_api.is_error,
+    protect = function(proxy, name) readonly_names[proxy] = name end,
+  })
+end
+module_api.types = types_rt.runtime
+
 local function base_env()
   local env = {
     assert = assert, error = error, ipairs = ipairs, next = ordered_next, pairs = ordered_pairs,
     pcall = safe_pcall, xpcall = safe_xpcall, rawequal = rawequal, rawget = rawget, rawlen = rawlen, rawset = safe_rawset,
     select = select, setmetatable = safe_setmetatable, getmetatable = safe_getmetatable,
     tonumber = safe_tonumber, tostring = safe_tostring, type = type,
-    string = readonly(safe_string, "string"), table = readonly(safe_table, "table"),
+    string = readonly(safe_string, "string", types_rt.string_call), table = readonly(safe_table, "table"),
     utf8 = readonly(safe_utf8, "utf8"), coroutine = readonly(user_coroutine, "coroutine"),
     math = readonly(safe_math, "math"), os = readonly(safe_os, "os"),
     _VERSION = _VERSION,
   }
+  for name, value in next, types_rt.globals do env[name] = value end   -- typeof, integer(x), Number ...
+  env.__moontide_types = readonly(types_rt.runtime, "__moontide_types")
   -- No _G here: with the execution's own _G set to nil, `_G` would be looked
   -- up in this table, shared by every execution of the runtime.
   return env

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 import lupa.lua54 as lupa
 
 from .. import errors, values
+from . import typed
 
 __all__ = ["Done", "Failed", "Host", "Runtime", "Shards", "Step", "Thread", "Yield", "check_syntax"]
 
@@ -371,11 +372,27 @@ class Runtime:
 
     def compile(self, source: str, chunkname: str) -> Any:
         """Compile a chunk into a factory (``factory(env)`` runs it); raises errors.LuaError on a syntax error."""
-        self.make_room(source, chunkname)
-        out = self._compile(source, chunkname)
+        out = self._compile_typed(source, chunkname)
         if isinstance(out, tuple):  # nil, message
             raise errors.LuaError(str(out[1]), kind="Invalid")
         return out
+
+    # -- typed Lua: every source is translated (typed.py) before Lua compiles it
+    def _compile_typed(self, source: str, chunkname: str) -> Any:
+        """A factory, or (None, "chunkname:line: message")."""
+        try:
+            lua = typed.translate(source)
+        except typed.TypeSyntaxError as e:
+            # Plain Lua the translator cannot follow still runs; when Lua
+            # refuses it too, the error found first is the one reported.
+            self.make_room(source, chunkname)
+            out = self._compile(source, chunkname)
+            lua_line = _error_line(str(out[1]), chunkname) if isinstance(out, tuple) else 0
+            if not isinstance(out, tuple) or lua_line > e.line or (lua_line == e.line and not e.typed):
+                return out
+            return None, f"{chunkname}:{e.line}: {e.message}"
+        self.make_room(lua, chunkname)
+        return self._compile(lua, chunkname)
 
     def start(self, fn: Any, host: Host | None, *args: Any) -> Thread:
         """A new thread that will call ``fn(*args)`` on its first step."""
@@ -537,7 +554,7 @@ def _clean_traceback(tb: Any) -> str:
     """Keep the user's frames: drop C frames and the sandbox's own plumbing."""
     lines = str(tb or "").splitlines()
     keep = [ln for ln in lines if ln.strip() and "[C]" not in ln and "<python>" not in ln and "in hook" not in ln
-            and not ln.strip().startswith(("_patterns:", "(...tail calls...)"))]
+            and not ln.strip().startswith(("_patterns:", "_types:", "(...tail calls...)"))]
     return "\n".join(keep)
 
 
@@ -546,8 +563,7 @@ def check_syntax(source: str, chunkname: str) -> tuple[int, str] | None:
     rt = _checker()
     with rt.lock:
         try:
-            rt.make_room(source, chunkname)
-            out = rt._compile(source, chunkname)
+            out = rt._compile_typed(source, chunkname)
         except lupa.LuaMemoryError:
             out = None, "not enough memory"
     if not isinstance(out, tuple):
@@ -557,12 +573,20 @@ def check_syntax(source: str, chunkname: str) -> tuple[int, str] | None:
         size = len(source.encode("utf-8", "surrogatepass"))
         return 0, (f"the source ({size / 1e6:.1f} MB) is too big to compile within the Lua memory cap of "
                    f"{rt.memory_limit >> 20} MiB")
-    prefix = chunkname + ":"
-    if text.startswith(prefix):
-        line, _, rest = text[len(prefix):].partition(":")
-        if line.isdigit():
-            return int(line), rest.strip()
+    line = _error_line(text, chunkname)
+    if line:
+        return line, text[len(chunkname) + 1:].partition(":")[2].strip()
     return 0, text
+
+
+def _error_line(message: str, chunkname: str) -> int:
+    """The line a compile error names ("chunkname:12: ..."), or 0."""
+    prefix = chunkname + ":"
+    if message.startswith(prefix):
+        line = message[len(prefix):].partition(":")[0]
+        if line.isdigit():
+            return int(line)
+    return 0
 
 
 _checker_rt: list[Runtime] = []

@@ -31,4 +31,7 @@ function errors.wrap(err, context)
   return new_error(err.kind, context .. ": " .. err.message, err.retryable, err.details)
 end
 
+-- Wippy's type for error objects (typed Lua: `errors.Error`, the same as `error`).
+errors.Error = api.types.named("errors.Error", api.types.error)
+
 return errors

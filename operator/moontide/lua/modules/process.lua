@@ -33,6 +33,14 @@ local function message(raw)
   return setmetatable({ _topic = raw.topic, _from = raw.from, _payload = raw.payload }, Message)
 end
 
+-- Wippy's types for what process hands out (typed Lua: `type Message = process.Message`).
+local types = api.types
+process.Message = types.opaque("process.Message", "interface", function(v) return api.getmetatable(v) == Message end)
+process.Event = types.named("process.Event", types.record({
+  { "kind", types.string }, { "from", types.string },
+  { "result", types.opt(types.any), true }, { "reason", types.opt(types.string), true },
+}))
+
 function process.pid() return must("process.pid") end
 
 local Spawner = {}

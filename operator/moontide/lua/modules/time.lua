@@ -81,4 +81,7 @@ function time.after(d)
   return api.host_channel(must("timer.after", ns), function(t) return new_time(t) end)
 end
 
+-- Wippy's type for the times this module makes (typed Lua: `local t: time.Time`).
+time.Time = api.types.opaque("time.Time", "interface", function(v) return api.getmetatable(v) == Time end)
+
 return time
