@@ -181,6 +181,9 @@ class Runtime:
         self._start = self.sandbox.start
         self._to_json = self.sandbox.to_json_bounded
         self._error_parts = self.sandbox.error_parts
+        # Looked up once: a Lua table read from Python during a host call made from a
+        # coroutine comes back as (thread, value) in lupa 2.x.
+        self._new_error = self.sandbox.new_error
         # looked up once: reading a Lua table from Python inside a host call
         # returns whatever lies on the running Lua stack as well
         self._instructions_used = self.sandbox.instructions_used
@@ -359,7 +362,7 @@ class Runtime:
     def error_to_lua(self, e: errors.MoontideError) -> Any:
         details = self.to_lua(e.details)
         self.make_room(e.kind, e.message)
-        return self.sandbox.new_error(e.kind, e.message, e.retryable, details)
+        return self._new_error(e.kind, e.message, e.retryable, details)
 
     # -- code ---------------------------------------------------------------
     def new_env(self, name: str, modules: list[str] | tuple[str, ...], imports: dict[str, Any], *, seed: int) -> Any:

@@ -9,12 +9,6 @@ local process = { event = api.readonly({ EXIT = "pid.exit", CANCEL = "pid.cancel
 
 -- Messages answer msg:topic(), msg:from(), msg:payload():data(), and read as
 -- their payload: msg.approved.
-local Payload = {}
-Payload.__index = Payload
-Payload.__metatable = false
-function Payload:data() return self.value end
-Payload.__index = api.readonly(Payload, "payload")
-
 local Message = {}
 Message.__name = "message"
 Message.__metatable = false
@@ -26,7 +20,7 @@ Message.__index = function(msg, key)
 end
 function Message:topic() return rawget(self, "_topic") end
 function Message:from() return rawget(self, "_from") end
-function Message:payload() return setmetatable({ value = rawget(self, "_payload") }, Payload) end
+function Message:payload() return api.new_payload(rawget(self, "_payload")) end
 Message.__tojson = function(m) return { topic = m:topic(), from = m:from(), payload = m:payload():data() } end
 
 local function message(raw)
