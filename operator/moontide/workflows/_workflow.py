@@ -499,7 +499,7 @@ class Execution(host_mod.BaseHost):
         try:
             await workflow.wait_condition(lambda: entry[1] is not None)
         finally:
-            del self.updates[uid]
+            self.updates.pop(uid, None)
         ok, value = entry[1]
         if ok:
             return RawValue(values.json_payload(value))
@@ -521,13 +521,15 @@ class Execution(host_mod.BaseHost):
             return self._err(errors.Invalid(f"process.send to {pid}: {topic} does not fit now ({why})"))
         if topic == "ack":
             entry[0] = "accepted"
-        elif topic == "ok":
-            entry[0], entry[1] = "done", (True, payload_json)
+            return True, True
+        if topic == "ok":
+            entry[1] = (True, payload_json)
         else:
             data = json.loads(payload_json)
             default = "update rejected" if topic == "nak" else "update failed"
             message = data if isinstance(data, str) else default if data is None else payload_json
-            entry[0], entry[1] = "done", (False, ("Rejected" if topic == "nak" else "Internal", message))
+            entry[1] = (False, ("Rejected" if topic == "nak" else "Internal", message))
+        del self.updates[uid]  # answered: another answer finds no update, as in Wippy
         return True, True
 
     # -- synchronous ops (host calls) -------------------------------------
