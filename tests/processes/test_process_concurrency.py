@@ -16,57 +16,22 @@ import pytest
 
 from _procs import process_app, running, settle
 from moontide import errors
+from moontide_testing import COMMON_FUNCTIONS, WORKER_POOL
 
-FUNCTIONS = {
-    "nap": """
-        return function(d, v)
-          time.sleep(d)
-          return v
-        end
-    """,
-    "fail": """
-        return function(message)
-          return nil, errors.new{kind = "Unavailable", message = message}
-        end
-    """,
-    "slow": """
-        return function()
-          time.sleep("2s")
-          return "late"
-        end
-    """,
-}
+FUNCTIONS = {**COMMON_FUNCTIONS, "slow": """
+    return function()
+      time.sleep("2s")
+      return "late"
+    end
+"""}
 
 
 async def test_the_docs_worker_pool_in_a_process(make_app: Callable[..., Path]) -> None:
-    pool = """
-    return function(input)
-      local work_queue, results = channel.new(10), channel.new(10)
-      for w = 1, input.workers do
-        coroutine.spawn(function()
-          while true do
-            local job, ok = work_queue:receive()
-            if not ok then break end
-            time.sleep(10 * time.MILLISECOND)
-            results:send({worker = w, job = job, result = job * 2})
-          end
-        end)
-      end
-      for j = 1, input.jobs do work_queue:send(j) end
-      work_queue:close()
-      local total, workers = 0, {}
-      for _ = 1, input.jobs do
-        local r = results:receive()
-        total = total + r.result
-        workers[r.worker] = true
-      end
-      return { total = total, workers = #workers }
-    end
-    """
-    app = process_app(make_app, {"pool": pool})
+    app = process_app(make_app, {"pool": WORKER_POOL})
     async with running(app) as system:
-        assert await system.result(system.spawn("app:pool", "app:host", {"workers": 3, "jobs": 6})) == {
-            "total": 42, "workers": 3}
+        result = await system.result(system.spawn("app:pool", "app:host", {"workers": 3, "jobs": 6}))
+    assert result["total"] == 42
+    assert {r["worker"] for r in result["processed"]} == {1, 2, 3}
 
 
 async def test_coroutines_wait_side_by_side_in_a_process(make_app: Callable[..., Path]) -> None:

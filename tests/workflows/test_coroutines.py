@@ -17,48 +17,8 @@ from temporalio.api.enums.v1 import EventType
 
 from _issue3 import eventually, history, lua_state, make_flows, wait_blocking, worker_process
 from _replay import replays_in_fresh_process
-from moontide_testing import running
+from moontide_testing import WORKER_POOL, running
 from moontide.runtime import AppRuntime, WorkflowFailed
-
-# The docs' "Concurrent Work" example, as the page writes it.
-WORKER_POOL = """
-local function main(input)
-    local worker_count = input.workers or 3
-    local job_count = input.jobs or 6
-
-    local work_queue = channel.new(10)
-    local results = channel.new(10)
-
-    for w = 1, worker_count do
-        coroutine.spawn(function()
-            while true do
-                local job, ok = work_queue:receive()
-                if not ok then break end
-                time.sleep(10 * time.MILLISECOND)
-                results:send({worker = w, job = job, result = job * 2})
-            end
-        end)
-    end
-
-    for j = 1, job_count do
-        work_queue:send(j)
-    end
-    work_queue:close()
-
-    local total = 0
-    local processed = {}
-    for _ = 1, job_count do
-        local r = results:receive()
-        total = total + r.result
-        table.insert(processed, r)
-    end
-
-    return {total = total, processed = processed}
-end
-
-return main
-"""
-
 
 async def test_the_docs_worker_pool(make_app: Callable[..., Path], temporal_address: str) -> None:
     app = make_flows(make_app, {"pool": WORKER_POOL})
