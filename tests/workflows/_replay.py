@@ -15,12 +15,12 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 #: The worker and client of the test apps (moontide_testing.TEMPORAL_ENTRIES): pids are made of them.
 WORKER, CLIENT = "app:worker", "app:client"
-REPLAY_BUILD_ID = "replay-check"
 
 
 async def replays_in_fresh_process(rt: Any, pid: Any, app_dir: Path) -> str:
@@ -37,21 +37,28 @@ async def replays_in_fresh_process(rt: Any, pid: Any, app_dir: Path) -> str:
     return text
 
 
-async def _main(app_dir: str, history_file: str, workflow_id: str) -> int:
-    from temporalio.client import WorkflowHistory
+async def replay(app_dir: Path, history: Any) -> BaseException | None:
+    """Replay ``history`` with the app's workflow class here: None if the Lua made the same commands."""
     from temporalio.worker import Replayer
 
     from moontide.runtime import load
     from moontide.workflows import CodeBook, WorkflowSettings, workflow_class
 
-    history = WorkflowHistory.from_json(workflow_id, Path(history_file).read_text())
     settings = WorkflowSettings(worker_id=WORKER, client_id=CLIENT)
+    build_id = f"replay-{time.monotonic_ns()}"
     # the Replayer shows workflow code the task queue "replay-<build id>"
-    cls = workflow_class(f"replay-{REPLAY_BUILD_ID}", CodeBook(load(Path(app_dir))), settings)
-    result = await Replayer(workflows=[cls], build_id=REPLAY_BUILD_ID).replay_workflow(
-        history, raise_on_replay_failure=False)
-    if result.replay_failure is not None:
-        print(f"replay failed: {result.replay_failure!r}")
+    cls = workflow_class(f"replay-{build_id}", CodeBook(load(app_dir)), settings)
+    result = await Replayer(workflows=[cls], build_id=build_id).replay_workflow(history, raise_on_replay_failure=False)
+    return result.replay_failure
+
+
+async def _main(app_dir: str, history_file: str, workflow_id: str) -> int:
+    from temporalio.client import WorkflowHistory
+
+    history = WorkflowHistory.from_json(workflow_id, Path(history_file).read_text())
+    failure = await replay(Path(app_dir), history)
+    if failure is not None:
+        print(f"replay failed: {failure!r}")
         return 1
     print(f"replayed {len(history.events)} events")
     return 0
