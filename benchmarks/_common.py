@@ -55,10 +55,12 @@ REPO = HERE.parent
 README = HERE / "README.md"
 
 VARIANTS = ("lua", "native", "native-sandboxed")
-#: Not run unless asked for (``--variants``): the native workflow with async activities, the Lua one in typed Lua.
-EXTRA_VARIANTS = ("native-async", "lua-typed")
+#: Not run unless asked for (``--variants``): the native workflow with async activities, the Lua one in typed Lua,
+#: the Lua one on another copy of the package (``--baseline``: A/B of a change in one run).
+EXTRA_VARIANTS = ("native-async", "lua-typed", "lua-baseline")
 LABELS = {"lua": "Lua (Moontide)", "native": "native Python, unsandboxed", "native-sandboxed": "native Python, sandboxed",
-          "native-async": "native Python, unsandboxed, async activities", "lua-typed": "Lua (Moontide), typed Lua"}
+          "native-async": "native Python, unsandboxed, async activities", "lua-typed": "Lua (Moontide), typed Lua",
+          "lua-baseline": "Lua (Moontide), baseline package"}
 
 # -- the Temporal dev server ---------------------------------------------------------------
 
@@ -127,7 +129,7 @@ TYPED = {"two_calls": "app:two_calls_typed"}
 
 
 def is_lua(variant: str) -> bool:
-    return variant in ("lua", "lua-typed")
+    return variant in ("lua", "lua-typed", "lua-baseline")
 
 #: Workflow types by benchmark: (Lua type, native type)
 TYPES = {"two_calls": ("app:two_calls", "NativeTwoCalls"), "parked": ("app:parked", "NativeParked"),
