@@ -173,3 +173,25 @@ def test_in_function_code_waits_take_turns() -> None:
     """
     fns = Functions({"test:entry": code_of(source, modules=["channel", "time"])})
     assert fns.call("test:entry", []) == {"log": ["slept 30ms", "slept 10ms"], "got": [1, 2]}
+
+
+def test_futures_in_function_code() -> None:
+    # funcs.async in a function runs the call at once: the future is done when made
+    codes = {
+        "test:entry": code_of("""
+        return function()
+          local f = funcs.async("test:double", 21)
+          local payload, open = f:response():receive()
+          local bad = funcs.async("test:fail")
+          local _, err = bad:result()
+          return { complete = f:is_complete(), channel = payload:data(), open = open, result = f:result():data(),
+                   cancel = f:cancel(), failed = errors.is(err, errors.INVALID), wrapped = select(2, bad:error()) }
+        end
+        """, modules=["funcs", "errors"]),
+        "test:double": code_of("return function(x) return x * 2 end", id="test:double"),
+        "test:fail": code_of("return function() return nil, errors.new{kind = 'Invalid', message = 'no'} end",
+                             modules=["errors"], id="test:fail"),
+    }
+    assert Functions(codes).call("test:entry", []) == {
+        "complete": True, "channel": 42, "open": True, "result": 42, "cancel": False, "failed": True,
+        "wrapped": True}

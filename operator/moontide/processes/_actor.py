@@ -645,8 +645,8 @@ class Actor(ProcessOps, host_mod.FunctionHost):
             mb.ops = {}
         mb.ops[cid] = started
         handler = _BLOCKING.get(str(op))
-        if handler is None:
-            started.values = self._err(errors.MoontideError(f"{op} is not available in processes",
+        if handler is None or op in ("channel.receive", "channel.select"):  # channel waits are the select's own
+            started.values = self._err(errors.MoontideError(f"{op} is not available in processes as an operation",
                                                             kind="Unavailable", retryable=False))
             return cid
         self.detached = started
