@@ -243,7 +243,9 @@ async def test_sigkill_while_coroutines_wait_a_new_worker_process_finishes(
     flow = """
     return function()
       local results = channel.new()
-      coroutine.spawn(function() results:send(funcs.call("nap", "1500ms", "slow call")) end)
+      -- the activity dies with the first worker: a short timeout retries it soon on the second
+      local quick = funcs.new():with_options{ start_to_close_timeout = "3s", retry_policy = { initial_interval = "100ms" } }
+      coroutine.spawn(function() results:send(quick:call("nap", "1500ms", "slow call")) end)
       coroutine.spawn(function() time.sleep("1s") results:send("timer") end)
       coroutine.spawn(function() results:send(process.listen("go"):receive()) end)
       local out = {}

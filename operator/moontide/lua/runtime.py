@@ -181,12 +181,10 @@ class Runtime:
         self._start = self.sandbox.start
         self._to_json = self.sandbox.to_json_bounded
         self._error_parts = self.sandbox.error_parts
-        # Looked up once: a Lua table read from Python during a host call made from a
-        # coroutine comes back as (thread, value) in lupa 2.x.
-        self._new_error = self.sandbox.new_error
         # looked up once: reading a Lua table from Python inside a host call
         # returns whatever lies on the running Lua stack as well
         self._instructions_used = self.sandbox.instructions_used
+        self._new_error = self.sandbox.new_error  # error_to_lua runs inside host calls too
         self._collect = self.lua.globals().collectgarbage
 
     # -- stopping a step from another thread ---------------------------------

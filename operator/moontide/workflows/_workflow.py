@@ -300,11 +300,19 @@ class Execution(host_mod.BaseHost):
         await workflow.sleep(ns / 1e9)
         return True, True
 
-    async def _activity(self, fid: str, args_json: str, opts_json: str | None) -> tuple[bool, Any]:
+    def _function(self, fid: str, what: str) -> str:
+        """The full ID of a function of this app (an ID without a namespace is in the caller's), or NotFound."""
         assert self.code is not None
         full = fid if ":" in fid else f"{self.code.namespace}:{fid}"
         if full not in self.book.functions:
-            return False, errors.NotFound(f"funcs.call: no function.lua entry {full!r} in this app")
+            raise errors.NotFound(f"{what}: no function.lua entry {full!r} in this app")
+        return full
+
+    async def _activity(self, fid: str, args_json: str, opts_json: str | None) -> tuple[bool, Any]:
+        try:
+            full = self._function(fid, "funcs.call")
+        except errors.NotFound as e:
+            return False, e
         app = self.book.app
         entry = app.entries.get(full)
         local = entry is not None and app.is_local_activity(entry)
@@ -492,7 +500,8 @@ class Execution(host_mod.BaseHost):
         """An update arrives as a message on ``name`` from ``{update|<id>}``; Lua answers it there
         with ``ack`` then ``ok``/``error`` (or ``nak`` instead of ``ack``), as in Wippy."""
         info = workflow.current_update_info()
-        uid = info.id if info else str(self._next())
+        assert info is not None  # in an update handler
+        uid = info.id
         entry: list[Any] = ["pending", None]
         self.updates[uid] = entry
         self.mailbox.signal(name, args, sender=f"{UPDATE_PID_PREFIX}{uid}}}")
@@ -551,10 +560,7 @@ class Execution(host_mod.BaseHost):
         return durations.parse(text)
 
     def op_funcs_async(self, fid: str, args_json: str, opts_json: str | None) -> int:
-        assert self.code is not None
-        full = fid if ":" in fid else f"{self.code.namespace}:{fid}"
-        if full not in self.book.functions:  # nil, err from funcs.async itself, as funcs.call answers at once
-            raise errors.NotFound(f"funcs.async: no function.lua entry {full!r} in this app")
+        self._function(fid, "funcs.async")  # an unknown one: nil, err from funcs.async itself, at once
         n = self._next()
         self.mailbox.futures[f"future:{n}"] = asyncio.ensure_future(self._activity(fid, args_json, opts_json))
         return n
