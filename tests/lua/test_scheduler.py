@@ -195,3 +195,12 @@ def test_futures_in_function_code() -> None:
     assert Functions(codes).call("test:entry", []) == {
         "complete": True, "channel": 42, "open": True, "result": 42, "cancel": False, "failed": True,
         "wrapped": True}
+
+
+def test_spawning_without_end_fails_the_step() -> None:
+    # each spawn is a coroutine: past the budget or the memory cap the step fails, uncatchably
+    step = run_lua("""
+        local ok = pcall(function() while true do coroutine.spawn(function() end) end end)
+        return ok
+    """, modules=["channel"])
+    assert isinstance(step, Failed) and isinstance(step.error, errors.BudgetExceeded), step
