@@ -8,6 +8,7 @@ Written from wippyai/docs en/lua/core/process.md ("Spawner with Options", "Spawn
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Callable
 
@@ -147,3 +148,31 @@ async def test_upgrade_keeps_the_pid_and_the_inbox(make_app: Callable[..., Path]
         await system.send(pid, "after", None)
         out = await system.result(pid)
     assert out == {"state": {"seen": "x", "version": 1}, "next": "after", "pid": pid, "bad": True}
+
+
+async def test_a_process_starts_a_named_workflow_by_its_task_queue_with_a_startup_message(
+        make_app: Callable[..., Path], temporal_address: str, task_queue: str) -> None:
+    from moontide.runtime import AppRuntime
+
+    greeter = """
+    return function(input)
+      local msg = process.inbox():receive()
+      return { name = input.name, topic = msg:topic(), data = msg:payload():data(), from = msg:from() }
+    end
+    """
+    caller = """
+    return function(queue, name)
+      local spawner = process.with_options({}):with_name(name):with_message("hello", {text = "hi"})
+      local wf = assert(spawner:spawn_monitored("greeter", queue, { name = "ada" }))
+      local again = assert(spawner:spawn("greeter", queue, { name = "bob" }))  -- the running one
+      local ev = process.events():receive()
+      return { same = wf == again, result = ev.result.value, me = process.pid() }
+    end
+    """
+    app = process_app(make_app, {"caller": caller}, workflows={"greeter": greeter})
+    name = f"greeter-{uuid.uuid4().hex[:8]}"
+    async with AppRuntime(app, temporal=temporal_address, serve=True) as rt:
+        out = await rt.processes.result(rt.processes.spawn("app:caller", "app:host", task_queue, name))
+    assert out["same"] is True
+    # the second spawn answered the running workflow, and its message reached it after the first
+    assert out["result"] == {"name": "ada", "topic": "hello", "data": {"text": "hi"}, "from": out["me"]}
