@@ -29,7 +29,7 @@ local function main()
       if user then
         if ev.kind == process.event.LINK_DOWN then
           logger.warn("session crashed; it starts afresh on the next message",
-            { user = user, error = ev.result.error.message })
+            { user = user, error = ev.result.error:message() })
         end
         by_user[user], by_pid[ev.from] = nil, nil
       end

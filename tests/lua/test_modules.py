@@ -34,7 +34,7 @@ def test_json_decode_errors() -> None:
     got = done(run_lua("""
         local v, e = json.decode('{"a": ')
         local v2, e2 = json.decode(42)
-        return v, e.kind, e.message, v2, e2.kind, e2.message
+        return v, e:kind(), e:message(), v2, e2:kind(), e2:message()
     """, modules=["json"]))
     assert got[:2] == (None, "Invalid")
     assert got[2].startswith("json.decode: not JSON: Expecting value: line 1 column 7")
@@ -53,7 +53,7 @@ def test_base64_round_trip() -> None:
 
 
 def test_base64_decode_invalid() -> None:
-    got = done(run_lua("local v, e = base64.decode('not base64!') return v, e.kind, e.message", modules=["base64"]))
+    got = done(run_lua("local v, e = base64.decode('not base64!') return v, e:kind(), e:message()", modules=["base64"]))
     assert got[:2] == (None, "Invalid")
     assert got[2].startswith("base64.decode:")
 
@@ -107,7 +107,7 @@ def test_hash_known_vectors() -> None:
 
 
 def test_hash_of_non_string() -> None:
-    got = done(run_lua("local v, e = hash.sha256({}) return v, e.kind, e.message", modules=["hash"]))
+    got = done(run_lua("local v, e = hash.sha256({}) return v, e:kind(), e:message()", modules=["hash"]))
     assert got[:2] == (None, "Invalid")
     assert got[2].startswith("hash.sha256: expected a string, got ")  # (the Python type name follows)
 
@@ -120,13 +120,25 @@ def test_errors_new_is_wrap() -> None:
         local e = errors.new{kind = errors.NOT_FOUND, message = "no order 7", retryable = true, details = {id = 7}}
         local w = errors.wrap(e, "loading")
         local plain = errors.new("oops")
-        return e.kind, e.message, e.retryable, e.details.id, tostring(e), errors.is(e, "NotFound"),
-               errors.is(e, "Invalid"), errors.is("NotFound", "NotFound"), e:kind_is("NotFound"),
-               w.kind, w.message, w.retryable, plain.kind, plain.retryable,
-               errors.wrap("raw", "ctx").message
+        return e:kind(), e:message(), e:retryable(), e:details().id, tostring(e), errors.is(e, "NotFound"),
+               errors.is(e, "Invalid"), errors.is("NotFound", "NotFound"), e:kind() == errors.NOT_FOUND,
+               w:kind(), w:message(), w:retryable(), w:details().id, plain:kind(), plain:retryable(),
+               errors.wrap("raw", "ctx"):message(), plain:kind() == errors.UNKNOWN
     """, modules=["errors"]))
     assert got == ("NotFound", "no order 7", True, 7, "no order 7", True, False, False, True,
-                   "NotFound", "loading: no order 7", True, "Internal", False, "ctx: raw")
+                   "NotFound", "loading: no order 7", True, 7, "Unknown", False, "ctx: raw", True)
+
+
+def test_an_error_knows_where_it_was_made() -> None:
+    got = done(run_lua("""
+        local function make() local e = errors.new("here") return e end
+        local e = make()
+        local stack = errors.call_stack(e)
+        return e:stack(), stack.frames[1].source, stack.frames[1].line, stack.frames[1].name,
+               errors.call_stack("not an error")
+    """, modules=["errors"]))
+    assert got[0].startswith("stack traceback:\n\ttest.lua:2: in ")
+    assert got[1:] == ("test.lua", 2, "make", None)
 
 
 def test_errors_constants() -> None:
@@ -136,8 +148,8 @@ def test_errors_constants() -> None:
 
 
 @pytest.mark.parametrize("arg, message", [
-    ("42", "errors.new: expected a message string or {kind=, message=}"),
-    ("{kind = 'X'}", "errors.new: expected a message string or {kind=, message=}"),
+    ("42", "errors.new: expected a message string or a table with a message"),
+    ("{kind = 'X'}", "errors.new: expected a message string or a table with a message"),
     ("{kind = {}, message = 'm'}", "errors.new: kind must be a string like errors.NOT_FOUND, got table"),
 ])
 def test_errors_new_bad_arguments(arg: str, message: str) -> None:
@@ -165,7 +177,7 @@ def test_time_constants_and_durations() -> None:
     ("{}", "time.parse_duration: expected a duration like '1h30m' or nanoseconds, got table"),
 ])
 def test_invalid_duration(arg: str, text: str) -> None:
-    got = done(run_lua(f"local d, e = time.parse_duration({arg}) return d, e.kind, e.message", modules=["time"]))
+    got = done(run_lua(f"local d, e = time.parse_duration({arg}) return d, e:kind(), e:message()", modules=["time"]))
     assert got[:2] == (None, "Invalid")
     assert got[2].startswith(text), got[2]
 
@@ -205,7 +217,7 @@ def test_time_sleep_yields_to_host() -> None:
     assert (step.op, step.args) == ("sleep", (250_000_000,))
     assert thread.step(True, True).values == (True, None)
     # a bad duration answers nil, err without yielding
-    got = done(run_lua("local ok, e = time.sleep('x') return ok, e.kind", modules=["time"]))
+    got = done(run_lua("local ok, e = time.sleep('x') return ok, e:kind()", modules=["time"]))
     assert got == (None, "Invalid")
 
 

@@ -35,7 +35,7 @@ def test_json_encode_up_to_the_limit_and_an_invalid_error_past_it() -> None:
       local d = ...
       local at = json.encode(nest(d))
       local past, err = json.encode({ order = { lines = nest(d - 1) } })
-      return #at, past, err.kind, err.message
+      return #at, past, err:kind(), err:message()
     """, MAX_DEPTH, modules=["json"]))
     assert out[0] == 2 * MAX_DEPTH
     assert out[1] is None and out[2] == "Invalid"
@@ -52,7 +52,7 @@ def test_json_decode_up_to_the_limit_and_an_invalid_error_past_it() -> None:
       local huge, err2 = json.decode(string.rep("[", 10000) .. string.rep("]", 10000))
       local depth, t = 0, at
       while type(t) == "table" do depth = depth + 1 t = t[1] end
-      return depth, past, err.kind, err.message, huge, err2.kind, err2.message
+      return depth, past, err:kind(), err:message(), huge, err2:kind(), err2:message()
     """, MAX_DEPTH, modules=["json"]))
     assert out[0] == MAX_DEPTH
     assert out[1] is None and out[2] == "Invalid" and TOO_DEEP in out[3]
@@ -64,7 +64,7 @@ def test_json_decode_of_a_lone_surrogate_is_invalid_naming_the_path() -> None:
     out = done(run_lua(r"""
       local v, err = json.decode('{"a": [1, "ok", "\\ud800"]}')
       local pair = json.decode('"\\ud83d\\ude00"')
-      return v, err.kind, err.message, pair
+      return v, err:kind(), err:message(), pair
     """, modules=["json"]))
     assert out[0] is None and out[1] == "Invalid"
     assert out[2] == "json.decode.a[3]: string holds a lone surrogate \\ud800, which is not text (UTF-8 cannot encode it)"
@@ -85,7 +85,7 @@ def test_a_result_past_the_limit_is_invalid_not_a_recursion_error(depth: int) ->
 def test_arguments_past_the_limit_fail_at_the_call_site() -> None:
     out = done(run_lua(NEST + """
       local v, err = process.send("{host|r.1}", "t", { batch = nest(...) })
-      return v, err.kind, err.message
+      return v, err:kind(), err:message()
     """, MAX_DEPTH, modules=["process", "json"]))
     assert out[0] is None and out[1] == "Invalid"  # before anything reached the host
     assert out[2].startswith("payload.batch[1][1]") and TOO_DEEP in out[2]

@@ -103,7 +103,7 @@ def test_top_level_nan_and_inf() -> None:
 
 
 def test_json_encode_reports_invalid_at_call_site() -> None:
-    got = done(run_lua("local s, e = json.encode({f = print}) return s, e.kind, e.message, tostring(e)",
+    got = done(run_lua("local s, e = json.encode({f = print}) return s, e:kind(), e:message(), tostring(e)",
                        modules=["json"]))
     assert got == (None, "Invalid", "value.f: function values cannot cross to JSON",
                    "value.f: function values cannot cross to JSON")
@@ -265,7 +265,7 @@ def test_encode_inside_tojson_and_after_a_failed_encode() -> None:
         local bad, err = json.encode({f = print})
         local bomb = setmetatable({}, {__tojson = function() error("boom") end})
         local bad2, err2 = json.encode({deep = {bomb}})
-        return first, err.message, err2.message, json.encode({ok = {true, "s"}})
+        return first, err:message(), err2:message(), json.encode({ok = {true, "s"}})
     """, modules=["json"]))
     assert got[0] == '{"x":{"nested":"{\\"a\\":[1,2]}"},"y":"after"}'
     assert got[1] == "value.f: function values cannot cross to JSON"

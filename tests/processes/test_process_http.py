@@ -107,7 +107,7 @@ async def test_http_answers_errors_and_functions_keep_their_synchronous_http(
       local _, refused = http.get("http://127.0.0.1:1/")
       local _, bad = http.get(url, { colour = "red" })
       local via_function = funcs.call("fetch", url .. "/fn")
-      return { missing = missing.status_code, refused = refused.kind, bad = bad.kind .. ": " .. bad.message,
+      return { missing = missing.status_code, refused = refused:kind(), bad = bad:kind() .. ": " .. bad:message(),
                via_function = via_function }
     end
     """

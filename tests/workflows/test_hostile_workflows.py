@@ -143,7 +143,7 @@ async def test_a_function_past_its_timeout_is_stopped_and_its_worker_goes_on(
         return function()
           local once = funcs.new():with_options{ start_to_close_timeout = "2s", retry_policy = { maximum_attempts = 1 } }
           local _, err = once:call("app:spin")
-          return { kind = err and err.kind, echo = funcs.call("app:echo", "still serving") }
+          return { kind = err and err:kind(), echo = funcs.call("app:echo", "still serving") }
         end
     """)
     rt = AppRuntime(app, temporal=temporal_address)

@@ -114,7 +114,7 @@ async def test_spawn_options_inside_a_workflow(make_app: Callable[..., Path], te
       local ev = process.events():receive()
       local _, bad = process.with_options{ id_conflict_policy = "use_existing" }:spawn("flow", "worker")
       local _, unknown = process.with_options{ colour = "red" }:spawn("flow", "worker")
-      return { pid = pid, exit = ev.result.value, bad = bad.kind, unknown = unknown.kind }
+      return { pid = pid, exit = ev.result.value, bad = bad:kind(), unknown = unknown:kind() }
     end
     """
     app = make_flows(make_app, {"parent": parent, "flow": FLOW})

@@ -158,14 +158,14 @@ class CallFunction:
 
 PARENT = """
 return function(queue, case)
-  local function shown(v, err) return err and { kind = err.kind, message = err.message } or { value = v } end
+  local function shown(v, err) return err and { kind = err:kind(), message = err:message() } or { value = v } end
   local out = {}
   out.activity = shown(funcs.new():with_options{task_queue = queue}:call("echo", case))
   out.exec = shown(process.exec("child", "foreign", case))
   process.spawn("child", "foreign", case)
   local ev = process.events():receive()
-  out.spawn = { kind = ev.kind, error = ev.result.error and ev.result.error.kind,
-                message = ev.result.error and ev.result.error.message }
+  out.spawn = { kind = ev.kind, error = ev.result.error and ev.result.error:kind(),
+                message = ev.result.error and ev.result.error:message() }
   return out
 end
 """
@@ -228,7 +228,7 @@ return function(v)
   local _, far_err = funcs.call("echo", far)                 -- past Python's own recursion limit
   local _, res_err = funcs.call("deeper", again)
   local _, enc_err = json.encode({ again })
-  local function shown(e) return e.kind .. " " .. e.message end
+  local function shown(e) return e:kind() .. " " .. e:message() end
   return {
     depths = { depth(v), depth(back), depth(child), depth(again) },
     errors = { shown(arg_err), shown(far_err), shown(res_err), shown(enc_err) },

@@ -336,7 +336,7 @@ class Runtime:
         self.make_room(path)
         out = self._to_json(value, path, self.instruction_budget)
         if isinstance(out, tuple):  # nil, err
-            raise errors.Invalid(out[1]["message"])
+            raise errors.Invalid(self.error_from_lua(out[1]).message)
         return json.loads(out)
 
     def error_from_lua(self, err: Any) -> errors.MoontideError:

@@ -15,7 +15,7 @@ its inline calls took over ``INLINE_SLOW`` of CPU ``INLINE_STRIKES`` times).
 Log lines of an inline attempt are held and written when it ends, so a
 restart never repeats them.
 
-A function that returns ``nil, err`` fails the activity with ``err.kind`` as
+A function that returns ``nil, err`` fails the activity with ``err:kind()`` as
 the error type (retryable only when ``err.retryable``); one that raises fails
 it retryably (a bug or a transient fault); an unknown function ID fails it at
 once as NotFound, never retrying.

@@ -50,7 +50,7 @@ local function check_id(id, what)
   end
 end
 
---- executor:call(id, ...): value, or nil, err (err.kind, err.message, err.retryable).
+--- executor:call(id, ...): value, or nil, err (err:kind(), err:message(), err:retryable()).
 function Executor:call(id, ...)
   local bad = check_id(id, "funcs.call")
   if bad then return nil, bad end

@@ -115,7 +115,16 @@ function process.monitor(pid) return api.result(sys("process.monitor", pid)) end
 function process.demonitor(pid) return api.result(sys("process.demonitor", pid)) end
 
 local inbox = api.host_channel("inbox", message, "process.inbox")
-local events = api.host_channel("events", nil, "process.events")
+-- An event's result.error arrives as data: make it an error object.
+local function event(raw)
+  local result = raw.result
+  local e = type(result) == "table" and rawget(result, "error")
+  if type(e) == "table" and not api.is_error(e) and type(e.kind) == "string" then
+    result.error = new_error(e.kind, e.message, e.retryable, e.details)
+  end
+  return raw
+end
+local events = api.host_channel("events", event, "process.events")
 function process.inbox() return inbox end
 function process.events() return events end
 --- process.listen(topic): a channel of that topic's payloads (the data itself).
