@@ -162,8 +162,11 @@ TYPES = {"two_calls": ("app:two_calls", "NativeTwoCalls"), "parked": ("app:parke
          "many_calls": ("app:many_calls", "NativeManyCalls")}
 
 
-def write_app(root: Path, task_queue: str, *, max_cached: int = 1000) -> Path:
-    """A Moontide app serving the benchmark workflows and the ``app:step`` function on ``task_queue``."""
+def write_app(root: Path, task_queue: str, *, max_cached: int = 1000, variant: str = "lua") -> Path:
+    """A Moontide app serving the benchmark workflows and the ``app:step`` function on ``task_queue``.
+
+    A baseline variant (``lua@REV``) gets no typed-Lua entries: older revisions cannot read them.
+    """
     root.mkdir(parents=True, exist_ok=True)
     lines = [
         'version: "1.0"', "namespace: app", "entries:",
@@ -173,6 +176,8 @@ def write_app(root: Path, task_queue: str, *, max_cached: int = 1000) -> Path:
     ]
     for kind, table in (("workflow.lua", LUA_WORKFLOWS), ("function.lua", LUA_FUNCTIONS)):
         for name, (modules, src) in table.items():
+            if name.endswith("_typed") and variant.startswith("lua@"):
+                continue
             (root / f"{name}.lua").write_text(textwrap.dedent(src).lstrip("\n"))
             lines += [f"  - name: {name}", f"    kind: {kind}", f"    source: file://{name}.lua",
                       f"    modules: {modules}"]

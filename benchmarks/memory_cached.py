@@ -62,7 +62,7 @@ async def wait_parked(client: Any, ids: list[str], timeout: float = 600) -> None
 
 async def measure(client: Any, variant: str, address: str, n: int, warmup: int, tmp: Path) -> dict[str, Any]:
     tq = c.new_task_queue(f"mem-{variant}")
-    app = c.write_app(tmp / tq, tq, max_cached=n + 100) if c.is_lua(variant) else None
+    app = c.write_app(tmp / tq, tq, max_cached=n + 100, variant=variant) if c.is_lua(variant) else None
     lua_type, native_type = c.TYPES["parked"]
     wf_type = lua_type if c.is_lua(variant) else native_type
     memo = c.lua_memo(app, lua_type) if app else None

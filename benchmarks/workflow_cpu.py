@@ -49,7 +49,7 @@ class Variant:
     def __init__(self, variant: str, address: str, tmp: Path, profile: Path | None = None) -> None:
         self.name = variant
         self.tq = c.new_task_queue(f"cpu-{variant}")
-        app = c.write_app(tmp / self.tq, self.tq) if c.is_lua(variant) else None
+        app = c.write_app(tmp / self.tq, self.tq, variant=variant) if c.is_lua(variant) else None
         lua_type, native_type = c.TYPES["two_calls"]
         self.wf_type = c.TYPED["two_calls"] if variant == "lua-typed" else lua_type if c.is_lua(variant) else native_type
         self.memo = c.lua_memo(app, self.wf_type) if app else None
