@@ -86,8 +86,11 @@ class ProcessHost:
         return self._loop
 
     # -- spawning ---------------------------------------------------------------------
-    def spawn(self, entry_id: str, args: list[Any] | tuple[Any, ...] = (), *, parent: str | None = None) -> Actor:
+    def spawn(self, entry_id: str, args: list[Any] | tuple[Any, ...] = (), *, parent: str | None = None,
+              context: dict[str, Any] | None = None) -> Actor:
         """Start process ``entry_id`` (a process.lua entry) with JSON ``args``; it runs once the loop gets to it.
+
+        ``context``: what its ctx module answers.
 
         Raises MoontideError (NotFound, Invalid, LuaError from the chunk) naming the entry.
         """
@@ -99,7 +102,7 @@ class ProcessHost:
         rt = self.shards.acquire(slot)
         self._n += 1
         pid = str(LocalPid(self.id, self.run_id, self._n))
-        actor = Actor(self, pid, code, rt, slot, parent)
+        actor = Actor(self, pid, code, rt, slot, parent, context)
         try:
             fn = code_mod.instantiate(rt, code, host=actor, seed=self._seeds.getrandbits(64))
             actor.thread = rt.start(fn, actor, *[rt.to_lua(a) for a in args])
