@@ -23,10 +23,11 @@ import uuid
 from typing import Any, Callable, Iterator
 
 from .. import durations, errors
-from . import _crypto
+from . import _crypto, _http_client
 from . import runtime as rt_mod
 
-__all__ = ["BaseHost", "FunctionHost", "http_arguments", "http_errors", "http_response", "uuid7"]
+__all__ = ["BaseHost", "FunctionHost", "batch_requests", "batch_results", "http_arguments", "http_errors", "http_response",
+           "uuid1", "uuid7"]
 
 log = logging.getLogger("moontide.lua")
 
@@ -372,12 +373,28 @@ class FunctionHost(BaseHost):
     def op_uuid_v7(self) -> str:
         return uuid7(time.time_ns() // 1_000_000, int.from_bytes(os.urandom(10), "big"))
 
+    def op_http_client_request(self, method: Any, url: Any, opts_json: str | None = None) -> Any:
+        return self.runtime.to_lua(_http_client.send(_http_client.prepare(method, url, opts_json)))
+
+    def op_http_client_batch(self, requests_json: str) -> Any:
+        return self.runtime.to_lua(batch_results(_http_client.batch(batch_requests(requests_json))))
+
     def op_http_request(self, method: str, url: str, options_json: str | None = None) -> Any:
         import httpx
 
         with http_errors(method, url):
             r = httpx.request(**http_arguments(method, url, options_json))
         return self.runtime.to_lua(http_response(r))
+
+
+def batch_requests(requests_json: str) -> list[_http_client.Request]:
+    """http_client.request_batch's requests; Invalid for the first bad one (then none is sent)."""
+    return [_http_client.prepare(r["method"], r["url"], r.get("options")) for r in json.loads(requests_json)]
+
+
+def batch_results(results: list[tuple[bool, Any]]) -> list[dict[str, Any]]:
+    """What request_batch builds its responses and errors from."""
+    return [{"ok": True, "response": v} if ok else {"ok": False, "error": v.as_dict()} for ok, v in results]
 
 
 # The http module's request, shared by FunctionHost (synchronous, in a function's

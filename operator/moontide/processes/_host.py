@@ -25,6 +25,7 @@ from collections import OrderedDict, deque
 from typing import TYPE_CHECKING, Any
 
 from .. import errors
+from ..lua import _http_client
 from ..lua import code as code_mod
 from ..lua import host as host_mod
 from ..lua import runtime as rt_mod
@@ -72,6 +73,7 @@ class ProcessHost:
         self._tasks: set[asyncio.Future[Any]] = set()
         self._activation: dict[str, list[asyncio.Future[None]]] = {}
         self._http: Any = None
+        self._http_client: Any = None
         self.closed = False
         #: seeds of each process's math.random (not a secret: a syscall per spawn is not worth it)
         self._seeds = random.Random(os.urandom(16))
@@ -160,6 +162,16 @@ class ProcessHost:
         with host_mod.http_errors(kw["method"], kw["url"]):
             r = await self._http.request(**kw)
         return host_mod.http_response(r)
+
+    def http_client(self, req: Any) -> Any:
+        """The http_client module's request or batch (``lua._http_client``) on this host's async client."""
+        import httpx
+
+        if self._http_client is None:
+            self._http_client = httpx.AsyncClient(follow_redirects=True, max_redirects=_http_client.MAX_REDIRECTS)
+        if isinstance(req, list):
+            return _http_client.batch_async(req, self._http_client)
+        return _http_client.send_async(req, self._http_client)
 
     # -- ends ---------------------------------------------------------------------------
     def finish(self, actor: Actor, step: rt_mod.Step) -> None:
@@ -285,8 +297,9 @@ class ProcessHost:
             t.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._http is not None:
-            await self._http.aclose()
-            self._http = None
+        for client in (self._http, self._http_client):
+            if client is not None:
+                await client.aclose()
+        self._http = self._http_client = None
         self.executor.shutdown(wait=False, cancel_futures=True)
 

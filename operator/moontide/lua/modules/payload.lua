@@ -23,6 +23,8 @@ local Payload = {}
 Payload.__name = "payload"
 Payload.__metatable = false
 
+-- _value: the value (a held format), or for an encoded one a private copy made when it was
+-- encoded (what it is when it crosses to the host, where no decoding can be done)
 local function make(format, value, raw)
   return setmetatable({ _format = format, _value = value, _raw = raw }, Payload)
 end
@@ -70,25 +72,23 @@ function Payload:transcode(format)
   end
   if format == FORMAT.STRING or format == FORMAT.BYTES then
     local t = type(value)
-    if t == "string" then return make(format, nil, value) end
-    if t == "number" or t == "boolean" then return make(format, nil, tostring(value)) end
+    if t == "string" then return make(format, value, value) end
+    if t == "number" or t == "boolean" then return make(format, tostring(value), tostring(value)) end
     return failed("transcode", "a " .. t .. " has no " .. format .. " form (transcode to JSON or YAML)")
   end
   local text, jerr = to_json(value, "payload", true)   -- json.encode's rules
   if text == nil then return failed("transcode", tostring(jerr)) end
-  if format == FORMAT.JSON then return make(format, nil, text) end
+  local copy, cerr = host("json.decode", text)
+  if cerr ~= nil then return failed("transcode", tostring(cerr)) end
+  if format == FORMAT.JSON then return make(format, copy, text) end
   local raw, herr = host("payload.encode", format, text)
   if herr ~= nil then return failed("transcode", tostring(herr)) end
-  return make(format, nil, raw)
+  return make(format, copy, raw)
 end
 
 Payload.__index = api.readonly(Payload, "payload")
 Payload.__tostring = function(p) return "payload{format=" .. rawget(p, "_format") .. "}" end
 -- a payload crossing to the host (a result, a message) is its value
-Payload.__tojson = function(p)
-  local value, err = decoded(p, "data")
-  if err ~= nil then error(err, 0) end
-  return value
-end
+Payload.__tojson = function(p) return rawget(p, "_value") end
 
 return payload
