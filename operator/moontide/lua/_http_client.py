@@ -76,19 +76,14 @@ def prepare(method: Any, url: Any, opts_json: str | None) -> Request:
         raise _invalid(what, f"unknown option {unknown[0]!r} (known: {', '.join(OPTIONS)})")
     req = Request(method.upper(), url)
     kw = req.kwargs
-    if "headers" in opts:
-        kw["headers"] = _strings(opts["headers"], "headers", what)
-    if "query" in opts:
-        kw["params"] = _strings(opts["query"], "query", what)
-    if "cookies" in opts:
-        kw["cookies"] = _strings(opts["cookies"], "cookies", what)
+    for name, arg in (("headers", "headers"), ("query", "params"), ("cookies", "cookies"), ("form", "data")):
+        if name in opts:  # tables of strings
+            kw[arg] = _strings(opts[name], name, what)
     if "auth" in opts:
         auth = opts["auth"]
         if not isinstance(auth, dict) or not isinstance(auth.get("user"), str) or not isinstance(auth.get("pass"), str):
             raise _invalid(what, "options.auth must be {user = \"name\", pass = \"secret\"}")
         kw["auth"] = (auth["user"], auth["pass"])
-    if "form" in opts:
-        kw["data"] = _strings(opts["form"], "form", what)
     if "body" in opts:
         if not isinstance(opts["body"], str):
             raise _invalid(what, "options.body must be a string")
