@@ -54,7 +54,7 @@ _log = logging.getLogger("moontide.functions")
 
 #: Modules that neither block nor reach outside the Lua state: a function that
 #: uses only these (imports included) may run inline on the event loop.
-INLINE_MODULES = frozenset({"json", "base64", "hash", "errors", "uuid", "logger"})
+INLINE_MODULES = frozenset({"json", "base64", "hash", "errors", "uuid", "logger", "crypto", "ctx", "payload"})
 #: Instructions an inline attempt may run: ~0.2-1 ms of CPU for plain, table,
 #: string, sort or json code (benchmarks/README.md). Work past that pays for a hop.
 INLINE_BUDGET = 10_000
