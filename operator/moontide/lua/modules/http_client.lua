@@ -66,9 +66,9 @@ function http_client.request(method, url, options)
   local raw
   if api.host("http.blocking") then
     -- a process host runs many processes on one loop: this one waits, the others go on
-    raw, err = api.result(api.sys("http_client.request", method:upper(), url, opts))
+    raw, err = api.result(api.sys("http.client.request", method:upper(), url, opts))
   else
-    raw, err = api.host("http_client.request", method:upper(), url, opts)
+    raw, err = api.host("http.client.request", method:upper(), url, opts)
   end
   if raw == nil then return nil, err end
   return response(raw)
@@ -97,9 +97,9 @@ function http_client.request_batch(requests)
   local text = to_json(list, "requests")
   local out, err
   if api.host("http.blocking") then
-    out, err = api.result(api.sys("http_client.batch", text))
+    out, err = api.result(api.sys("http.client.batch", text))
   else
-    out, err = api.host("http_client.batch", text)
+    out, err = api.host("http.client.batch", text)
   end
   if out == nil then return nil, err end
   local responses, errs = {}, nil
