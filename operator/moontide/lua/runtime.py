@@ -286,7 +286,8 @@ class Runtime:
             self._checkpoint(value)
         build = self._build
         if isinstance(value, dict):
-            if all(v is None for v in value.values()):  # empty in Lua: json.encode writes it as {}, not []
+            if not value or (next(iter(value.values())) is None and all(v is None for v in value.values())):
+                # empty in Lua: json.encode writes it as {}, not []
                 return self._mark_object(self._table_from({}))
             return self._table_from({k: build(v) if isinstance(v, (dict, list)) else v for k, v in value.items()})
         null = self._null
