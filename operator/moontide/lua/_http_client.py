@@ -20,7 +20,7 @@ from typing import Any
 
 from .. import durations, errors
 
-__all__ = ["Request", "batch", "prepare", "send", "send_async"]
+__all__ = ["Request", "batch", "batch_async", "batch_requests", "prepare", "send", "send_async"]
 
 #: Go's http.Client defaults: follow up to 10 redirects; Wippy's default timeout
 MAX_REDIRECTS = 10
@@ -198,16 +198,21 @@ async def send_async(req: Request, client: Any = None) -> dict[str, Any]:
             return _response(await c.request(**_request_args(req)), req)
 
 
-async def batch_async(reqs: list[Request], client: Any = None) -> list[tuple[bool, Any]]:
-    """Every request at once; (True, response) or (False, MoontideError), in order."""
-    async def one(req: Request) -> tuple[bool, Any]:
+def batch_requests(requests_json: str) -> list[Request]:
+    """request_batch's requests; Invalid for the first bad one (then none is sent, as in Wippy)."""
+    return [prepare(r["method"], r["url"], r.get("options")) for r in json.loads(requests_json)]
+
+
+async def batch_async(reqs: list[Request], client: Any = None) -> list[dict[str, Any]]:
+    """Every request at once, in order: {ok=true, response=} or {ok=false, error={kind=, message=, retryable=}}."""
+    async def one(req: Request) -> dict[str, Any]:
         try:
-            return True, await send_async(req, client)
+            return {"ok": True, "response": await send_async(req, client)}
         except errors.MoontideError as e:
-            return False, e
+            return {"ok": False, "error": e.as_dict()}
     return list(await asyncio.gather(*(one(r) for r in reqs)))
 
 
-def batch(reqs: list[Request]) -> list[tuple[bool, Any]]:
+def batch(reqs: list[Request]) -> list[dict[str, Any]]:
     """``batch_async`` from a thread with no event loop (a function's)."""
     return asyncio.run(batch_async(reqs))

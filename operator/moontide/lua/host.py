@@ -26,8 +26,7 @@ from .. import durations, errors
 from . import _crypto, _http_client
 from . import runtime as rt_mod
 
-__all__ = ["BaseHost", "FunctionHost", "batch_requests", "batch_results", "http_arguments", "http_errors", "http_response",
-           "uuid1", "uuid7"]
+__all__ = ["BaseHost", "FunctionHost", "http_arguments", "http_errors", "http_response", "uuid1", "uuid7"]
 
 log = logging.getLogger("moontide.lua")
 
@@ -377,7 +376,7 @@ class FunctionHost(BaseHost):
         return self.runtime.to_lua(_http_client.send(_http_client.prepare(method, url, opts_json)))
 
     def op_http_client_batch(self, requests_json: str) -> Any:
-        return self.runtime.to_lua(batch_results(_http_client.batch(batch_requests(requests_json))))
+        return self.runtime.to_lua(_http_client.batch(_http_client.batch_requests(requests_json)))
 
     def op_http_request(self, method: str, url: str, options_json: str | None = None) -> Any:
         import httpx
@@ -385,16 +384,6 @@ class FunctionHost(BaseHost):
         with http_errors(method, url):
             r = httpx.request(**http_arguments(method, url, options_json))
         return self.runtime.to_lua(http_response(r))
-
-
-def batch_requests(requests_json: str) -> list[_http_client.Request]:
-    """http_client.request_batch's requests; Invalid for the first bad one (then none is sent)."""
-    return [_http_client.prepare(r["method"], r["url"], r.get("options")) for r in json.loads(requests_json)]
-
-
-def batch_results(results: list[tuple[bool, Any]]) -> list[dict[str, Any]]:
-    """What request_batch builds its responses and errors from."""
-    return [{"ok": True, "response": v} if ok else {"ok": False, "error": v.as_dict()} for ok, v in results]
 
 
 # The http module's request, shared by FunctionHost (synchronous, in a function's

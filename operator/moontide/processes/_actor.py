@@ -622,9 +622,9 @@ class Actor(ProcessOps, host_mod.FunctionHost):
                            done=self._ok)
 
     def wait_http_client_batch(self, requests_json: str) -> tuple[Any, ...] | None:
-        reqs = host_mod.batch_requests(requests_json)
+        reqs = _http_client.batch_requests(requests_json)
         return self._await(self.host.http_client(reqs), f"waiting for {len(reqs)} http_client requests",
-                           done=lambda results: self._ok(host_mod.batch_results(results)))
+                           done=self._ok)
 
     def wait_await(self, handle: Any) -> tuple[Any, ...] | None:
         channel = f"future:{handle}"
