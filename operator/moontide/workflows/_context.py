@@ -24,7 +24,7 @@ from temporalio.exceptions import ApplicationError
 
 from .. import errors, values
 
-__all__ = ["HEADER", "MEMO_CONTEXT", "ContextInterceptor", "incoming", "outgoing"]
+__all__ = ["HEADER", "INTERCEPTOR", "MEMO_CONTEXT", "ContextInterceptor", "incoming", "outgoing"]
 
 MEMO_CONTEXT = "moontide.ctx"
 HEADER = "moontide-ctx"
@@ -102,3 +102,7 @@ class ContextInterceptor(tworker.Interceptor):
 
     def workflow_interceptor_class(self, input: tworker.WorkflowInterceptorClassInput) -> type[_WorkflowInbound]:
         return _WorkflowInbound
+
+
+#: The one a worker registers (it holds no state).
+INTERCEPTOR = ContextInterceptor()
