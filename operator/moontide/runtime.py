@@ -31,8 +31,8 @@ from temporalio.worker import Worker
 
 from . import durations, entries, errors, values
 from .lua import check_syntax
-from .workflows import (CANCEL_FROM_SIGNAL, MEMO_CODE, STATUS_QUERY, CodeBook, build_worker, message_payload,
-                        spawn_options)
+from .workflows import (CANCEL_FROM_SIGNAL, MEMO_CODE, MEMO_CONTEXT, STATUS_QUERY, CodeBook, build_worker,
+                        message_payload, spawn_options)
 
 __all__ = ["AppRuntime", "Pid", "ProcessFailed", "STATE_DIR", "WorkflowFailed", "process_client_id"]
 
@@ -278,7 +278,7 @@ class AppRuntime:
         return worker
 
     async def spawn(self, entry_id: str, host: str | None = None, *args: Any, workflow_id: str | None = None,
-                    options: dict[str, Any] | None = None) -> Pid | str:
+                    options: dict[str, Any] | None = None, context: dict[str, Any] | None = None) -> Pid | str:
         """Start workflow ``entry_id`` on worker ``host``; the execution is pinned to today's code.
 
         ``options``: workflow_id, id_reuse_policy, id_conflict_policy (``use_existing``
@@ -288,10 +288,15 @@ class AppRuntime:
 
         A ``process.lua`` entry starts on process host ``host`` of this serving
         runtime instead; its pid is a string.
+
+        ``context``: the values its ctx module answers (a JSON object; a workflow
+        keeps them in its memo, ``moontide.ctx``).
         """
         entry = self.app.get(entry_id)
+        if context:
+            values.encode(context, "context", f"spawn of {entry_id}")
         if entry.kind == "process.lua":
-            return self._spawn_process(entry_id, host, args, workflow_id or options)
+            return self._spawn_process(entry_id, host, args, workflow_id or options, context)
         payloads = [RawValue(values.json_payload(values.encode(a, f"argument {i}", f"spawn of {entry_id}")))
                     for i, a in enumerate(args, 1)]
         code = self._book().workflow(entry_id)
@@ -301,6 +306,8 @@ class AppRuntime:
         explicit, kw = spawn_options(dict(options or {}), child=False, app=self.app, client_id=client_id)
         wid = workflow_id or explicit or f"{entry_id.partition(':')[2]}-{uuid.uuid4().hex[:12]}"
         kw["memo"] = {**kw.get("memo", {}), MEMO_CODE: code.digest}
+        if context:
+            kw["memo"][MEMO_CONTEXT] = dict(context)
         try:
             # eager: when this runtime serves the worker, the first workflow task comes
             # back in the start's reply (if the server allows it and a slot is free)
@@ -318,13 +325,14 @@ class AppRuntime:
                 self._started_runs.popitem(last=False)
         return Pid(client_id, worker.id, wid)
 
-    def _spawn_process(self, entry_id: str, host: str | None, args: tuple[Any, ...], extra: Any) -> str:
+    def _spawn_process(self, entry_id: str, host: str | None, args: tuple[Any, ...], extra: Any,
+                       context: dict[str, Any] | None) -> str:
         if extra:
             raise errors.Invalid(f"spawn of {entry_id}: a workflow ID and spawn options apply to workflows only")
         if self.processes is None:
             raise errors.Invalid(f"spawn of {entry_id}: a process.lua runs in the app that serves its host: "
                                  f"`moontide run {self.root} --spawn {entry_id}`, or process.spawn from Lua")
-        return str(self.processes.spawn(entry_id, host, *args))
+        return str(self.processes.spawn(entry_id, host, *args, context=context))
 
     def _book(self) -> CodeBook:
         if self._code_book is None:

@@ -102,11 +102,10 @@ def test_top_level_nan_and_inf() -> None:
             rt.from_lua(v, "result")
 
 
-def test_json_encode_reports_invalid_at_call_site() -> None:
-    got = done(run_lua("local s, e = json.encode({f = print}) return s, e:kind(), e:message(), tostring(e)",
-                       modules=["json"]))
-    assert got == (None, "Invalid", "value.f: function values cannot cross to JSON",
-                   "value.f: function values cannot cross to JSON")
+def test_json_encode_reports_the_path_at_call_site() -> None:
+    got = done(run_lua("local s, e = json.encode({f = print}) return s, errors.is(e, errors.INTERNAL), tostring(e)",
+                       modules=["json", "errors"]))
+    assert got == (None, True, "value.f: function values cannot cross to JSON")
 
 
 def test_integers_stay_ints_floats_stay_floats() -> None:

@@ -29,8 +29,9 @@ from test_crash import count, finish, history
 
 HANG = 120
 WORKFLOW_MODULES = ["funcs", "time", "uuid", "process", "channel", "workflow", "json", "base64", "hash", "errors",
-                    "logger"]
-FUNCTION_MODULES = ["funcs", "time", "uuid", "process", "json", "base64", "hash", "errors", "logger"]
+                    "logger", "crypto", "ctx", "payload"]
+FUNCTION_MODULES = ["funcs", "time", "uuid", "process", "json", "base64", "hash", "errors", "logger", "crypto", "ctx",
+                    "payload", "http_client"]
 
 VICTIM_WAITS = """
   local got = funcs.call("app:echo", "S3CRET-ARG")

@@ -267,7 +267,7 @@ async def test_values_up_to_the_limit_cross_every_layer_and_deeper_ones_fail_cle
     assert arg_err.startswith("Invalid argument 1[1][1]") and TOO_DEEP in arg_err
     assert far_err.startswith("Invalid argument 1[1][1]") and TOO_DEEP in far_err
     assert res_err.startswith("Invalid result[1][1]") and TOO_DEEP in res_err
-    assert enc_err.startswith("Invalid value[1][1]") and TOO_DEEP in enc_err
+    assert enc_err.startswith("Internal value[1][1]") and TOO_DEEP in enc_err  # json.encode: Wippy's kind
     assert info.value.kind == "Invalid"
     assert "the workflow's result cannot cross to JSON: result[1][1]" in info.value.message
     assert TOO_DEEP in info.value.message

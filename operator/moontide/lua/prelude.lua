@@ -809,6 +809,8 @@ end
 ---------------------------------------------------------------------------
 local ARRAY = { __name = "array" }
 sandbox.ARRAY = ARRAY
+-- An empty table decoded from a JSON object: json.encode writes it as {}, not [].
+local OBJECT = { __name = "object" }
 
 -- json.null: JSON null where nil cannot stand (inside arrays, where nil would
 -- be a hole and `#` would lie). Shared by every execution, so read-only.
@@ -860,6 +862,7 @@ end
 
 local function float_text(v, ps, d)
   if v ~= v or v == huge or v == -huge then
+    if ps.wippy then return "null" end
     error(invalid(path_of(ps, d), "number " .. tostring(v) .. " has no JSON form"), 0)
   end
   local s = sfmt("%.14g", v)
@@ -941,7 +944,7 @@ local function encode_table(v, mt, ps, d, stack, buf, n)
     buf[n] = "]"
   elseif count == 0 then
     n = n + 1
-    buf[n] = "{}"
+    buf[n] = (ps.wippy and mt ~= OBJECT) and "[]" or "{}"
   elseif count == 1 then
     local key = next(v)
     if type(key) ~= "string" then bad_key(key, ps, d) end
@@ -1014,16 +1017,18 @@ end
 local scratch_buf, scratch_ps, scratch_stack, scratch_busy = {}, {}, {}, false
 
 --- JSON text of a value, or nil and an Invalid error naming the path.
-local function to_json(v, path)
+--- `wippy`: json.encode's rules where Wippy's differ (an empty table is [],
+--- NaN and infinities are null); kept in the path stack, which is per call.
+local function to_json(v, path, wippy)
   if scratch_busy then
     local buf = {}
-    local ok, n = pcall(encode, v, { [0] = path or "value" }, 0, {}, buf, 0)
+    local ok, n = pcall(encode, v, { [0] = path or "value", wippy = wippy }, 0, {}, buf, 0)
     if not ok then return encode_failed(n) end
     return concat(buf, "", 1, n)
   end
   scratch_busy = true
   local buf = scratch_buf
-  scratch_ps[0] = path or "value"
+  scratch_ps[0], scratch_ps.wippy = path or "value", wippy
   local ok, n = pcall(encode, v, scratch_ps, 0, scratch_stack, buf, 0)
   local text
   if ok then
@@ -1089,6 +1094,7 @@ end
 sandbox.args_json = args_json
 
 function sandbox.mark_array(t) return setmetatable(t, ARRAY) end
+function sandbox.mark_object(t) return setmetatable(t, OBJECT) end
 
 --- Call the host synchronously; host errors become `nil, err`. An answer may
 --- carry a charge for work done in Python (json.decode); "not enough memory"
@@ -1160,7 +1166,7 @@ module_api.require = load_module
 -- The array marker is shared by every execution: getmetatable must not hand it out.
 local function safe_getmetatable(v)
   local mt = getmetatable(v)
-  if mt == ARRAY then return false end
+  if mt == ARRAY or mt == OBJECT then return false end
   return mt
 end
 

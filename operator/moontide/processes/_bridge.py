@@ -21,8 +21,8 @@ class Bridge(Protocol):
     """Workflows, as seen from processes. Errors are ``moontide.errors.MoontideError``."""
 
     async def spawn(self, entry_id: str, host_id: str, args: list[Any],
-                    options: dict[str, Any] | None = None) -> str:
-        """Start workflow ``entry_id`` on ``temporal.worker`` ``host_id``; its pid."""
+                    options: dict[str, Any] | None = None, context: dict[str, Any] | None = None) -> str:
+        """Start workflow ``entry_id`` on ``temporal.worker`` ``host_id`` (``context``: its ctx values); its pid."""
         ...
 
     async def send(self, pid: str, topic: str, payload: Any, sender: str | None) -> None:
@@ -47,8 +47,8 @@ class RuntimeBridge:
         self.runtime = runtime
 
     async def spawn(self, entry_id: str, host_id: str, args: list[Any],
-                    options: dict[str, Any] | None = None) -> str:
-        return str(await self.runtime.spawn(entry_id, host_id, *args, options=options))
+                    options: dict[str, Any] | None = None, context: dict[str, Any] | None = None) -> str:
+        return str(await self.runtime.spawn(entry_id, host_id, *args, options=options, context=context))
 
     async def send(self, pid: str, topic: str, payload: Any, sender: str | None) -> None:
         await self.runtime.send(pid, topic, payload, sender=sender)

@@ -101,17 +101,18 @@ class ProcessOps:
         return None
 
     def wait_process_spawn(self, how: str, entry_id: Any, host_id: Any, args_json: str,
-                           opts_json: str | None = None) -> tuple[Any, ...] | None:
+                           opts_json: str | None = None, ctx_json: str | None = None) -> tuple[Any, ...] | None:
         node = self.host.node
         entry_id, host_id = self._full(entry_id, "process.spawn"), self._full(host_id, "process.spawn")
         args = json.loads(args_json)
         options = json.loads(opts_json) if opts_json else None
+        context = self.outgoing_context(ctx_json)
         kind = node.host_kind(host_id, "process.spawn")
         if kind == "process.host":
             if options:
                 raise errors.Invalid(f"process.spawn of {entry_id} on {host_id}: spawn options "
                                      f"({', '.join(sorted(options))}) apply to workflows only")
-            child = node.hosts[host_id].spawn(entry_id, args, parent=self.pid)
+            child = node.hosts[host_id].spawn(entry_id, args, parent=self.pid, context=context)
             if how == "linked":
                 self.link_local(child)
             elif how == "monitored":
@@ -123,15 +124,16 @@ class ProcessOps:
             if how in ("linked", "monitored"):
                 self.watch_remote(pid, how)
             return True, pid
-        return self._await(bridge.spawn(entry_id, host_id, args, options), f"starting {entry_id} on {host_id}",
-                           spawned)
+        return self._await(bridge.spawn(entry_id, host_id, args, options, context),
+                           f"starting {entry_id} on {host_id}", spawned)
 
     def wait_process_exec(self, entry_id: Any, host_id: Any, args_json: str,
-                          opts_json: str | None = None) -> tuple[Any, ...] | None:
+                          opts_json: str | None = None, ctx_json: str | None = None) -> tuple[Any, ...] | None:
         node = self.host.node
         entry_id, host_id = self._full(entry_id, "process.exec"), self._full(host_id, "process.exec")
         args = json.loads(args_json)
         options = json.loads(opts_json) if opts_json else None
+        context = self.outgoing_context(ctx_json)
         kind = node.host_kind(host_id, "process.exec")
         pending = self._interruptible()
         if pending is not None:
@@ -139,7 +141,7 @@ class ProcessOps:
         if kind == "process.host":
             if options:
                 raise errors.Invalid(f"process.exec of {entry_id} on {host_id}: spawn options apply to workflows only")
-            child = node.hosts[host_id].spawn(entry_id, args, parent=self.pid)
+            child = node.hosts[host_id].spawn(entry_id, args, parent=self.pid, context=context)
             token = self._block(f"waiting for {child.pid} ({entry_id})",
                                 undo=lambda: child.cancel("the caller of process.exec was canceled", self.pid))
             child.on_exit(lambda ex: self.complete(
@@ -148,7 +150,7 @@ class ProcessOps:
         bridge = node.require_bridge(f"process.exec of {entry_id} on {host_id}")
 
         async def run() -> Any:
-            pid = await bridge.spawn(entry_id, host_id, args, options)
+            pid = await bridge.spawn(entry_id, host_id, args, options, context)
             return await bridge.result(pid)
         return self._await(run(), f"waiting for workflow {entry_id}", lambda value: self._ok(value))
 

@@ -144,15 +144,17 @@ class ProcessSystem:
         raise errors.NotFound(f"{what}: no process {pid} (it has exited or never existed)")
 
     # -- Python API ---------------------------------------------------------------------
-    def spawn(self, entry_id: str, host_id: str | None = None, *args: Any) -> str:
-        """Start a process; its pid. ``host_id`` may be left out when the app has one process.host."""
+    def spawn(self, entry_id: str, host_id: str | None = None, *args: Any,
+              context: dict[str, Any] | None = None) -> str:
+        """Start a process (``context``: its ctx values); its pid. ``host_id`` may be left out when the app
+        has one process.host."""
         if host_id is None:
             if len(self.hosts) != 1:
                 raise errors.Invalid("name the process.host to spawn on: " + (", ".join(self.hosts) or "the app has none"))
             host_id = next(iter(self.hosts))
         for i, arg in enumerate(args, 1):  # made in Python: what Lua could not take fails here, naming it
             values.encode(arg, f"argument {i}", f"process.spawn of {entry_id}")
-        return self.host(host_id).spawn(entry_id, list(args)).pid
+        return self.host(host_id).spawn(entry_id, list(args), context=context).pid
 
     async def send(self, pid: str, topic: str, payload: Any = None, *, sender: str | None = None) -> None:
         """Send a message to a process (or registered name, or workflow through the bridge)."""
@@ -358,13 +360,15 @@ class FunctionsProcesses:
     def __init__(self, system: ProcessSystem) -> None:
         self.system = system
 
-    async def spawn(self, entry_id: str, host: str, *args: Any, options: dict[str, Any] | None = None) -> str:
+    async def spawn(self, entry_id: str, host: str, *args: Any, options: dict[str, Any] | None = None,
+                    context: dict[str, Any] | None = None) -> str:
         system = self.system
         if system.host_kind(host, "process.spawn") == "process.host":
             if options:
                 raise errors.Invalid(f"process.spawn of {entry_id} on {host}: spawn options apply to workflows only")
-            return system.host(host).spawn(entry_id, list(args)).pid
-        return await system.require_bridge(f"process.spawn of {entry_id}").spawn(entry_id, host, list(args), options)
+            return system.host(host).spawn(entry_id, list(args), context=context).pid
+        return await system.require_bridge(f"process.spawn of {entry_id}").spawn(entry_id, host, list(args), options,
+                                                                                 context)
 
     async def result(self, pid: str) -> Any:
         return await self.system.result(pid)

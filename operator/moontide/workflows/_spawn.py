@@ -25,6 +25,7 @@ from temporalio.exceptions import ChildWorkflowError, WorkflowAlreadyStartedErro
 
 from .. import durations, errors, values
 from ._codebook import MEMO_CODE
+from ._context import MEMO_CONTEXT
 from ._options import ActivityDefaults, _retry
 from ._search import declared, typed
 
@@ -139,7 +140,7 @@ def _target(ex: Execution, entry_id: str, host: str) -> tuple[str, str, str, str
     client_id = app.resolve(worker.data["client"], worker.namespace)
     return full, app.workflow_type(entry), worker.id, client_id, app.task_queue(worker)
 
-def _child_options(ex: Execution, full: str, client_id: str, opts: dict[str, Any],
+def _child_options(ex: Execution, full: str, client_id: str, opts: dict[str, Any], context: dict[str, Any],
                    always_seq: bool = False) -> tuple[str, dict[str, Any]]:
     wid, kw = spawn_options(opts, child=True, app=ex.book.app, client_id=client_id)
     # spawn takes a sequence number even for an explicit ID (as it always has):
@@ -147,14 +148,17 @@ def _child_options(ex: Execution, full: str, client_id: str, opts: dict[str, Any
     n = ex._next() if always_seq or not wid else 0
     wid = wid or f"{workflow.info().workflow_id}.{full.partition(':')[2]}-{n}"
     kw["memo"] = {**kw.get("memo", {}), MEMO_CODE: ex.book.workflow(full).digest}
+    if context:
+        kw["memo"][MEMO_CONTEXT] = context
     return wid, kw
 
 
 async def start_child(ex: Execution, how: str, entry_id: str, host: str, args: list[Any],
-                      opts: dict[str, Any]) -> str:
-    """Start a child workflow; its exit arrives as a pid.exit event (or pid.link.down). Returns its pid."""
+                      opts: dict[str, Any], *, context: dict[str, Any]) -> str:
+    """Start a child workflow (``context``: its ctx values); its exit arrives as a pid.exit event
+    (or pid.link.down). Returns its pid."""
     full, wf_type, host_id, client_id, task_queue = _target(ex, entry_id, host)
-    wid, kw = _child_options(ex, full, client_id, opts, always_seq=True)
+    wid, kw = _child_options(ex, full, client_id, opts, context, always_seq=True)
     if how == "linked":  # the parent's end cancels a linked child, unless the options say otherwise
         kw.setdefault("parent_close_policy", ParentClosePolicy.REQUEST_CANCEL)
     pid = f"{{{client_id}@{host_id}|{wid}}}"
@@ -188,10 +192,11 @@ async def start_child(ex: Execution, how: str, entry_id: str, host: str, args: l
     return pid
 
 
-async def exec_child(ex: Execution, entry_id: str, host: str, args: list[Any], opts: dict[str, Any]) -> Any:
+async def exec_child(ex: Execution, entry_id: str, host: str, args: list[Any], opts: dict[str, Any], *,
+                     context: dict[str, Any]) -> Any:
     """Run a child workflow to its end; its result, or MoontideError."""
     full, wf_type, _, client_id, task_queue = _target(ex, entry_id, host)
-    wid, kw = _child_options(ex, full, client_id, opts)
+    wid, kw = _child_options(ex, full, client_id, opts, context)
     try:
         raw = await workflow.execute_child_workflow(wf_type, args=args, id=wid, task_queue=task_queue,
                                                     result_type=RawValue, **kw)

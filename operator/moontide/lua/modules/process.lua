@@ -7,13 +7,10 @@ local channel = api.require("channel")
 
 local process = { event = api.readonly({ EXIT = "pid.exit", CANCEL = "pid.cancel", LINK_DOWN = "pid.link.down" }, "process.event") }
 
--- Messages answer msg:topic(), msg:from(), msg:payload():data(), and read as
--- their payload: msg.approved.
-local Payload = {}
-Payload.__index = Payload
-Payload.__metatable = false
-function Payload:data() return self.value end
-Payload.__index = api.readonly(Payload, "payload")
+-- Messages answer msg:topic(), msg:from(), msg:payload() (a payload module
+-- payload: :data(), :get_format(), :transcode(...)), and read as their
+-- payload: msg.approved.
+local new_payload = api.require("payload").new
 
 local Message = {}
 Message.__name = "message"
@@ -26,7 +23,7 @@ Message.__index = function(msg, key)
 end
 function Message:topic() return rawget(self, "_topic") end
 function Message:from() return rawget(self, "_from") end
-function Message:payload() return setmetatable({ value = rawget(self, "_payload") }, Payload) end
+function Message:payload() return new_payload(rawget(self, "_payload")) end
 Message.__tojson = function(m) return { topic = m:topic(), from = m:from(), payload = m:payload():data() } end
 
 local function message(raw)
@@ -46,18 +43,19 @@ function process.pid() return must("process.pid") end
 local Spawner = {}
 Spawner.__metatable = false
 
-local function spawn(options, how, id, host, ...)
+-- sp: a spawner ({options=, ctx=}) or nil
+local function spawn(sp, how, id, host, ...)
   if type(id) ~= "string" or type(host) ~= "string" then
     return nil, new_error("Invalid", "process.spawn(id, host, ...): id and host must be entry IDs", false)
   end
   local args, err = args_json(select("#", ...), ...)
   if not args then return nil, err end
   local opts = nil
-  if options ~= nil then
-    opts, err = to_json(options, "options")
+  if sp and sp.options ~= nil then
+    opts, err = to_json(sp.options, "options")
     if not opts then return nil, err end
   end
-  return api.result(sys("process.spawn", how, id, host, args, opts))
+  return api.result(sys("process.spawn", how, id, host, args, opts, sp and sp.ctx and sp.ctx.json))
 end
 
 --- process.with_options{workflow_id=, id_conflict_policy=, id_reuse_policy=,
@@ -66,32 +64,44 @@ end
 function process.with_options(options)
   return setmetatable({ options = options }, Spawner)
 end
-function Spawner:spawn(id, host, ...) return spawn(self.options, "plain", id, host, ...) end
-function Spawner:spawn_linked(id, host, ...) return spawn(self.options, "linked", id, host, ...) end
-function Spawner:spawn_monitored(id, host, ...) return spawn(self.options, "monitored", id, host, ...) end
+
+-- A spawner with context values over the ones it had (the caller's own context is always passed on).
+local function with_context(sp, values)
+  api.require("ctx")
+  local ctx, err = api.context_values(sp and sp.ctx, values)
+  if not ctx then return nil, err end
+  return setmetatable({ options = sp and sp.options, ctx = ctx }, Spawner)
+end
+--- process.with_context{key = value}: a spawner whose processes and workflows see these values in ctx.
+function process.with_context(values) return with_context(nil, values) end
+function Spawner:with_context(values) return with_context(self, values) end
+
+function Spawner:spawn(id, host, ...) return spawn(self, "plain", id, host, ...) end
+function Spawner:spawn_linked(id, host, ...) return spawn(self, "linked", id, host, ...) end
+function Spawner:spawn_monitored(id, host, ...) return spawn(self, "monitored", id, host, ...) end
 
 function process.spawn(id, host, ...) return spawn(nil, "plain", id, host, ...) end
 function process.spawn_linked(id, host, ...) return spawn(nil, "linked", id, host, ...) end
 function process.spawn_monitored(id, host, ...) return spawn(nil, "monitored", id, host, ...) end
 
-local function exec(options, id, host, ...)
+local function exec(sp, id, host, ...)
   if type(id) ~= "string" or type(host) ~= "string" then
     return nil, new_error("Invalid", "process.exec(id, host, ...): id and host must be entry IDs", false)
   end
   local args, err = args_json(select("#", ...), ...)
   if not args then return nil, err end
   local opts = nil
-  if options ~= nil then
-    opts, err = to_json(options, "options")
+  if sp and sp.options ~= nil then
+    opts, err = to_json(sp.options, "options")
     if not opts then return nil, err end
   end
-  return api.result(sys("process.exec", id, host, args, opts))
+  return api.result(sys("process.exec", id, host, args, opts, sp and sp.ctx and sp.ctx.json))
 end
 
 --- process.exec(id, host, ...): spawn and wait for the result: value, or nil, err.
 function process.exec(id, host, ...) return exec(nil, id, host, ...) end
 --- process.with_options{...}:exec(id, host, ...): the same, with spawn options.
-function Spawner:exec(id, host, ...) return exec(self.options, id, host, ...) end
+function Spawner:exec(id, host, ...) return exec(self, id, host, ...) end
 Spawner.__index = api.readonly(Spawner, "process.spawner")   -- shared: a read-only view
 
 --- process.send(pid, topic, payload): true, or nil, err.
