@@ -49,9 +49,9 @@ class Variant:
     def __init__(self, variant: str, address: str, tmp: Path, profile: Path | None = None) -> None:
         self.name = variant
         self.tq = c.new_task_queue(f"cpu-{variant}")
-        app = c.write_app(tmp / self.tq, self.tq) if c.is_lua(variant) else None
+        app = c.write_app(tmp / self.tq, self.tq, variant=variant) if c.is_lua(variant) else None
         lua_type, native_type = c.TYPES["two_calls"]
-        self.wf_type = c.TYPED["two_calls"] if variant == "lua-typed" else lua_type if variant == "lua" else native_type
+        self.wf_type = c.TYPED["two_calls"] if variant == "lua-typed" else lua_type if c.is_lua(variant) else native_type
         self.memo = c.lua_memo(app, self.wf_type) if app else None
         self.worker = c.WorkerProc(variant, address, self.tq, app_dir=app, profile=profile)
 
@@ -130,7 +130,7 @@ async def main() -> None:
             await measure(client, variants, address, args.n, args.warmup, Path(tmp), together=together,
                           profile_dir=pdir)
             for v in variants:  # the profile counts the warm-up workflows too
-                print(f"\n== profile: {c.LABELS[v]} ({pdir / f'{v}.pstats'})\n"
+                print(f"\n== profile: {c.label(v)} ({pdir / f'{v}.pstats'})\n"
                       + c.profile_summary(pdir / f"{v}.pstats", args.n + args.warmup), file=sys.stderr)
     load1 = c.load_average()
 
@@ -143,7 +143,7 @@ async def main() -> None:
     rows = []
     for v in variants:
         cpu = [s["cpu_ms"] for s in samples[v]]
-        rows.append([c.LABELS[v], f"{med[v]['cpu_ms']:.1f}", f"{min(cpu):.1f}–{max(cpu):.1f}", f"{med[v]['wf_s']:.1f}",
+        rows.append([c.label(v), f"{med[v]['cpu_ms']:.1f}", f"{min(cpu):.1f}–{max(cpu):.1f}", f"{med[v]['wf_s']:.1f}",
                      "" if v == "lua" or "lua" not in med else f"{med['lua']['cpu_ms'] / med[v]['cpu_ms']:.2f}×",
                      "" if v == "lua" or "lua" not in med else f"{paired(v):.2f}×"])
     wf_s = "workflows/s (median)" if not together else "workflows/s (median, all variants at once)"
@@ -153,7 +153,7 @@ async def main() -> None:
     for v, goal in GOALS.items():
         if "lua" in med and v in med:
             ratio = med["lua"]["cpu_ms"] / med[v]["cpu_ms"]
-            verdicts.append(f"- Lua ≤ {goal}× {c.LABELS[v]}: {ratio:.2f}× (per-rep ratios: "
+            verdicts.append(f"- Lua ≤ {goal}× {c.label(v)}: {ratio:.2f}× (per-rep ratios: "
                             + ", ".join(f"{a['cpu_ms'] / b['cpu_ms']:.2f}" for a, b in zip(samples["lua"], samples[v]))
                             + f") — {'met' if ratio <= goal else 'NOT met'}")
     server = args.address or (f"dev server on SQLite file {args.db_filename}" if args.db_filename

@@ -31,8 +31,8 @@ from temporalio.worker import Worker
 
 from . import durations, entries, errors, values
 from .lua import check_syntax
-from .workflows import (CANCEL_FROM_SIGNAL, MEMO_CODE, STATUS_QUERY, CodeBook, build_worker, message_payload,
-                        spawn_options, temporal_conflict_policy)
+from .workflows import (CANCEL_FROM_SIGNAL, MEMO_CODE, MEMO_CONTEXT, STATUS_QUERY, CodeBook, build_worker,
+                        message_payload, spawn_options, temporal_conflict_policy)
 
 __all__ = ["AppRuntime", "Pid", "ProcessFailed", "STATE_DIR", "WorkflowFailed", "process_client_id"]
 
@@ -279,7 +279,8 @@ class AppRuntime:
 
     async def spawn(self, entry_id: str, host: str | None = None, *args: Any, workflow_id: str | None = None,
                     options: dict[str, Any] | None = None, name: str | None = None,
-                    messages: list[tuple[str, Any]] | None = None, sender: str | None = None) -> Pid | str:
+                    messages: list[tuple[str, Any]] | None = None, sender: str | None = None,
+                    context: dict[str, Any] | None = None) -> Pid | str:
         """Start workflow ``entry_id`` on worker ``host`` (entry ID or task queue); the execution is
         pinned to today's code.
 
@@ -294,10 +295,15 @@ class AppRuntime:
 
         A ``process.lua`` entry starts on process host ``host`` of this serving
         runtime instead; its pid is a string.
+
+        ``context``: the values its ctx module answers (a JSON object; a workflow
+        keeps them in its memo, ``moontide.ctx``).
         """
         entry = self.app.get(entry_id)
+        if context:
+            values.encode(context, "context", f"spawn of {entry_id}")
         if entry.kind == "process.lua":
-            return self._spawn_process(entry_id, host, args, workflow_id or options, name, messages, sender)
+            return self._spawn_process(entry_id, host, args, workflow_id or options, name, messages, sender, context)
         payloads = [RawValue(values.json_payload(values.encode(a, f"argument {i}", f"spawn of {entry_id}")))
                     for i, a in enumerate(args, 1)]
         signals = [(str(t), message_payload(values.encode(p, "payload", f"startup message {t!r} of {entry_id}"),
@@ -319,6 +325,8 @@ class AppRuntime:
         wid = spec.workflow_id or f"{entry_id.partition(':')[2]}-{uuid.uuid4().hex[:12]}"
         kw = spec.kw
         kw["memo"] = {**kw.get("memo", {}), MEMO_CODE: code.digest}
+        if context:
+            kw["memo"][MEMO_CONTEXT] = dict(context)
         # eager: when this runtime serves the worker, the first workflow task comes
         # back in the start's reply (if the server allows it and a slot is free)
         eager = self.serve if spec.eager is None else spec.eager
@@ -349,13 +357,14 @@ class AppRuntime:
 
     def _spawn_process(self, entry_id: str, host: str | None, args: tuple[Any, ...], extra: Any,
                        name: str | None = None, messages: list[tuple[str, Any]] | None = None,
-                       sender: str | None = None) -> str:
+                       sender: str | None = None, context: dict[str, Any] | None = None) -> str:
         if extra:
             raise errors.Invalid(f"spawn of {entry_id}: a workflow ID and spawn options apply to workflows only")
         if self.processes is None:
             raise errors.Invalid(f"spawn of {entry_id}: a process.lua runs in the app that serves its host: "
                                  f"`moontide run {self.root} --spawn {entry_id}`, or process.spawn from Lua")
-        return str(self.processes.spawn(entry_id, host, *args, name=name, messages=messages, sender=sender))
+        return str(self.processes.spawn(entry_id, host, *args, name=name, messages=messages, sender=sender,
+                                        context=context))
 
     def _book(self) -> CodeBook:
         if self._code_book is None:

@@ -45,7 +45,7 @@ async def test_continue_as_new_with_running_children_is_refused_clearly(
       process.inbox():receive()  -- the test reads the status meanwhile
       process.send(child, "go", { v = 1 })
       local ev = process.events():receive()
-      return { ok = ok, kind = err.kind, message = err.message, child = child, exit = ev.result.value }
+      return { ok = ok, kind = err:kind(), message = err:message(), child = child, exit = ev.result.value }
     end
     """
     app = make_flows(make_app, {"flow": flow, "waiter": WAITER})
@@ -85,7 +85,7 @@ async def test_parent_close_policy_option_is_checked(make_app: Callable[..., Pat
     flow = """
     return function()
       local _, bad = process.with_options{ parent_close_policy = "linger" }:spawn("child", "worker")
-      return bad.message
+      return bad:message()
     end
     """
     app = make_flows(make_app, {"flow": flow, "child": CHILD})

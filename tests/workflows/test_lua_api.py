@@ -165,7 +165,7 @@ async def test_call_error_is_value_err_and_a_declined_error_is_not_retried(
     src = """
     return function()
       local v, err = funcs.call("declined")
-      return { v = v == nil, kind = err.kind, message = err.message, retryable = err.retryable,
+      return { v = v == nil, kind = err:kind(), message = err:message(), retryable = err:retryable(),
                is = errors.is(err, "Declined"), str = tostring(err) }
     end
     """
@@ -185,7 +185,7 @@ async def test_a_raising_function_is_retried_per_policy_then_returns_err(
       local v, err = funcs.new():with_options{
         retry_policy = { maximum_attempts = 2, initial_interval = "100ms" },
       }:call("boom")
-      return { v = v == nil, kind = err.kind, message = err.message, retryable = err.retryable }
+      return { v = v == nil, kind = err:kind(), message = err:message(), retryable = err:retryable() }
     end
     """
     result, evs = await run_flow(make_app, temporal_address, src)
@@ -230,7 +230,7 @@ async def test_async_futures_run_together_and_result_waits(
       local bv = b:result()
       local av = a:result()
       local cv, cerr = c:result()
-      return { a = av, b = bv, c = cv == nil, ckind = cerr.kind, done = a:is_complete() }
+      return { a = av, b = bv, c = cv == nil, ckind = cerr:kind(), done = a:is_complete() }
     end
     """
     result, evs = await run_flow(make_app, temporal_address, src)
@@ -255,7 +255,7 @@ async def test_with_options_sets_timeouts_and_retry_policy(
                                            retry_policy = { maximum_attempts = 3, backoff_coefficient = 1.5 } }
       -- an interval past the default 30s cap raises the cap instead of failing
       local patient = funcs.new():with_options{ retry_policy = { initial_interval = "45s" } }
-      return { v = v == nil, kind = err and err.kind, ok = ok:call("echo", 1), patient = patient:call("echo", 2) }
+      return { v = v == nil, kind = err and err:kind(), ok = ok:call("echo", 1), patient = patient:call("echo", 2) }
     end
     """
     result, evs = await run_flow(make_app, temporal_address, src)
@@ -288,7 +288,7 @@ async def test_a_bad_option_is_an_invalid_err_and_schedules_nothing(
     src = f"""
     return function()
       local v, err = funcs.new():with_options{options}:call("echo", 1)
-      return {{ v = v == nil, kind = err.kind, message = err.message, retryable = err.retryable }}
+      return {{ v = v == nil, kind = err:kind(), message = err:message(), retryable = err:retryable() }}
     end
     """
     result, evs = await run_flow(make_app, temporal_address, src)
@@ -305,7 +305,7 @@ async def test_unknown_function_is_not_found_at_once(make_app: Callable[..., Pat
       local v2, e2 = funcs.call("missing")
       local f = funcs.async("other.ns:missing")
       local v3, e3 = f:result()
-      return { e1.kind, e1.message, e2.kind, e2.message, e3.kind, e1.retryable }
+      return { e1:kind(), e1:message(), e2:kind(), e2:message(), e3:kind(), e1:retryable() }
     end
     """
     result, evs = await run_flow(make_app, temporal_address, src)
@@ -362,8 +362,8 @@ async def test_sleep_takes_duration_strings_and_constants(make_app: Callable[...
       local p3 = time.parse_duration("500ms")
       local p4 = time.parse_duration(2 * time.MINUTE)
       local nope, perr = time.parse_duration("1 hour")
-      return { p1 = p1, p2 = p2, p3 = p3, p4 = p4, bad = bad == nil, kind = err.kind, message = err.message,
-               pnope = nope == nil, pkind = perr.kind,
+      return { p1 = p1, p2 = p2, p3 = p3, p4 = p4, bad = bad == nil, kind = err:kind(), message = err:message(),
+               pnope = nope == nil, pkind = perr:kind(),
                consts = { time.SECOND, time.MINUTE, time.HOUR, time.MILLISECOND } }
     end
     """
@@ -501,7 +501,7 @@ async def test_an_argument_that_cannot_cross_to_json_is_invalid_at_the_call_site
       t.self = t
       local v1, e1 = funcs.call("echo", { f = print })
       local v2, e2 = funcs.call("echo", 1, t)
-      return { e1.kind, e1.message, e2.kind, e2.message }
+      return { e1:kind(), e1:message(), e2:kind(), e2:message() }
     end
     """
     result, evs = await run_flow(make_app, temporal_address, src)

@@ -75,7 +75,7 @@ APP = TEMPORAL_ENTRIES.replace("127.0.0.1:1\n", '127.0.0.1:1\n    tq_prefix: "p-
     source: |
       return function(queue)
         local out, err = process.exec("app:renamed", queue, "from parent")
-        if err then return { error = err.message } end
+        if err then return { error = err:message() } end
         return out
       end
     modules: [process]
@@ -155,7 +155,7 @@ async def test_a_function_registered_elsewhere_is_refused_on_another_queue(
     source: |
       return function(queue)
         local v, err = funcs.new():with_options({ task_queue = queue }):call("app:charge", 1)
-        return { value = v, kind = err and err.kind, message = err and err.message }
+        return { value = v, kind = err and err:kind(), message = err and err:message() }
       end
     modules: [funcs]
 """

@@ -40,8 +40,8 @@ return function()
   local ok, err = workflow.upsert_search_attributes(msg:payload():data())
   local _, unknown = workflow.upsert_search_attributes{ Nope = 1 }
   local _, wrong = workflow.upsert_search_attributes{ MtCount = "three" }
-  return { before = before, after = workflow.info().search_attributes, ok = ok, err = err and err.message,
-           unknown = unknown.message, wrong = wrong.message }
+  return { before = before, after = workflow.info().search_attributes, ok = ok, err = err and err:message(),
+           unknown = unknown:message(), wrong = wrong:message() }
 end
 """
 
@@ -132,7 +132,7 @@ async def test_child_function_and_cli_spawns_carry_attributes(
       local ev = process.events():receive()
       local via_function = assert(funcs.call("starter", order))
       local _, bad = process.with_options{ search_attributes = { MtCount = "x" } }:spawn("plain", "worker")
-      return { child = child, child_saw = ev.result.value, via_function = via_function, bad = bad.message }
+      return { child = child, child_saw = ev.result.value, via_function = via_function, bad = bad:message() }
     end
     """
     starter = """

@@ -59,7 +59,7 @@ async def test_select_over_a_future_and_a_timer(make_app: Callable[..., Path], t
       local bad = funcs.async("fail", "nope")
       local bch = bad:channel()
       got = channel.select{ bch:case_receive(), time.after("1h"):case_receive() }
-      out.bad = { same = got.channel == bch, ok = got.ok, kind = got.error and got.error.kind }
+      out.bad = { same = got.channel == bch, ok = got.ok, kind = got.error and got.error:kind() }
       return out
     end
     """

@@ -35,6 +35,7 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from .. import errors
+from ..lua import _http_client
 from ..lua import code as code_mod
 from ..lua import host as host_mod
 from ..lua import runtime as rt_mod
@@ -81,12 +82,12 @@ class Actor(ProcessOps, host_mod.FunctionHost):
 
     __slots__ = ("host", "pid", "code", "parent", "slot", "codec", "thread", "mailbox", "state", "blocked",
                  "waiting", "selecting", "token", "undo", "links", "monitors", "watching", "traps", "interrupt",
-                 "exit", "waiters", "started", "activated", "seq", "remote")
+                 "exit", "waiters", "started", "activated", "seq", "remote", "context")
 
     logger = log
 
     def __init__(self, host: ProcessHost, pid: str, code: code_mod.LuaCode, rt: rt_mod.Runtime, slot: _Slot,
-                 parent: str | None) -> None:
+                 parent: str | None, context: dict[str, Any] | None = None) -> None:
         # BaseHost.__init__ is skipped on purpose: the op cache is per class, not per process.
         self.runtime = rt
         self.host = host
@@ -121,6 +122,8 @@ class Actor(ProcessOps, host_mod.FunctionHost):
         self.seq = 0
         #: workflow pids linked or monitored: pid -> (how, watcher task)
         self.remote: dict[str, tuple[str, asyncio.Task[None]]] | None = None
+        #: the request context (ctx module), from whoever spawned it
+        self.context = context or {}
 
     def __repr__(self) -> str:
         return f"<process {self.pid} {self.code.id} {self.state}>"
@@ -558,8 +561,9 @@ class Actor(ProcessOps, host_mod.FunctionHost):
                 return out
         return None
 
-    def op_funcs_async(self, fid: str, args_json: str, opts_json: str | None = None) -> int:
-        fut = self._start_call(fid, args_json)
+    def op_funcs_async(self, fid: str, args_json: str, opts_json: str | None = None,
+                       ctx_json: str | None = None) -> int:
+        fut = self._start_call(fid, args_json, ctx_json)
         self.seq += 1
         mb = self.mailbox
         if mb.futures is None:
@@ -582,18 +586,20 @@ class Actor(ProcessOps, host_mod.FunctionHost):
             raise errors.Invalid(f"{what}: expected an entry ID string, got {type(ref).__name__}")
         return ref if ":" in ref else f"{self.code.namespace}:{ref}"
 
-    def _start_call(self, fid: str, args_json: str) -> concurrent.futures.Future[Any]:
+    def _start_call(self, fid: str, args_json: str, ctx_json: str | None) -> concurrent.futures.Future[Any]:
         functions = self.host.node.functions
         full = self._full(fid, "funcs.call")
         if functions is None:
             raise errors.NotFound(f"funcs.call: no function.lua entry {full!r} (the app has no functions)")
-        return self.host.executor.submit(functions.call, full, json.loads(args_json))
+        return self.host.executor.submit(functions.call, full, json.loads(args_json),
+                                         context=self.outgoing_context(ctx_json))
 
-    def wait_call(self, fid: str, args_json: str, opts_json: str | None = None) -> tuple[Any, ...] | None:
+    def wait_call(self, fid: str, args_json: str, opts_json: str | None = None,
+                  ctx_json: str | None = None) -> tuple[Any, ...] | None:
         pending = self._interruptible()
         if pending is not None:
             return pending
-        fut = self._start_call(fid, args_json)
+        fut = self._start_call(fid, args_json, ctx_json)
         token = self._block(f"calling {self._full(fid, 'funcs.call')}")
 
         def done(f: concurrent.futures.Future[Any]) -> None:
@@ -617,6 +623,16 @@ class Actor(ProcessOps, host_mod.FunctionHost):
         # on the host's loop (an async client): this process waits, the others run
         kw = host_mod.http_arguments(method, url, options_json)
         return self._await(self.host.http(kw), f"waiting for http {method} {url}", done=self._ok)
+
+    def wait_http_client_request(self, method: Any, url: Any, opts_json: str | None = None) -> tuple[Any, ...] | None:
+        req = _http_client.prepare(method, url, opts_json)
+        return self._await(self.host.http_client(req), f"waiting for http_client {req.method} {req.url}",
+                           done=self._ok)
+
+    def wait_http_client_batch(self, requests_json: str) -> tuple[Any, ...] | None:
+        reqs = _http_client.batch_requests(requests_json)
+        return self._await(self.host.http_client(reqs), f"waiting for {len(reqs)} http_client requests",
+                           done=self._ok)
 
     def wait_await(self, handle: Any) -> tuple[Any, ...] | None:
         channel = f"future:{handle}"

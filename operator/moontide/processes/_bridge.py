@@ -22,9 +22,9 @@ class Bridge(Protocol):
 
     async def spawn(self, entry_id: str, host_id: str, args: list[Any], options: dict[str, Any] | None = None,
                     *, name: str | None = None, messages: list[tuple[str, Any]] | None = None,
-                    sender: str | None = None) -> str:
+                    sender: str | None = None, context: dict[str, Any] | None = None) -> str:
         """Start workflow ``entry_id`` on ``temporal.worker`` ``host_id`` (Wippy's ``options``, the
-        spawner's ``name`` and startup ``messages`` from ``sender``); its pid."""
+        spawner's ``name`` and startup ``messages`` from ``sender``, ``context``: its ctx values); its pid."""
         ...
 
     async def send(self, pid: str, topic: str, payload: Any, sender: str | None) -> None:
@@ -50,9 +50,9 @@ class RuntimeBridge:
 
     async def spawn(self, entry_id: str, host_id: str, args: list[Any], options: dict[str, Any] | None = None,
                     *, name: str | None = None, messages: list[tuple[str, Any]] | None = None,
-                    sender: str | None = None) -> str:
+                    sender: str | None = None, context: dict[str, Any] | None = None) -> str:
         return str(await self.runtime.spawn(entry_id, host_id, *args, options=options, name=name,
-                                            messages=messages, sender=sender))
+                                            messages=messages, sender=sender, context=context))
 
     async def send(self, pid: str, topic: str, payload: Any, sender: str | None) -> None:
         await self.runtime.send(pid, topic, payload, sender=sender)

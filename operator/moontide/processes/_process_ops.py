@@ -103,18 +103,20 @@ class ProcessOps:
 
     def wait_process_spawn(self, how: str, entry_id: Any, host_id: Any, args_json: str,
                            opts_json: str | None = None, name: str | None = None,
-                           messages_json: str | None = None) -> tuple[Any, ...] | None:
+                           messages_json: str | None = None, ctx_json: str | None = None) -> tuple[Any, ...] | None:
         node = self.host.node
         entry_id, host_id = self._full(entry_id, "process.spawn"), self._host(host_id, "process.spawn")
         args = json.loads(args_json)
         options = json.loads(opts_json) if opts_json else None
         messages = values.startup_messages(messages_json)
+        context = self.outgoing_context(ctx_json)
         kind = node.host_kind(host_id, "process.spawn")
         if kind == "process.host":
             if options:
                 raise errors.Invalid(f"process.spawn of {entry_id} on {host_id}: spawn options "
                                      f"({', '.join(sorted(options))}) apply to workflows only")
-            child = node.hosts[host_id].spawn(entry_id, args, parent=self.pid, name=name, messages=messages)
+            child = node.hosts[host_id].spawn(entry_id, args, parent=self.pid, name=name, messages=messages,
+                                              context=context)
             if how in ("linked", "linked_monitored"):
                 self.link_local(child)
             if how in ("monitored", "linked_monitored"):
@@ -129,7 +131,7 @@ class ProcessOps:
                 self.watch_remote(pid, "monitored")
             return True, pid
         return self._await(bridge.spawn(entry_id, host_id, args, options, name=name, sender=self.pid,
-                                        messages=[(t, json.loads(p)) for t, p in messages]),
+                                        messages=[(t, json.loads(p)) for t, p in messages], context=context),
                            f"starting {entry_id} on {host_id}", spawned)
 
     def _host(self, ref: Any, what: str) -> str:
@@ -141,11 +143,12 @@ class ProcessOps:
         return full if full in self.host.node.app.entries or by_queue == ref else by_queue
 
     def wait_process_exec(self, entry_id: Any, host_id: Any, args_json: str,
-                          opts_json: str | None = None) -> tuple[Any, ...] | None:
+                          opts_json: str | None = None, ctx_json: str | None = None) -> tuple[Any, ...] | None:
         node = self.host.node
         entry_id, host_id = self._full(entry_id, "process.exec"), self._host(host_id, "process.exec")
         args = json.loads(args_json)
         options = json.loads(opts_json) if opts_json else None
+        context = self.outgoing_context(ctx_json)
         kind = node.host_kind(host_id, "process.exec")
         pending = self._interruptible()
         if pending is not None:
@@ -153,7 +156,7 @@ class ProcessOps:
         if kind == "process.host":
             if options:
                 raise errors.Invalid(f"process.exec of {entry_id} on {host_id}: spawn options apply to workflows only")
-            child = node.hosts[host_id].spawn(entry_id, args, parent=self.pid)
+            child = node.hosts[host_id].spawn(entry_id, args, parent=self.pid, context=context)
             token = self._block(f"waiting for {child.pid} ({entry_id})",
                                 undo=lambda: child.cancel("the caller of process.exec was canceled", self.pid))
             child.on_exit(lambda ex: self.complete(
@@ -162,7 +165,7 @@ class ProcessOps:
         bridge = node.require_bridge(f"process.exec of {entry_id} on {host_id}")
 
         async def run() -> Any:
-            pid = await bridge.spawn(entry_id, host_id, args, options)
+            pid = await bridge.spawn(entry_id, host_id, args, options, context=context)
             return await bridge.result(pid)
         return self._await(run(), f"waiting for workflow {entry_id}", lambda value: self._ok(value))
 

@@ -154,11 +154,12 @@ class ProcessSystem:
 
     # -- Python API ---------------------------------------------------------------------
     def spawn(self, entry_id: str, host_id: str | None = None, *args: Any, name: str | None = None,
-              messages: list[tuple[str, Any]] | None = None, sender: str | None = None) -> str:
+              messages: list[tuple[str, Any]] | None = None, sender: str | None = None,
+              context: dict[str, Any] | None = None) -> str:
         """Start a process; its pid. ``host_id`` may be left out when the app has one process.host.
 
         ``name``: registered under it (AlreadyExists if taken); ``messages``: (topic, payload)
-        in its inbox before anything else, from ``sender``.
+        in its inbox before anything else, from ``sender``; ``context``: its ctx values.
         """
         if host_id is None:
             if len(self.hosts) != 1:
@@ -167,7 +168,8 @@ class ProcessSystem:
         for i, arg in enumerate(args, 1):  # made in Python: what Lua could not take fails here, naming it
             values.encode(arg, f"argument {i}", f"process.spawn of {entry_id}")
         encoded = [(t, values.encode(p, "payload", f"startup message {t!r} of {entry_id}")) for t, p in messages or ()]
-        return self.host(host_id).spawn(entry_id, list(args), name=name, messages=encoded, sender=sender).pid
+        return self.host(host_id).spawn(entry_id, list(args), name=name, messages=encoded, sender=sender,
+                                        context=context).pid
 
     async def send(self, pid: str, topic: str, payload: Any = None, *, sender: str | None = None) -> None:
         """Send a message to a process (or registered name, or workflow through the bridge)."""
@@ -375,16 +377,16 @@ class FunctionsProcesses:
         self.app = system.app
 
     async def spawn(self, entry_id: str, host: str, *args: Any, options: dict[str, Any] | None = None,
-                    name: str | None = None, messages: list[tuple[str, Any]] | None = None) -> str:
+                    name: str | None = None, messages: list[tuple[str, Any]] | None = None,
+                    context: dict[str, Any] | None = None) -> str:
         system = self.system
         host = system.host_id(host, "process.spawn")
         if system.host_kind(host, "process.spawn") == "process.host":
             if options:
                 raise errors.Invalid(f"process.spawn of {entry_id} on {host}: spawn options apply to workflows only")
-            encoded = [(t, values.encode(p, "payload", f"startup message {t!r}")) for t, p in messages or ()]
-            return system.host(host).spawn(entry_id, list(args), name=name, messages=encoded).pid
+            return system.spawn(entry_id, host, *args, name=name, messages=messages, context=context)
         return await system.require_bridge(f"process.spawn of {entry_id}").spawn(
-            entry_id, host, list(args), options, name=name, messages=messages)
+            entry_id, host, list(args), options, name=name, messages=messages, context=context)
 
     async def result(self, pid: str) -> Any:
         return await self.system.result(pid)

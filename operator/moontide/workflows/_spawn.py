@@ -34,6 +34,7 @@ from temporalio.workflow import ParentClosePolicy
 
 from .. import errors, values
 from ._codebook import MEMO_CODE
+from ._context import MEMO_CONTEXT
 from ._mailbox import message_payload
 from ._options import SpawnOptions, spawn_options
 from ._system import terminate_from_workflow
@@ -101,7 +102,7 @@ def _target(ex: Execution, entry_id: str, host: str, what: str) -> tuple[str, st
 
 
 def _child_options(ex: Execution, full: str, wf_type: str, client_id: str, opts: dict[str, Any],
-                   name: str | None, always_seq: bool = False) -> tuple[str, SpawnOptions]:
+                   name: str | None, context: dict[str, Any], always_seq: bool = False) -> tuple[str, SpawnOptions]:
     spec = spawn_options(opts, child=True, app=ex.book.app, client_id=client_id, name=name)
     if spec.workflow_type not in (None, wf_type):
         raise errors.Invalid(f"option workflow.name: {full} runs as workflow type {wf_type!r}; starting it as "
@@ -114,14 +115,18 @@ def _child_options(ex: Execution, full: str, wf_type: str, client_id: str, opts:
     n = ex._next() if always_seq or not spec.workflow_id else 0
     wid = spec.workflow_id or f"{workflow.info().workflow_id}.{full.partition(':')[2]}-{n}"
     spec.kw["memo"] = {**spec.kw.get("memo", {}), MEMO_CODE: ex.book.workflow(full).digest}
+    if context:
+        spec.kw["memo"][MEMO_CONTEXT] = context
     return wid, spec
 
 
 async def start_child(ex: Execution, how: str, entry_id: str, host: str, args: list[Any], opts: dict[str, Any],
-                      name: str | None = None, messages: list[tuple[str, str]] = ()) -> str:  # type: ignore[assignment]
-    """Start a child workflow; its exit arrives as a pid.exit event (or pid.link.down). Returns its pid."""
+                      name: str | None = None, messages: list[tuple[str, str]] = (),  # type: ignore[assignment]
+                      *, context: dict[str, Any]) -> str:
+    """Start a child workflow (``context``: its ctx values); its exit arrives as a pid.exit event
+    (or pid.link.down). Returns its pid."""
     full, wf_type, host_id, client_id, task_queue = _target(ex, entry_id, host, "process.spawn")
-    wid, spec = _child_options(ex, full, wf_type, client_id, opts, name, always_seq=True)
+    wid, spec = _child_options(ex, full, wf_type, client_id, opts, name, context, always_seq=True)
     kw = spec.kw
     linked = how in ("linked", "linked_monitored")
     if linked:  # the parent's end cancels a linked child, unless the options say otherwise
@@ -170,11 +175,12 @@ async def start_child(ex: Execution, how: str, entry_id: str, host: str, args: l
     return pid
 
 
-async def exec_child(ex: Execution, entry_id: str, host: str, args: list[Any], opts: dict[str, Any]) -> Any:
+async def exec_child(ex: Execution, entry_id: str, host: str, args: list[Any], opts: dict[str, Any], *,
+                     context: dict[str, Any]) -> Any:
     """Run a child workflow to its end; its result, or MoontideError."""
     what = "workflow.exec" if host == "" else "process.exec"
     full, wf_type, _, client_id, task_queue = _target(ex, entry_id, host, what)
-    wid, spec = _child_options(ex, full, wf_type, client_id, opts, None)
+    wid, spec = _child_options(ex, full, wf_type, client_id, opts, None, context)
     try:
         raw = await workflow.execute_child_workflow(wf_type, args=args, id=wid, task_queue=spec.task_queue or task_queue,
                                                     result_type=RawValue, **spec.kw)

@@ -39,7 +39,7 @@ from ..processes import DELIVER_ACTIVITY, deliver_task_queue, is_local_pid
 from ..lua import code as code_mod
 from ..lua import host as host_mod
 from ..lua import runtime as rt_mod
-from . import _search, _spawn
+from . import _context, _search, _spawn
 from ._codebook import MEMO_CODE, CodeBook
 from ._mailbox import CANCEL_FROM_SIGNAL, MEMO_EVENTS, MEMO_INBOX, Mailbox, message_payload
 from ._options import ActivityDefaults, activity_options
@@ -134,6 +134,10 @@ class Execution(host_mod.BaseHost):
         # left unread by the run before continue-as-new; they came first
         self.mailbox.messages[:0] = list(workflow.memo_value(MEMO_INBOX, None) or [])
         self.mailbox.events[:0] = list(workflow.memo_value(MEMO_EVENTS, None) or [])
+        self.context = workflow.memo_value(_context.MEMO_CONTEXT, None) or {}
+        if not isinstance(self.context, dict):  # only a client that is not Moontide's sets one
+            raise ApplicationError(f"{info.workflow_type}: memo {_context.MEMO_CONTEXT} must be a JSON object",
+                                   type="Invalid", non_retryable=True)
         try:
             fn = code_mod.instantiate(self.rt, self.code, host=self, seed=workflow.random().getrandbits(64))
         except errors.BudgetExceeded as e:
@@ -267,9 +271,10 @@ class Execution(host_mod.BaseHost):
         }
 
     # -- blocking ops: activities, timers, futures -----------------------------
-    async def wait_call(self, fid: str, args_json: str, opts_json: str | None) -> tuple[Any, ...]:
+    async def wait_call(self, fid: str, args_json: str, opts_json: str | None,
+                        ctx_json: str | None = None) -> tuple[Any, ...]:
         self.blocking = f"waiting for {fid}"
-        return self._answer(*await self._activity(fid, args_json, opts_json))
+        return self._answer(*await self._activity(fid, args_json, opts_json, self.outgoing_context(ctx_json)))
 
     async def wait_sleep(self, ns: int) -> tuple[Any, ...]:
         until = (workflow.time_ns() + ns) // 1_000_000_000
@@ -285,7 +290,8 @@ class Execution(host_mod.BaseHost):
         # shielded: a cancel request interrupts the wait, not the activity behind the future
         return self._answer(*await asyncio.shield(task))
 
-    async def _activity(self, fid: str, args_json: str, opts_json: str | None) -> tuple[bool, Any]:
+    async def _activity(self, fid: str, args_json: str, opts_json: str | None,
+                        context: dict[str, Any]) -> tuple[bool, Any]:
         assert self.code is not None
         app = self.book.app
         try:
@@ -307,9 +313,11 @@ class Execution(host_mod.BaseHost):
             return False, e
         n = self._next()
         self.pending[n] = full
-        run = workflow.execute_local_activity if local else workflow.execute_activity
+        start = workflow.start_local_activity if local else workflow.start_activity
         try:
-            raw = await run(full, args=json.loads(args_json), result_type=RawValue, **options)
+            with _context.outgoing(context):  # the activity's header carries it (ContextInterceptor)
+                handle = start(full, args=json.loads(args_json), result_type=RawValue, **options)
+            raw = await handle
         except ActivityError as e:
             return False, failure_of(e)
         except (ApplicationError, TimeoutError) as e:
@@ -363,22 +371,24 @@ class Execution(host_mod.BaseHost):
     # -- blocking ops: processes --------------------------------------------------
     async def wait_process_spawn(self, how: str, entry_id: str, host: str, args_json: str,
                                  opts_json: str | None = None, name: str | None = None,
-                                 messages_json: str | None = None) -> tuple[Any, ...]:
+                                 messages_json: str | None = None, ctx_json: str | None = None) -> tuple[Any, ...]:
         self.blocking = f"starting child {entry_id}"
         try:
             pid = await _spawn.start_child(self, how, entry_id, host, json.loads(args_json),
                                            json.loads(opts_json) if opts_json else {}, name,
-                                           values.startup_messages(messages_json))
+                                           values.startup_messages(messages_json),
+                                           context=self.outgoing_context(ctx_json))
         except errors.MoontideError as e:
             return self._err(e)
         return self._ok(pid)
 
-    async def wait_process_exec(self, entry_id: str, host: str, args_json: str, opts_json: str | None = None
-                                ) -> tuple[Any, ...]:
+    async def wait_process_exec(self, entry_id: str, host: str, args_json: str, opts_json: str | None = None,
+                                ctx_json: str | None = None) -> tuple[Any, ...]:
         self.blocking = f"waiting for child {entry_id}"
         try:
             return self._ok(await _spawn.exec_child(self, entry_id, host, json.loads(args_json),
-                                                    json.loads(opts_json) if opts_json else {}))
+                                                    json.loads(opts_json) if opts_json else {},
+                                                    context=self.outgoing_context(ctx_json)))
         except errors.MoontideError as e:
             return self._err(e)
 
@@ -513,6 +523,10 @@ class Execution(host_mod.BaseHost):
     def op_now(self) -> int:
         return workflow.time_ns()
 
+    def random_bytes(self, n: int) -> bytes:
+        # the workflow's seeded random: a replay draws the same bytes
+        return workflow.random().randbytes(n)
+
     def op_uuid_v4(self) -> str:
         return str(workflow.uuid4())
 
@@ -522,9 +536,10 @@ class Execution(host_mod.BaseHost):
     def op_duration(self, text: Any) -> int:
         return durations.parse(text)
 
-    def op_funcs_async(self, fid: str, args_json: str, opts_json: str | None) -> int:
+    def op_funcs_async(self, fid: str, args_json: str, opts_json: str | None, ctx_json: str | None = None) -> int:
         n = self._next()
-        self.mailbox.futures[f"future:{n}"] = asyncio.ensure_future(self._activity(fid, args_json, opts_json))
+        self.mailbox.futures[f"future:{n}"] = asyncio.ensure_future(
+            self._activity(fid, args_json, opts_json, self.outgoing_context(ctx_json)))
         return n
 
     def op_future_done(self, handle: int) -> bool:

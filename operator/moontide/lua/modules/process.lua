@@ -7,13 +7,10 @@ local channel = api.require("channel")
 
 local process = { event = api.readonly({ EXIT = "pid.exit", CANCEL = "pid.cancel", LINK_DOWN = "pid.link.down" }, "process.event") }
 
--- Messages answer msg:topic(), msg:from(), msg:payload():data(), and read as
--- their payload: msg.approved.
-local Payload = {}
-Payload.__index = Payload
-Payload.__metatable = false
-function Payload:data() return self.value end
-Payload.__index = api.readonly(Payload, "payload")
+-- Messages answer msg:topic(), msg:from(), msg:payload() (a payload module
+-- payload: :data(), :get_format(), :transcode(...)), and read as their
+-- payload: msg.approved.
+local new_payload = api.require("payload").new
 
 local Message = {}
 Message.__name = "message"
@@ -26,7 +23,7 @@ Message.__index = function(msg, key)
 end
 function Message:topic() return rawget(self, "_topic") end
 function Message:from() return rawget(self, "_from") end
-function Message:payload() return setmetatable({ value = rawget(self, "_payload") }, Payload) end
+function Message:payload() return new_payload(rawget(self, "_payload")) end
 Message.__tojson = function(m) return { topic = m:topic(), from = m:from(), payload = m:payload():data() } end
 
 local function message(raw)
@@ -47,8 +44,9 @@ function process.pid() return must("process.pid") end
 local Spawner = {}
 Spawner.__metatable = false
 
-local function spawner(options, name, messages)
-  return setmetatable({ options = options, name = name, messages = messages }, Spawner)
+-- Fields: options (Wippy's), name (:with_name), messages (:with_message), ctx (:with_context: {values=, json=}).
+local function spawner(options, name, messages, ctx)
+  return setmetatable({ options = options, name = name, messages = messages, ctx = ctx }, Spawner)
 end
 
 local function copy(t)
@@ -57,7 +55,7 @@ local function copy(t)
   return out
 end
 
---- The spawner's options, name and startup messages as the host reads them (JSON), or nil, err.
+--- The spawner's options, name, startup messages (JSON) and context (JSON) as the host reads them, or nil, err.
 local function spec(self)
   local opts, messages, err
   if self and next(self.options) ~= nil then
@@ -68,18 +66,19 @@ local function spec(self)
     messages, err = to_json(self.messages, "startup messages")
     if not messages then return nil, err end
   end
-  return true, opts, self and self.name, messages
+  return true, opts, self and self.name, messages, self and self.ctx and self.ctx.json
 end
 
+-- self: a spawner, or nil (process.spawn)
 local function spawn(self, how, id, host, ...)
   if type(id) ~= "string" or type(host) ~= "string" then
     return nil, new_error("Invalid", "process.spawn(id, host, ...): id and host must be entry IDs", false)
   end
   local args, err = args_json(select("#", ...), ...)
   if not args then return nil, err end
-  local ok, opts, name, messages = spec(self)
+  local ok, opts, name, messages, ctx_json = spec(self)
   if not ok then return nil, opts end
-  return api.result(sys("process.spawn", how, id, host, args, opts, name, messages))
+  return api.result(sys("process.spawn", how, id, host, args, opts, name, messages, ctx_json))
 end
 
 --- process.with_options{["workflow.id"] = ..., ...}: a spawner. The options are Wippy's
@@ -93,13 +92,13 @@ function Spawner:with_options(options)
   if type(options) ~= "table" then error("spawner:with_options(options): expected a table", 2) end
   local merged = copy(self.options)
   for k, v in pairs(options) do merged[k] = v end
-  return spawner(merged, self.name, self.messages)
+  return spawner(merged, self.name, self.messages, self.ctx)
 end
 --- spawner:with_name(name): the workflow ID (a named spawn answers a running one's pid);
 --- on a process host, the name the process is registered under.
 function Spawner:with_name(name)
   if type(name) ~= "string" or name == "" then error("spawner:with_name(name): expected a non-empty string", 2) end
-  return spawner(self.options, name, self.messages)
+  return spawner(self.options, name, self.messages, self.ctx)
 end
 --- spawner:with_message(topic, ...): a message the spawned process gets first (signal-with-start).
 function Spawner:with_message(topic, ...)
@@ -109,8 +108,22 @@ function Spawner:with_message(topic, ...)
   if n > 1 then payload = { ... } end
   local messages = copy(self.messages)
   messages[#messages + 1] = { topic = topic, payload = payload }
-  return spawner(self.options, self.name, messages)
+  return spawner(self.options, self.name, messages, self.ctx)
 end
+
+-- A spawner with context values over the ones it had (the caller's own context is always passed on).
+local function with_context(sp, values)
+  api.require("ctx")
+  local ctx, err = api.context_values(sp and sp.ctx, values)
+  if not ctx then return nil, err end
+  if sp == nil then return spawner({}, nil, {}, ctx) end
+  return spawner(sp.options, sp.name, sp.messages, ctx)
+end
+--- process.with_context{key = value}: a spawner whose processes and workflows see these values in ctx.
+function process.with_context(values) return with_context(nil, values) end
+--- spawner:with_context{key = value}: a spawner with these context values over its own.
+function Spawner:with_context(values) return with_context(self, values) end
+
 function Spawner:spawn(id, host, ...) return spawn(self, "plain", id, host, ...) end
 function Spawner:spawn_linked(id, host, ...) return spawn(self, "linked", id, host, ...) end
 function Spawner:spawn_monitored(id, host, ...) return spawn(self, "monitored", id, host, ...) end
@@ -127,9 +140,9 @@ local function exec(self, id, host, ...)
   end
   local args, err = args_json(select("#", ...), ...)
   if not args then return nil, err end
-  local ok, opts = spec(self)
+  local ok, opts, _, _, ctx_json = spec(self)
   if not ok then return nil, opts end
-  return api.result(sys("process.exec", id, host, args, opts))
+  return api.result(sys("process.exec", id, host, args, opts, ctx_json))
 end
 
 --- process.exec(id, host, ...): spawn and wait for the result: value, or nil, err.
@@ -185,7 +198,16 @@ function process.unmonitor(pid) return api.result(sys("process.unmonitor", pid))
 process.demonitor = process.unmonitor   -- old spelling
 
 local inbox = api.host_channel("inbox", message, "process.inbox")
-local events = api.host_channel("events", nil, "process.events")
+-- An event's result.error arrives as data: make it an error object.
+local function event(raw)
+  local result = raw.result
+  local e = type(result) == "table" and rawget(result, "error")
+  if type(e) == "table" and not api.is_error(e) and type(e.kind) == "string" then
+    result.error = new_error(e.kind, e.message, e.retryable, e.details)
+  end
+  return raw
+end
+local events = api.host_channel("events", event, "process.events")
 function process.inbox() return inbox end
 function process.events() return events end
 --- process.listen(topic, {message = true}?): a channel of that topic's payloads (the data
