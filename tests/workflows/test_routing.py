@@ -124,7 +124,7 @@ async def test_a_routed_workflow_is_refused_on_another_worker(app_dir: Path, tem
             await rt.spawn("app:order", "app:back", 1)
         # the child side: parent (on front) asks for the renamed workflow (routed to back) on front
         out = await result(rt, await rt.spawn("app:parent", "app:front", "app:front"))
-    assert out == {"error": "process.spawn: app:renamed runs on worker app:back (its meta.temporal.workflow.worker), "
+    assert out == {"error": "process.exec: app:renamed runs on worker app:back (its meta.temporal.workflow.worker), "
                             "not on app:front"}
 
 

@@ -172,3 +172,34 @@ async def test_the_embedded_server_registers_the_declared_attributes(make_app: C
         pid = await rt.spawn("app:flow", None, options={"search_attributes": VALUES})
         assert await _carried(rt, pid) == EXPECTED_TYPED
         await rt.terminate(pid)
+
+
+async def test_wippys_attrs_and_search_attributes_option(make_app: Callable[..., Path], temporal_address: str) -> None:
+    """en/temporal/workflows.md: workflow.attrs{search=, memo=} and ["workflow.search_attributes"]."""
+    flow = """
+    return function(order)
+      local before = workflow.info().search_attributes
+      local ok, err = workflow.attrs({
+          search = { MtOrder = order, MtCount = 7 },
+          memo = { notes = "Priority customer" },
+      })
+      local _, wrong = workflow.attrs({ search = { MtCount = "seven" } })
+      return { before = before, after = workflow.info().search_attributes, ok = ok, err = err and tostring(err),
+               wrong = errors.is(wrong, errors.INVALID) and tostring(wrong) }
+    end
+    """
+    app = _with_attributes(make_flows(make_app, {"flow": flow}))
+    order = f"o-{uuid.uuid4().hex[:8]}"
+    async with running(app, temporal_address) as rt:
+        await _register(await rt.client("app:client"))
+        pid = await rt.spawn("app:flow", None, order, options={"workflow.search_attributes": {"MtRush": True}})
+        out = await rt.result(pid)
+        carried = await _carried(rt, pid)
+        memo = await (await (await rt.handle(pid)).describe()).memo()
+        assert await replay_failure(app, rt, pid) is None
+    assert out["ok"] is True, out["err"]
+    assert out["before"] == {"MtRush": True}
+    assert out["after"] == {"MtRush": True, "MtOrder": order, "MtCount": 7}
+    assert carried == {"MtRush": True, "MtOrder": order, "MtCount": 7}
+    assert memo["notes"] == "Priority customer"
+    assert "'MtCount' (int)" in out["wrong"]

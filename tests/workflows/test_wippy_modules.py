@@ -14,6 +14,7 @@ import asyncio
 import base64
 import json
 import textwrap
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
@@ -144,6 +145,49 @@ async def test_a_context_that_cannot_cross_is_refused_at_the_spawn(make_app: Cal
     async with running(app, temporal_address) as rt:
         with pytest.raises(errors.Invalid, match="context"):
             await rt.spawn("app:wf", None, context={"bad": float("nan")})
+
+
+async def test_a_spawner_carries_options_name_messages_and_context_to_a_child(make_app: Callable[..., Path],
+                                                                             temporal_address: str) -> None:
+    extra = textwrap.dedent("""\
+      - name: combined
+        kind: workflow.lua
+        source: file://combined.lua
+      - name: named
+        kind: workflow.lua
+        source: |
+          return function()
+            local msg = process.inbox():receive()
+            return { all = ctx.all(), topic = msg:topic(), data = msg:payload():data(), from = msg:from() }
+          end
+        modules: [ctx]
+    """)
+    combined = """
+    return function(wid)
+      local sp = process.with_options({["workflow.execution_timeout"] = "1m"}):with_name(wid)
+      local a = sp:with_context({step = "a"}):with_message("go", {n = 1}):spawn_monitored("app:named", "app:worker")
+      local first = process.events():receive().result.value
+      local b = process.with_context({step = "b"}):with_options({["workflow.execution_timeout"] = 120000})
+        :with_message("go", 2):with_name(wid .. "-b"):spawn_monitored("app:named", "app:worker")
+      local second = process.events():receive().result.value
+      return { a = a, b = b, first = first, second = second, me = process.pid() }
+    end
+    """
+    app = app_of(make_app, "\n".join("  " + line if line else line for line in extra.splitlines()) + "\n",
+                 {"combined.lua": textwrap.dedent(combined)})
+    wid = f"combined-{uuid.uuid4().hex[:8]}"
+    base = {"request_id": "r1"}
+    async with running(app, temporal_address) as rt:
+        pid = await rt.spawn("app:combined", None, wid, context=base)
+        out = await asyncio.wait_for(rt.result(pid), HANG)
+        evs = await history(rt, pid)
+    assert out["a"].endswith(f"|{wid}}}") and out["b"].endswith(f"|{wid}-b}}")
+    assert out["first"] == {"all": {**base, "step": "a"}, "topic": "go", "data": {"n": 1}, "from": out["me"]}
+    assert out["second"] == {"all": {**base, "step": "b"}, "topic": "go", "data": 2, "from": out["me"]}
+    started = [e.start_child_workflow_execution_initiated_event_attributes
+               for e in of_type(evs, "START_CHILD_WORKFLOW_EXECUTION_INITIATED")]
+    assert [(s.workflow_id, s.workflow_execution_timeout.seconds, json.loads(s.memo.fields["moontide.ctx"].data))
+            for s in started] == [(wid, 60, {**base, "step": "a"}), (f"{wid}-b", 120, {**base, "step": "b"})]
 
 
 # -- determinism: a fresh worker process replays the same values --------------------

@@ -41,7 +41,7 @@ from ..lua import host as host_mod
 from ..lua import runtime as rt_mod
 from ._codec import codec
 from ._exit import Exit, error_dict, first_line
-from ._mailbox import Mailbox, Message
+from ._mailbox import Mailbox, Message, topic_of
 from ._process_ops import ProcessOps
 from ._stepper import step_raw
 
@@ -283,6 +283,10 @@ class Actor(ProcessOps, host_mod.FunctionHost):
             _, _, text = mb.take_message(channel)
             self._room()
             return True, self.codec.decode(text)
+        if channel.startswith("message:"):
+            topic, sender, text = mb.take_message(channel)
+            self._room()
+            return True, self.codec.message(topic, sender, text)
         if channel.startswith("timer:"):
             return True, mb.take_timer(channel)
         ok, value = mb.future_result(channel)
@@ -502,6 +506,9 @@ class Actor(ProcessOps, host_mod.FunctionHost):
         self.traps = bool(on)
         return True
 
+    def op_process_trap_links_get(self) -> bool:
+        return self.traps
+
     def op_timer_after(self, ns: Any) -> str:
         self.seq += 1
         timer_id = f"timer:{self.seq}"
@@ -530,8 +537,9 @@ class Actor(ProcessOps, host_mod.FunctionHost):
             _, handle = timers.pop(channel)
             handle.cancel()
             return True
-        if channel.startswith("topic:") and self.mailbox.listening:
-            self.mailbox.listening.discard(channel[6:])
+        topic = topic_of(channel)
+        if topic is not None and self.mailbox.listening:
+            self.mailbox.listening.discard(topic)
             if self.waiting is not None:
                 self.poke()
         return True
@@ -669,7 +677,7 @@ class Actor(ProcessOps, host_mod.FunctionHost):
 
 
 def _describe(channels: tuple[str, ...]) -> str:
-    return ", ".join(c[6:] + " (listen)" if c.startswith("topic:") else c for c in channels)
+    return ", ".join(f"{topic_of(c)} (listen)" if topic_of(c) is not None else c for c in channels)
 
 
 #: op name -> handler; each returns the values to resume the thread with, or None when it waits.

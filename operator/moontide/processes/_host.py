@@ -89,15 +89,21 @@ class ProcessHost:
 
     # -- spawning ---------------------------------------------------------------------
     def spawn(self, entry_id: str, args: list[Any] | tuple[Any, ...] = (), *, parent: str | None = None,
+              name: str | None = None, messages: Any = (), sender: str | None = None,
               context: dict[str, Any] | None = None) -> Actor:
         """Start process ``entry_id`` (a process.lua entry) with JSON ``args``; it runs once the loop gets to it.
 
+        ``name``: registered under that name (AlreadyExists when it is taken); ``messages``:
+        (topic, payload JSON text) already in its inbox, in order, from ``sender`` (the parent);
         ``context``: what its ctx module answers.
-
         Raises MoontideError (NotFound, Invalid, LuaError from the chunk) naming the entry.
         """
         if self.closed:
             raise errors.MoontideError(f"process host {self.id} is stopped", kind="Unavailable", retryable=True)
+        registry = self.node.registry
+        if name is not None and registry.names.get(registry.check(name, "process.spawn :with_name")) is not None:
+            raise errors.MoontideError(f"process.spawn of {entry_id}: the name {name!r} is taken by "
+                                       f"{registry.names[name]}", kind="AlreadyExists", retryable=False)
         code = self.node.code(entry_id)
         loop = self.loop
         slot = _Slot()
@@ -112,12 +118,38 @@ class ProcessHost:
             raise errors.MoontideError(f"process.spawn of {entry_id} on {self.id}: {e}", kind=e.kind,
                                        retryable=e.retryable) from None
         self.actors[pid] = actor
+        if name is not None:
+            registry.register(name, pid)
+        for topic, payload_json in messages:
+            actor.mailbox.messages.append((topic, sender or parent, payload_json))
         self.spawned += 1
         self._ready.append((actor, ()))
         if not self._kicked:
             self._kicked = True
             loop.call_soon(self._drain)
         return actor
+
+    def upgrade(self, actor: Actor, code: code_mod.LuaCode, args: list[Any]) -> None:
+        """process.upgrade: ``actor`` runs ``code`` from its start with ``args``, on the same runtime and pid.
+
+        Its inbox, links, monitors and registered names stay; its Lua globals, topics it listened to,
+        timers and pending calls go with the old code.
+        """
+        rt = actor.runtime
+        fn = code_mod.instantiate(rt, code, host=actor, seed=self._seeds.getrandbits(64))
+        actor.thread = rt.start(fn, actor, *[rt.to_lua(a) for a in args])
+        actor.code = code
+        actor.activated = False
+        mb = actor.mailbox
+        mb.listening = None
+        timers, futures, mb.timers, mb.futures = mb.timers, mb.futures, None, None
+        for _, handle in (timers or {}).values():
+            if isinstance(handle, asyncio.TimerHandle):
+                handle.cancel()
+        for fut in (futures or {}).values():
+            fut.cancel()
+        actor.state = "ready"
+        self.schedule(actor, ())
 
     # -- the scheduler ----------------------------------------------------------------
     def schedule(self, actor: Actor, values: tuple[Any, ...]) -> None:

@@ -17,8 +17,8 @@ restart never repeats them.
 
 A function that returns ``nil, err`` fails the activity with ``err:kind()`` as
 the error type (retryable only when ``err.retryable``); one that raises fails
-it retryably (a bug or a transient fault); an unknown function ID fails it at
-once as NotFound, never retrying.
+it retryably (a bug or a transient fault) as ``Internal``; an unknown function
+ID fails it at once as NotFound, never retrying.
 """
 
 from __future__ import annotations
@@ -307,15 +307,23 @@ class _CallHost(host_mod.FunctionHost):
         def full(entry_id: str) -> str:
             return entry_id if ":" in entry_id else f"{self.code.namespace}:{entry_id}"
 
+        def host_ref(host: str) -> str:  # an entry ID, or a temporal.worker's task queue as it is
+            return full(host) if full(host) in procs.app.entries else host
+
         async def run() -> Any:
             if op in ("process.spawn", "process.exec"):
-                spawn_args = args[1:] if op == "process.spawn" else args  # (how,) id, host, args, opts[, ctx]
-                entry_id, host, args_json, opts_json = spawn_args[:4]
+                spawn = op == "process.spawn"
+                name = messages_json = None
+                if spawn:  # how, id, host, args, opts, name, messages, ctx (how: functions neither link nor monitor)
+                    entry_id, host, args_json, opts_json, name, messages_json, ctx_json = [*args[1:], *[None] * 4][:7]
+                else:  # id, host, args, opts, ctx
+                    entry_id, host, args_json, opts_json, ctx_json = [*args, None, None][:5]
                 opts = json.loads(opts_json) if opts_json else None
-                context = self.outgoing_context(spawn_args[4] if len(spawn_args) > 4 else None)
-                pid = await procs.spawn(full(entry_id), full(host), *json.loads(args_json), options=opts,
-                                        context=context)
-                return str(pid) if op == "process.spawn" else await procs.result(pid)
+                pid = await procs.spawn(full(entry_id), host_ref(host), *json.loads(args_json), options=opts,
+                                        name=name, messages=[(t, json.loads(p))
+                                                             for t, p in values.startup_messages(messages_json)],
+                                        context=self.outgoing_context(ctx_json))
+                return str(pid) if spawn else await procs.result(pid)
             if op == "process.send":
                 await procs.send(args[0], args[1], json.loads(args[2]))
             elif op == "process.cancel":
@@ -441,10 +449,11 @@ def _timed_out(stopper: Stopper, fid: str, info: activity.Info) -> None:
 
 def _application_error(e: errors.MoontideError) -> ApplicationError:
     details = () if e.details is None else (e.details,)
-    retryable = e.retryable
+    kind, retryable = e.kind, e.retryable
     if isinstance(e, errors.LuaError) and e.kind == "LuaError":
-        # Lua raised a plain error: a bug or a transient fault, the retry
-        # policy decides. A raised error object keeps its own retryable.
-        retryable = True
-    return ApplicationError(str(e), *details, type=e.kind, non_retryable=not retryable)
+        # Lua raised a plain error: a bug or a transient fault, the retry policy
+        # decides; the caller sees Wippy's kind for a runtime crash, Internal.
+        # A raised error object keeps its own kind and retryable.
+        kind, retryable = "Internal", True
+    return ApplicationError(str(e), *details, type=kind, non_retryable=not retryable)
 
