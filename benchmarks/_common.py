@@ -55,12 +55,10 @@ REPO = HERE.parent
 README = HERE / "README.md"
 
 VARIANTS = ("lua", "native", "native-sandboxed")
-#: Not run unless asked for (``--variants``): the native workflow with async activities, the Lua one in typed Lua,
-#: the Lua one on another copy of the package (``--baseline``: A/B of a change in one run).
-EXTRA_VARIANTS = ("native-async", "lua-typed", "lua-baseline")
+#: Not run unless asked for (``--variants``): the native workflow with async activities, the Lua one in typed Lua.
+EXTRA_VARIANTS = ("native-async", "lua-typed")
 LABELS = {"lua": "Lua (Moontide)", "native": "native Python, unsandboxed", "native-sandboxed": "native Python, sandboxed",
-          "native-async": "native Python, unsandboxed, async activities", "lua-typed": "Lua (Moontide), typed Lua",
-          "lua-baseline": "Lua (Moontide), baseline package"}
+          "native-async": "native Python, unsandboxed, async activities", "lua-typed": "Lua (Moontide), typed Lua"}
 
 # -- the Temporal dev server ---------------------------------------------------------------
 
@@ -128,16 +126,47 @@ LUA_FUNCTIONS["step_typed"] = ("[]", "return function(x: integer): integer retur
 TYPED = {"two_calls": "app:two_calls_typed"}
 
 
+def label(variant: str) -> str:
+    """How a variant is named in tables."""
+    if variant.startswith("lua@"):
+        return f"Lua (Moontide at {variant[len('lua@'):]})"
+    return LABELS[variant]
+
+
 def is_lua(variant: str) -> bool:
-    return variant in ("lua", "lua-typed", "lua-baseline")
+    return variant in ("lua", "lua-typed") or variant.startswith("lua@")
+
+
+def known_variant(variant: str) -> bool:
+    return variant in VARIANTS + EXTRA_VARIANTS or variant.startswith("lua@")
+
+
+def baseline_env(variant: str) -> dict[str, str] | None:
+    """``lua@REV``: the Lua worker running Moontide as it was at git revision REV (before/after in one run).
+
+    The revision is checked out once into ``benchmarks/.baseline/REV`` (a
+    detached git worktree) and put first on the worker's PYTHONPATH, ahead
+    of the installed package.
+    """
+    if not variant.startswith("lua@"):
+        return None
+    rev = variant[len("lua@"):]
+    tree = HERE / ".baseline" / rev
+    if not (tree / "operator" / "moontide").is_dir():
+        subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "--force", str(tree), rev],
+                       check=True, capture_output=True)
+    return {"PYTHONPATH": os.pathsep.join(p for p in (str(tree / "operator"), os.environ.get("PYTHONPATH")) if p)}
 
 #: Workflow types by benchmark: (Lua type, native type)
 TYPES = {"two_calls": ("app:two_calls", "NativeTwoCalls"), "parked": ("app:parked", "NativeParked"),
          "many_calls": ("app:many_calls", "NativeManyCalls")}
 
 
-def write_app(root: Path, task_queue: str, *, max_cached: int = 1000) -> Path:
-    """A Moontide app serving the benchmark workflows and the ``app:step`` function on ``task_queue``."""
+def write_app(root: Path, task_queue: str, *, max_cached: int = 1000, variant: str = "lua") -> Path:
+    """A Moontide app serving the benchmark workflows and the ``app:step`` function on ``task_queue``.
+
+    A baseline variant (``lua@REV``) gets no typed-Lua entries: older revisions cannot read them.
+    """
     root.mkdir(parents=True, exist_ok=True)
     lines = [
         'version: "1.0"', "namespace: app", "entries:",
@@ -147,6 +176,8 @@ def write_app(root: Path, task_queue: str, *, max_cached: int = 1000) -> Path:
     ]
     for kind, table in (("workflow.lua", LUA_WORKFLOWS), ("function.lua", LUA_FUNCTIONS)):
         for name, (modules, src) in table.items():
+            if name.endswith("_typed") and variant.startswith("lua@"):
+                continue
             (root / f"{name}.lua").write_text(textwrap.dedent(src).lstrip("\n"))
             lines += [f"  - name: {name}", f"    kind: {kind}", f"    source: file://{name}.lua",
                       f"    modules: {modules}"]
@@ -184,10 +215,11 @@ class WorkerProc:
 
     def __init__(self, variant: str, address: str, task_queue: str, *, app_dir: Path | None = None,
                  max_cached: int = 1000, profile: Path | None = None, env: dict[str, str] | None = None) -> None:
-        assert variant in VARIANTS + EXTRA_VARIANTS, variant
+        assert known_variant(variant), variant
         self.variant = variant
         self.task_queue = task_queue
-        cmd = [sys.executable, str(HERE / "_common.py"), "worker", "--variant", variant, "--address", address,
+        env = {**(env or {}), **(baseline_env(variant) or {})}
+        cmd = [sys.executable, str(HERE / "_common.py"), "worker", "--variant", variant.split("@")[0], "--address", address,
                "--task-queue", task_queue, "--max-cached", str(max_cached)]
         if app_dir is not None:
             cmd += ["--app", str(app_dir)]

@@ -62,11 +62,11 @@ async def wait_parked(client: Any, ids: list[str], timeout: float = 600) -> None
 
 async def measure(client: Any, variant: str, address: str, n: int, warmup: int, tmp: Path) -> dict[str, Any]:
     tq = c.new_task_queue(f"mem-{variant}")
-    app = c.write_app(tmp / tq, tq, max_cached=n + 100) if variant == "lua" else None
+    app = c.write_app(tmp / tq, tq, max_cached=n + 100, variant=variant) if c.is_lua(variant) else None
     lua_type, native_type = c.TYPES["parked"]
-    wf_type = lua_type if variant == "lua" else native_type
+    wf_type = lua_type if c.is_lua(variant) else native_type
     memo = c.lua_memo(app, lua_type) if app else None
-    short, long = ("10ms", "1h") if variant == "lua" else (0.01, 3600)
+    short, long = ("10ms", "1h") if c.is_lua(variant) else (0.01, 3600)
     with c.WorkerProc(variant, address, tq, app_dir=app, max_cached=n + 100) as w:
         await c.run_workflows(client, wf_type, [short] * warmup, tq, memo=memo, prefix=f"warm-{variant}")
         await asyncio.sleep(1)
@@ -116,7 +116,7 @@ async def main() -> None:
     for v in variants:
         kib = [s["kib"] for s in samples[v]]
         last = samples[v][-1]
-        rows.append([c.LABELS[v], f"{med[v]:.1f}", f"{min(kib):.1f}–{max(kib):.1f}",
+        rows.append([c.label(v), f"{med[v]:.1f}", f"{min(kib):.1f}–{max(kib):.1f}",
                      f"{last['rss0'] / 1024:.0f} -> {last['rss1'] / 1024:.0f}",
                      "" if v == "lua" or "lua" not in med else f"{med['lua'] / med[v]:.2f}×"])
     out = c.table(["variant", "worker KiB per cached execution (median)", f"range of {args.reps}",

@@ -164,7 +164,7 @@ async def main() -> None:
             pdir.mkdir(parents=True, exist_ok=True)
             for v in variants:
                 summary = await profile_replay(v, histories[v][0], histories[v][1], pdir / f"replay-{v}.pstats", 25)
-                print(f"\n== profile of one replay: {c.LABELS[v]}\n{summary.replace('ms/workflow', 'ms/replay')}",
+                print(f"\n== profile of one replay: {c.label(v)}\n{summary.replace('ms/workflow', 'ms/replay')}",
                       file=sys.stderr)
         events = {v: len(histories[v][0].events) for v in variants}
     load1 = c.load_average()
@@ -173,7 +173,7 @@ async def main() -> None:
     rows = []
     for v in variants:
         walls = [s[0] * 1000 for s in samples[v]]
-        rows.append([c.LABELS[v], str(events[v]), f"{med[v][0] * 1000:.0f}", f"{min(walls):.0f}–{max(walls):.0f}",
+        rows.append([c.label(v), str(events[v]), f"{med[v][0] * 1000:.0f}", f"{min(walls):.0f}–{max(walls):.0f}",
                      f"{med[v][1] * 1000:.0f}",
                      "" if v == "lua" or "lua" not in med else f"{med['lua'][0] / med[v][0]:.2f}×",
                      "" if v == "lua" or "lua" not in med else f"{med['lua'][1] / med[v][1]:.2f}×"])
@@ -183,7 +183,7 @@ async def main() -> None:
     for v in ("native", "native-sandboxed"):
         if "lua" in med and v in med:
             ratio = med["lua"][0] / med[v][0]
-            verdicts.append(f"- Lua ≤ {GOAL}× {c.LABELS[v]} (wall): {ratio:.2f}× — {'met' if ratio <= GOAL else 'NOT met'}")
+            verdicts.append(f"- Lua ≤ {GOAL}× {c.label(v)} (wall): {ratio:.2f}× — {'met' if ratio <= GOAL else 'NOT met'}")
     server = args.address or (f"dev server on SQLite file {args.db_filename}" if args.db_filename
                               else "dev server in memory (no --db-filename)")
     text = (f"{out}\n\n" + "\n".join(verdicts) + f"\n\n`--activities {args.activities} --replays {args.replays}`, "

@@ -254,13 +254,13 @@ async def main() -> None:
         s = stats[v]
         ratio = "" if v == "lua" or "lua" not in stats else \
             f"{stats['lua']['p50'] / s['p50']:.2f}× / {stats['lua']['p99'] / s['p99']:.2f}×"
-        rows.append([c.LABELS[v], f"{s['p50']:.2f}", f"{s['p99']:.2f}", f"{s['mean']:.2f}", ratio])
+        rows.append([c.label(v), f"{s['p50']:.2f}", f"{s['p99']:.2f}", f"{s['mean']:.2f}", ratio])
     out = c.table(["variant", "p50 ms", "p99 ms", "mean ms", "Lua / this (p50 / p99)"], rows)
     verdicts = []
     for v in ("native", "native-sandboxed"):
         if "lua" in stats and v in stats:
             ratio = stats["lua"]["p50"] / stats[v]["p50"]
-            verdicts.append(f"- Lua p50 ≤ 1.1× {c.LABELS[v]}: {ratio:.2f}× — {'met' if ratio <= 1.1 else 'NOT met'}")
+            verdicts.append(f"- Lua p50 ≤ 1.1× {c.label(v)}: {ratio:.2f}× — {'met' if ratio <= 1.1 else 'NOT met'}")
     server = args.address or "dev server in memory"
     text = (f"{out}\n\n" + "\n".join(verdicts)
             + f"\n\n`--n {args.n} --warmup {args.warmup}`, {server}, workers and client in one process, "

@@ -16,10 +16,6 @@ ratio is also given per repetition. ``--sequential`` runs one variant after
 the other instead, each alone, for its own workflows/s.
 
     /work/venv/bin/python benchmarks/workflow_cpu.py [--n 200] [--reps 3] [--sequential] [--readme]
-
-``--baseline DIR --variants lua,lua-baseline,native`` adds the Lua workflow on
-the ``moontide`` package found in DIR (e.g. another checkout's ``operator/``):
-a change's before and after, measured together.
 """
 
 from __future__ import annotations
@@ -50,18 +46,14 @@ GOALS = {"native": 1.0, "native-sandboxed": 0.6}
 class Variant:
     """One variant's worker subprocess and what its workflows need (type, memo, task queue)."""
 
-    def __init__(self, variant: str, address: str, tmp: Path, profile: Path | None = None,
-                 baseline: str | None = None) -> None:
+    def __init__(self, variant: str, address: str, tmp: Path, profile: Path | None = None) -> None:
         self.name = variant
         self.tq = c.new_task_queue(f"cpu-{variant}")
-        app = c.write_app(tmp / self.tq, self.tq) if c.is_lua(variant) else None
+        app = c.write_app(tmp / self.tq, self.tq, variant=variant) if c.is_lua(variant) else None
         lua_type, native_type = c.TYPES["two_calls"]
-        self.wf_type = c.TYPED["two_calls"] if variant == "lua-typed" else lua_type if app else native_type
+        self.wf_type = c.TYPED["two_calls"] if variant == "lua-typed" else lua_type if c.is_lua(variant) else native_type
         self.memo = c.lua_memo(app, self.wf_type) if app else None
-        if variant == "lua-baseline" and not baseline:
-            raise SystemExit("variant lua-baseline needs --baseline DIR")
-        env = {"PYTHONPATH": baseline} if variant == "lua-baseline" and baseline else None
-        self.worker = c.WorkerProc(variant, address, self.tq, app_dir=app, profile=profile, env=env)
+        self.worker = c.WorkerProc(variant, address, self.tq, app_dir=app, profile=profile)
 
     async def run(self, client: Any, n: int, prefix: str) -> None:
         results = await c.run_workflows(client, self.wf_type, list(range(n)), self.tq, memo=self.memo,
@@ -72,8 +64,7 @@ class Variant:
 
 
 async def measure(client: Any, variants: list[str], address: str, n: int, warmup: int, tmp: Path, *,
-                  together: bool, profile_dir: Path | None = None,
-                  baseline: str | None = None) -> dict[str, dict[str, float]]:
+                  together: bool, profile_dir: Path | None = None) -> dict[str, dict[str, float]]:
     """One repetition: a fresh worker per variant; worker CPU and wall time of ``n`` workflows each.
 
     ``together``: all variants' workers run at once and their workflows start
@@ -90,7 +81,7 @@ async def measure(client: Any, variants: list[str], address: str, n: int, warmup
 
     groups = [variants] if together else [[v] for v in variants]
     for group in groups:
-        vs = [Variant(v, address, tmp, profile_dir / f"{v}.pstats" if profile_dir else None, baseline) for v in group]
+        vs = [Variant(v, address, tmp, profile_dir / f"{v}.pstats" if profile_dir else None) for v in group]
         try:
             if warmup:
                 await asyncio.gather(*(v.run(client, warmup, "warm") for v in vs))
@@ -112,8 +103,6 @@ async def main() -> None:
     p.add_argument("--sequential", action="store_true", help="one variant after another, each alone (its own "
                    "workflows/s); default: all variants' workers at once, their workflows interleaved, so "
                    "whatever else loads the machine loads every variant alike (paired)")
-    p.add_argument("--baseline", metavar="DIR", help="for variant lua-baseline: the directory holding the moontide "
-                   "package to compare with (put first on its worker's PYTHONPATH)")
     p.add_argument("--readme", action="store_true", help="write the table into benchmarks/README.md")
     p.add_argument("--profile", metavar="DIR", help="after the measured runs, run each variant once more under "
                    "cProfile (all threads) and print where its CPU goes; DIR keeps the <variant>.pstats files")
@@ -130,8 +119,7 @@ async def main() -> None:
         client = await Client.connect(address)
         for rep in range(args.reps):
             order = variants[rep % len(variants):] + variants[:rep % len(variants)]
-            got = await measure(client, order, address, args.n, args.warmup, Path(tmp), together=together,
-                                baseline=args.baseline)
+            got = await measure(client, order, address, args.n, args.warmup, Path(tmp), together=together)
             for v in order:
                 samples[v].append(got[v])
                 print(f"rep {rep + 1}/{args.reps} {v:17s} {got[v]['cpu_ms']:6.2f} ms CPU/workflow  "
@@ -142,7 +130,7 @@ async def main() -> None:
             await measure(client, variants, address, args.n, args.warmup, Path(tmp), together=together,
                           profile_dir=pdir)
             for v in variants:  # the profile counts the warm-up workflows too
-                print(f"\n== profile: {c.LABELS[v]} ({pdir / f'{v}.pstats'})\n"
+                print(f"\n== profile: {c.label(v)} ({pdir / f'{v}.pstats'})\n"
                       + c.profile_summary(pdir / f"{v}.pstats", args.n + args.warmup), file=sys.stderr)
     load1 = c.load_average()
 
@@ -155,7 +143,7 @@ async def main() -> None:
     rows = []
     for v in variants:
         cpu = [s["cpu_ms"] for s in samples[v]]
-        rows.append([c.LABELS[v], f"{med[v]['cpu_ms']:.1f}", f"{min(cpu):.1f}–{max(cpu):.1f}", f"{med[v]['wf_s']:.1f}",
+        rows.append([c.label(v), f"{med[v]['cpu_ms']:.1f}", f"{min(cpu):.1f}–{max(cpu):.1f}", f"{med[v]['wf_s']:.1f}",
                      "" if v == "lua" or "lua" not in med else f"{med['lua']['cpu_ms'] / med[v]['cpu_ms']:.2f}×",
                      "" if v == "lua" or "lua" not in med else f"{paired(v):.2f}×"])
     wf_s = "workflows/s (median)" if not together else "workflows/s (median, all variants at once)"
@@ -165,7 +153,7 @@ async def main() -> None:
     for v, goal in GOALS.items():
         if "lua" in med and v in med:
             ratio = med["lua"]["cpu_ms"] / med[v]["cpu_ms"]
-            verdicts.append(f"- Lua ≤ {goal}× {c.LABELS[v]}: {ratio:.2f}× (per-rep ratios: "
+            verdicts.append(f"- Lua ≤ {goal}× {c.label(v)}: {ratio:.2f}× (per-rep ratios: "
                             + ", ".join(f"{a['cpu_ms'] / b['cpu_ms']:.2f}" for a, b in zip(samples["lua"], samples[v]))
                             + f") — {'met' if ratio <= goal else 'NOT met'}")
     server = args.address or (f"dev server on SQLite file {args.db_filename}" if args.db_filename

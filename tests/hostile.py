@@ -113,7 +113,17 @@ local function roots(M)
     add(function() return process.Message end)
     add(function() return process.with_options({}) end) add(function() return process.event end)
     add(function() return process.registry end) end
-  if M.funcs then add(function() return funcs.new() end) add(function() return funcs.new():with_options({}) end) end
+  if M.funcs then add(function() return funcs.new() end) add(function() return funcs.new():with_options({}) end)
+    add(function() return funcs.new():with_context({ a = 1 }) end) end
+  if M.process then add(function() return process.with_context({ a = 1 }) end)
+    add(function() return process.with_options({}):with_context({ a = 1 }) end) end
+  if M.payload then add(function() return payload.new({ a = 1 }) end) add(function() return payload.format end)
+    add(function() return payload.new({ a = { 1 } }):transcode(payload.format.YAML) end)
+    add(function() return payload.new(errors.new("x")) end) end
+  if M.logger then add(function() return logger:with({ a = 1 }) end) add(function() return logger:named("n") end) end
+  if M.crypto then add(function() return crypto.random end) add(function() return crypto.jwt end) end
+  if M.uuid then add(function() return uuid.parse("6ba7b811-9dad-11d1-80b4-00c04fd430c8") end) end
+  if M.ctx then add(function() return ctx.all() end) end
   for name in pairs(M) do r[#r + 1] = _G[name] end
   local ok, e = pcall(error, { kind = "x" })
   r[#r + 1] = e
@@ -188,7 +198,22 @@ local function canary(M)
   end
   if M.funcs then put(type(funcs.call), type(funcs.new():with_options({ retry_policy = {} }).call)) end
   if M.base64 then put(base64.encode("hi\0\255"), base64.decode("aGk=")) end
-  if M.hash then put(hash.sha256("x"), hash.md5("")) end
+  if M.hash then put(hash.sha256("x"), hash.md5(""), hash.fnv32("x"), hash.hmac_sha256("d", "k")) end
+  if M.uuid then put(uuid.v5("6ba7b811-9dad-11d1-80b4-00c04fd430c8", "x"), uuid.validate("nope"), uuid.version(uuid.v4())) end
+  if M.crypto then
+    put(crypto.hmac.sha256("k", "d"), crypto.jwt.encode({ sub = "x" }, "s"), crypto.constant_time_compare("a", "a"),
+      #crypto.pbkdf2("p", "s", 2, 16), #crypto.random.bytes(8))
+    local key = string.rep("k", 32)
+    put(crypto.decrypt.aes(crypto.encrypt.aes("plain", key), key), crypto.jwt.verify(crypto.jwt.encode({ sub = "y" }, "s"), "s", "HS256", false).sub)
+  end
+  if M.payload then
+    local p = payload.new({ a = { 1, 2 } })
+    put(p:get_format(), p:transcode(payload.format.JSON):data().a[2], tostring(p), payload.format.YAML,
+      p:transcode(payload.format.YAML):unmarshal().a[1], payload.new(errors and errors.new("e") or 1):get_format())
+  end
+  if M.ctx then put(type(ctx.all()), next(ctx.all()), select(2, ctx.get("missing")) ~= nil) end
+  if M.logger then put(type(logger:with({ a = 1 })), type(logger:named("n")), type(logger.info)) end
+  if M.http_client then put(http_client.encode_uri("a b/c"), http_client.decode_uri("a+b%2Fc")) end
   return table.concat(out, "|")
 end
 """

@@ -275,3 +275,38 @@ class WorkerProcess:
                 self.proc.wait(20)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+_REPLAY = """
+import asyncio, sys
+from pathlib import Path
+from temporalio.client import WorkflowHistory
+from temporalio.worker import Replayer
+from moontide.runtime import load
+from moontide.workflows import CodeBook, WorkflowSettings, workflow_class
+
+app_dir, history_file, workflow_id, client_id, worker_id = sys.argv[1:6]
+history = WorkflowHistory.from_json(workflow_id, Path(history_file).read_text())
+settings = WorkflowSettings(client_id=client_id, worker_id=worker_id)
+book = CodeBook(load(Path(app_dir)), store_dir=Path(app_dir) / ".moontide" / "code")
+replayer = Replayer(workflows=[workflow_class("replay-fresh", book, settings)], build_id="replay-fresh")
+result = asyncio.run(replayer.replay_workflow(history, raise_on_replay_failure=False))
+print("REPLAYED" if result.replay_failure is None else f"REPLAY FAILED: {result.replay_failure!r}")
+"""
+
+
+async def replay_in_fresh_process(rt: AppRuntime, pid: Any) -> str:
+    """Replay the execution's history in a new Python process (its own Lua runtimes, its own hash
+    seed), as a worker that never saw it would: "REPLAYED" when the Lua took the same path, else
+    what failed. The workflow ID's current run; its pid names the client and worker."""
+    from moontide.runtime import Pid
+
+    p = Pid.parse(str(pid))
+    history = await (await rt.handle(p)).fetch_history()
+    path = rt.root / f"history-{p.workflow_id}-{time.monotonic_ns()}.json"
+    path.write_text(history.to_json())
+    out = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-c", _REPLAY, str(rt.root), str(path), p.workflow_id, p.client, p.host],
+        capture_output=True, text=True, timeout=HANG, env=MOONTIDE_ENV)
+    lines = out.stdout.strip().splitlines()
+    return lines[-1] if lines and lines[-1].startswith("REPLAY") else (out.stdout + out.stderr).strip()[-2000:]

@@ -222,7 +222,7 @@ def test_run_leaves_literal_ids_to_check_a_missing_function_fails_when_called(
           source: |
             return function()
               local v, err = funcs.call("app:missing_activity", 1)
-              return err.kind
+              return err:kind()
             end
           modules: [funcs]
     """)

@@ -8,7 +8,7 @@ local function main(order)
   local status = funcs.call("app:check_status", charge.id, order.payment.status)
   if status == "failed" then
     local refund = funcs.call("app:refund", charge)
-    logger.info("refunded", { id = charge.id })
+    logger:info("refunded", { id = charge.id })
     return { charged = charge.id, status = status, refunded = refund.refunded }
   end
   return { charged = charge.id, status = status }

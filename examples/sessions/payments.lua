@@ -7,7 +7,7 @@ local function charge(payment)
     return nil, errors.new({ kind = "Declined", message = "card declined for " .. payment.amount })
   end
   local id = "ch_" .. uuid.v4()
-  logger.info("charged", { id = id, amount = payment.amount })
+  logger:info("charged", { id = id, amount = payment.amount })
   return { id = id, amount = payment.amount, status = payment.status or "settled" }
 end
 
@@ -16,7 +16,7 @@ local function status(charge_id, wanted)
 end
 
 local function refund(charge)
-  logger.info("refunded", { id = charge.id })
+  logger:info("refunded", { id = charge.id })
   return { refunded = charge.id, amount = charge.amount }
 end
 

@@ -7,7 +7,7 @@
 local function main()
   local ok, err = process.registry.register("sessions")
   if not ok then return nil, err end
-  logger.info("session handler up", { pid = process.pid() })
+  logger:info("session handler up", { pid = process.pid() })
 
   local by_user, by_pid = {}, {}
   local inbox, events = process.inbox(), process.events()
@@ -28,8 +28,8 @@ local function main()
       local user = by_pid[ev.from]
       if user then
         if ev.kind == process.event.LINK_DOWN then
-          logger.warn("session crashed; it starts afresh on the next message",
-            { user = user, error = ev.result.error.message })
+          logger:warn("session crashed; it starts afresh on the next message",
+            { user = user, error = ev.result.error:message() })
         end
         by_user[user], by_pid[ev.from] = nil, nil
       end

@@ -30,9 +30,9 @@ local function main(user, manager)
       if order then
         orders[ev.from] = nil
         local err = ev.result.error
-        logger.info("order finished", { user = user, order = ev.from, ok = err == nil })
+        logger:info("order finished", { user = user, order = ev.from, ok = err == nil })
         process.send(order.reply_to, "order_done", {
-          user = user, order = ev.from, amount = order.amount, result = ev.result.value, error = err and err.message,
+          user = user, order = ev.from, amount = order.amount, result = ev.result.value, error = err and err:message(),
         })
       end
     else
@@ -63,9 +63,9 @@ local function main(user, manager)
             user = user, items = view.items, payment = { amount = view.total }, wait = req.wait or "1s",
           })
           if not order then
-            reply("error", { message = "checkout failed: " .. err.message })
+            reply("error", { message = "checkout failed: " .. err:message() })
           else
-            logger.info("checkout", { user = user, order = order, amount = view.total })
+            logger:info("checkout", { user = user, order = order, amount = view.total })
             orders[order] = { reply_to = reply_to or manager, amount = view.total }
             cart = {}
             reply("checkout_started", { user = user, order = order, amount = view.total })

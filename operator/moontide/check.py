@@ -208,7 +208,7 @@ _LEX = re.compile(r"""
 _CALLS: dict[tuple[str, str], tuple[frozenset[str], bool]] = {
     **{("funcs", m): (frozenset({"function.lua"}), False) for m in ("call", "async")},
     **{("process", m): (frozenset({"workflow.lua", "process.lua"}), True)
-       for m in ("spawn", "spawn_monitored", "spawn_linked", "exec")},
+       for m in ("spawn", "spawn_monitored", "spawn_linked", "spawn_linked_monitored", "exec")},
     ("workflow", "exec"): (frozenset({"workflow.lua"}), False),
 }
 _HOSTS = frozenset({"temporal.worker", "process.host"})

@@ -73,9 +73,11 @@ def _parser() -> argparse.ArgumentParser:
     spawn.add_argument("host", metavar="WORKER_ID")
     spawn.add_argument("args", nargs="*", type=_json_arg, metavar="JSON")
     spawn.add_argument("--app", required=True, metavar="APP_DIR")
-    spawn.add_argument("--id", dest="workflow_id", metavar="WORKFLOW_ID")
+    spawn.add_argument("--id", dest="workflow_id", metavar="WORKFLOW_ID",
+                       help="explicit workflow ID: spawning it while it runs answers the running one's pid")
     spawn.add_argument("--options", type=_json_arg, default={}, metavar="JSON",
-                       help='spawn options, e.g. \'{"id_conflict_policy": "use_existing", "execution_timeout": "1h"}\'')
+                       help='Wippy\'s spawn options, e.g. \'{"workflow.id_conflict_policy": "fail", '
+                            '"workflow.execution_timeout": "1h"}\' (docs/lua-api.md)')
     temporal(spawn)
 
     send = sub.add_parser("send", help="send a message to a workflow (a Temporal signal) or a process (its inbox)")

@@ -1,7 +1,7 @@
 """One error tree for Moontide.
 
 Every error has a stable ``kind``. The kind is what Lua code sees as
-``err.kind``, what travels through Temporal as ``ApplicationError.type`` and
+``err:kind()``, what travels through Temporal as ``ApplicationError.type`` and
 what a custom resource shows as a condition reason::
 
     MoontideError                 kind (Internal by default), message, retryable
@@ -32,7 +32,7 @@ __all__ = [
     "Timeout",
 ]
 
-#: The kinds Lua code can test ``err.kind`` against (``errors.NOT_FOUND`` ...).
+#: The kinds Lua code can test ``err:kind()`` against (``errors.NOT_FOUND`` ...).
 KINDS = (
     "NotFound",
     "AlreadyExists",
@@ -43,6 +43,9 @@ KINDS = (
     "Canceled",
     "Terminated",
     "Internal",
+    "Conflict",
+    "RateLimited",
+    "Unknown",
     "LuaError",
     "BudgetExceeded",
 )

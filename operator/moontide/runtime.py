@@ -31,8 +31,8 @@ from temporalio.worker import Worker
 
 from . import durations, entries, errors, values
 from .lua import check_syntax
-from .workflows import (CANCEL_FROM_SIGNAL, MEMO_CODE, STATUS_QUERY, CodeBook, build_worker, message_payload,
-                        spawn_options)
+from .workflows import (CANCEL_FROM_SIGNAL, MEMO_CODE, MEMO_CONTEXT, STATUS_QUERY, CodeBook, build_worker,
+                        message_payload, spawn_options, temporal_conflict_policy)
 
 __all__ = ["AppRuntime", "Pid", "ProcessFailed", "STATE_DIR", "WorkflowFailed", "process_client_id"]
 
@@ -278,39 +278,76 @@ class AppRuntime:
         return worker
 
     async def spawn(self, entry_id: str, host: str | None = None, *args: Any, workflow_id: str | None = None,
-                    options: dict[str, Any] | None = None) -> Pid | str:
-        """Start workflow ``entry_id`` on worker ``host``; the execution is pinned to today's code.
+                    options: dict[str, Any] | None = None, name: str | None = None,
+                    messages: list[tuple[str, Any]] | None = None, sender: str | None = None,
+                    context: dict[str, Any] | None = None) -> Pid | str:
+        """Start workflow ``entry_id`` on worker ``host`` (entry ID or task queue); the execution is
+        pinned to today's code.
 
-        ``options``: workflow_id, id_reuse_policy, id_conflict_policy (``use_existing``
-        makes a spawn with an explicit ID idempotent), execution_timeout, run_timeout,
-        task_timeout, retry_policy, memo, search_attributes (declared by the worker's
-        temporal.client).
+        ``options``: Wippy's ``workflow.*`` start options (docs/lua-api.md, "Spawn options").
+        ``workflow_id`` or ``name`` (Lua's ``:with_name``) is an explicit ID, which
+        ``workflow.id`` overrides. A start of a running ID answers its pid when the ID is explicit
+        (``use_existing``), unless ``workflow.id_conflict_policy = "fail"`` or
+        ``workflow.execution_error_when_already_started = true`` ask for AlreadyExists.
+        ``messages``: (topic, payload) signals it gets first, the first with the start itself
+        (signal-with-start), also when the spawn answers a running one; ``sender`` is their
+        ``msg:from()``.
 
         A ``process.lua`` entry starts on process host ``host`` of this serving
         runtime instead; its pid is a string.
+
+        ``context``: the values its ctx module answers (a JSON object; a workflow
+        keeps them in its memo, ``moontide.ctx``).
         """
         entry = self.app.get(entry_id)
+        if context:
+            values.encode(context, "context", f"spawn of {entry_id}")
         if entry.kind == "process.lua":
-            return self._spawn_process(entry_id, host, args, workflow_id or options)
+            return self._spawn_process(entry_id, host, args, workflow_id or options, name, messages, sender, context)
         payloads = [RawValue(values.json_payload(values.encode(a, f"argument {i}", f"spawn of {entry_id}")))
                     for i, a in enumerate(args, 1)]
+        signals = [(str(t), message_payload(values.encode(p, "payload", f"startup message {t!r} of {entry_id}"),
+                                            sender)) for t, p in messages or ()]
         code = self._book().workflow(entry_id)
         worker = self._worker_entry(entry, host)
         client_id = self.app.resolve(worker.data["client"], worker.namespace)
         client = await self.client(client_id)
-        explicit, kw = spawn_options(dict(options or {}), child=False, app=self.app, client_id=client_id)
-        wid = workflow_id or explicit or f"{entry_id.partition(':')[2]}-{uuid.uuid4().hex[:12]}"
+        spec = spawn_options(dict(options or {}), child=False, app=self.app, client_id=client_id,
+                             name=workflow_id or name)
+        wf_type = self.app.workflow_type(entry)
+        if spec.workflow_type not in (None, wf_type):
+            raise errors.Invalid(f"option workflow.name: {entry_id} runs as workflow type {wf_type!r}; starting it "
+                                 f"as {spec.workflow_type!r} is not supported")
+        namespace = str(self.app.get(client_id).data.get("namespace") or "default")
+        if spec.namespace not in (None, namespace):
+            raise errors.Invalid(f"option workflow.namespace: {client_id} works in namespace {namespace!r}, "
+                                 f"not {spec.namespace!r}")
+        wid = spec.workflow_id or f"{entry_id.partition(':')[2]}-{uuid.uuid4().hex[:12]}"
+        kw = spec.kw
         kw["memo"] = {**kw.get("memo", {}), MEMO_CODE: code.digest}
+        if context:
+            kw["memo"][MEMO_CONTEXT] = dict(context)
+        # eager: when this runtime serves the worker, the first workflow task comes
+        # back in the start's reply (if the server allows it and a slot is free)
+        eager = self.serve if spec.eager is None else spec.eager
+        if signals and spec.conflict != "fail":  # Temporal's signal-with-start has no "fail"
+            (topic, first), signals = signals[0], signals[1:]
+            kw.update(start_signal=topic, start_signal_args=[first])
+            eager = False
         try:
-            # eager: when this runtime serves the worker, the first workflow task comes
-            # back in the start's reply (if the server allows it and a slot is free)
-            handle = await client.start_workflow(self.app.workflow_type(entry), args=payloads, id=wid,
-                                                 task_queue=self.app.task_queue(worker),
-                                                 request_eager_start=self.serve, **kw)
+            handle = await client.start_workflow(wf_type, args=payloads, id=wid,
+                                                 task_queue=spec.task_queue or self.app.task_queue(worker),
+                                                 id_conflict_policy=temporal_conflict_policy(spec.conflict),
+                                                 request_eager_start=eager, **kw)
         except WorkflowAlreadyStartedError:
-            raise errors.MoontideError(f"workflow {wid} is already running (use id_conflict_policy "
-                                       "'use_existing' to attach to it)", kind="AlreadyExists",
+            raise errors.MoontideError(f"workflow {wid} is already running (its spawn asked for an error then: "
+                                       "workflow.id_conflict_policy \"fail\" or "
+                                       "workflow.execution_error_when_already_started)", kind="AlreadyExists",
                                        retryable=False) from None
+        except RPCError as e:
+            raise _rpc_error(Pid(client_id, worker.id, wid), e) from None
+        for topic, payload in signals:
+            await handle.signal(topic, payload)
         if handle.result_run_id:
             self._started_runs[(client_id, wid)] = handle.result_run_id
             self._started_runs.move_to_end((client_id, wid))
@@ -318,13 +355,16 @@ class AppRuntime:
                 self._started_runs.popitem(last=False)
         return Pid(client_id, worker.id, wid)
 
-    def _spawn_process(self, entry_id: str, host: str | None, args: tuple[Any, ...], extra: Any) -> str:
+    def _spawn_process(self, entry_id: str, host: str | None, args: tuple[Any, ...], extra: Any,
+                       name: str | None = None, messages: list[tuple[str, Any]] | None = None,
+                       sender: str | None = None, context: dict[str, Any] | None = None) -> str:
         if extra:
             raise errors.Invalid(f"spawn of {entry_id}: a workflow ID and spawn options apply to workflows only")
         if self.processes is None:
             raise errors.Invalid(f"spawn of {entry_id}: a process.lua runs in the app that serves its host: "
                                  f"`moontide run {self.root} --spawn {entry_id}`, or process.spawn from Lua")
-        return str(self.processes.spawn(entry_id, host, *args))
+        return str(self.processes.spawn(entry_id, host, *args, name=name, messages=messages, sender=sender,
+                                        context=context))
 
     def _book(self) -> CodeBook:
         if self._code_book is None:

@@ -26,7 +26,7 @@ from temporalio.api.common.v1 import Payload
 
 from . import errors
 
-__all__ = ["MAX_DEPTH", "decode", "encode", "from_payload", "json_payload"]
+__all__ = ["MAX_DEPTH", "decode", "encode", "from_payload", "json_payload", "startup_messages"]
 
 #: Arrays/objects nested deeper than this do not cross between Lua, Python, Temporal and the CLI.
 #: Python decodes and rebuilds JSON recursively (two frames a level) under a
@@ -118,6 +118,11 @@ def from_payload(payload: Payload, path: str, where: str = "") -> Any:
 def json_payload(text: str, metadata: dict[str, bytes] | None = None) -> Payload:
     """A json/plain payload holding ``text`` (from ``encode`` or the Lua encoder: already checked)."""
     return Payload(metadata={"encoding": _JSON_ENCODING, **(metadata or {})}, data=text.encode())
+
+
+def startup_messages(messages_json: str | None) -> list[tuple[str, str]]:
+    """A spawner's ``:with_message(topic, ...)`` list (JSON from Lua) as (topic, payload as JSON text)."""
+    return [(str(m["topic"]), json.dumps(m.get("payload"))) for m in json.loads(messages_json or "[]")]
 
 
 def _check(text: str, value: Any, path: str, surrogates: bool, where: str) -> None:

@@ -61,15 +61,21 @@ def test_error_object_keeps_kind() -> None:
     assert (err.kind, err.message, err.retryable) == ("NotFound", "x", True)
 
 
-def test_error_object_fields_changed_by_user_code() -> None:
-    # fields of an error object are user data: only strings leave as message and kind
-    err = failed(run_lua("""
+def test_an_error_object_cannot_be_changed() -> None:
+    # what an error holds is private: user code cannot change it, so only its own strings leave
+    got = done(run_lua("""
         local e = errors.new{kind = 'NotFound', message = 'x'}
-        e.kind = {}
-        e.message = setmetatable({}, {__tostring = function() return 'described' end})
-        error(e)
+        local a = pcall(function() e.kind = 'Other' end)
+        local b = pcall(rawset, e, 'message', 'changed')
+        local c = pcall(setmetatable, e, {})
+        return a, b, c, e:kind(), e:message(), rawget(e, 'kind')
     """, modules=["errors"]))
-    assert (err.kind, err.message) == ("LuaError", "described")
+    assert got == (False, False, False, "NotFound", "x", None)
+
+
+def test_a_raised_plain_table_is_a_lua_error() -> None:
+    err = failed(run_lua("error({kind = 'NotFound', message = 'plain'})"))
+    assert (err.kind, err.message) == ("LuaError", "(error object is a table value)")
 
 
 def test_error_with_table_value_has_no_address() -> None:

@@ -16,7 +16,7 @@ _CHECK = """
 local e = errors.new{kind = "NotFound", message = "m"}
 return tostring(string.find) ~= "x" and string.find("abc", "b") == 2
   and type(tostring) == "function" and tostring(12) == "12"
-  and e:kind_is("NotFound") and tostring(e) == "m"
+  and e:kind() == "NotFound" and tostring(e) == "m"
   and time.unix(60):unix() == 60 and tostring(time.unix(0)) == "1970-01-01T00:00:00Z"
   and json.encode(json.array()) == "[]" and json.array()[1] == nil
   and os.time{year = 1970, month = 1, day = 1, hour = 0} == 0
@@ -31,8 +31,9 @@ MODULES = ["errors", "time", "json", "funcs"]
     ("rawset(funcs, 'call', nil)", "attempt to change funcs.call (read-only)"),
     ("rawset(json, 'encode', nil)", "attempt to change json.encode (read-only)"),
     ("getmetatable(_G).__index.tostring = function() return 'x' end", "attempt to index a boolean value"),
-    ("errors.new('x').__index.kind_is = function() return false end", "attempt to change error.kind_is (read-only)"),
-    ("errors.new('x').__index.__tostring = function() return 'x' end", "(read-only)"),
+    ("errors.new('x').kind = function() return 'x' end", "attempt to change error.kind (read-only)"),
+    ("rawset(errors.new('x'), 'kind', function() return 'x' end)", "attempt to change error.kind (read-only)"),
+    ("errors.new('x').__index.__tostring = function() return 'x' end", "attempt to index a nil value"),
     ("time.unix(0).__index.unix = function() return 0 end", "attempt to change time.unix (read-only)"),
     ("getmetatable(json.array()).__index = function() return 1 end", "attempt to index a boolean value"),
     ("local mt = getmetatable(json.array()); mt.__newindex = error", "attempt to index a boolean value"),

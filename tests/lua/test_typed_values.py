@@ -99,7 +99,7 @@ return function()
   local bad, err = User:is({name = "ann", age = "x"})
   return {
     same = p.x + p.y, ok = ok.name, none = none == nil, bad = bad == nil,
-    kind = err.kind, message = err.message, details = err.details,
+    kind = err:kind(), message = err:message(), details = err:details(),
     int = math.type(integer(3.0)), str = string("s"), num = number(2.5), bool = boolean(false),
     upper = string.upper("abc") .. ("x"):rep(2), fmt = string.format("%d", 7),
   }
@@ -243,8 +243,8 @@ return function()
   local _, err = UserResult:is({ok = true, value = {name = "a"}})
   local greeter = {greet = function(_, n) return "hi " .. n end}
   local _, gerr = Greeter:is({})
-  return {ok, err.message, tostring(UserResult), Keys:kind(), X:kind(), S:is(true) ~= nil, N:is(false) ~= nil,
-          Greeter:kind(), Greeter(greeter):greet("x"), gerr.message}
+  return {ok, err:message(), tostring(UserResult), Keys:kind(), X:kind(), S:is(true) ~= nil, N:is(false) ~= nil,
+          Greeter:kind(), Greeter(greeter):greet("x"), gerr:message()}
 end
 """, chunk=True)
     assert out == [True, "UserResult.value.age: expected number, got nil", "UserResult",

@@ -30,21 +30,21 @@ def test_the_limit_is_documented() -> None:
     assert f"{MAX_DEPTH} levels" in doc
 
 
-def test_json_encode_up_to_the_limit_and_an_invalid_error_past_it() -> None:
+def test_json_encode_up_to_the_limit_and_an_error_past_it() -> None:
     out = done(run_lua(NEST + """
       local d = ...
       local at = json.encode(nest(d))
       local past, err = json.encode({ order = { lines = nest(d - 1) } })
-      return #at, past, err.kind, err.message
-    """, MAX_DEPTH, modules=["json"]))
+      return #at, past, errors.is(err, errors.INTERNAL), tostring(err)
+    """, MAX_DEPTH, modules=["json", "errors"]))
     assert out[0] == 2 * MAX_DEPTH
-    assert out[1] is None and out[2] == "Invalid"
+    assert out[1] is None and out[2] is True  # json's errors are Internal, as in Wippy
     # the path names where it went too deep (a long path keeps its ends)
     assert out[3].startswith("value.order.lines[1][1][1][1][1][1]...(")
     assert TOO_DEEP in out[3]
 
 
-def test_json_decode_up_to_the_limit_and_an_invalid_error_past_it() -> None:
+def test_json_decode_up_to_the_limit_and_an_error_past_it() -> None:
     out = done(run_lua("""
       local d = ...
       local at = json.decode(string.rep("[", d) .. string.rep("]", d))
@@ -52,21 +52,22 @@ def test_json_decode_up_to_the_limit_and_an_invalid_error_past_it() -> None:
       local huge, err2 = json.decode(string.rep("[", 10000) .. string.rep("]", 10000))
       local depth, t = 0, at
       while type(t) == "table" do depth = depth + 1 t = t[1] end
-      return depth, past, err.kind, err.message, huge, err2.kind, err2.message
-    """, MAX_DEPTH, modules=["json"]))
+      return depth, past, errors.is(err, errors.INTERNAL), tostring(err), huge, errors.is(err2, errors.INTERNAL),
+        tostring(err2)
+    """, MAX_DEPTH, modules=["json", "errors"]))
     assert out[0] == MAX_DEPTH
-    assert out[1] is None and out[2] == "Invalid" and TOO_DEEP in out[3]
+    assert out[1] is None and out[2] is True and TOO_DEEP in out[3]
     assert out[3].startswith("json.decode[1][1]")
-    assert out[4] is None and out[5] == "Invalid" and TOO_DEEP in out[6]
+    assert out[4] is None and out[5] is True and TOO_DEEP in out[6]
 
 
-def test_json_decode_of_a_lone_surrogate_is_invalid_naming_the_path() -> None:
+def test_json_decode_of_a_lone_surrogate_is_an_error_naming_the_path() -> None:
     out = done(run_lua(r"""
       local v, err = json.decode('{"a": [1, "ok", "\\ud800"]}')
       local pair = json.decode('"\\ud83d\\ude00"')
-      return v, err.kind, err.message, pair
-    """, modules=["json"]))
-    assert out[0] is None and out[1] == "Invalid"
+      return v, errors.is(err, errors.INTERNAL), tostring(err), pair
+    """, modules=["json", "errors"]))
+    assert out[0] is None and out[1] is True
     assert out[2] == "json.decode.a[3]: string holds a lone surrogate \\ud800, which is not text (UTF-8 cannot encode it)"
     assert out[3] == "\U0001F600"  # a valid pair is text
 
@@ -85,7 +86,7 @@ def test_a_result_past_the_limit_is_invalid_not_a_recursion_error(depth: int) ->
 def test_arguments_past_the_limit_fail_at_the_call_site() -> None:
     out = done(run_lua(NEST + """
       local v, err = process.send("{host|r.1}", "t", { batch = nest(...) })
-      return v, err.kind, err.message
+      return v, err:kind(), err:message()
     """, MAX_DEPTH, modules=["process", "json"]))
     assert out[0] is None and out[1] == "Invalid"  # before anything reached the host
     assert out[2].startswith("payload.batch[1][1]") and TOO_DEEP in out[2]

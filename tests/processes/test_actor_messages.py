@@ -221,8 +221,8 @@ async def test_registry_names_send_by_name_and_are_freed_at_exit(make_app: Calla
       local ok = process.send(name, "v", { v = "by name" })
       local _, missing = process.registry.lookup("nobody")
       local _, nosuch = process.send("{app:host|abc.999}", "x", 1)
-      return { pid = pid, sent = ok, taken = taken.kind, missing = missing.kind, nosuch = nosuch.kind,
-               nosuch_message = nosuch.message }
+      return { pid = pid, sent = ok, taken = taken:kind(), missing = missing:kind(), nosuch = nosuch:kind(),
+               nosuch_message = nosuch:message() }
     end
     """
     app = process_app(make_app, {"named": named, "client": client})
@@ -246,7 +246,7 @@ async def test_cancel_delivers_an_event_and_a_canceled_error(make_app: Callable[
     return function()
       local msg, ok, err = process.inbox():receive()
       local ev = process.events():receive()
-      return { ok = ok, kind = err and err.kind, message = err and err.message, event = ev.kind,
+      return { ok = ok, kind = err and err:kind(), message = err and err:message(), event = ev.kind,
                reason = ev.reason, compensated = true }
     end
     """
@@ -267,7 +267,7 @@ async def test_cancel_while_running_hits_the_next_wait_and_terminate_ends_at_onc
       process.cancel(process.pid(), "self")
       local ok, err = time.sleep("10s")              -- the pending cancel ends this wait at once
       local second = time.sleep("1ms")                -- only once
-      return { slept = ok or false, kind = err and err.kind, second = second }
+      return { slept = ok or false, kind = err and err:kind(), second = second }
     end
     """
     stuck = "return function() time.sleep('1h') end"
@@ -290,7 +290,7 @@ async def test_funcs_call_runs_in_a_thread_while_the_host_goes_on(make_app: Call
       if err then return nil, err end
       local r = channel.select{ fut:channel():case_receive() }
       local missing, nf = funcs.call("nope")
-      return { v = v, async = r.value, nf = nf.kind }
+      return { v = v, async = r.value, nf = nf:kind() }
     end
     """
     slow = """
@@ -319,8 +319,8 @@ async def test_spawn_errors_name_the_entry(make_app: Callable[..., Path]) -> Non
       local _, b = process.spawn("spawner", "nohost")
       local _, c = process.spawn("spawner", "host2")
       local _, d = process.with_options({ workflow_id = "x" }):spawn("spawner", "host")
-      return { a = a.kind .. ": " .. a.message, b = b.kind .. ": " .. b.message, c = c.kind .. ": " .. c.message,
-               d = d.kind .. ": " .. d.message }
+      return { a = a:kind() .. ": " .. a:message(), b = b:kind() .. ": " .. b:message(), c = c:kind() .. ": " .. c:message(),
+               d = d:kind() .. ": " .. d:message() }
     end
     """
     app = process_app(make_app, {"spawner": spawner}, entries="""

@@ -10,7 +10,7 @@ from _procs import process_app, running, settle
 POLITE = """
 return function()
   local _, _, err = process.inbox():receive()
-  return "stopped: " .. err.kind
+  return "stopped: " .. err:kind()
 end
 """
 STUBBORN = """

@@ -13,12 +13,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from _procs import process_app, running, settle
+from _procs import PROCESS_MODULES, process_app, running, settle
 from hostile import ATTACKER, VICTIM
 
 from moontide import errors
 
-MODULES = ["process", "channel", "time", "errors", "json", "logger", "funcs", "uuid"]
+MODULES = ["process", "channel", "time", "errors", "json", "logger", "funcs", "uuid", "crypto", "ctx", "payload",
+           "http_client"]
 
 VICTIM_WAITS = """
   local msg = process.inbox():receive()
@@ -29,6 +30,8 @@ VICTIM_WAITS = """
 async def test_a_hostile_process_changes_nothing_for_a_victim_on_its_host(make_app: Callable[..., Path]) -> None:
     app = process_app(make_app, {"victim": VICTIM.replace("DURING", VICTIM_WAITS),
                                  "attacker": ATTACKER.replace("WAIT", "inbox:receive()")})
+    (app / "app.yaml").write_text((app / "app.yaml").read_text().replace(
+        f"modules: {PROCESS_MODULES}", f"modules: [{', '.join(MODULES)}]"))
     modules = {m: True for m in MODULES}
     async with running(app) as system:
         control = system.spawn("app:victim", "app:host", modules)

@@ -170,3 +170,32 @@ async def test_timers_and_tickers_in_a_process(make_app: Callable[..., Path]) ->
             "ticks": {"n": 3, "stop": True, "again": False, "quiet": True},
             "zero": True, "default": {"default": True, "ok": True},
         }
+
+
+async def test_an_upgrade_from_one_coroutine_ends_the_others(make_app: Callable[..., Path]) -> None:
+    # process.upgrade while another coroutine waits (the two waits started side by side): the
+    # new code runs alone; the old coroutine's sleep never resumes it, nor the old code
+    v1 = """
+    return function()
+      coroutine.spawn(function()
+        time.sleep("500ms")
+        process.send(process.pid(), "old", "the old code's coroutine ran on")
+      end)
+      local msg = process.inbox():receive()
+      local _, err = process.upgrade("v2", msg:payload():data())
+      return "v1 went on: " .. tostring(err)
+    end
+    """
+    v2 = """
+    return function(state)
+      local timeout = time.after("1s")
+      local r = channel.select{ process.inbox():case_receive(), timeout:case_receive() }
+      return { state = state, old = r.channel ~= timeout and r.value:topic() or false, pid = process.pid() }
+    end
+    """
+    app = process_app(make_app, {"v1": v1, "v2": v2})
+    async with running(app) as system:
+        pid = system.spawn("app:v1", "app:host")
+        await settle(system, pid, "waiting in select on inbox, op:")
+        await system.send(pid, "upgrade", "x")
+        assert await system.result(pid) == {"state": "x", "old": False, "pid": pid}

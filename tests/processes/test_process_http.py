@@ -107,7 +107,7 @@ async def test_http_answers_errors_and_functions_keep_their_synchronous_http(
       local _, refused = http.get("http://127.0.0.1:1/")
       local _, bad = http.get(url, { colour = "red" })
       local via_function = funcs.call("fetch", url .. "/fn")
-      return { missing = missing.status_code, refused = refused.kind, bad = bad.kind .. ": " .. bad.message,
+      return { missing = missing.status_code, refused = refused:kind(), bad = bad:kind() .. ": " .. bad:message(),
                via_function = via_function }
     end
     """
@@ -127,3 +127,31 @@ async def test_http_answers_errors_and_functions_keep_their_synchronous_http(
     assert out["missing"] == 404 and out["refused"] == "Unavailable" and out["via_function"] == "/fn "
     assert out["bad"].startswith("Invalid: http: unknown option 'colour'")
 
+
+
+async def test_http_client_from_a_process_waits_on_the_hosts_loop(
+        make_app: Callable[..., Path], server: tuple[str, threading.Event]) -> None:
+    """Wippy's http_client in a process: the request is awaited (the process waits, the host goes on)."""
+    url, release = server
+    fetcher = """
+    return function(url)
+      local r, err = http_client.get(url .. "/slow", { headers = { ["X-Who"] = "client" } })
+      if not r then return nil, err end
+      local batch, errs = http_client.request_batch({ { "GET", url .. "/a" }, { "GET", "http://127.0.0.1:1/" } })
+      local _, bad = http_client.get(url, { unix_socket = "/tmp/x.sock" })
+      return { status = r.status_code, body = r.body, size = r.body_size, first = batch[1].body,
+               second = batch[2], second_err = errors.is(errs[2], errors.INTERNAL),
+               bad = errors.is(bad, errors.INVALID) }
+    end
+    """
+    app = _app(make_app, {"fetcher": fetcher})
+    text = (app / "app.yaml").read_text().replace(f"modules: {MODULES[:-1]}, funcs]",
+                                                  "modules: [http_client, errors]")
+    (app / "app.yaml").write_text(text)
+    async with running(app) as system:
+        pid = system.spawn("app:fetcher", "app:host", url)
+        await settle(system, pid, "waiting for http_client GET")
+        release.set()
+        out = await system.result(pid)
+    assert out == {"status": 200, "body": "/slow client", "size": 12, "first": "/a ", "second_err": True,
+                   "bad": True}

@@ -68,7 +68,7 @@ async def test_a_process_that_handles_events_gets_link_down_and_lives(make_app: 
       local ev = process.events():receive()
       process.send(clean, "go", {})
       local ev2 = process.events():receive()
-      return { kind = ev.kind, from = ev.from == child, error = ev.result.error.kind,
+      return { kind = ev.kind, from = ev.from == child, error = ev.result.error:kind(),
                clean = ev2.kind, clean_from = ev2.from == clean, clean_value = ev2.result.value }
     end
     """
@@ -111,7 +111,7 @@ async def test_terminate_tells_monitors_and_demonitor_unlink_stop_the_news(make_
       process.send(target, "ready", {})
       local ev = process.events():receive()
       local more = channel.select{ process.events():case_receive(), time.after("100ms"):case_receive() }
-      return { kind = ev.kind, error = ev.result.error.kind, quiet = more.channel ~= process.events() }
+      return { kind = ev.kind, error = ev.result.error:kind(), quiet = more.channel ~= process.events() }
     end
     """
     idle = """
@@ -139,7 +139,7 @@ async def test_exec_waits_for_a_child_process(make_app: Callable[..., Path]) -> 
     return function()
       local sum = process.exec("child", "host", 2, 3)
       local _, err = process.exec("failing", "host")
-      return { sum = sum, err = err.kind }
+      return { sum = sum, err = err:kind() }
     end
     """
     app = process_app(make_app, {"child": child, "failing": failing, "parent": parent})

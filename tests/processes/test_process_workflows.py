@@ -78,7 +78,7 @@ async def test_exec_of_a_workflow_returns_its_result_or_its_error(
       local _, err = process.exec("failing", "worker")
       local linked = process.spawn_linked("failing", "worker")
       local ev = process.events():receive()
-      return { err = err.kind .. ": " .. err.message, linked = ev.kind, linked_error = ev.result.error.kind }
+      return { err = err:kind() .. ": " .. err:message(), linked = ev.kind, linked_error = ev.result.error:kind() }
     end
     """
     app = process_app(make_app, {"caller": caller}, workflows={"failing": FAILING})

@@ -133,6 +133,14 @@ def dev_server_with(*extra: str) -> Any:
 
 async def replay_failure(app_dir: Path, rt: AppRuntime, pid: Pid | str) -> BaseException | None:
     """Replay the execution's history with ``temporalio.worker.Replayer``: None if the Lua took the same path."""
-    from _replay import replay
+    from temporalio.worker import Replayer
 
-    return await replay(app_dir, await (await rt.handle(pid)).fetch_history())
+    from moontide.runtime import load
+    from moontide.workflows import CodeBook, WorkflowSettings, workflow_class
+
+    history = await (await rt.handle(pid)).fetch_history()
+    build_id = f"replay-{time.monotonic_ns()}"  # the dynamic class is told the Replayer's task queue
+    settings = WorkflowSettings(client_id="app:client", worker_id="app:worker")
+    replayer = Replayer(workflows=[workflow_class(f"replay-{build_id}", CodeBook(load(app_dir)), settings)],
+                        build_id=build_id)
+    return (await replayer.replay_workflow(history, raise_on_replay_failure=False)).replay_failure

@@ -38,7 +38,7 @@ return function(where, give_up)
   end
   if give_up then return nil, err end
   local e = ev.value or {}
-  return { kind = err.kind, message = err.message, event = e.kind, reason = e.reason, by = e.from, undone = undone }
+  return { kind = err:kind(), message = err:message(), event = e.kind, reason = e.reason, by = e.from, undone = undone }
 end
 """
 
@@ -119,7 +119,7 @@ async def test_process_cancel_from_lua(make_app: Callable[..., Path], temporal_a
       local ok, err = process.cancel(pid, "from another workflow")
       local bad_ok, bad = process.cancel("not a pid")
       local _, missing = process.cancel("{app:client@app:worker|nobody-home}")
-      return { ok = ok, err = err and err.message, bad = bad.kind, missing = missing.kind, me = process.pid() }
+      return { ok = ok, err = err and err:message(), bad = bad:kind(), missing = missing:kind(), me = process.pid() }
     end
     """
     app = make_flows(make_app, {"saga": SAGA, "canceller": canceller})
@@ -181,7 +181,7 @@ EVENT_WAITER = """
 return function(how)
   if how == "receive" then
     local ev, err = process.events():receive()
-    if not ev then return { error = err.kind } end
+    if not ev then return { error = err:kind() } end
     return { kind = ev.kind, reason = ev.reason }
   end
   local r = channel.select{ time.after("1h"):case_receive(), process.events():case_receive() }

@@ -71,8 +71,8 @@ async def test_exec_waits_for_the_child(make_app: Callable[..., Path], temporal_
       local none, bad = process.exec("child", "worker", 6, true)
       local missing, nf = process.exec("no_such_flow", "worker")
       local notw, unav = process.exec("child", "echo")
-      return { value = value, named = named, none = none == nil, bad = { bad.kind, bad.message }, nf = nf.kind,
-               unav = unav.kind }
+      return { value = value, named = named, none = none == nil, bad = { bad:kind(), bad:message() }, nf = nf:kind(),
+               unav = unav:kind() }
     end
     """
     app = make_flows(make_app, {"parent": parent, "child": CHILD})

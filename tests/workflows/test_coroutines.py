@@ -3,7 +3,8 @@
 Spawned coroutines run side by side with the main function: each may wait on
 an activity, a timer, a message or a channel, and the workflow asks Temporal
 for all their waits at once. Every test replays the history in a fresh
-process (``_replay``): the same commands in the same order, or it fails.
+process (``moontide_testing.replay_in_fresh_process``): the same commands in
+the same order, or it fails.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 
 from _issue3 import eventually, history, lua_state, make_flows, wait_blocking, worker_process
-from _replay import replays_in_fresh_process
-from moontide_testing import WORKER_POOL, running
+from moontide_testing import WORKER_POOL, replay_in_fresh_process, running
 from moontide.runtime import AppRuntime, WorkflowFailed
+
 
 async def test_the_docs_worker_pool(make_app: Callable[..., Path], temporal_address: str) -> None:
     app = make_flows(make_app, {"pool": WORKER_POOL})
@@ -35,7 +36,7 @@ async def test_the_docs_worker_pool(make_app: Callable[..., Path], temporal_addr
         first_fire = fired.index(True)
         assert sum(started[:first_fire]) == 3, "the three workers' first sleeps started before any fired"
         assert sum(started) == 6
-        await replays_in_fresh_process(rt, pid, app)
+        assert await replay_in_fresh_process(rt, pid) == "REPLAYED"
 
 
 async def test_coroutines_wait_on_activities_side_by_side(make_app: Callable[..., Path],
@@ -64,7 +65,7 @@ async def test_coroutines_wait_on_activities_side_by_side(make_app: Callable[...
         kinds = [e.event_type for e in evs]
         first_done = kinds.index(EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED)
         assert kinds[:first_done].count(EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED) == 3
-        await replays_in_fresh_process(rt, pid, app)
+        assert await replay_in_fresh_process(rt, pid) == "REPLAYED"
 
 
 async def test_unbuffered_send_waits_for_a_receiver(make_app: Callable[..., Path], temporal_address: str) -> None:
@@ -111,7 +112,7 @@ async def test_unbuffered_send_waits_for_a_receiver(make_app: Callable[..., Path
             # at once and the sender goes on before main runs
             "log": ["main sleeps", "send 1", "main receives 1", "sent 1", "sent 2", "main receives 2"],
             "full": True, "drained": ["a", "b"], "sent_on_closed": False}
-        await replays_in_fresh_process(rt, pid, app)
+        assert await replay_in_fresh_process(rt, pid) == "REPLAYED"
 
 
 async def test_select_over_channels_messages_and_timers_from_coroutines(
@@ -151,7 +152,7 @@ async def test_select_over_channels_messages_and_timers_from_coroutines(
                          and s["blocking"] == "waiting in select on stop (listen)", what="hello taken")
         await rt.send(pid, "stop", True)
         assert await rt.result(pid) == ["timer", "inbox hello 7"]
-        await replays_in_fresh_process(rt, pid, app)
+        assert await replay_in_fresh_process(rt, pid) == "REPLAYED"
 
 
 async def test_main_returning_ends_the_execution(make_app: Callable[..., Path], temporal_address: str) -> None:
@@ -170,7 +171,7 @@ async def test_main_returning_ends_the_execution(make_app: Callable[..., Path], 
     async with running(app, temporal_address) as rt:
         pid = await rt.spawn("app:flow", None)
         assert await asyncio.wait_for(rt.result(pid), 60) == "done"
-        await replays_in_fresh_process(rt, pid, app)
+        assert await replay_in_fresh_process(rt, pid) == "REPLAYED"
 
 
 async def test_an_error_in_a_coroutine_fails_the_workflow(make_app: Callable[..., Path],
@@ -235,7 +236,7 @@ async def test_a_cancel_request_reaches_the_first_waiting_coroutine(make_app: Ca
         await rt.cancel(pid, "enough")
         assert await asyncio.wait_for(rt.result(pid), 60) == {
             "first": {"who": "caller", "canceled": True}, "cancel": "pid.cancel"}
-        await replays_in_fresh_process(rt, pid, app)
+        assert await replay_in_fresh_process(rt, pid) == "REPLAYED"
 
 
 async def test_sigkill_while_coroutines_wait_a_new_worker_process_finishes(
@@ -263,6 +264,31 @@ async def test_sigkill_while_coroutines_wait_a_new_worker_process_finishes(
     async with worker_process(app, temporal_address):
         # the order is the order the three ended in, which the kill and restart decide
         assert sorted(await asyncio.wait_for(client_only.result(pid), 90)) == ["message", "slow call", "timer"]
-    await replays_in_fresh_process(client_only, pid, app)
+    assert await replay_in_fresh_process(client_only, pid) == "REPLAYED"
 
 
+async def test_an_upgrade_from_one_coroutine_ends_the_others(make_app: Callable[..., Path],
+                                                            temporal_address: str) -> None:
+    # process.upgrade while another coroutine waits (both requests started side by side):
+    # the run continues as new and the next run starts alone, with the new arguments
+    flow = """
+    return function(n)
+      if n > 1 then return { n = n, run = workflow.info().continued_run_id ~= nil } end
+      coroutine.spawn(function() time.sleep("1h") end)
+      local _, err = process.upgrade(nil, n + 1)
+      return { went_on = tostring(err) }
+    end
+    """
+    app = make_flows(make_app, {"flow": flow})
+    async with running(app, temporal_address) as rt:
+        pid = await rt.spawn("app:flow", None, 1)
+        assert await rt.result(pid) == {"n": 2, "run": True}
+        client = await rt.client("app:client")
+        second = await history(client, pid.workflow_id)
+        first_run = second[0].workflow_execution_started_event_attributes.continued_execution_run_id
+        first = await history(client, pid.workflow_id, first_run)
+        kinds = [e.event_type for e in first]
+        assert EventType.EVENT_TYPE_TIMER_STARTED in kinds  # the other coroutine's sleep was under way
+        assert kinds[-1] == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
+        assert EventType.EVENT_TYPE_TIMER_STARTED not in [e.event_type for e in second]
+        assert await replay_in_fresh_process(rt, pid) == "REPLAYED"

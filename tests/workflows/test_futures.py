@@ -5,7 +5,7 @@ payload, or nil and the error); f:response() (alias f:channel()) receives
 the payload, or the error, once it is done; f:error() wraps a failure as a
 non-retryable Internal error; f:cancel() cancels it (Canceled from then on);
 f:is_complete(), f:is_canceled(). Workflow tests replay their history in a
-fresh process (``_replay``).
+fresh process (``moontide_testing.replay_in_fresh_process``).
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ from typing import Callable
 from temporalio.api.enums.v1 import EventType
 
 from _issue3 import history, make_flows
-from _replay import replays_in_fresh_process
-from moontide_testing import running
+from moontide_testing import replay_in_fresh_process, running
 
 SLOW = {"slow": """
     return function()
@@ -64,7 +63,7 @@ async def test_reading_a_canceled_future_does_not_end_the_workflow(make_app: Cal
         # the first was canceled before it was scheduled; the second's cancel reached Temporal
         assert scheduled == ["app:slow", "app:echo"]
         assert [e.event_type for e in evs].count(EventType.EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED) == 1
-        await replays_in_fresh_process(rt, pid, app)
+        assert await replay_in_fresh_process(rt, pid) == "REPLAYED"
 
 
 FUTURE_API = """
@@ -115,7 +114,7 @@ async def test_the_future_api(make_app: Callable[..., Path], temporal_address: s
     async with running(app, temporal_address) as rt:
         pid = await rt.spawn("app:flow", None)
         assert await rt.result(pid) == expected_future_api()
-        await replays_in_fresh_process(rt, pid, app)
+        assert await replay_in_fresh_process(rt, pid) == "REPLAYED"
 
 
 # future.md's "Timeout Pattern" and "First-to-Complete", as the page writes them.
@@ -224,5 +223,5 @@ async def test_the_docs_timeout_and_first_to_complete_patterns(make_app: Callabl
         except WorkflowFailed as e:
             assert (e.kind, str(e)) == ("Timeout", "Operation timed out")
         assert await rt.result(first) == "cached k1"
-        await replays_in_fresh_process(rt, timed_out, app)
-        await replays_in_fresh_process(rt, first, app)
+        assert await replay_in_fresh_process(rt, timed_out) == "REPLAYED"
+        assert await replay_in_fresh_process(rt, first) == "REPLAYED"

@@ -29,8 +29,9 @@ from test_crash import count, finish, history
 
 HANG = 120
 WORKFLOW_MODULES = ["funcs", "time", "uuid", "process", "channel", "workflow", "json", "base64", "hash", "errors",
-                    "logger"]
-FUNCTION_MODULES = ["funcs", "time", "uuid", "process", "json", "base64", "hash", "errors", "logger"]
+                    "logger", "crypto", "ctx", "payload"]
+FUNCTION_MODULES = ["funcs", "time", "uuid", "process", "json", "base64", "hash", "errors", "logger", "crypto", "ctx",
+                    "payload", "http_client"]
 
 VICTIM_WAITS = """
   local got = funcs.call("app:echo", "S3CRET-ARG")
@@ -143,7 +144,7 @@ async def test_a_function_past_its_timeout_is_stopped_and_its_worker_goes_on(
         return function()
           local once = funcs.new():with_options{ start_to_close_timeout = "2s", retry_policy = { maximum_attempts = 1 } }
           local _, err = once:call("app:spin")
-          return { kind = err and err.kind, echo = funcs.call("app:echo", "still serving") }
+          return { kind = err and err:kind(), echo = funcs.call("app:echo", "still serving") }
         end
     """)
     rt = AppRuntime(app, temporal=temporal_address)

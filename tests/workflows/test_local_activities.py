@@ -51,7 +51,7 @@ ENTRIES = TEMPORAL_ENTRIES + """\
           call = function(...) return executor:call(...) end
         end
         local v, err = call("app:validate", order)
-        if err then return { kind = err.kind, message = err.message } end
+        if err then return { kind = err:kind(), message = err:message() } end
         return v
       end
     modules: [funcs]

@@ -126,9 +126,9 @@ async def test_message_api_and_senders(make_app: Callable[..., Path], temporal_a
       local _, missing = process.send("{app:client@app:worker|nobody-home}", "hello", {})
       local _, invalid = process.send("not a pid", "hello", {})
       local _, bad_payload = process.send(pid, "hello", { f = function() end })
-      assert(missing.kind == "NotFound", missing.kind)
-      assert(invalid.kind == "Invalid", invalid.kind)
-      assert(bad_payload.kind == "Invalid" and bad_payload.message:find("payload.f"), bad_payload.message)
+      assert(missing:kind() == "NotFound", missing:kind())
+      assert(invalid:kind() == "Invalid", invalid:kind())
+      assert(bad_payload:kind() == "Invalid" and bad_payload:message():find("payload.f"), bad_payload:message())
       return process.pid()
     end
     """

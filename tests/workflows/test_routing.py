@@ -75,7 +75,7 @@ APP = TEMPORAL_ENTRIES.replace("127.0.0.1:1\n", '127.0.0.1:1\n    tq_prefix: "p-
     source: |
       return function(queue)
         local out, err = process.exec("app:renamed", queue, "from parent")
-        if err then return { error = err.message } end
+        if err then return { error = err:message() } end
         return out
       end
     modules: [process]
@@ -124,7 +124,7 @@ async def test_a_routed_workflow_is_refused_on_another_worker(app_dir: Path, tem
             await rt.spawn("app:order", "app:back", 1)
         # the child side: parent (on front) asks for the renamed workflow (routed to back) on front
         out = await result(rt, await rt.spawn("app:parent", "app:front", "app:front"))
-    assert out == {"error": "process.spawn: app:renamed runs on worker app:back (its meta.temporal.workflow.worker), "
+    assert out == {"error": "process.exec: app:renamed runs on worker app:back (its meta.temporal.workflow.worker), "
                             "not on app:front"}
 
 
@@ -155,7 +155,7 @@ async def test_a_function_registered_elsewhere_is_refused_on_another_queue(
     source: |
       return function(queue)
         local v, err = funcs.new():with_options({ task_queue = queue }):call("app:charge", 1)
-        return { value = v, kind = err and err.kind, message = err and err.message }
+        return { value = v, kind = err and err:kind(), message = err and err:message() }
       end
     modules: [funcs]
 """

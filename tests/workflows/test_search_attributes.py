@@ -40,8 +40,8 @@ return function()
   local ok, err = workflow.upsert_search_attributes(msg:payload():data())
   local _, unknown = workflow.upsert_search_attributes{ Nope = 1 }
   local _, wrong = workflow.upsert_search_attributes{ MtCount = "three" }
-  return { before = before, after = workflow.info().search_attributes, ok = ok, err = err and err.message,
-           unknown = unknown.message, wrong = wrong.message }
+  return { before = before, after = workflow.info().search_attributes, ok = ok, err = err and err:message(),
+           unknown = unknown:message(), wrong = wrong:message() }
 end
 """
 
@@ -132,7 +132,7 @@ async def test_child_function_and_cli_spawns_carry_attributes(
       local ev = process.events():receive()
       local via_function = assert(funcs.call("starter", order))
       local _, bad = process.with_options{ search_attributes = { MtCount = "x" } }:spawn("plain", "worker")
-      return { child = child, child_saw = ev.result.value, via_function = via_function, bad = bad.message }
+      return { child = child, child_saw = ev.result.value, via_function = via_function, bad = bad:message() }
     end
     """
     starter = """
@@ -172,3 +172,34 @@ async def test_the_embedded_server_registers_the_declared_attributes(make_app: C
         pid = await rt.spawn("app:flow", None, options={"search_attributes": VALUES})
         assert await _carried(rt, pid) == EXPECTED_TYPED
         await rt.terminate(pid)
+
+
+async def test_wippys_attrs_and_search_attributes_option(make_app: Callable[..., Path], temporal_address: str) -> None:
+    """en/temporal/workflows.md: workflow.attrs{search=, memo=} and ["workflow.search_attributes"]."""
+    flow = """
+    return function(order)
+      local before = workflow.info().search_attributes
+      local ok, err = workflow.attrs({
+          search = { MtOrder = order, MtCount = 7 },
+          memo = { notes = "Priority customer" },
+      })
+      local _, wrong = workflow.attrs({ search = { MtCount = "seven" } })
+      return { before = before, after = workflow.info().search_attributes, ok = ok, err = err and tostring(err),
+               wrong = errors.is(wrong, errors.INVALID) and tostring(wrong) }
+    end
+    """
+    app = _with_attributes(make_flows(make_app, {"flow": flow}))
+    order = f"o-{uuid.uuid4().hex[:8]}"
+    async with running(app, temporal_address) as rt:
+        await _register(await rt.client("app:client"))
+        pid = await rt.spawn("app:flow", None, order, options={"workflow.search_attributes": {"MtRush": True}})
+        out = await rt.result(pid)
+        carried = await _carried(rt, pid)
+        memo = await (await (await rt.handle(pid)).describe()).memo()
+        assert await replay_failure(app, rt, pid) is None
+    assert out["ok"] is True, out["err"]
+    assert out["before"] == {"MtRush": True}
+    assert out["after"] == {"MtRush": True, "MtOrder": order, "MtCount": 7}
+    assert carried == {"MtRush": True, "MtOrder": order, "MtCount": 7}
+    assert memo["notes"] == "Priority customer"
+    assert "'MtCount' (int)" in out["wrong"]

@@ -33,8 +33,8 @@ async def test_spawn_with_options(make_app: Callable[..., Path], temporal_addres
     wid = _wid()
     async with running(app, temporal_address) as rt:
         pid = await rt.spawn("app:flow", "app:worker", "first", options={
-            "workflow_id": wid, "execution_timeout": "1h", "memo": {"owner": "ana"},
-            "retry_policy": {"maximum_attempts": 2}})
+            "workflow.id": wid, "workflow.execution_timeout": "1h", "workflow.memo": {"owner": "ana"},
+            "workflow.retry_policy": {"maximum_attempts": 2}})
         assert pid == Pid("app:client", "app:worker", wid)
         assert str(pid) == f"{{app:client@app:worker|{wid}}}"
         desc = await (await rt.handle(pid)).describe()
@@ -49,7 +49,7 @@ async def test_spawn_with_options(make_app: Callable[..., Path], temporal_addres
         with pytest.raises(errors.Invalid, match="unknown spawn option 'colour'"):
             await rt.spawn("app:flow", None, options={"colour": "red"})
         with pytest.raises(errors.Invalid, match="id_conflict_policy"):
-            await rt.spawn("app:flow", None, options={"id_conflict_policy": "sometimes"})
+            await rt.spawn("app:flow", None, options={"workflow.id_conflict_policy": "sometimes"})
 
 
 async def test_same_explicit_id_twice(make_app: Callable[..., Path], temporal_address: str) -> None:
@@ -58,16 +58,17 @@ async def test_same_explicit_id_twice(make_app: Callable[..., Path], temporal_ad
     async with running(app, temporal_address) as rt:
         first = await rt.spawn("app:flow", None, "first", workflow_id=wid)
         run_id = (await (await rt.handle(first)).describe()).run_id
-        # default conflict policy: the second start fails
-        with pytest.raises(errors.MoontideError) as info:
-            await rt.spawn("app:flow", None, "second", workflow_id=wid)
-        assert info.value.kind == "AlreadyExists"
-        assert wid in info.value.message
-        # use_existing: idempotent, the same pid and the same execution
-        again = await rt.spawn("app:flow", None, "third",
-                               options={"workflow_id": wid, "id_conflict_policy": "use_existing"})
+        # an explicit ID is a singleton (Wippy's default): the second start answers the running one
+        again = await rt.spawn("app:flow", None, "second", workflow_id=wid)
         assert again == first
         assert (await (await rt.handle(again)).describe()).run_id == run_id
+        # unless the options ask for the error
+        for options in ({"workflow.id_conflict_policy": "fail"},
+                        {"workflow.execution_error_when_already_started": True}):
+            with pytest.raises(errors.MoontideError) as info:
+                await rt.spawn("app:flow", None, "third", workflow_id=wid, options=options)
+            assert info.value.kind == "AlreadyExists"
+            assert wid in info.value.message
         await wait_blocking(rt, first, "receive")
         await rt.send(first, "go", True)
         assert await rt.result(first) == {"arg": "first", "topic": "go", "data": True}
@@ -78,7 +79,7 @@ async def test_same_explicit_id_twice(make_app: Callable[..., Path], temporal_ad
         # closed: the ID may be used again (default reuse policy), unless told otherwise
         with pytest.raises(errors.MoontideError) as info:
             await rt.spawn("app:flow", None, "fourth",
-                           options={"workflow_id": wid, "id_reuse_policy": "reject_duplicate"})
+                           options={"workflow.id": wid, "workflow.id_reuse_policy": "reject_duplicate"})
         assert info.value.kind == "AlreadyExists"
         reused = await rt.spawn("app:flow", None, "fifth", workflow_id=wid)
         assert (await (await rt.handle(reused)).describe()).run_id != run_id
@@ -90,13 +91,14 @@ async def test_spawn_and_send_from_the_cli(make_app: Callable[..., Path], tempor
     common = ("--app", str(app), "--temporal", temporal_address)
     async with running(app, temporal_address) as rt:
         outs = [await run_cli_async("spawn", "app:flow", "app:worker", '"cli"', "--id", wid, "--options",
-                                    '{"id_conflict_policy": "use_existing", "execution_timeout": "10m"}', *common)
+                                    '{"workflow.execution_timeout": "10m"}', *common)
                 for _ in range(2)]
         for out in outs:
             assert out.returncode == 0, out.stderr
         assert outs[0].stdout.strip() == outs[1].stdout.strip() == f"{{app:client@app:worker|{wid}}}"
         pid = outs[0].stdout.strip()
-        conflict = await run_cli_async("spawn", "app:flow", "app:worker", "--id", wid, *common)
+        conflict = await run_cli_async("spawn", "app:flow", "app:worker", "--id", wid, "--options",
+                                       '{"workflow.id_conflict_policy": "fail"}', *common)
         assert conflict.returncode != 0 and "AlreadyExists" in conflict.stderr
         await wait_blocking(rt, pid, "receive")
         sent = await run_cli_async("send", pid, "go", '{"approved": true}', *common)
@@ -107,14 +109,15 @@ async def test_spawn_and_send_from_the_cli(make_app: Callable[..., Path], tempor
 async def test_spawn_options_inside_a_workflow(make_app: Callable[..., Path], temporal_address: str) -> None:
     parent = """
     return function(child_id)
-      local pid, err = process.with_options{ workflow_id = child_id, execution_timeout = "10m" }
+      local pid, err = process.with_options{ ["workflow.id"] = child_id, ["workflow.execution_timeout"] = "10m" }
         :spawn("flow", "worker", "from parent")
       assert(pid, err)
       assert(process.send(pid, "go", { from_parent = true }))
       local ev = process.events():receive()
-      local _, bad = process.with_options{ id_conflict_policy = "use_existing" }:spawn("flow", "worker")
+      local _, bad = process.with_options{ ["workflow.id_conflict_policy"] = "sometimes" }:spawn("flow", "worker")
       local _, unknown = process.with_options{ colour = "red" }:spawn("flow", "worker")
-      return { pid = pid, exit = ev.result.value, bad = bad.kind, unknown = unknown.kind }
+      return { pid = pid, exit = ev.result.value, bad = tostring(bad), unknown = tostring(unknown),
+               invalid = errors.is(bad, errors.INVALID) and errors.is(unknown, errors.INVALID) }
     end
     """
     app = make_flows(make_app, {"parent": parent, "flow": FLOW})
@@ -123,14 +126,15 @@ async def test_spawn_options_inside_a_workflow(make_app: Callable[..., Path], te
         out = await rt.result(await rt.spawn("app:parent", None, child))
     assert out["pid"] == f"{{app:client@app:worker|{child}}}"
     assert out["exit"] == {"arg": "from parent", "topic": "go", "data": {"from_parent": True}}
-    assert out["bad"] == "Invalid"
-    assert out["unknown"] == "Invalid"
+    assert out["invalid"] is True
+    assert "workflow.id_conflict_policy" in out["bad"] and "use_existing, fail, terminate_existing" in out["bad"]
+    assert "unknown spawn option 'colour'" in out["unknown"]
 
 
 async def test_spawn_and_send_from_function_code(make_app: Callable[..., Path], temporal_address: str) -> None:
     starter = """
     return function(wid)
-      local pid, err = process.with_options{ workflow_id = wid }:spawn("app:flow", "app:worker", "from a function")
+      local pid, err = process.with_options{ ["workflow.id"] = wid }:spawn("app:flow", "app:worker", "from a function")
       if not pid then return nil, err end
       local ok, serr = process.send(pid, "go", { by = "function" })
       if not ok then return nil, serr end
@@ -139,7 +143,7 @@ async def test_spawn_and_send_from_function_code(make_app: Callable[..., Path], 
     """
     caller = """
     return function(wid)
-      local pid, err = funcs.new():with_options{ retry_policy = { maximum_attempts = 1 } }:call("starter", wid)
+      local pid, err = funcs.new():with_options{ ["activity.retry_policy"] = { maximum_attempts = 1 } }:call("starter", wid)
       if not pid then return nil, err end
       return pid
     end

@@ -29,8 +29,8 @@ async def test_a_workflow_terminates_another_and_its_own_child(
       local _, missing = process.terminate("{app:client@app:worker|nobody-home}")
       local _, foreign = process.terminate("{other:client@other:worker|x}")
       local _, bad = process.terminate("not a pid")
-      return { ok = ok, err = err, ok_child = ok_child, child = child, ev = ev, missing = missing.kind,
-               foreign = { foreign.kind, foreign.message }, bad = bad.kind }
+      return { ok = ok, err = err, ok_child = ok_child, child = child, ev = ev, missing = missing:kind(),
+               foreign = { foreign:kind(), foreign:message() }, bad = bad:kind() }
     end
     """
     app = make_flows(make_app, {"sleeper": SLEEPER, "killer": killer})

@@ -12,8 +12,7 @@ from typing import Callable
 from temporalio.api.enums.v1 import EventType
 
 from _issue3 import history, make_flows
-from _replay import replays_in_fresh_process
-from moontide_testing import running
+from moontide_testing import replay_in_fresh_process, running
 
 
 def count(evs: list, name: str) -> int:
@@ -63,7 +62,7 @@ async def test_timer_stop_and_reset(make_app: Callable[..., Path], temporal_addr
                          if e.event_type == EventType.EVENT_TYPE_TIMER_STARTED)
         # stopped (or reset) in the same activation, the 1 h timers never reached Temporal
         assert started == [50, 80, 100]
-        await replays_in_fresh_process(rt, pid, app)
+        assert await replay_in_fresh_process(rt, pid) == "REPLAYED"
 
 
 async def test_ticker(make_app: Callable[..., Path], temporal_address: str) -> None:
@@ -91,7 +90,7 @@ async def test_ticker(make_app: Callable[..., Path], temporal_address: str) -> N
         evs = await history(await rt.client("app:client"), pid.workflow_id)
         # three ticks and the after: the next tick, stopped in the activation that started it, never went out
         assert count(evs, "TIMER_STARTED") == count(evs, "TIMER_FIRED") == 4
-        await replays_in_fresh_process(rt, pid, app)
+        assert await replay_in_fresh_process(rt, pid) == "REPLAYED"
 
 
 async def test_select_default_and_durations(make_app: Callable[..., Path], temporal_address: str) -> None:
@@ -119,4 +118,4 @@ async def test_select_default_and_durations(make_app: Callable[..., Path], tempo
         pid = await rt.spawn("app:flow", None)
         assert await rt.result(pid) == {"elapsed": True, "empty": {"default": True, "ok": True}, "full": "v",
                                         "early": True, "late": True, "text": True}
-        await replays_in_fresh_process(rt, pid, app)
+        assert await replay_in_fresh_process(rt, pid) == "REPLAYED"

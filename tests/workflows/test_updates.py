@@ -20,8 +20,7 @@ from temporalio.common import RawValue
 from temporalio.exceptions import ApplicationError
 
 from _issue3 import history, make_flows, wait_blocking
-from _replay import replays_in_fresh_process
-from moontide_testing import running
+from moontide_testing import replay_in_fresh_process, running
 
 # The docs' counter ("Multiple Signal Handlers"), its handlers in spawned coroutines; the main
 # function hands them their messages (process.listen(topic, {message = true}) would too).
@@ -123,7 +122,7 @@ async def test_updates_answered_with_the_reply_protocol(make_app: Callable[..., 
         kinds = [e.event_type for e in await history(await rt.client("app:client"), pid.workflow_id)]
         assert kinds.count(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED) == 7
         assert kinds.count(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED) == 7
-        await replays_in_fresh_process(rt, pid, app)
+        assert await replay_in_fresh_process(rt, pid) == "REPLAYED"
 
 
 async def test_an_update_that_cannot_be_decoded_is_rejected(make_app: Callable[..., Path],
@@ -142,4 +141,4 @@ async def test_an_update_that_cannot_be_decoded_is_rejected(make_app: Callable[.
         # refused before the workflow saw it: no trace in history, and the counter never saw it
         assert kinds.count(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED) == 1
         assert (await rt.status(pid))["lua"]["messages_received"] == 1
-        await replays_in_fresh_process(rt, pid, app)
+        assert await replay_in_fresh_process(rt, pid) == "REPLAYED"

@@ -158,14 +158,14 @@ class CallFunction:
 
 PARENT = """
 return function(queue, case)
-  local function shown(v, err) return err and { kind = err.kind, message = err.message } or { value = v } end
+  local function shown(v, err) return err and { kind = err:kind(), message = err:message() } or { value = v } end
   local out = {}
   out.activity = shown(funcs.new():with_options{task_queue = queue}:call("echo", case))
   out.exec = shown(process.exec("child", "foreign", case))
   process.spawn("child", "foreign", case)
   local ev = process.events():receive()
-  out.spawn = { kind = ev.kind, error = ev.result.error and ev.result.error.kind,
-                message = ev.result.error and ev.result.error.message }
+  out.spawn = { kind = ev.kind, error = ev.result.error and ev.result.error:kind(),
+                message = ev.result.error and ev.result.error:message() }
   return out
 end
 """
@@ -228,7 +228,7 @@ return function(v)
   local _, far_err = funcs.call("echo", far)                 -- past Python's own recursion limit
   local _, res_err = funcs.call("deeper", again)
   local _, enc_err = json.encode({ again })
-  local function shown(e) return e.kind .. " " .. e.message end
+  local function shown(e) return e:kind() .. " " .. e:message() end
   return {
     depths = { depth(v), depth(back), depth(child), depth(again) },
     errors = { shown(arg_err), shown(far_err), shown(res_err), shown(enc_err) },
@@ -267,7 +267,7 @@ async def test_values_up_to_the_limit_cross_every_layer_and_deeper_ones_fail_cle
     assert arg_err.startswith("Invalid argument 1[1][1]") and TOO_DEEP in arg_err
     assert far_err.startswith("Invalid argument 1[1][1]") and TOO_DEEP in far_err
     assert res_err.startswith("Invalid result[1][1]") and TOO_DEEP in res_err
-    assert enc_err.startswith("Invalid value[1][1]") and TOO_DEEP in enc_err
+    assert enc_err.startswith("Internal value[1][1]") and TOO_DEEP in enc_err  # json.encode: Wippy's kind
     assert info.value.kind == "Invalid"
     assert "the workflow's result cannot cross to JSON: result[1][1]" in info.value.message
     assert TOO_DEEP in info.value.message

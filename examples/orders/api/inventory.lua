@@ -7,7 +7,7 @@ local function reserve(order)
 end
 
 local function release(reservation)
-  logger.info("released", reservation)
+  logger:info("released", reservation)
   return { released = reservation.reservation }
 end
 

@@ -12,7 +12,7 @@ local function main(order)
         funcs.call(comp.id, comp.arg)
         done[#done + 1] = "undo " .. comp.name
       end
-      return nil, errors.new({ kind = err.kind, message = name .. " failed: " .. err.message,
+      return nil, errors.new({ kind = err:kind(), message = name .. " failed: " .. err:message(),
                                details = { compensated = done } })
     end
     done[#done + 1] = name

@@ -51,7 +51,7 @@ PATTERN_HINTS = {
 #: Modules every runnable Lua kind may ``require`` (Wippy's names; ``process`` and
 #: ``channel`` are also globals, listing them is allowed but not needed).
 _COMMON_MODULES = ("funcs", "time", "uuid", "json", "base64", "hash", "errors", "logger", "process", "channel",
-                   "ctx", "crypto")
+                   "ctx", "crypto", "payload")
 #: Lua modules each Lua kind may ``require``; workflows get no I/O (no ``http``).
 MODULES: dict[str, tuple[str, ...]] = {
     "function.lua": (*_COMMON_MODULES, "http", "http_client"),

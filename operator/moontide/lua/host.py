@@ -1,8 +1,9 @@
 """Answers to the synchronous calls Lua modules make, common to every context.
 
-``BaseHost`` handles the pure helpers (json, base64, hash, durations, logs);
-the workflow host and the function host add what depends on where the code
-runs (workflow time and recorded randomness, or the real clock and network).
+``BaseHost`` handles the pure helpers (json, base64, hash, uuid, crypto,
+payload, ctx, durations, logs); the workflow host and the function host add
+what depends on where the code runs (workflow time and recorded randomness,
+or the real clock and network): ``op_now`` and ``random_bytes``.
 """
 
 from __future__ import annotations
@@ -10,19 +11,22 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import functools
 import hashlib
 import hmac
 import json
 import logging
 import os
+import re
 import time
 import uuid
 from typing import Any, Callable, Iterator
 
 from .. import durations, errors
+from . import _crypto, _http_client
 from . import runtime as rt_mod
 
-__all__ = ["BaseHost", "FunctionHost", "http_arguments", "http_errors", "http_response", "uuid7"]
+__all__ = ["BaseHost", "FunctionHost", "http_arguments", "http_errors", "http_response", "uuid1", "uuid7"]
 
 log = logging.getLogger("moontide.lua")
 
@@ -49,6 +53,50 @@ def _bytes(value: Any, what: str) -> bytes:
     return _text(value, what).encode("latin-1")
 
 
+def _count(value: Any, what: str) -> int:
+    """A positive integer from Lua (an integral float too), or Invalid."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise errors.Invalid(f"{what}: length must be a positive integer")
+    return value
+
+
+#: crypto.random's largest request, as in Wippy
+MAX_RANDOM = 1 << 20
+#: What work done in Python costs in instructions of the budget (~10 ns each), measured:
+#: an iteration of PBKDF2 per output block, an FNV byte (a Python loop), JSON Schema per text byte
+PBKDF2_CHARGE = {"sha256": 40, "sha512": 90}
+FNV_CHARGE, SCHEMA_BYTES_PER_INSTRUCTION = 8, 1
+#: per byte of YAML (libyaml and PyYAML building Python objects: ~0.7 us a byte) and of MessagePack
+YAML_CHARGE, MSGPACK_CHARGE = 75, 2
+#: The UUID text forms uuid.validate/parse accept (Go's uuid.Parse): standard, {braced}, urn:uuid:, 32 hex digits
+_UUID_TEXT = re.compile(r"(?i)(?:urn:uuid:)?([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})|"
+                        r"\{([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\}|([0-9a-f]{32})")
+_FNV = {32: (0x811C9DC5, 0x01000193), 64: (0xCBF29CE484222325, 0x100000001B3)}
+_VARIANTS = {uuid.RFC_4122: "RFC4122", uuid.RESERVED_NCS: "NCS", uuid.RESERVED_MICROSOFT: "Microsoft",
+             uuid.RESERVED_FUTURE: "Future"}
+#: UUID v1 time: 100 ns intervals since 1582-10-15
+_UUID_EPOCH = 0x01B21DD213814000
+
+
+def uuid1(unix_ns: int, rand: int) -> str:
+    """An RFC 9562 version 1 UUID from a time and 62 random bits (clock sequence, and a random node
+    with the multicast bit set, as the RFC asks of a node that is not a MAC address)."""
+    ts = unix_ns // 100 + _UUID_EPOCH
+    node = (rand & ((1 << 48) - 1)) | (1 << 40)
+    clock_seq = (rand >> 48) & 0x3FFF
+    return str(uuid.UUID(fields=(ts & 0xFFFFFFFF, (ts >> 32) & 0xFFFF, ((ts >> 48) & 0x0FFF) | 0x1000,
+                                 0x80 | (clock_seq >> 8), clock_seq & 0xFF, node)))
+
+
+def _parse_uuid(text: str, what: str) -> uuid.UUID:
+    m = _UUID_TEXT.fullmatch(text)
+    if m is None:
+        raise errors.Invalid(f"{what}: invalid UUID format")
+    return uuid.UUID(next(g for g in m.groups() if g))
+
+
 class BaseHost:
     """Pure helpers; subclasses add ops by defining ``op_<name>`` (dots as underscores)."""
 
@@ -56,6 +104,8 @@ class BaseHost:
         self.runtime = runtime
         self.logger = logger
         self._ops: dict[str, Callable[..., Any]] = {}
+        #: the request context (ctx module): JSON values by key, set by whoever started this execution
+        self.context: dict[str, Any] = {}
 
     def __call__(self, op: str, *args: Any) -> Any:
         fn = self._ops.get(op)
@@ -66,11 +116,45 @@ class BaseHost:
             self._ops[op] = fn
         return fn(*args)
 
+    def random_bytes(self, n: int) -> bytes:
+        """``n`` random bytes: the real ones, or the workflow's recorded ones."""
+        raise errors.MoontideError("random values are not available here", kind="Unavailable", retryable=False)
+
+    def op_now(self) -> int:
+        raise errors.MoontideError("the clock is not available here", kind="Unavailable", retryable=False)
+
+    def _charge(self, work: int, what: str) -> None:
+        """Charge work done in Python to the step's instruction budget; past it, nothing is done."""
+        rt = self.runtime
+        rt.pending_charge += work
+        if work > rt._budget_left():
+            raise errors.BudgetExceeded(f"{what}: over the instruction budget")
+
     def op_duration(self, text: Any) -> int:
         return durations.parse(text)
 
     def op_json_decode(self, text: Any) -> Any:
-        return self.runtime.json_to_lua(_text(text, "json.decode"))  # Invalid names what is wrong, and where
+        try:
+            return self.runtime.json_to_lua(_text(text, "json.decode"))
+        except errors.Invalid as e:  # not JSON: Wippy's kind is Internal; the message names what and where
+            raise errors.MoontideError(e.message, kind="Internal", retryable=False) from None
+
+    def op_json_validate(self, schema_text: Any, data_text: Any) -> bool:
+        """True, or Invalid naming where the data breaks the schema (or what is wrong with the schema)."""
+        import jsonschema
+
+        schema_text, data_text = _text(schema_text, "json.validate schema"), _text(data_text, "json.validate data")
+        self._charge((len(schema_text) + len(data_text)) // SCHEMA_BYTES_PER_INSTRUCTION, "json.validate")
+        validator = _validator(schema_text)
+        try:
+            data = json.loads(data_text)
+        except ValueError as e:
+            raise errors.Invalid(f"json.validate: data is not JSON: {e}") from None
+        error = jsonschema.exceptions.best_match(validator.iter_errors(data))
+        if error is not None:
+            where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
+            raise errors.Invalid(f"json.validate: validation failed: ${where}: {error.message}")
+        return True
 
     def op_base64_encode(self, data: Any) -> str:
         return base64.b64encode(_bytes(data, "base64.encode")).decode()
@@ -81,11 +165,156 @@ class BaseHost:
         except binascii.Error as e:
             raise errors.Invalid(f"base64.decode: {e}") from None
 
-    def op_hash(self, algo: str, data: Any) -> str:
-        return hashlib.new(algo, _bytes(data, f"hash.{algo}")).hexdigest()
+    def op_hash(self, algo: str, data: Any, raw: bool = False) -> str | bytes:
+        h = hashlib.new(algo, _bytes(data, f"hash.{algo}"))
+        return h.digest() if raw else h.hexdigest()
 
-    def op_hash_hmac(self, algo: str, key: Any, data: Any) -> str:
-        return hmac.new(_bytes(key, "hmac key"), _bytes(data, "hmac data"), algo).hexdigest()
+    def op_hash_hmac(self, algo: str, key: Any, data: Any, raw: bool = False) -> str | bytes:
+        h = hmac.new(_bytes(key, "hmac key"), _bytes(data, "hmac data"), algo)
+        return h.digest() if raw else h.hexdigest()
+
+    def op_hash_fnv(self, bits: int, data: Any) -> int:
+        """FNV-1 (multiply, then xor), as Go's hash/fnv New32/New64."""
+        raw = _bytes(data, f"hash.fnv{bits}")
+        self._charge(len(raw) * FNV_CHARGE, f"hash.fnv{bits}")
+        h, prime = _FNV[bits]
+        mask = (1 << bits) - 1
+        for b in raw:
+            h = ((h * prime) & mask) ^ b
+        return h
+
+    # -- uuid ------------------------------------------------------------------------------
+    def op_uuid_v1(self) -> str:
+        return uuid1(self.op_now(), int.from_bytes(self.random_bytes(8), "big"))
+
+    def op_uuid_named(self, version: int, namespace: Any, name: Any) -> str:
+        ns = _parse_uuid(_text(namespace, f"uuid.v{version}"), f"uuid.v{version}: namespace")
+        make = uuid.uuid3 if version == 3 else uuid.uuid5
+        return str(make(ns, _bytes(name, f"uuid.v{version}").decode("latin-1")))
+
+    def op_uuid_inspect(self, what: str, text: Any, arg: Any = None) -> Any:
+        if what == "validate":
+            return isinstance(text, str) and _UUID_TEXT.fullmatch(text) is not None
+        u = _parse_uuid(_text(text, f"uuid.{what}"), f"uuid.{what}")
+        if what == "version":
+            return u.version or 0
+        if what == "variant":
+            return _VARIANTS[u.variant]
+        if what == "format":
+            style = arg if isinstance(arg, str) else "standard"
+            forms = {"standard": str(u), "simple": u.hex, "urn": u.urn}
+            if style not in forms:
+                raise errors.Invalid(f"uuid.format: unsupported format {style!r} (standard, simple or urn)")
+            return forms[style]
+        info: dict[str, Any] = {"version": u.version or 0, "variant": _VARIANTS[u.variant]}
+        if u.version == 1:
+            info["timestamp"] = (u.time - _UUID_EPOCH) // 10_000_000
+            info["node"] = f"{u.node:012x}"
+        elif u.version == 7:
+            info["timestamp"] = (u.int >> 80) // 1000
+        return self.runtime.to_lua(info)
+
+    # -- crypto ----------------------------------------------------------------------------
+    def op_crypto_random_bytes(self, n: Any) -> bytes:
+        return self.random_bytes(_random_length(n, "crypto.random.bytes"))
+
+    def op_crypto_random_string(self, n: Any, charset: Any = None) -> bytes:
+        n = _random_length(n, "crypto.random.string")
+        chars = None if charset is None else _bytes(charset, "crypto.random.string charset")
+        if chars == b"":
+            raise errors.Invalid("crypto.random.string: charset cannot be empty")
+        return _crypto.random_string(self.random_bytes(n), chars)
+
+    def op_crypto_hmac(self, algo: str, key: Any, data: Any) -> str:
+        return _crypto.hmac_hex(algo, _bytes(key, "crypto.hmac key"), _bytes(data, "crypto.hmac data"))
+
+    def op_crypto_encrypt(self, cipher: str, data: Any, key: Any, aad: Any = None) -> bytes:
+        return _crypto.encrypt(cipher, _bytes(data, "data"), _bytes(key, "key"),
+                               None if aad is None else _bytes(aad, "aad"), self.random_bytes)
+
+    def op_crypto_decrypt(self, cipher: str, data: Any, key: Any, aad: Any = None) -> bytes:
+        return _crypto.decrypt(cipher, _bytes(data, "data"), _bytes(key, "key"),
+                               None if aad is None else _bytes(aad, "aad"))
+
+    def op_crypto_jwt_encode(self, claims_json: str, key: Any, alg: Any) -> str:
+        claims = json.loads(claims_json)
+        if not isinstance(claims, dict):
+            raise errors.Invalid("crypto.jwt.encode: payload must be a table of claims (an object), not an array")
+        return _crypto.jwt_encode(claims, _bytes(key, "key"), alg)
+
+    def op_crypto_jwt_verify(self, token: Any, key: Any, alg: Any, require_exp: bool = True) -> Any:
+        claims = _crypto.jwt_verify(_text(token, "token"), _bytes(key, "key"), alg, bool(require_exp),
+                                    self.op_now() / 1e9)
+        return self.runtime.to_lua(claims)
+
+    def op_crypto_pbkdf2(self, password: Any, salt: Any, iterations: Any, length: Any, hash_name: Any) -> bytes:
+        password, salt = _bytes(password, "password"), _bytes(salt, "salt")
+        _crypto.check_pbkdf2(password, salt, iterations, length, hash_name)
+        size = hashlib.new(hash_name).digest_size
+        self._charge(iterations * -(-length // size) * PBKDF2_CHARGE[hash_name], "crypto.pbkdf2")
+        return _crypto.pbkdf2(password, salt, iterations, length, hash_name)
+
+    def op_crypto_compare(self, a: Any, b: Any) -> bool:
+        return hmac.compare_digest(_bytes(a, "a"), _bytes(b, "b"))
+
+    # -- ctx ---------------------------------------------------------------------------------
+    def op_ctx_get(self, key: str) -> Any:
+        if key not in self.context:
+            raise errors.NotFound(f"ctx.get: key not found: {key}")
+        return self.runtime.to_lua(self.context[key])
+
+    def op_ctx_all(self) -> Any:
+        return self.runtime.to_lua(dict(self.context))
+
+    def outgoing_context(self, ctx_json: str | None) -> dict[str, Any]:
+        """The context a call or spawn passes on: this execution's, with the caller's with_context values over it."""
+        if not ctx_json:
+            return self.context
+        return {**self.context, **json.loads(ctx_json)}
+
+    # -- payload -----------------------------------------------------------------------------
+    def op_payload_encode(self, fmt: str, data_json: str) -> str | bytes:
+        """A JSON value (as text) in YAML or MessagePack."""
+        value = json.loads(data_json)
+        if fmt == "yaml/plain":
+            import yaml
+
+            self._charge(len(data_json) * YAML_CHARGE, "payload:transcode")
+            return yaml.dump(value, Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper), sort_keys=True,
+                             allow_unicode=True, default_flow_style=False)
+        import msgpack
+
+        return msgpack.packb(value, use_bin_type=True)
+
+    def op_payload_decode(self, fmt: str, raw: Any) -> Any:
+        """The Lua value a YAML text or MessagePack bytes hold (JSON values only)."""
+        if fmt == "yaml/plain":
+            import yaml
+
+            text = _text(raw, "yaml")
+            self._charge(len(text) * YAML_CHARGE, "payload:data")
+            loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+            try:
+                if "*" in text and any(isinstance(ev, yaml.AliasEvent) for ev in yaml.parse(text, Loader=loader)):
+                    # an alias repeats what it names: a short text could stand for gigabytes
+                    raise errors.Invalid("YAML aliases (*name) are not supported")
+                value = yaml.load(text, Loader=loader)
+            except yaml.YAMLError as e:
+                raise errors.Invalid(f"not YAML: {e}") from None
+        else:
+            import msgpack
+
+            data = _bytes(raw, "msgpack")
+            self._charge(len(data) * MSGPACK_CHARGE, "payload:data")
+            try:
+                value = msgpack.unpackb(data, raw=False, strict_map_key=False)
+            except (ValueError, msgpack.UnpackException) as e:
+                raise errors.Invalid(f"not MessagePack: {e}") from None
+        try:
+            text = json.dumps(value, default=_plain, allow_nan=False)
+        except (TypeError, ValueError) as e:
+            raise errors.Invalid(f"the decoded value has no Lua form: {e}") from None
+        return self.runtime.json_to_lua(text)
 
     def op_log(self, level: str, message: str, fields: str | None = None) -> None:
         extra = json.loads(fields) if fields else {}
@@ -93,8 +322,43 @@ class BaseHost:
             message + (" " + json.dumps(extra, sort_keys=True) if extra else ""))
 
 
+def _plain(value: Any) -> str:
+    """What YAML decodes that JSON has no word for: dates and times as ISO 8601 text."""
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} values (e.g. !!binary) have no Lua form")
+
+
+def _random_length(n: Any, what: str) -> int:
+    n = _count(n, what)
+    if n > MAX_RANDOM:
+        raise errors.Invalid(f"{what}: length exceeds maximum allowed size (1MB)")
+    return n
+
+
+@functools.lru_cache(maxsize=100)
+def _validator(schema_text: str) -> Any:
+    """A compiled JSON Schema validator, cached by its text (as Wippy caches by content)."""
+    import jsonschema
+
+    try:
+        schema = json.loads(schema_text)
+        if not isinstance(schema, (dict, bool)):
+            raise errors.Invalid("json.validate: schema must be a JSON Schema object")
+        cls = jsonschema.validators.validator_for(schema)
+        cls.check_schema(schema)
+    except ValueError as e:
+        raise errors.Invalid(f"json.validate: schema is not JSON: {e}") from None
+    except jsonschema.exceptions.SchemaError as e:
+        raise errors.Invalid(f"json.validate: compile schema: {e.message}") from None
+    return cls(schema, format_checker=cls.FORMAT_CHECKER)
+
+
 class FunctionHost(BaseHost):
     """Outside workflows: the real clock, real randomness."""
+
+    def random_bytes(self, n: int) -> bytes:
+        return os.urandom(n)
 
     def op_now(self) -> int:
         return time.time_ns()
@@ -107,6 +371,12 @@ class FunctionHost(BaseHost):
 
     def op_uuid_v7(self) -> str:
         return uuid7(time.time_ns() // 1_000_000, int.from_bytes(os.urandom(10), "big"))
+
+    def op_http_client_request(self, method: Any, url: Any, opts_json: str | None = None) -> Any:
+        return self.runtime.to_lua(_http_client.send(_http_client.prepare(method, url, opts_json)))
+
+    def op_http_client_batch(self, requests_json: str) -> Any:
+        return self.runtime.to_lua(_http_client.batch(_http_client.batch_requests(requests_json)))
 
     def op_http_request(self, method: str, url: str, options_json: str | None = None) -> Any:
         import httpx

@@ -747,25 +747,57 @@ function safe_utf8.codepoint(s, i, j, lax)
 end
 
 ---------------------------------------------------------------------------
--- Errors: tables with kind / message / retryable, printed as their message.
+-- Errors (Wippy's error objects): err:kind(), err:message(), err:retryable(),
+-- err:details(), err:stack(); tostring(err) is the message. What an error
+-- holds lives in a private table keyed by the error, so an error cannot be
+-- changed once made (it may cross from one execution's code to a module's).
 ---------------------------------------------------------------------------
 local Error = {}
-Error.__index = readonly(Error, "error")   -- err.__index must not hand out the shared metatable
+local error_parts_of = setmetatable({}, { __mode = "k" })   -- err -> { kind, message, retryable, details, stack }
+local Error_methods = {}
+Error.__index = readonly(Error_methods, "error")
 Error.__name = "error"
-Error.__tostring = function(e)
-  return e.message
-end
 Error.__metatable = false
-function Error:kind_is(kind) return self.kind == kind end
+Error.__newindex = function(_, k) error("attempt to change error." .. tostring(k) .. " (read-only)", 2) end
+Error.__tostring = function(e) return error_parts_of[e][2] end
+Error.__tojson = function(e)
+  local p = error_parts_of[e]
+  return { kind = p[1], message = p[2], retryable = p[3], details = p[4] }
+end
+function Error_methods:kind() return error_parts_of[self][1] end
+function Error_methods:message() return error_parts_of[self][2] end
+function Error_methods:retryable() return error_parts_of[self][3] end
+function Error_methods:details() return error_parts_of[self][4] end
+function Error_methods:stack() return error_parts_of[self][5] or "" end
 sandbox.Error = Error
 
-local function new_error(kind, message, retryable, details)
-  return setmetatable({ kind = kind, message = message, retryable = retryable or false, details = details }, Error)
+--- An error object. `stack`: the traceback where it was made, if known.
+local function new_error(kind, message, retryable, details, stack)
+  local e = setmetatable({}, Error)
+  error_parts_of[e] = { kind, message, retryable == true, details, stack }
+  readonly_names[e] = "error"
+  return e
 end
 sandbox.new_error = new_error
+--- The user's frames of a traceback from `level` up (for err:stack()).
+local function stack_here(level)
+  local out, n = { "stack traceback:" }, 1
+  for line in c_gmatch(traceback("", level + 1), "[^\n]+") do
+    -- C frames, the sandbox and its modules (chunk names without a path) are plumbing
+    if not c_find(line, "[C]", 1, true) and not c_find(line, "<python>", 1, true)
+        and not c_find(line, "^%s*[%w_]+:%d+:") and not c_find(line, "^%s*%(%.%.%.tail calls%.%.%.%)")
+        and not c_find(line, "^stack traceback:") then
+      n = n + 1
+      out[n] = line
+    end
+  end
+  return concat(out, "\n", 1, n)
+end
 
-Error.__tojson = function(e)
-  return { kind = e.kind, message = e.message, retryable = e.retryable, details = e.details }
+--- kind, message, retryable, details, stack of an error object (nil for anything else).
+local function error_fields(e)
+  local p = getmetatable_raw(e) == Error and error_parts_of[e]
+  if p then return p[1], p[2], p[3], p[4], p[5] end
 end
 
 ---------------------------------------------------------------------------
@@ -777,6 +809,8 @@ end
 ---------------------------------------------------------------------------
 local ARRAY = { __name = "array" }
 sandbox.ARRAY = ARRAY
+-- An empty table decoded from a JSON object: json.encode writes it as {}, not [].
+local OBJECT = { __name = "object" }
 
 -- json.null: JSON null where nil cannot stand (inside arrays, where nil would
 -- be a hole and `#` would lie). Shared by every execution, so read-only.
@@ -828,6 +862,7 @@ end
 
 local function float_text(v, ps, d)
   if v ~= v or v == huge or v == -huge then
+    if ps.wippy then return "null" end
     error(invalid(path_of(ps, d), "number " .. tostring(v) .. " has no JSON form"), 0)
   end
   local s = sfmt("%.14g", v)
@@ -909,7 +944,7 @@ local function encode_table(v, mt, ps, d, stack, buf, n)
     buf[n] = "]"
   elseif count == 0 then
     n = n + 1
-    buf[n] = "{}"
+    buf[n] = (ps.wippy and mt ~= OBJECT) and "[]" or "{}"
   elseif count == 1 then
     local key = next(v)
     if type(key) ~= "string" then bad_key(key, ps, d) end
@@ -982,16 +1017,18 @@ end
 local scratch_buf, scratch_ps, scratch_stack, scratch_busy = {}, {}, {}, false
 
 --- JSON text of a value, or nil and an Invalid error naming the path.
-local function to_json(v, path)
+--- `wippy`: json.encode's rules where Wippy's differ (an empty table is [],
+--- NaN and infinities are null); kept in the path stack, which is per call.
+local function to_json(v, path, wippy)
   if scratch_busy then
     local buf = {}
-    local ok, n = pcall(encode, v, { [0] = path or "value" }, 0, {}, buf, 0)
+    local ok, n = pcall(encode, v, { [0] = path or "value", wippy = wippy }, 0, {}, buf, 0)
     if not ok then return encode_failed(n) end
     return concat(buf, "", 1, n)
   end
   scratch_busy = true
   local buf = scratch_buf
-  scratch_ps[0] = path or "value"
+  scratch_ps[0], scratch_ps.wippy = path or "value", wippy
   local ok, n = pcall(encode, v, scratch_ps, 0, scratch_stack, buf, 0)
   local text
   if ok then
@@ -1029,12 +1066,15 @@ function sandbox.error_parts(e, limit)
     local ok, text = bounded(limit, describe, e)
     return nil, ok and text or "(error object is a " .. type(e) .. " value)"
   end
-  local kind, message = rawget(e, "kind"), rawget(e, "message")
+  local kind, message, retryable, details = error_fields(e)
+  if kind == nil then   -- a plain table shaped like one is taken as an error too
+    kind, message, retryable, details = rawget(e, "kind"), rawget(e, "message"), rawget(e, "retryable"), rawget(e, "details")
+  end
   if type(kind) ~= "string" or type(message) ~= "string" then
     local ok, text = bounded(limit, describe, e)
     return nil, ok and text or "(error object is a table value)"
   end
-  return kind, message, rawget(e, "retryable") == true, rawget(e, "details")
+  return kind, message, retryable == true, details
 end
 
 --- JSON text of the arguments array (nil, err on a bad one), for the host.
@@ -1054,6 +1094,7 @@ end
 sandbox.args_json = args_json
 
 function sandbox.mark_array(t) return setmetatable(t, ARRAY) end
+function sandbox.mark_object(t) return setmetatable(t, OBJECT) end
 
 --- Call the host synchronously; host errors become `nil, err`. An answer may
 --- carry a charge for work done in Python (json.decode); "not enough memory"
@@ -1063,7 +1104,7 @@ local function call_host(...)
   if cost then charge(cost) end
   if ok then return value end
   if value == MEMORY and kind == nil then error(MEMORY, 0) end
-  return nil, new_error(kind, value, retryable)
+  return nil, new_error(kind, value, retryable, nil, stack_here(2))
 end
 sandbox.call_host = call_host
 
@@ -1073,7 +1114,7 @@ local function must(...)
   if cost then charge(cost) end
   if ok then return value end
   if value == MEMORY and kind == nil then error(MEMORY, 0) end
-  error(new_error(kind, value, retryable), 3)
+  error(new_error(kind, value, retryable, nil, stack_here(2)), 3)
 end
 
 ---------------------------------------------------------------------------
@@ -1103,6 +1144,7 @@ local module_api = {
   result = function(ok, v) if ok then return v end return nil, v end,
   getmetatable = getmetatable_raw, readonly = readonly,
   is_error = function(e) return getmetatable_raw(e) == Error end,
+  error_fields = error_fields, stack_here = stack_here,
   date = function(fmt, t) return real_date("!" .. fmt, t) end,
 }
 
@@ -1124,7 +1166,7 @@ module_api.require = load_module
 -- The array marker is shared by every execution: getmetatable must not hand it out.
 local function safe_getmetatable(v)
   local mt = getmetatable(v)
-  if mt == ARRAY then return false end
+  if mt == ARRAY or mt == OBJECT then return false end
   return mt
 end
 
@@ -1271,6 +1313,21 @@ local function base_env()
 end
 sandbox.base_env = base_env()
 
+-- Wippy's ambient globals: these modules need no `modules` entry, as globals
+-- or through require. The event bus (subscribe/unsubscribe) is not Moontide's.
+local AMBIENT = {}
+for _, name in ipairs({ "channel", "errors", "payload", "process" }) do
+  if host("module.source", name) then
+    AMBIENT[name] = true
+    sandbox.base_env[name] = load_module(name)
+  end
+end
+local function no_event_bus()
+  error(new_error("Unavailable", "the event bus (subscribe/unsubscribe) is not available in Moontide: use " ..
+    "process.send, process.listen or channels", false), 2)
+end
+sandbox.base_env.subscribe, sandbox.base_env.unsubscribe = no_event_bus, no_event_bus
+
 function sandbox.new_env(program_name, modules, imports, seed)
   -- The shared base is reached only through this metatable, which no one can
   -- read (__metatable) and no key of the base leads back to.
@@ -1279,7 +1336,7 @@ function sandbox.new_env(program_name, modules, imports, seed)
   local allowed = {}
   for _, name in ipairs(modules) do allowed[name] = true end
   env.require = function(name)
-    if allowed[name] then return load_module(name) end
+    if allowed[name] or AMBIENT[name] then return load_module(name) end
     local lib = imports[name]
     if lib ~= nil then return lib end
     error(sfmt("require(%q): module not declared in the 'modules' of %s", tostring(name), program_name), 2)
@@ -1331,11 +1388,9 @@ local function finish(co, ok, ...)
   if not ok then
     local err = ...
     local tb = traceback(co, nil, 0)
-    if type(err) == "table" and getmetatable_raw(err) == Error then
-      -- fields of an error object can be changed by user code: only strings leave
-      local kind = rawget(err, "kind")
-      return "error", describe(rawget(err, "message")), tb, type(kind) == "string" and kind or nil,
-        rawget(err, "retryable") == true
+    local kind, message, retryable = error_fields(err)
+    if kind ~= nil then
+      return "error", message, tb, kind, retryable
     end
     return "error", describe(err), tb
   end

@@ -175,6 +175,7 @@ class Runtime:
         self._step = self.sandbox.step
         self._table_from = self.lua.table_from
         self._mark_array = self.sandbox.mark_array
+        self._mark_object = self.sandbox.mark_object
         self._null = self.sandbox.null  # json.null: None inside a list (nil would be a hole)
         self._new_env = self.sandbox.new_env
         self._compile = self.sandbox.compile
@@ -286,6 +287,9 @@ class Runtime:
             self._checkpoint(value)
         build = self._build
         if isinstance(value, dict):
+            if not value or (next(iter(value.values())) is None and all(v is None for v in value.values())):
+                # empty in Lua: json.encode writes it as {}, not []
+                return self._mark_object(self._table_from({}))
             return self._table_from({k: build(v) if isinstance(v, (dict, list)) else v for k, v in value.items()})
         null = self._null
         return self._mark_array(self._table_from(
@@ -337,7 +341,7 @@ class Runtime:
         self.make_room(path)
         out = self._to_json(value, path, self.instruction_budget)
         if isinstance(out, tuple):  # nil, err
-            raise errors.Invalid(out[1]["message"])
+            raise errors.Invalid(self.error_from_lua(out[1]).message)
         return json.loads(out)
 
     def error_from_lua(self, err: Any) -> errors.MoontideError:

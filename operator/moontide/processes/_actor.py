@@ -35,12 +35,13 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from .. import errors
+from ..lua import _http_client
 from ..lua import code as code_mod
 from ..lua import host as host_mod
 from ..lua import runtime as rt_mod
 from ._codec import codec
 from ._exit import Exit, error_dict, first_line
-from ._mailbox import Mailbox, Message
+from ._mailbox import Mailbox, Message, topic_of
 from ._process_ops import ProcessOps
 from ._stepper import step_raw
 
@@ -96,12 +97,12 @@ class Actor(ProcessOps, host_mod.FunctionHost):
 
     __slots__ = ("host", "pid", "code", "parent", "slot", "codec", "thread", "mailbox", "state", "blocked",
                  "waiting", "selecting", "token", "undo", "links", "monitors", "watching", "traps", "interrupt",
-                 "exit", "waiters", "started", "activated", "seq", "remote", "detached", "op_waits")
+                 "exit", "waiters", "started", "activated", "seq", "remote", "context", "detached", "op_waits")
 
     logger = log
 
     def __init__(self, host: ProcessHost, pid: str, code: code_mod.LuaCode, rt: rt_mod.Runtime, slot: _Slot,
-                 parent: str | None) -> None:
+                 parent: str | None, context: dict[str, Any] | None = None) -> None:
         # BaseHost.__init__ is skipped on purpose: the op cache is per class, not per process.
         self.runtime = rt
         self.host = host
@@ -136,6 +137,8 @@ class Actor(ProcessOps, host_mod.FunctionHost):
         self.seq = 0
         #: workflow pids linked or monitored: pid -> (how, watcher task)
         self.remote: dict[str, tuple[str, asyncio.Task[None]]] | None = None
+        #: the request context (ctx module), from whoever spawned it
+        self.context = context or {}
         #: the operation being started (op.start): its handler's wait is the operation's own
         self.detached: _Op | None = None
         #: started operations still waiting, by their (negative) wait token
@@ -168,6 +171,8 @@ class Actor(ProcessOps, host_mod.FunctionHost):
             if not self.activated:
                 # the first step passes the spawn arguments: Thread.step does that
                 first = thread.step()
+                if self.thread is not thread:
+                    return  # upgraded in its first step (see below)
                 if type(first) is not _Yield:
                     self.host.finish(self, first)
                     return
@@ -184,6 +189,8 @@ class Actor(ProcessOps, host_mod.FunctionHost):
                         out = step_raw(rt, thread, self, raw_step, *args0)
                 else:
                     out = step_raw(rt, thread, self, raw_step, *values)
+                if self.thread is not thread:
+                    return  # process.upgrade from a coroutine among others (op.start): the old code is gone
                 if type(out) is not tuple:
                     self.host.finish(self, out)
                     return
@@ -320,6 +327,10 @@ class Actor(ProcessOps, host_mod.FunctionHost):
             _, _, text = mb.take_message(channel)
             self._room()
             return True, self.codec.decode(text)
+        if channel.startswith("message:"):
+            topic, sender, text = mb.take_message(channel)
+            self._room()
+            return True, self.codec.message(topic, sender, text)
         if channel.startswith("timer:"):
             return True, mb.take_timer(channel)
         ok, value = mb.future_result(channel)
@@ -466,13 +477,8 @@ class Actor(ProcessOps, host_mod.FunctionHost):
             self.waiters = []
         self.waiters.append(callback)
 
-    def end(self, ex: Exit) -> None:
-        """The process is over: free its Lua, tell its links, monitors and waiters."""
-        if self.exit is not None:
-            return
-        self.exit = ex
-        self.state = "exited"
-        self.blocked = ""
+    def drop_waits(self) -> None:
+        """Stop what the thread waits for, and its started operations' waits: nothing of them resumes it."""
         undo, self.undo = self.undo, None
         if undo is not None:
             undo()
@@ -482,6 +488,15 @@ class Actor(ProcessOps, host_mod.FunctionHost):
         self.op_waits = None
         self.waiting = None
         self.token += 1
+
+    def end(self, ex: Exit) -> None:
+        """The process is over: free its Lua, tell its links, monitors and waiters."""
+        if self.exit is not None:
+            return
+        self.exit = ex
+        self.state = "exited"
+        self.blocked = ""
+        self.drop_waits()
         self.thread = None
         self.slot = None
         self.mailbox.close()
@@ -548,6 +563,9 @@ class Actor(ProcessOps, host_mod.FunctionHost):
         self.traps = bool(on)
         return True
 
+    def op_process_trap_links_get(self) -> bool:
+        return self.traps
+
     def _start_timer(self, entry: list[Any], seconds: float) -> None:
         def fire() -> None:
             entry[0] = time.time_ns()  # a ticker's unread tick is replaced, as Go's ticker drops them
@@ -607,8 +625,9 @@ class Actor(ProcessOps, host_mod.FunctionHost):
             if handle is not None:
                 handle.cancel()
             return True
-        if channel.startswith("topic:") and self.mailbox.listening:
-            self.mailbox.listening.discard(channel[6:])
+        topic = topic_of(channel)
+        if topic is not None and self.mailbox.listening:
+            self.mailbox.listening.discard(topic)
             if self.waiting is not None:
                 self.poke()
         return True
@@ -673,8 +692,9 @@ class Actor(ProcessOps, host_mod.FunctionHost):
             op.undo()
         return True
 
-    def op_funcs_async(self, fid: str, args_json: str, opts_json: str | None = None) -> int:
-        fut = self._start_call(fid, args_json)
+    def op_funcs_async(self, fid: str, args_json: str, opts_json: str | None = None,
+                       ctx_json: str | None = None) -> int:
+        fut = self._start_call(fid, args_json, ctx_json)
         self.seq += 1
         mb = self.mailbox
         if mb.futures is None:
@@ -719,18 +739,20 @@ class Actor(ProcessOps, host_mod.FunctionHost):
             raise errors.Invalid(f"{what}: expected an entry ID string, got {type(ref).__name__}")
         return ref if ":" in ref else f"{self.code.namespace}:{ref}"
 
-    def _start_call(self, fid: str, args_json: str) -> concurrent.futures.Future[Any]:
+    def _start_call(self, fid: str, args_json: str, ctx_json: str | None) -> concurrent.futures.Future[Any]:
         functions = self.host.node.functions
         full = self._full(fid, "funcs.call")
         if functions is None or full not in functions.codes:
             raise errors.NotFound(f"funcs.call: no function.lua entry {full!r} in this app")
-        return self.host.executor.submit(functions.call, full, json.loads(args_json))
+        return self.host.executor.submit(functions.call, full, json.loads(args_json),
+                                         context=self.outgoing_context(ctx_json))
 
-    def wait_call(self, fid: str, args_json: str, opts_json: str | None = None) -> tuple[Any, ...] | None:
+    def wait_call(self, fid: str, args_json: str, opts_json: str | None = None,
+                  ctx_json: str | None = None) -> tuple[Any, ...] | None:
         pending = self._interruptible()
         if pending is not None:
             return pending
-        fut = self._start_call(fid, args_json)
+        fut = self._start_call(fid, args_json, ctx_json)
         token = self._block(f"calling {self._full(fid, 'funcs.call')}")
 
         def done(f: concurrent.futures.Future[Any]) -> None:
@@ -754,6 +776,16 @@ class Actor(ProcessOps, host_mod.FunctionHost):
         # on the host's loop (an async client): this process waits, the others run
         kw = host_mod.http_arguments(method, url, options_json)
         return self._await(self.host.http(kw), f"waiting for http {method} {url}", done=self._ok)
+
+    def wait_http_client_request(self, method: Any, url: Any, opts_json: str | None = None) -> tuple[Any, ...] | None:
+        req = _http_client.prepare(method, url, opts_json)
+        return self._await(self.host.http_client(req), f"waiting for http_client {req.method} {req.url}",
+                           done=self._ok)
+
+    def wait_http_client_batch(self, requests_json: str) -> tuple[Any, ...] | None:
+        reqs = _http_client.batch_requests(requests_json)
+        return self._await(self.host.http_client(reqs), f"waiting for {len(reqs)} http_client requests",
+                           done=self._ok)
 
     def wait_sleep(self, ns: Any) -> tuple[Any, ...] | None:
         pending = self._interruptible()
@@ -793,8 +825,9 @@ class Actor(ProcessOps, host_mod.FunctionHost):
 
 def _describe(channels: tuple[str, ...], mb: Mailbox) -> str:
     def name(c: str) -> str:
-        if c.startswith("topic:"):
-            return c[6:] + " (listen)"
+        topic = topic_of(c)
+        if topic is not None:
+            return topic + " (listen)"
         op = mb.ops.get(c) if mb.ops else None
         return f"{c} ({op.what or 'running'})" if op is not None else c
     return ", ".join(name(c) for c in channels)

@@ -20,9 +20,11 @@ __all__ = ["Bridge", "RuntimeBridge"]
 class Bridge(Protocol):
     """Workflows, as seen from processes. Errors are ``moontide.errors.MoontideError``."""
 
-    async def spawn(self, entry_id: str, host_id: str, args: list[Any],
-                    options: dict[str, Any] | None = None) -> str:
-        """Start workflow ``entry_id`` on ``temporal.worker`` ``host_id``; its pid."""
+    async def spawn(self, entry_id: str, host_id: str, args: list[Any], options: dict[str, Any] | None = None,
+                    *, name: str | None = None, messages: list[tuple[str, Any]] | None = None,
+                    sender: str | None = None, context: dict[str, Any] | None = None) -> str:
+        """Start workflow ``entry_id`` on ``temporal.worker`` ``host_id`` (Wippy's ``options``, the
+        spawner's ``name`` and startup ``messages`` from ``sender``, ``context``: its ctx values); its pid."""
         ...
 
     async def send(self, pid: str, topic: str, payload: Any, sender: str | None) -> None:
@@ -46,9 +48,11 @@ class RuntimeBridge:
     def __init__(self, runtime: Any) -> None:
         self.runtime = runtime
 
-    async def spawn(self, entry_id: str, host_id: str, args: list[Any],
-                    options: dict[str, Any] | None = None) -> str:
-        return str(await self.runtime.spawn(entry_id, host_id, *args, options=options))
+    async def spawn(self, entry_id: str, host_id: str, args: list[Any], options: dict[str, Any] | None = None,
+                    *, name: str | None = None, messages: list[tuple[str, Any]] | None = None,
+                    sender: str | None = None, context: dict[str, Any] | None = None) -> str:
+        return str(await self.runtime.spawn(entry_id, host_id, *args, options=options, name=name,
+                                            messages=messages, sender=sender, context=context))
 
     async def send(self, pid: str, topic: str, payload: Any, sender: str | None) -> None:
         await self.runtime.send(pid, topic, payload, sender=sender)

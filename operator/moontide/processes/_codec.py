@@ -24,7 +24,7 @@ from ..lua import runtime as rt_mod
 __all__ = ["Codec", "codec"]
 
 _DECODER = r"""
-local mark_array, step, null = ...
+local mark_array, step, null, mark_object = ...
 local sbyte, ssub, sfind, concat = string.byte, string.sub, string.find, table.concat
 local tonumber, error, utf8char = tonumber, error, utf8.char
 local ESC = { ['"'] = '"', ['\\'] = '\\', ['/'] = '/', b = '\b', f = '\f', n = '\n', r = '\r', t = '\t' }
@@ -78,7 +78,7 @@ function value(s, i)
   if c == 123 then -- {
     local t = {}
     i = skip(s, i + 1)
-    if sbyte(s, i) == 125 then return t, i + 1 end
+    if sbyte(s, i) == 125 then return mark_object(t), i + 1 end
     while true do
       if sbyte(s, i) ~= 34 then error("expected a key at " .. i) end
       local k
@@ -90,7 +90,10 @@ function value(s, i)
       t[k] = v
       i = skip(s, i)
       c = sbyte(s, i)
-      if c == 125 then return t, i + 1 end
+      if c == 125 then
+        if next(t) == nil then mark_object(t) end   -- {"a": null}: empty, yet an object
+        return t, i + 1
+      end
       if c ~= 44 then error("expected ',' or '}' at " .. i) end
       i = skip(s, i + 1)
     end
@@ -163,7 +166,7 @@ class Codec:
             #: message as the resume value (after ``true``, and ``"inbox"`` in a select); "codec"
             #: if the text did not decode (then build it with ``message``, which falls back)
             self._decode, self._message, self.step_message = rt.lua.execute(
-                _DECODER, rt.sandbox.mark_array, rt._step, rt.sandbox.null)
+                _DECODER, rt.sandbox.mark_array, rt._step, rt.sandbox.null, rt.sandbox.mark_object)
 
     def decode(self, text: str | None) -> Any:
         """A JSON text as a Lua value (falls back to Python's json on anything odd)."""

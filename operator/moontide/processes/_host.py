@@ -25,6 +25,7 @@ from collections import OrderedDict, deque
 from typing import TYPE_CHECKING, Any
 
 from .. import errors
+from ..lua import _http_client
 from ..lua import code as code_mod
 from ..lua import host as host_mod
 from ..lua import runtime as rt_mod
@@ -72,6 +73,7 @@ class ProcessHost:
         self._tasks: set[asyncio.Future[Any]] = set()
         self._activation: dict[str, list[asyncio.Future[None]]] = {}
         self._http: Any = None
+        self._http_client: Any = None
         self.closed = False
         #: seeds of each process's math.random (not a secret: a syscall per spawn is not worth it)
         self._seeds = random.Random(os.urandom(16))
@@ -86,20 +88,29 @@ class ProcessHost:
         return self._loop
 
     # -- spawning ---------------------------------------------------------------------
-    def spawn(self, entry_id: str, args: list[Any] | tuple[Any, ...] = (), *, parent: str | None = None) -> Actor:
+    def spawn(self, entry_id: str, args: list[Any] | tuple[Any, ...] = (), *, parent: str | None = None,
+              name: str | None = None, messages: Any = (), sender: str | None = None,
+              context: dict[str, Any] | None = None) -> Actor:
         """Start process ``entry_id`` (a process.lua entry) with JSON ``args``; it runs once the loop gets to it.
 
+        ``name``: registered under that name (AlreadyExists when it is taken); ``messages``:
+        (topic, payload JSON text) already in its inbox, in order, from ``sender`` (the parent);
+        ``context``: what its ctx module answers.
         Raises MoontideError (NotFound, Invalid, LuaError from the chunk) naming the entry.
         """
         if self.closed:
             raise errors.MoontideError(f"process host {self.id} is stopped", kind="Unavailable", retryable=True)
+        registry = self.node.registry
+        if name is not None and registry.names.get(registry.check(name, "process.spawn :with_name")) is not None:
+            raise errors.MoontideError(f"process.spawn of {entry_id}: the name {name!r} is taken by "
+                                       f"{registry.names[name]}", kind="AlreadyExists", retryable=False)
         code = self.node.code(entry_id)
         loop = self.loop
         slot = _Slot()
         rt = self.shards.acquire(slot)
         self._n += 1
         pid = str(LocalPid(self.id, self.run_id, self._n))
-        actor = Actor(self, pid, code, rt, slot, parent)
+        actor = Actor(self, pid, code, rt, slot, parent, context)
         try:
             fn = code_mod.instantiate(rt, code, host=actor, seed=self._seeds.getrandbits(64))
             actor.thread = rt.start(fn, actor, *[rt.to_lua(a) for a in args])
@@ -107,12 +118,40 @@ class ProcessHost:
             raise errors.MoontideError(f"process.spawn of {entry_id} on {self.id}: {e}", kind=e.kind,
                                        retryable=e.retryable) from None
         self.actors[pid] = actor
+        if name is not None:
+            registry.register(name, pid)
+        for topic, payload_json in messages:
+            actor.mailbox.messages.append((topic, sender or parent, payload_json))
         self.spawned += 1
         self._ready.append((actor, ()))
         if not self._kicked:
             self._kicked = True
             loop.call_soon(self._drain)
         return actor
+
+    def upgrade(self, actor: Actor, code: code_mod.LuaCode, args: list[Any]) -> None:
+        """process.upgrade: ``actor`` runs ``code`` from its start with ``args``, on the same runtime and pid.
+
+        Its inbox, links, monitors and registered names stay; its Lua globals, topics it listened to,
+        timers and pending calls go with the old code.
+        """
+        rt = actor.runtime
+        fn = code_mod.instantiate(rt, code, host=actor, seed=self._seeds.getrandbits(64))
+        actor.thread = rt.start(fn, actor, *[rt.to_lua(a) for a in args])
+        actor.code = code
+        actor.activated = False
+        actor.drop_waits()  # the old code's coroutines, and what they waited for, are gone
+        mb = actor.mailbox
+        mb.listening = None
+        timers, futures, mb.timers, mb.futures, mb.ops = mb.timers, mb.futures, None, None, None
+        mb.canceled = set()
+        for entry in (timers or {}).values():
+            if isinstance(entry[1], asyncio.TimerHandle):
+                entry[1].cancel()
+        for fut in (futures or {}).values():
+            fut.cancel()
+        actor.state = "ready"
+        self.schedule(actor, ())
 
     # -- the scheduler ----------------------------------------------------------------
     def schedule(self, actor: Actor, values: tuple[Any, ...]) -> None:
@@ -157,6 +196,16 @@ class ProcessHost:
         with host_mod.http_errors(kw["method"], kw["url"]):
             r = await self._http.request(**kw)
         return host_mod.http_response(r)
+
+    def http_client(self, req: Any) -> Any:
+        """The http_client module's request or batch (``lua._http_client``) on this host's async client."""
+        import httpx
+
+        if self._http_client is None:
+            self._http_client = httpx.AsyncClient(follow_redirects=True, max_redirects=_http_client.MAX_REDIRECTS)
+        if isinstance(req, list):
+            return _http_client.batch_async(req, self._http_client)
+        return _http_client.send_async(req, self._http_client)
 
     # -- ends ---------------------------------------------------------------------------
     def finish(self, actor: Actor, step: rt_mod.Step) -> None:
@@ -282,8 +331,9 @@ class ProcessHost:
             t.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._http is not None:
-            await self._http.aclose()
-            self._http = None
+        for client in (self._http, self._http_client):
+            if client is not None:
+                await client.aclose()
+        self._http = self._http_client = None
         self.executor.shutdown(wait=False, cancel_futures=True)
 

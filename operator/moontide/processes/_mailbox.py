@@ -2,7 +2,8 @@
 
 Channel ids are the ones the Lua ``channel`` module uses (docs/architecture.md):
 ``inbox`` (messages whose topic nobody ``listen``s to, in arrival order),
-``topic:<name>`` (messages of one topic, payload only), ``events`` (pid.exit,
+``topic:<name>`` (messages of one topic, payload only), ``message:<name>`` (the same
+as whole messages: ``process.listen(topic, {message = true})``), ``events`` (pid.exit,
 pid.cancel, pid.link.down), ``timer:<n>`` (from ``time.after`` and ``time.timer``;
 ``time.ticker``'s are timers that fire again), ``future:<n>`` (from ``funcs.async``)
 and ``op:<n>`` (a coroutine's blocking request started beside others'). Messages
@@ -21,10 +22,19 @@ from typing import Any
 
 from .. import errors
 
-__all__ = ["Mailbox", "Message"]
+__all__ = ["Mailbox", "Message", "topic_of"]
 
 #: (topic, sender pid or None, payload as JSON text or None)
 Message = tuple[str, "str | None", "str | None"]
+
+
+def topic_of(channel: str) -> str | None:
+    """The topic a ``topic:<name>`` or ``message:<name>`` channel listens to; None for others."""
+    if channel.startswith("topic:"):
+        return channel[6:]
+    if channel.startswith("message:"):
+        return channel[8:]
+    return None
 
 
 class Mailbox:
@@ -59,7 +69,7 @@ class Mailbox:
 
     # -- waiting --------------------------------------------------------------
     def _index(self, channel: str) -> int | None:
-        """Index of the message a receive on ``inbox`` or ``topic:<name>`` takes."""
+        """Index of the message a receive on ``inbox``, ``topic:<name>`` or ``message:<name>`` takes."""
         if channel == "inbox":
             if not self.listening:
                 return 0 if self.messages else None
@@ -67,14 +77,14 @@ class Mailbox:
                 if m[0] not in self.listening:
                     return i
             return None
-        topic = channel[6:]
+        topic = topic_of(channel)
         for i, m in enumerate(self.messages):
             if m[0] == topic:
                 return i
         return None
 
     def known(self, channel: str) -> bool:
-        if channel in ("inbox", "events") or channel.startswith("topic:"):
+        if channel in ("inbox", "events") or topic_of(channel) is not None:
             return True
         return (bool(self.timers and channel in self.timers) or bool(self.futures and channel in self.futures)
                 or bool(self.ops and channel in self.ops))
@@ -86,7 +96,7 @@ class Mailbox:
             return not self.listening or self._index(channel) is not None
         if channel == "events":
             return bool(self.events)
-        if channel.startswith("topic:"):
+        if topic_of(channel) is not None:
             return self._index(channel) is not None
         if self.timers and channel in self.timers:
             return self.timers[channel][0] is not None

@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
-from .. import errors
+from .. import errors, values
 from ._exit import Exit
 from ._mailbox import Message
 from ._pid import is_workflow_pid
@@ -33,6 +33,7 @@ class ProcessOps:
     if TYPE_CHECKING:
         host: ProcessHost
         pid: str
+        code: Any
         links: set[str] | None
         monitors: set[str] | None
         watching: set[str] | None
@@ -102,37 +103,53 @@ class ProcessOps:
         return None
 
     def wait_process_spawn(self, how: str, entry_id: Any, host_id: Any, args_json: str,
-                           opts_json: str | None = None) -> tuple[Any, ...] | None:
+                           opts_json: str | None = None, name: str | None = None,
+                           messages_json: str | None = None, ctx_json: str | None = None) -> tuple[Any, ...] | None:
         node = self.host.node
-        entry_id, host_id = self._full(entry_id, "process.spawn"), self._full(host_id, "process.spawn")
+        entry_id, host_id = self._full(entry_id, "process.spawn"), self._host(host_id, "process.spawn")
         args = json.loads(args_json)
         options = json.loads(opts_json) if opts_json else None
+        messages = values.startup_messages(messages_json)
+        context = self.outgoing_context(ctx_json)
         kind = node.host_kind(host_id, "process.spawn")
         if kind == "process.host":
             if options:
                 raise errors.Invalid(f"process.spawn of {entry_id} on {host_id}: spawn options "
                                      f"({', '.join(sorted(options))}) apply to workflows only")
-            child = node.hosts[host_id].spawn(entry_id, args, parent=self.pid)
-            if how == "linked":
+            child = node.hosts[host_id].spawn(entry_id, args, parent=self.pid, name=name, messages=messages,
+                                              context=context)
+            if how in ("linked", "linked_monitored"):
                 self.link_local(child)
-            elif how == "monitored":
+            if how in ("monitored", "linked_monitored"):
                 self.monitor_local(child)
             return True, child.pid
         bridge = node.require_bridge(f"process.spawn of {entry_id} on {host_id}")
 
         def spawned(pid: str) -> tuple[Any, ...]:
-            if how in ("linked", "monitored"):
-                self.watch_remote(pid, how)
+            if how in ("linked", "linked_monitored"):
+                self.watch_remote(pid, "linked")
+            elif how == "monitored":
+                self.watch_remote(pid, "monitored")
             return True, pid
-        return self._await(bridge.spawn(entry_id, host_id, args, options), f"starting {entry_id} on {host_id}",
-                           spawned)
+        return self._await(bridge.spawn(entry_id, host_id, args, options, name=name, sender=self.pid,
+                                        messages=[(t, json.loads(p)) for t, p in messages], context=context),
+                           f"starting {entry_id} on {host_id}", spawned)
+
+    def _host(self, ref: Any, what: str) -> str:
+        """A host by entry ID (namespace-relative), or a temporal.worker by the task queue it polls."""
+        if not isinstance(ref, str) or not ref:
+            raise errors.Invalid(f"{what}: expected a host entry ID or task queue, got {type(ref).__name__}")
+        full = self._full(ref, what)
+        by_queue = self.host.node.host_id(ref, what)
+        return full if full in self.host.node.app.entries or by_queue == ref else by_queue
 
     def wait_process_exec(self, entry_id: Any, host_id: Any, args_json: str,
-                          opts_json: str | None = None) -> tuple[Any, ...] | None:
+                          opts_json: str | None = None, ctx_json: str | None = None) -> tuple[Any, ...] | None:
         node = self.host.node
-        entry_id, host_id = self._full(entry_id, "process.exec"), self._full(host_id, "process.exec")
+        entry_id, host_id = self._full(entry_id, "process.exec"), self._host(host_id, "process.exec")
         args = json.loads(args_json)
         options = json.loads(opts_json) if opts_json else None
+        context = self.outgoing_context(ctx_json)
         kind = node.host_kind(host_id, "process.exec")
         pending = self._interruptible()
         if pending is not None:
@@ -140,7 +157,7 @@ class ProcessOps:
         if kind == "process.host":
             if options:
                 raise errors.Invalid(f"process.exec of {entry_id} on {host_id}: spawn options apply to workflows only")
-            child = node.hosts[host_id].spawn(entry_id, args, parent=self.pid)
+            child = node.hosts[host_id].spawn(entry_id, args, parent=self.pid, context=context)
             token = self._block(f"waiting for {child.pid} ({entry_id})",
                                 undo=lambda: child.cancel("the caller of process.exec was canceled", self.pid))
             child.on_exit(lambda ex: self.complete(
@@ -149,7 +166,7 @@ class ProcessOps:
         bridge = node.require_bridge(f"process.exec of {entry_id} on {host_id}")
 
         async def run() -> Any:
-            pid = await bridge.spawn(entry_id, host_id, args, options)
+            pid = await bridge.spawn(entry_id, host_id, args, options, context=context)
             return await bridge.result(pid)
         return self._await(run(), f"waiting for workflow {entry_id}", lambda value: self._ok(value))
 
@@ -259,9 +276,9 @@ class ProcessOps:
         self.monitor_local(other)
         return True, True
 
-    def wait_process_demonitor(self, pid: Any) -> tuple[Any, ...] | None:
+    def wait_process_unmonitor(self, pid: Any) -> tuple[Any, ...] | None:
         node = self.host.node
-        target = node.resolve(pid, "process.demonitor")
+        target = node.resolve(pid, "process.unmonitor")
         self._unwatch_remote(target)
         if self.watching:
             self.watching.discard(target)
@@ -269,6 +286,13 @@ class ProcessOps:
         if other is not None and other.monitors:
             other.monitors.discard(self.pid)
         return True, True
+
+    def wait_process_upgrade(self, entry_id: Any, args_json: str) -> tuple[Any, ...] | None:
+        """Go on as ``entry_id`` (None: this code, from the start) with ``args``: same pid, inbox,
+        links and monitors; what the old code listened to and its timers are gone."""
+        code = self.host.node.code(self._full(entry_id, "process.upgrade")) if entry_id else self.code
+        self.host.upgrade(self, code, json.loads(args_json))  # type: ignore[arg-type]
+        return None
 
     def wait_registry_register(self, name: Any, pid: Any = None) -> tuple[Any, ...] | None:
         target = self.pid if pid is None else self.host.node.resolve(pid, "process.registry.register")

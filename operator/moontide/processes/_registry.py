@@ -19,13 +19,13 @@ class Registry:
         self._by_pid: dict[str, set[str]] = {}
 
     @staticmethod
-    def _name(name: Any, what: str) -> str:
+    def check(name: Any, what: str) -> str:
         if not isinstance(name, str) or not name or name.startswith("{"):
             raise errors.Invalid(f"{what}: a name is a non-empty string not starting with '{{', got {name!r}")
         return name
 
     def register(self, name: Any, pid: str) -> None:
-        name = self._name(name, "process.registry.register")
+        name = self.check(name, "process.registry.register")
         current = self.names.get(name)
         if current is not None and current != pid:
             raise errors.MoontideError(f"process.registry.register: {name!r} is taken by {current}",
@@ -34,14 +34,14 @@ class Registry:
         self._by_pid.setdefault(pid, set()).add(name)
 
     def lookup(self, name: Any) -> str:
-        name = self._name(name, "process.registry.lookup")
+        name = self.check(name, "process.registry.lookup")
         pid = self.names.get(name)
         if pid is None:
             raise errors.NotFound(f"process.registry.lookup: no process is registered as {name!r}")
         return pid
 
     def unregister(self, name: Any) -> None:
-        name = self._name(name, "process.registry.unregister")
+        name = self.check(name, "process.registry.unregister")
         pid = self.names.pop(name, None)
         if pid is None:
             raise errors.NotFound(f"process.registry.unregister: no process is registered as {name!r}")

@@ -95,6 +95,15 @@ class ProcessSystem:
                                   f"(hosts: {', '.join(sorted(self.hosts)) or 'none'})")
         return host
 
+    def host_id(self, ref: str, what: str) -> str:
+        """The host entry a spawn names: an entry ID (as given), or the task queue a temporal.worker polls."""
+        if ref in self.hosts or ref in self.app.entries:
+            return ref
+        workers = [w.id for w in self.app.of_kind("temporal.worker") if self.app.task_queue(w) == ref]
+        if len(workers) == 1:
+            return workers[0]
+        return ref  # host_kind names what is missing
+
     def host_kind(self, host_id: str, what: str) -> str:
         """``process.host`` or ``temporal.worker``; NotFound / Invalid naming ``host_id`` otherwise."""
         if host_id in self.hosts:
@@ -144,15 +153,23 @@ class ProcessSystem:
         raise errors.NotFound(f"{what}: no process {pid} (it has exited or never existed)")
 
     # -- Python API ---------------------------------------------------------------------
-    def spawn(self, entry_id: str, host_id: str | None = None, *args: Any) -> str:
-        """Start a process; its pid. ``host_id`` may be left out when the app has one process.host."""
+    def spawn(self, entry_id: str, host_id: str | None = None, *args: Any, name: str | None = None,
+              messages: list[tuple[str, Any]] | None = None, sender: str | None = None,
+              context: dict[str, Any] | None = None) -> str:
+        """Start a process; its pid. ``host_id`` may be left out when the app has one process.host.
+
+        ``name``: registered under it (AlreadyExists if taken); ``messages``: (topic, payload)
+        in its inbox before anything else, from ``sender``; ``context``: its ctx values.
+        """
         if host_id is None:
             if len(self.hosts) != 1:
                 raise errors.Invalid("name the process.host to spawn on: " + (", ".join(self.hosts) or "the app has none"))
             host_id = next(iter(self.hosts))
         for i, arg in enumerate(args, 1):  # made in Python: what Lua could not take fails here, naming it
             values.encode(arg, f"argument {i}", f"process.spawn of {entry_id}")
-        return self.host(host_id).spawn(entry_id, list(args)).pid
+        encoded = [(t, values.encode(p, "payload", f"startup message {t!r} of {entry_id}")) for t, p in messages or ()]
+        return self.host(host_id).spawn(entry_id, list(args), name=name, messages=encoded, sender=sender,
+                                        context=context).pid
 
     async def send(self, pid: str, topic: str, payload: Any = None, *, sender: str | None = None) -> None:
         """Send a message to a process (or registered name, or workflow through the bridge)."""
@@ -357,14 +374,19 @@ class FunctionsProcesses:
 
     def __init__(self, system: ProcessSystem) -> None:
         self.system = system
+        self.app = system.app
 
-    async def spawn(self, entry_id: str, host: str, *args: Any, options: dict[str, Any] | None = None) -> str:
+    async def spawn(self, entry_id: str, host: str, *args: Any, options: dict[str, Any] | None = None,
+                    name: str | None = None, messages: list[tuple[str, Any]] | None = None,
+                    context: dict[str, Any] | None = None) -> str:
         system = self.system
+        host = system.host_id(host, "process.spawn")
         if system.host_kind(host, "process.spawn") == "process.host":
             if options:
                 raise errors.Invalid(f"process.spawn of {entry_id} on {host}: spawn options apply to workflows only")
-            return system.host(host).spawn(entry_id, list(args)).pid
-        return await system.require_bridge(f"process.spawn of {entry_id}").spawn(entry_id, host, list(args), options)
+            return system.spawn(entry_id, host, *args, name=name, messages=messages, context=context)
+        return await system.require_bridge(f"process.spawn of {entry_id}").spawn(
+            entry_id, host, list(args), options, name=name, messages=messages, context=context)
 
     async def result(self, pid: str) -> Any:
         return await self.system.result(pid)

@@ -15,10 +15,10 @@ its inline calls took over ``INLINE_SLOW`` of CPU ``INLINE_STRIKES`` times).
 Log lines of an inline attempt are held and written when it ends, so a
 restart never repeats them.
 
-A function that returns ``nil, err`` fails the activity with ``err.kind`` as
+A function that returns ``nil, err`` fails the activity with ``err:kind()`` as
 the error type (retryable only when ``err.retryable``); one that raises fails
-it retryably (a bug or a transient fault); an unknown function ID fails it at
-once as NotFound, never retrying.
+it retryably (a bug or a transient fault) as ``Internal``; an unknown function
+ID fails it at once as NotFound, never retrying.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ from .. import errors, values
 from ..lua import code as code_mod
 from ..lua import host as host_mod
 from ..lua import runtime as rt_mod
+from . import _context
 
 __all__ = ["Functions", "activity_for"]
 
@@ -53,7 +54,7 @@ _log = logging.getLogger("moontide.functions")
 
 #: Modules that neither block nor reach outside the Lua state: a function that
 #: uses only these (imports included) may run inline on the event loop.
-INLINE_MODULES = frozenset({"json", "base64", "hash", "errors", "uuid", "logger"})
+INLINE_MODULES = frozenset({"json", "base64", "hash", "errors", "uuid", "logger", "crypto", "ctx", "payload"})
 #: Instructions an inline attempt may run: ~0.2-1 ms of CPU for plain, table,
 #: string, sort or json code (benchmarks/README.md). Work past that pays for a hop.
 INLINE_BUDGET = 10_000
@@ -128,7 +129,7 @@ class Functions:
             if len(self._idle) < self.pool_size:
                 self._idle.append(item)
 
-    def call_inline(self, fid: str, args: list[Any]) -> tuple[bool, Any]:
+    def call_inline(self, fid: str, args: list[Any], context: dict[str, Any] | None = None) -> tuple[bool, Any]:
         """Try ``fid`` on the inline runtime: (True, result), or (False, None) when it must go to a thread.
 
         Raises what ``call`` raises, except running past the inline limits.
@@ -140,7 +141,7 @@ class Functions:
         held: list[Callable[[], None]] = []
         cpu = time.thread_time()
         try:
-            result = self.call(fid, args, _item=item, _held=held)
+            result = self.call(fid, args, context=context, _item=item, _held=held)
         except errors.BudgetExceeded:
             self._inline[fid] = False  # past the inline limits: it starts over on a thread, and stays there
             return False, None
@@ -161,9 +162,12 @@ class Functions:
             write()
 
     def call(self, fid: str, args: list[Any], *, depth: int = 0, stopper: Stopper | None = None,
+             context: dict[str, Any] | None = None,
              _item: tuple[rt_mod.Runtime, dict[str, Any]] | None = None,
              _held: list[Callable[[], None]] | None = None) -> Any:
         """Run function ``fid`` with JSON ``args``; return its JSON result or raise MoontideError.
+
+        ``context``: what the ctx module answers (the caller's context, with its with_context values).
 
         ``stopper`` ends the Lua code from another thread (the activity timed
         out or was canceled). ``_item``/``_held`` (from ``call_inline``): the
@@ -177,7 +181,7 @@ class Functions:
         if depth > 32:
             raise errors.Invalid(f"{fid}: funcs.call nested more than 32 deep")
         rt, loaded = item = _item or self._take()
-        host = _CallHost(rt, self, code, depth, held=_held, stopper=stopper)
+        host = _CallHost(rt, self, code, depth, held=_held, stopper=stopper, context=context)
         healthy = True
         if stopper is not None:
             stopper.attach(rt)
@@ -248,8 +252,10 @@ class _CallHost(host_mod.FunctionHost):
     """Answers one function call's host calls and blocking requests, in its thread."""
 
     def __init__(self, rt: rt_mod.Runtime, functions: Functions, code: code_mod.LuaCode, depth: int, *,
-                 held: list[Callable[[], None]] | None = None, stopper: Stopper | None = None) -> None:
+                 held: list[Callable[[], None]] | None = None, stopper: Stopper | None = None,
+                 context: dict[str, Any] | None = None) -> None:
         super().__init__(rt)
+        self.context = context or {}
         self.functions = functions
         self.code = code
         self.depth = depth
@@ -263,11 +269,11 @@ class _CallHost(host_mod.FunctionHost):
         else:  # an inline attempt: written if it ends inline, dropped if it starts over on a thread
             self.held.append(functools.partial(super().op_log, level, message, fields))
 
-    def _run(self, fid: str, args_json: str) -> tuple[bool, Any]:
+    def _run(self, fid: str, args_json: str, ctx_json: str | None = None) -> tuple[bool, Any]:
         full = fid if ":" in fid else f"{self.code.namespace}:{fid}"
         try:
             return True, self.functions.call(full, json.loads(args_json), depth=self.depth + 1,
-                                             stopper=self.stopper)
+                                             stopper=self.stopper, context=self.outgoing_context(ctx_json))
         except errors.MoontideError as e:
             return False, e
 
@@ -280,7 +286,7 @@ class _CallHost(host_mod.FunctionHost):
         if activity.in_activity() and activity.is_cancelled():
             return False, self.runtime.error_to_lua(errors.Canceled(f"{op}: the activity was canceled"))
         if op == "call":
-            return self._resume(*self._run(args[0], args[1]))
+            return self._resume(*self._run(args[0], args[1], args[3] if len(args) > 3 else None))
         if op == "sleep":
             _sleep(int(args[0]) / 1e9, self.stopper)
             return True, True
@@ -301,12 +307,23 @@ class _CallHost(host_mod.FunctionHost):
         def full(entry_id: str) -> str:
             return entry_id if ":" in entry_id else f"{self.code.namespace}:{entry_id}"
 
+        def host_ref(host: str) -> str:  # an entry ID, or a temporal.worker's task queue as it is
+            return full(host) if full(host) in procs.app.entries else host
+
         async def run() -> Any:
             if op in ("process.spawn", "process.exec"):
-                entry_id, host, args_json, opts_json = args[-4:]
+                spawn = op == "process.spawn"
+                name = messages_json = None
+                if spawn:  # how, id, host, args, opts, name, messages, ctx (how: functions neither link nor monitor)
+                    entry_id, host, args_json, opts_json, name, messages_json, ctx_json = [*args[1:], *[None] * 4][:7]
+                else:  # id, host, args, opts, ctx
+                    entry_id, host, args_json, opts_json, ctx_json = [*args, None, None][:5]
                 opts = json.loads(opts_json) if opts_json else None
-                pid = await procs.spawn(full(entry_id), full(host), *json.loads(args_json), options=opts)
-                return str(pid) if op == "process.spawn" else await procs.result(pid)
+                pid = await procs.spawn(full(entry_id), host_ref(host), *json.loads(args_json), options=opts,
+                                        name=name, messages=[(t, json.loads(p))
+                                                             for t, p in values.startup_messages(messages_json)],
+                                        context=self.outgoing_context(ctx_json))
+                return str(pid) if spawn else await procs.result(pid)
             if op == "process.send":
                 await procs.send(args[0], args[1], json.loads(args[2]))
             elif op == "process.cancel":
@@ -320,9 +337,9 @@ class _CallHost(host_mod.FunctionHost):
         except errors.MoontideError as e:
             return False, e
 
-    def op_funcs_async(self, fid: str, args_json: str, opts_json: str | None) -> int:
+    def op_funcs_async(self, fid: str, args_json: str, opts_json: str | None, ctx_json: str | None = None) -> int:
         handle = len(self.futures) + 1
-        self.futures[handle] = self._run(fid, args_json)
+        self.futures[handle] = self._run(fid, args_json, ctx_json)
         return handle
 
     def op_future_done(self, handle: int) -> bool:
@@ -378,11 +395,12 @@ def activity_for(functions: Functions, served: frozenset[str] | None = None) -> 
                                       f"{info.task_queue!r}")
             where = f"{fid}: its input cannot be decoded"
             inputs = [values.from_payload(a.payload, f"argument {i}", where) for i, a in enumerate(args, 1)]
+            context = _context.incoming()  # the calling workflow's, from the activity's header
             if functions.inline(fid):
-                done, result = functions.call_inline(fid, inputs)
+                done, result = functions.call_inline(fid, inputs, context)
                 if done:
                     return result
-            return await _on_thread(functions, fid, inputs)
+            return await _on_thread(functions, fid, inputs, context)
         except errors.MoontideError as e:
             _log.warning("%s failed (attempt %d): [%s] %s", fid, info.attempt, e.kind, str(e).splitlines()[0])
             raise _application_error(e) from None
@@ -401,7 +419,7 @@ def _time_left(info: activity.Info) -> float | None:
     return min(ends).timestamp() - now.timestamp() if ends else None
 
 
-async def _on_thread(functions: Functions, fid: str, inputs: list[Any]) -> Any:
+async def _on_thread(functions: Functions, fid: str, inputs: list[Any], context: dict[str, Any]) -> Any:
     """``functions.call`` on the pool, in this activity's context, as a sync activity would run it.
 
     A cancel request (or worker shutdown) does not abandon the thread: the
@@ -423,7 +441,7 @@ async def _on_thread(functions: Functions, fid: str, inputs: list[Any]) -> Any:
 
     def run() -> Any:
         activity._Context.set(in_thread)
-        return functions.call(fid, inputs, stopper=stopper)
+        return functions.call(fid, inputs, stopper=stopper, context=context)
 
     future = loop.run_in_executor(functions.executor, contextvars.copy_context().run, run)
     try:
@@ -448,10 +466,11 @@ def _timed_out(stopper: Stopper, fid: str, info: activity.Info) -> None:
 
 def _application_error(e: errors.MoontideError) -> ApplicationError:
     details = () if e.details is None else (e.details,)
-    retryable = e.retryable
+    kind, retryable = e.kind, e.retryable
     if isinstance(e, errors.LuaError) and e.kind == "LuaError":
-        # Lua raised a plain error: a bug or a transient fault, the retry
-        # policy decides. A raised error object keeps its own retryable.
-        retryable = True
-    return ApplicationError(str(e), *details, type=e.kind, non_retryable=not retryable)
+        # Lua raised a plain error: a bug or a transient fault, the retry policy
+        # decides; the caller sees Wippy's kind for a runtime crash, Internal.
+        # A raised error object keeps its own kind and retryable.
+        kind, retryable = "Internal", True
+    return ApplicationError(str(e), *details, type=kind, non_retryable=not retryable)
 

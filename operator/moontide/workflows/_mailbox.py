@@ -4,9 +4,10 @@ Signals arrive as messages and are kept in arrival order until taken, so a
 message that comes before the workflow asks for it, during replay or across a
 worker crash is never lost or reordered. A receive on ``inbox`` takes the
 first message whose topic nobody ``listen``s to; a receive on
-``topic:<name>`` takes the first message of that topic. All state changes
-happen in workflow code (signal handlers, timers, tasks), so replay rebuilds
-the same mailbox. Operations (``op:<n>``) are blocking requests of coroutines
+``topic:<name>`` takes the first message of that topic (its payload), one on
+``message:<name>`` the same as a whole message (``listen(topic, {message =
+true})``). All state changes happen in workflow code (signal handlers,
+timers, tasks), so replay rebuilds the same mailbox. Operations (``op:<n>``) are blocking requests of coroutines
 started side by side (``modules/_sched.lua``); one is ready when it has ended.
 """
 
@@ -152,20 +153,20 @@ class Mailbox:
                 if m["topic"] not in self.listening:
                     return i
         else:
-            topic = channel[len("topic:"):]
+            topic = channel.partition(":")[2]
             for i, m in enumerate(self.messages):
                 if m["topic"] == topic:
                     return i
         return None
 
     def known(self, channel: str) -> bool:
-        return (channel in ("inbox", "events") or channel.startswith("topic:") or channel in self.timers
-                or channel in self.futures or channel in self.ops or channel in self.tickers)
+        return (channel in ("inbox", "events") or channel.startswith(("topic:", "message:"))
+                or channel in self.timers or channel in self.futures or channel in self.ops or channel in self.tickers)
 
     def ready(self, channel: str) -> bool:
         if channel == "events":
             return bool(self.events)
-        if channel == "inbox" or channel.startswith("topic:"):
+        if channel == "inbox" or channel.startswith(("topic:", "message:")):
             return self._message_index(channel) is not None
         if channel in self.timers:
             return self.timers[channel] is not None
@@ -182,11 +183,11 @@ class Mailbox:
         """(ok, value) of a ready channel; topic channels give the payload itself."""
         if channel == "events":
             return True, self.events.pop(0)
-        if channel == "inbox" or channel.startswith("topic:"):
+        if channel == "inbox" or channel.startswith(("topic:", "message:")):
             index = self._message_index(channel)
             assert index is not None
             message = self.messages.pop(index)
-            return True, message if channel == "inbox" else message["payload"]
+            return True, message["payload"] if channel.startswith("topic:") else message
         if channel in self.timers:
             self.deadlines.pop(channel, None)
             return True, self.timers.pop(channel)
@@ -206,8 +207,8 @@ class Mailbox:
 
     def describe(self, channels: Sequence[str]) -> str:
         def name(c: str) -> str:
-            if c.startswith("topic:"):
-                return c[len("topic:"):] + " (listen)"
+            if c.startswith(("topic:", "message:")):
+                return c.partition(":")[2] + " (listen)"
             if c in self.deadlines:
                 at = datetime.datetime.fromtimestamp(self.deadlines[c] // 1_000_000_000, datetime.timezone.utc)
                 return f"{c} (until {at.strftime('%Y-%m-%dT%H:%M:%SZ')})"

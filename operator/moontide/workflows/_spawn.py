@@ -1,58 +1,60 @@
-"""Spawning workflows: options shared by clients and parents, and child workflows.
+"""Spawning from a workflow: child workflows, their exits, links and monitors.
 
-``process.spawn(id, host, ...)`` with a ``temporal.worker`` host starts a
-workflow on that worker's task queue; inside a workflow it starts a child
-workflow (durability kept: the parent's history records it). The execution
-is pinned to the code it starts with (memo ``moontide.code``).
+``process.spawn(id, host, ...)`` with a ``temporal.worker`` host (entry ID or
+task queue) starts a child workflow on that worker's task queue (durability
+kept: the parent's history records it). The execution is pinned to the code
+it starts with (memo ``moontide.code``). Options are Wippy's (``_options``).
 
-A child's end always reaches its parent as a ``pid.exit`` event (Temporal
-records it anyway, so ``spawn`` and ``spawn_monitored`` are the same here).
-``spawn_linked`` adds the link: a failed child gives ``pid.link.down`` and
-fails the parent unless it handles events, and the parent's end cancels the
-child (parent_close_policy ``request_cancel``).
+Every child is monitored: its end reaches the parent as a ``pid.exit`` event
+(Wippy's workflows do the same for ``spawn``), unless ``process.unmonitor``
+stopped that. ``spawn_linked`` (or ``process.link``) adds the link: a failed
+child gives ``pid.link.down`` and fails the parent unless it traps links, and
+the parent's end cancels a child spawned linked (parent_close_policy
+``request_cancel``).
+
+Temporal has no ID conflict policy for children; it is applied here: a start
+of a running ID answers that workflow's pid (``use_existing``, the default for
+an explicit ID or a ``with_name``; it is then no child of this one), fails
+with AlreadyExists (``fail``), or terminates it and starts again
+(``terminate_existing``). Startup messages (``:with_message``) are signals
+sent right after the start, in order, to the child or the running one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from temporalio import workflow
-from temporalio.common import RawValue, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.workflow import ParentClosePolicy
+from temporalio.common import RawValue
 from temporalio.exceptions import ChildWorkflowError, WorkflowAlreadyStartedError
+from temporalio.workflow import ParentClosePolicy
 
-from .. import durations, errors, values
+from .. import errors, values
 from ._codebook import MEMO_CODE
-from ._options import ActivityDefaults, _retry
-from ._search import declared, typed
+from ._context import MEMO_CONTEXT
+from ._mailbox import message_payload
+from ._options import SpawnOptions, spawn_options
+from ._system import terminate_from_workflow
 
 if TYPE_CHECKING:
     from ._workflow import Execution
 
-__all__ = ["client_of", "exec_child", "running_children", "spawn_options", "start_child", "workflow_id_of"]
+__all__ = ["Child", "client_of", "exec_child", "running_children", "start_child", "workflow_id_of"]
 
 _PID = re.compile(r"^\{(?P<client>[^@|{}]+)@[^|{}]+\|(?P<id>[^{}]+)\}$")
 
-_REUSE = {
-    "allow_duplicate": WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-    "allow_duplicate_failed_only": WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
-    "reject_duplicate": WorkflowIDReusePolicy.REJECT_DUPLICATE,
-    "terminate_if_running": WorkflowIDReusePolicy.TERMINATE_IF_RUNNING,
-}
-_CONFLICT = {
-    "fail": WorkflowIDConflictPolicy.FAIL,
-    "use_existing": WorkflowIDConflictPolicy.USE_EXISTING,
-    "terminate_existing": WorkflowIDConflictPolicy.TERMINATE_EXISTING,
-}
-_CLOSE = {
-    "terminate": ParentClosePolicy.TERMINATE,
-    "request_cancel": ParentClosePolicy.REQUEST_CANCEL,
-    "abandon": ParentClosePolicy.ABANDON,
-}
-_KNOWN = ("workflow_id", "id_reuse_policy", "id_conflict_policy", "execution_timeout", "run_timeout",
-          "task_timeout", "retry_policy", "memo", "search_attributes", "parent_close_policy")
+
+@dataclass
+class Child:
+    """A running child workflow, as its parent sees it."""
+
+    policy: Any
+    """Its parent close policy: what the end of this run does to it."""
+    monitored: bool = True
+    linked: bool = False
 
 
 def _match(pid: str) -> re.Match[str]:
@@ -71,100 +73,84 @@ def client_of(pid: str) -> str:
     return _match(pid)["client"]
 
 
-def _choice(table: dict[str, Any], value: Any, name: str) -> Any:
-    key = str(value).lower()
-    if key not in table:
-        raise errors.Invalid(f"option {name}: {value!r} is not one of {', '.join(table)}")
-    return table[key]
-
-
-def spawn_options(opts: dict[str, Any], *, child: bool, app: Any, client_id: str) -> tuple[str | None, dict[str, Any]]:
-    """(explicit workflow ID, keyword arguments for start_workflow / start_child_workflow).
-
-    ``client_id``: the temporal.client of the worker that will run the
-    workflow; its ``search_attributes`` field types the search attributes.
-    """
-    unknown = sorted(set(opts) - set(_KNOWN))
-    if unknown:
-        raise errors.Invalid(f"unknown spawn option {unknown[0]!r} (known: {', '.join(_KNOWN)})")
-    kw: dict[str, Any] = {}
-    if "id_reuse_policy" in opts:
-        kw["id_reuse_policy"] = _choice(_REUSE, opts["id_reuse_policy"], "id_reuse_policy")
-    if "id_conflict_policy" in opts:
-        if child:
-            raise errors.Invalid("option id_conflict_policy: not available for child workflows")
-        kw["id_conflict_policy"] = _choice(_CONFLICT, opts["id_conflict_policy"], "id_conflict_policy")
-    for name in ("execution_timeout", "run_timeout", "task_timeout"):
-        if name in opts:
-            kw[name] = durations.to_timedelta(opts[name])
-    if "retry_policy" in opts:
-        kw["retry_policy"] = _retry(opts["retry_policy"], ActivityDefaults().retry_policy)
-    if "memo" in opts:
-        if not isinstance(opts["memo"], dict):
-            raise errors.Invalid("option memo: expected a table of fields")
-        kw["memo"] = dict(opts["memo"])
-    if "search_attributes" in opts:
-        kw["search_attributes"] = typed(opts["search_attributes"], declared(app, client_id),
-                                        where="option search_attributes", client_id=client_id)
-    if "parent_close_policy" in opts:
-        if not child:
-            raise errors.Invalid("option parent_close_policy: only for child workflows (a spawn from a workflow)")
-        kw["parent_close_policy"] = _choice(_CLOSE, opts["parent_close_policy"], "parent_close_policy")
-    wid = opts.get("workflow_id")
-    return (str(wid) if wid else None), kw
-
-
-def _target(ex: Execution, entry_id: str, host: str) -> tuple[str, str, str, str, str]:
+def _target(ex: Execution, entry_id: str, host: str, what: str) -> tuple[str, str, str, str, str]:
     """(full entry id, its workflow type, worker entry id, its client entry id, task queue) for a spawn from ``ex``.
 
-    ``host`` names the temporal.worker by entry ID or by the task queue it polls.
+    ``host`` names the temporal.worker by entry ID or by the task queue it polls; "" is
+    the worker the workflow is routed to, else this one's (``workflow.exec``).
     """
     assert ex.code is not None
     app = ex.book.app
     full = entry_id if ":" in entry_id else f"{ex.code.namespace}:{entry_id}"
-    try:
-        worker = app.temporal_worker(host, ex.code.namespace)
-    except errors.NotFound as e:
-        raise errors.NotFound(f"process.spawn: {e.message}") from None
-    except errors.Invalid as e:
-        raise errors.MoontideError(
-            f"process.spawn from a workflow: host {e.message}; a workflow can only start workflows "
-            "(temporal.worker hosts)", kind="Unavailable", retryable=False) from None
     ex.book.workflow(full)  # NotFound, naming the workflows there are
     entry = app.get(full)
     routed = app.routed_worker(entry)
+    host = host or routed or ex.settings.worker_id
+    try:
+        worker = app.temporal_worker(host, ex.code.namespace)
+    except errors.NotFound as e:
+        raise errors.NotFound(f"{what}: {e.message}") from None
+    except errors.Invalid as e:
+        raise errors.MoontideError(
+            f"{what} from a workflow: host {e.message}; a workflow can only start workflows "
+            "(temporal.worker hosts)", kind="Unavailable", retryable=False) from None
     if routed is not None and routed != worker.id:
-        raise errors.Invalid(f"process.spawn: {full} runs on worker {routed} (its meta.temporal.workflow.worker), "
+        raise errors.Invalid(f"{what}: {full} runs on worker {routed} (its meta.temporal.workflow.worker), "
                              f"not on {worker.id}")
     client_id = app.resolve(worker.data["client"], worker.namespace)
     return full, app.workflow_type(entry), worker.id, client_id, app.task_queue(worker)
 
-def _child_options(ex: Execution, full: str, client_id: str, opts: dict[str, Any],
-                   always_seq: bool = False) -> tuple[str, dict[str, Any]]:
-    wid, kw = spawn_options(opts, child=True, app=ex.book.app, client_id=client_id)
+
+def _child_options(ex: Execution, full: str, wf_type: str, client_id: str, opts: dict[str, Any],
+                   name: str | None, context: dict[str, Any], always_seq: bool = False) -> tuple[str, SpawnOptions]:
+    spec = spawn_options(opts, child=True, app=ex.book.app, client_id=client_id, name=name)
+    if spec.workflow_type not in (None, wf_type):
+        raise errors.Invalid(f"option workflow.name: {full} runs as workflow type {wf_type!r}; starting it as "
+                             f"{spec.workflow_type!r} is not supported")
+    if spec.namespace not in (None, workflow.info().namespace):
+        raise errors.Invalid(f"option workflow.namespace: a child workflow starts in its parent's namespace "
+                             f"({workflow.info().namespace}), not {spec.namespace!r}")
     # spawn takes a sequence number even for an explicit ID (as it always has):
     # later numbers must not move on replay of older histories
-    n = ex._next() if always_seq or not wid else 0
-    wid = wid or f"{workflow.info().workflow_id}.{full.partition(':')[2]}-{n}"
-    kw["memo"] = {**kw.get("memo", {}), MEMO_CODE: ex.book.workflow(full).digest}
-    return wid, kw
+    n = ex._next() if always_seq or not spec.workflow_id else 0
+    wid = spec.workflow_id or f"{workflow.info().workflow_id}.{full.partition(':')[2]}-{n}"
+    spec.kw["memo"] = {**spec.kw.get("memo", {}), MEMO_CODE: ex.book.workflow(full).digest}
+    if context:
+        spec.kw["memo"][MEMO_CONTEXT] = context
+    return wid, spec
 
 
-async def start_child(ex: Execution, how: str, entry_id: str, host: str, args: list[Any],
-                      opts: dict[str, Any]) -> str:
-    """Start a child workflow; its exit arrives as a pid.exit event (or pid.link.down). Returns its pid."""
-    full, wf_type, host_id, client_id, task_queue = _target(ex, entry_id, host)
-    wid, kw = _child_options(ex, full, client_id, opts, always_seq=True)
-    if how == "linked":  # the parent's end cancels a linked child, unless the options say otherwise
+async def start_child(ex: Execution, how: str, entry_id: str, host: str, args: list[Any], opts: dict[str, Any],
+                      name: str | None = None, messages: list[tuple[str, str]] = (),  # type: ignore[assignment]
+                      *, context: dict[str, Any]) -> str:
+    """Start a child workflow (``context``: its ctx values); its exit arrives as a pid.exit event
+    (or pid.link.down). Returns its pid."""
+    full, wf_type, host_id, client_id, task_queue = _target(ex, entry_id, host, "process.spawn")
+    wid, spec = _child_options(ex, full, wf_type, client_id, opts, name, context, always_seq=True)
+    kw = spec.kw
+    linked = how in ("linked", "linked_monitored")
+    if linked:  # the parent's end cancels a linked child, unless the options say otherwise
         kw.setdefault("parent_close_policy", ParentClosePolicy.REQUEST_CANCEL)
     pid = f"{{{client_id}@{host_id}|{wid}}}"
+    queue = spec.task_queue or task_queue
     try:
-        handle = await workflow.start_child_workflow(wf_type, args=args, id=wid, task_queue=task_queue,
+        handle = await workflow.start_child_workflow(wf_type, args=args, id=wid, task_queue=queue,
                                                      result_type=RawValue, **kw)
     except WorkflowAlreadyStartedError:
-        raise errors.MoontideError(f"process.spawn: workflow {wid} is already running", kind="AlreadyExists",
-                                   retryable=False) from None
-    ex.children[pid] = kw.get("parent_close_policy", ParentClosePolicy.TERMINATE)
+        if spec.conflict == "fail":
+            raise errors.MoontideError(f"process.spawn: workflow {wid} is already running", kind="AlreadyExists",
+                                       retryable=False) from None
+        if spec.conflict == "use_existing":
+            # the running one's pid (no child of this run: no pid.exit); it still gets the messages
+            for topic, payload in messages:
+                await workflow.get_external_workflow_handle(wid).signal(topic, message_payload(payload, ex.pid))
+            return pid
+        await terminate_from_workflow(wid, f"replaced by a spawn from {ex.pid} (terminate_existing)", ex.pid)
+        handle = await workflow.start_child_workflow(wf_type, args=args, id=wid, task_queue=queue,
+                                                     result_type=RawValue, **kw)
+    child = ex.children[pid] = Child(kw.get("parent_close_policy", ParentClosePolicy.TERMINATE), linked=linked)
+    for topic, payload in messages:
+        await handle.signal(topic, message_payload(payload, ex.pid))
 
     async def watch() -> None:
         failure = None
@@ -178,23 +164,30 @@ async def start_child(ex: Execution, how: str, entry_id: str, host: str, args: l
         except errors.Invalid as e:
             failure = e
             result = {"error": failure.as_dict()}
-        ex.children.pop(pid, None)
-        if failure is not None and how == "linked":
+        if ex.children.get(pid) is child:
+            del ex.children[pid]
+        if failure is not None and child.linked:
             ex.link_down(pid, failure)
-        else:
+        elif child.monitored:
             ex.mailbox.event("pid.exit", pid, result)
 
     asyncio.ensure_future(watch())
     return pid
 
 
-async def exec_child(ex: Execution, entry_id: str, host: str, args: list[Any], opts: dict[str, Any]) -> Any:
+async def exec_child(ex: Execution, entry_id: str, host: str, args: list[Any], opts: dict[str, Any], *,
+                     context: dict[str, Any]) -> Any:
     """Run a child workflow to its end; its result, or MoontideError."""
-    full, wf_type, _, client_id, task_queue = _target(ex, entry_id, host)
-    wid, kw = _child_options(ex, full, client_id, opts)
+    what = "workflow.exec" if host == "" else "process.exec"
+    full, wf_type, _, client_id, task_queue = _target(ex, entry_id, host, what)
+    wid, spec = _child_options(ex, full, wf_type, client_id, opts, None, context)
     try:
-        raw = await workflow.execute_child_workflow(wf_type, args=args, id=wid, task_queue=task_queue,
-                                                    result_type=RawValue, **kw)
+        raw = await workflow.execute_child_workflow(wf_type, args=args, id=wid, task_queue=spec.task_queue or task_queue,
+                                                    result_type=RawValue, **spec.kw)
+    except WorkflowAlreadyStartedError:
+        raise errors.MoontideError(f"{what}: workflow {wid} is already running; {what} starts a new one and "
+                                   "waits for it (reach a running one by its pid)", kind="AlreadyExists",
+                                   retryable=False) from None
     except ChildWorkflowError as e:
         from ._workflow import failure_of
 
@@ -209,4 +202,5 @@ def _child_result(full: str, raw: RawValue) -> Any:
 
 def running_children(ex: Execution) -> list[str]:
     """Children that the end of this run would terminate or cancel (all but abandoned ones)."""
-    return [pid for pid, policy in ex.children.items() if policy != ParentClosePolicy.ABANDON]
+    return [pid for pid, child in ex.children.items() if child.policy != ParentClosePolicy.ABANDON]
+

@@ -39,7 +39,7 @@ from ..processes import DELIVER_ACTIVITY, deliver_task_queue, is_local_pid
 from ..lua import code as code_mod
 from ..lua import host as host_mod
 from ..lua import runtime as rt_mod
-from . import _search, _spawn
+from . import _context, _search, _spawn
 from ._codebook import MEMO_CODE, CodeBook
 from ._mailbox import CANCEL_FROM_SIGNAL, MEMO_EVENTS, MEMO_INBOX, Mailbox, message_payload
 from ._options import ActivityDefaults, activity_options
@@ -155,6 +155,10 @@ class Execution(host_mod.BaseHost):
         # left unread by the run before continue-as-new; they came first
         self.mailbox.messages[:0] = list(workflow.memo_value(MEMO_INBOX, None) or [])
         self.mailbox.events[:0] = list(workflow.memo_value(MEMO_EVENTS, None) or [])
+        self.context = workflow.memo_value(_context.MEMO_CONTEXT, None) or {}
+        if not isinstance(self.context, dict):  # only a client that is not Moontide's sets one
+            raise ApplicationError(f"{info.workflow_type}: memo {_context.MEMO_CONTEXT} must be a JSON object",
+                                   type="Invalid", non_retryable=True)
         try:
             fn = code_mod.instantiate(self.rt, self.code, host=self, seed=workflow.random().getrandbits(64))
         except errors.BudgetExceeded as e:
@@ -290,9 +294,10 @@ class Execution(host_mod.BaseHost):
         }
 
     # -- blocking ops: activities, timers, futures -----------------------------
-    async def wait_call(self, fid: str, args_json: str, opts_json: str | None) -> tuple[Any, ...]:
+    async def wait_call(self, fid: str, args_json: str, opts_json: str | None,
+                        ctx_json: str | None = None) -> tuple[Any, ...]:
         self.blocking = f"waiting for {fid}"
-        return self._answer(*await self._activity(fid, args_json, opts_json))
+        return self._answer(*await self._activity(fid, args_json, opts_json, self.outgoing_context(ctx_json)))
 
     async def wait_sleep(self, ns: int) -> tuple[Any, ...]:
         until = (workflow.time_ns() + ns) // 1_000_000_000
@@ -300,35 +305,44 @@ class Execution(host_mod.BaseHost):
         await workflow.sleep(ns / 1e9)
         return True, True
 
-    def _function(self, fid: str, what: str) -> str:
-        """The full ID of a function of this app (an ID without a namespace is in the caller's), or NotFound."""
+    def _resolve(self, fid: str, opts_json: str | None, what: str) -> tuple[str, bool, dict[str, Any]]:
+        """The full ID of the function a call runs (an ID without a namespace is in the caller's), whether it
+        is a local activity, and its activity options; raises NotFound for no such function, Invalid options."""
         assert self.code is not None
-        full = fid if ":" in fid else f"{self.code.namespace}:{fid}"
-        if full not in self.book.functions:
-            raise errors.NotFound(f"{what}: no function.lua entry {full!r} in this app")
-        return full
-
-    async def _activity(self, fid: str, args_json: str, opts_json: str | None) -> tuple[bool, Any]:
-        try:
-            full = self._function(fid, "funcs.call")
-        except errors.NotFound as e:
-            return False, e
         app = self.book.app
+        override, options = activity_options(opts_json, self.settings.activity)
+        full = override or fid
+        full = full if ":" in full else f"{self.code.namespace}:{full}"
+        if full not in self.book.functions:
+            # answered here, not scheduled: no worker would ever take it. Retryable, as in
+            # Wippy: a later call may find it (a worker with that function deployed)
+            raise errors.NotFound(f"{what}: no function.lua entry {full!r} in this app", retryable=True)
         entry = app.entries.get(full)
         local = entry is not None and app.is_local_activity(entry)
+        if local:
+            _, options = activity_options(opts_json, self.settings.activity, local=full)
+        elif "task_queue" not in options and entry is not None and (routed := app.routed_worker(entry)):
+            options["task_queue"] = app.task_queue(app.get(routed))  # meta.temporal.activity.worker
+        return full, local, options
+
+    async def _activity(self, fid: str, args_json: str, opts_json: str | None,
+                        context: dict[str, Any]) -> tuple[bool, Any]:
         try:
-            options = activity_options(opts_json, self.settings.activity)
-            if local:
-                _check_local(full, options)
-            elif "task_queue" not in options and entry is not None and (routed := app.routed_worker(entry)):
-                options["task_queue"] = app.task_queue(app.get(routed))  # meta.temporal.activity.worker
+            full, local, options = self._resolve(fid, opts_json, "funcs.call")
         except errors.MoontideError as e:
             return False, e
+        return await self._run_activity(full, local, options, args_json, context)
+
+    async def _run_activity(self, full: str, local: bool, options: dict[str, Any], args_json: str,
+                            context: dict[str, Any]) -> tuple[bool, Any]:
+        """Start the activity (its header carrying the context), then await it: (ok, value or error)."""
         n = self._next()
         self.pending[n] = full
-        run = workflow.execute_local_activity if local else workflow.execute_activity
+        start = workflow.start_local_activity if local else workflow.start_activity
         try:
-            raw = await run(full, args=json.loads(args_json), result_type=RawValue, **options)
+            with _context.outgoing(context):  # the activity's header carries it (ContextInterceptor)
+                handle = start(full, args=json.loads(args_json), result_type=RawValue, **options)
+            raw = await handle
         except ActivityError as e:
             return False, failure_of(e)
         except (ApplicationError, TimeoutError) as e:
@@ -391,23 +405,52 @@ class Execution(host_mod.BaseHost):
 
     # -- blocking ops: processes --------------------------------------------------
     async def wait_process_spawn(self, how: str, entry_id: str, host: str, args_json: str,
-                                 opts_json: str | None) -> tuple[Any, ...]:
+                                 opts_json: str | None = None, name: str | None = None,
+                                 messages_json: str | None = None, ctx_json: str | None = None) -> tuple[Any, ...]:
         self.blocking = f"starting child {entry_id}"
         try:
             pid = await _spawn.start_child(self, how, entry_id, host, json.loads(args_json),
-                                           json.loads(opts_json) if opts_json else {})
+                                           json.loads(opts_json) if opts_json else {}, name,
+                                           values.startup_messages(messages_json),
+                                           context=self.outgoing_context(ctx_json))
         except errors.MoontideError as e:
             return self._err(e)
         return self._ok(pid)
 
-    async def wait_process_exec(self, entry_id: str, host: str, args_json: str, opts_json: str | None
-                                ) -> tuple[Any, ...]:
+    async def wait_process_exec(self, entry_id: str, host: str, args_json: str, opts_json: str | None = None,
+                                ctx_json: str | None = None) -> tuple[Any, ...]:
         self.blocking = f"waiting for child {entry_id}"
         try:
             return self._ok(await _spawn.exec_child(self, entry_id, host, json.loads(args_json),
-                                                    json.loads(opts_json) if opts_json else {}))
+                                                    json.loads(opts_json) if opts_json else {},
+                                                    context=self.outgoing_context(ctx_json)))
         except errors.MoontideError as e:
             return self._err(e)
+
+    async def wait_process_monitor(self, pid: str) -> tuple[Any, ...]:
+        return self._child_flag(pid, "process.monitor", monitored=True)
+
+    async def wait_process_unmonitor(self, pid: str) -> tuple[Any, ...]:
+        """No pid.exit of that child from now on (anything else: nothing to stop)."""
+        return self._child_flag(pid, "process.unmonitor", monitored=False)
+
+    async def wait_process_link(self, pid: str) -> tuple[Any, ...]:
+        return self._child_flag(pid, "process.link", linked=True)
+
+    async def wait_process_unlink(self, pid: str) -> tuple[Any, ...]:
+        return self._child_flag(pid, "process.unlink", linked=False)
+
+    def _child_flag(self, pid: str, what: str, **flag: bool) -> tuple[Any, ...]:
+        """Monitor or link a running child (only children: their end is what Temporal tells a workflow)."""
+        found = self.children.get(str(pid))
+        if found is None and any(flag.values()):
+            return self._err(errors.Invalid(
+                f"{what}({pid}) from a workflow: only its own running children (process.spawn from this run) "
+                "can be monitored or linked; Temporal tells a workflow of no other's end"))
+        if found is not None:
+            for name, value in flag.items():
+                setattr(found, name, value)
+        return True, True
 
     async def wait_process_send(self, pid: str, topic: str, payload_json: str) -> tuple[Any, ...]:
         if str(pid).startswith(UPDATE_PID_PREFIX):
@@ -463,28 +506,50 @@ class Execution(host_mod.BaseHost):
         return True, True
 
     async def wait_workflow_continue_as_new(self, args_json: str) -> tuple[Any, ...]:
+        return self._continue_as_new(None, args_json, "workflow.continue_as_new")
+
+    async def wait_process_upgrade(self, entry_id: str | None, args_json: str) -> tuple[Any, ...]:
+        """process.upgrade(id, ...): continue as new, as ``id`` (its current code) or as this run's code."""
+        try:
+            return self._continue_as_new(entry_id or None, args_json, "process.upgrade")
+        except errors.MoontideError as e:
+            return self._err(e)
+
+    def _continue_as_new(self, entry_id: str | None, args_json: str, what: str) -> tuple[Any, ...]:
         running = _spawn.running_children(self)
         if running:
             # Temporal applies the parent close policy to the run that ends here:
             # the children would be terminated and their pid.exit lost.
             return self._err(errors.MoontideError(
-                f"workflow.continue_as_new: {len(running)} child workflow(s) still running ({', '.join(running)}); "
+                f"{what}: {len(running)} child workflow(s) still running ({', '.join(running)}); "
                 "Temporal would end them with this run and their pid.exit would not reach the next one. Wait "
                 "for their pid.exit on process.events(), cancel them, or spawn them with "
-                "process.with_options{parent_close_policy=\"abandon\"} and reach them by pid (process.send) "
-                "from the next run", kind="Invalid", retryable=False))
+                "process.with_options{[\"workflow.parent_close_policy\"] = \"abandon\"} and reach them by pid "
+                "(process.send) from the next run", kind="Invalid", retryable=False))
         # The next run keeps the memo (user fields, the code pin), and the messages
         # and process events nobody has taken yet move on to it, in order. Not a
         # pid.cancel: Temporal's cancel request ends with this run.
         memo = {k: v for k, v in workflow.memo().items() if k not in (MEMO_INBOX, MEMO_EVENTS)}
-        if self.code:
+        kw: dict[str, Any] = {}
+        if entry_id is not None:  # another definition (or this one's current code): its type and worker
+            assert self.code is not None
+            app = self.book.app
+            full = entry_id if ":" in entry_id else f"{self.code.namespace}:{entry_id}"
+            code = self.book.workflow(full)
+            entry = app.get(full)
+            kw["workflow"] = app.workflow_type(entry)
+            routed = app.routed_worker(entry)
+            if routed is not None and not app.runs_on(entry, self.settings.worker_id):
+                kw["task_queue"] = app.task_queue(app.get(routed))
+            memo[MEMO_CODE] = code.digest
+        elif self.code:
             memo[MEMO_CODE] = self.code.digest
         if self.mailbox.messages:
             memo[MEMO_INBOX] = self.mailbox.messages
         events = [ev for ev in self.mailbox.events if ev["kind"] != "pid.cancel"]
         if events:
             memo[MEMO_EVENTS] = events
-        workflow.continue_as_new(args=json.loads(args_json), memo=memo)
+        workflow.continue_as_new(args=json.loads(args_json), memo=memo, **kw)
 
     # -- Temporal updates: messages answered with Wippy's reply protocol -----------
     def validate_update(self, name: str, args: Sequence[RawValue]) -> None:
@@ -550,6 +615,10 @@ class Execution(host_mod.BaseHost):
     def op_now(self) -> int:
         return workflow.time_ns()
 
+    def random_bytes(self, n: int) -> bytes:
+        # the workflow's seeded random: a replay draws the same bytes
+        return workflow.random().randbytes(n)
+
     def op_uuid_v4(self) -> str:
         return str(workflow.uuid4())
 
@@ -559,10 +628,12 @@ class Execution(host_mod.BaseHost):
     def op_duration(self, text: Any) -> int:
         return durations.parse(text)
 
-    def op_funcs_async(self, fid: str, args_json: str, opts_json: str | None) -> int:
-        self._function(fid, "funcs.async")  # an unknown one: nil, err from funcs.async itself, at once
+    def op_funcs_async(self, fid: str, args_json: str, opts_json: str | None, ctx_json: str | None = None) -> int:
+        # an unknown function or bad options: nil, err from funcs.async itself, at once
+        full, local, options = self._resolve(fid, opts_json, "funcs.async")
         n = self._next()
-        self.mailbox.futures[f"future:{n}"] = asyncio.ensure_future(self._activity(fid, args_json, opts_json))
+        self.mailbox.futures[f"future:{n}"] = asyncio.ensure_future(
+            self._run_activity(full, local, options, args_json, self.outgoing_context(ctx_json)))
         return n
 
     def op_future_done(self, handle: int) -> bool:
@@ -664,14 +735,17 @@ class Execution(host_mod.BaseHost):
         return self.rt.to_lua({"id": first, "ok": ok, "error": self.rt.error_to_lua(value)})
 
     def op_channel_close(self, channel: str) -> bool:
-        if str(channel).startswith("topic:"):
-            self.mailbox.listening.discard(str(channel)[len("topic:"):])
+        if str(channel).startswith(("topic:", "message:")):
+            self.mailbox.listening.discard(str(channel).partition(":")[2])
         return True
 
     def op_process_trap_links(self, on: Any = True) -> bool:
         """A failed linked child is only an event (also implied by waiting on process.events())."""
         self.handles_events = bool(on)
         return True
+
+    def op_process_trap_links_get(self) -> bool:
+        return self.handles_events
 
     def op_process_pid(self) -> str:
         return self.pid
@@ -685,6 +759,7 @@ class Execution(host_mod.BaseHost):
             "continued_run_id": info.continued_run_id, "pid": self.pid,
             "parent": info.parent.workflow_id if info.parent else None,
             "code": self.code.digest if self.code else None,
+            "history_size": info.get_current_history_size(),
             "continue_as_new_suggested": info.is_continue_as_new_suggested(),
             "search_attributes": _search.to_plain(workflow.info().typed_search_attributes, self._declared()),
         })
@@ -698,18 +773,30 @@ class Execution(host_mod.BaseHost):
             client_id=self.settings.client_id))
         return True
 
+    def op_workflow_history(self) -> Any:
+        """(events, bytes) of this run's history so far, as of this workflow task."""
+        info = workflow.info()
+        return self.rt.to_lua([info.get_current_history_length(), info.get_current_history_size()])
+
+    def op_workflow_attrs(self, search_json: str | None, memo_json: str | None) -> bool:
+        """workflow.attrs{search=, memo=}: upsert search attributes (declared by the temporal.client) and memo."""
+        if search_json is not None:
+            workflow.upsert_search_attributes(_search.updates(
+                json.loads(search_json), self._declared(), where="workflow.attrs search",
+                client_id=self.settings.client_id))
+        if memo_json is not None:
+            memo = json.loads(memo_json)
+            reserved = sorted(k for k in memo if k.startswith("moontide."))
+            if reserved:
+                raise errors.Invalid(f"workflow.attrs memo: {reserved[0]!r}: the moontide.* memo fields are "
+                                     "Moontide's own (code pinning, carried messages)")
+            workflow.upsert_memo(memo)
+        return True
+
     def op_workflow_version(self, change_id: str, min_version: int, max_version: int) -> int:
         # New executions (and replays that recorded the marker) take the new
         # code path; executions started before the change keep the old one.
         return int(max_version) if workflow.patched(str(change_id)) else int(min_version)
-
-
-def _check_local(fid: str, options: dict[str, Any]) -> None:
-    """A local activity runs in this worker, recorded as a marker: it has no task queue and no heartbeat."""
-    for name in ("task_queue", "heartbeat_timeout"):
-        if name in options:
-            raise errors.Invalid(f"option {name}: {fid} is a local activity (meta.temporal.activity.local), run "
-                                 "in the workflow's own worker, which has no such option")
 
 
 def _cancel_reason() -> str | None:

@@ -26,15 +26,6 @@ local function host_channel(id, wrap, shared)
 end
 api.host_channel = host_channel
 
---- What an operation's payload reads as (a future's result, a message's payload): p:data().
-local Payload = {}
-Payload.__name = "payload"
-Payload.__metatable = false
-function Payload:data() return rawget(self, "value") end
-Payload.__tojson = function(p) return rawget(p, "value") end
-Payload.__index = api.readonly(Payload, "payload")
-function api.new_payload(value) return setmetatable({ value = value }, Payload) end
-
 --- channel.new(n): a Lua channel holding up to n values (0, the default: unbuffered).
 local function new(size)
   if size ~= nil and (math.type(size) ~= "integer" or size < 0) then

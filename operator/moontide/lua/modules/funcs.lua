@@ -11,7 +11,8 @@ Future.__index = Future
 Future.__name = "future"
 Future.__metatable = false
 
-api.require("channel")   -- host_channel, new_payload
+api.require("channel")   -- host_channel
+local new_payload = api.require("payload").new   -- a result is a payload module payload
 
 --- The outcome once done: {ok=true, value=} or {ok=false, error=}; nil while it runs.
 local function outcome(f)
@@ -27,7 +28,7 @@ end
 function Future:result()
   local out = outcome(self)
   if out == nil then return nil, nil end
-  if out.ok then return api.new_payload(out.value), nil end
+  if out.ok then return new_payload(out.value), nil end
   return nil, out.error
 end
 --- future:error(): err, true once it has failed (a non-retryable Internal error with its message); nil, false otherwise.
@@ -50,7 +51,7 @@ end
 function Future:response()
   local ch = rawget(self, "ch")
   if ch == nil then
-    ch = api.host_channel("future:" .. self.handle, api.new_payload)
+    ch = api.host_channel("future:" .. self.handle, new_payload)
     rawset(ch, "errors_are_values", true)
     rawset(ch, "future", self)
     rawset(self, "ch", ch)
@@ -64,14 +65,15 @@ Executor.__index = Executor
 Executor.__name = "funcs.executor"
 Executor.__metatable = false
 
-local function executor(options)
+-- ctx: {values=, json=} of with_context, or nil (the call passes on the caller's own context)
+local function executor(options, ctx)
   local opts_json = nil
   if next(options) ~= nil then
     local err
     opts_json, err = to_json(options, "options")
     if not opts_json then error(err, 3) end
   end
-  return setmetatable({ options = options, opts_json = opts_json }, Executor)
+  return setmetatable({ options = options, opts_json = opts_json, ctx = ctx }, Executor)
 end
 
 --- executor:with_options{start_to_close_timeout=, retry_policy={...}, ...}: a new executor.
@@ -80,7 +82,16 @@ function Executor:with_options(options)
   local merged = {}
   for k, v in pairs(self.options) do merged[k] = v end
   for k, v in pairs(options) do merged[k] = v end
-  return executor(merged)
+  return executor(merged, self.ctx)
+end
+
+--- executor:with_context{key = value, ...}: a new executor whose calls carry these context values
+--- (over the caller's own, which every call passes on); nil, err for keys that are not strings.
+function Executor:with_context(values)
+  api.require("ctx")
+  local ctx, err = api.context_values(self.ctx, values)
+  if not ctx then return nil, err end
+  return executor(self.options, ctx)
 end
 
 local function check_id(id, what)
@@ -89,13 +100,13 @@ local function check_id(id, what)
   end
 end
 
---- executor:call(id, ...): value, or nil, err (err.kind, err.message, err.retryable).
+--- executor:call(id, ...): value, or nil, err (err:kind(), err:message(), err:retryable()).
 function Executor:call(id, ...)
   local bad = check_id(id, "funcs.call")
   if bad then return nil, bad end
   local args, err = args_json(select("#", ...), ...)
   if not args then return nil, err end
-  return api.result(sys("call", id, args, self.opts_json))
+  return api.result(sys("call", id, args, self.opts_json, self.ctx and self.ctx.json))
 end
 
 --- executor:async(id, ...): a future; future:result() waits for it.
@@ -104,7 +115,7 @@ function Executor:async(id, ...)
   if bad then return nil, bad end
   local args, err = args_json(select("#", ...), ...)
   if not args then return nil, err end
-  local handle, herr = api.host("funcs.async", id, args, self.opts_json)
+  local handle, herr = api.host("funcs.async", id, args, self.opts_json, self.ctx and self.ctx.json)
   if handle == nil then return nil, herr end
   return setmetatable({ handle = handle, id = id }, Future)
 end

@@ -73,7 +73,7 @@ local function duration(d, what)
     return nil, new_error("Invalid", what .. ": expected a duration like '1h30m' or nanoseconds, got " .. type(d), false)
   end
   local ns, err = api.host("duration", d)
-  if ns == nil then return nil, new_error("Invalid", what .. ": " .. err.message, false) end
+  if ns == nil then return nil, new_error("Invalid", what .. ": " .. err:message(), false) end
   return ns
 end
 --- time.parse_duration(d): a Duration, or nil, err (Invalid).
