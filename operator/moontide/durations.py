@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from fractions import Fraction
 
 from . import errors
 
@@ -32,11 +33,12 @@ def parse(value: str | int | float) -> int:
     text = value.strip()
     if text == "0":
         return 0
-    pos, total = 0, 0.0
+    pos, total = 0, Fraction(0)
     for m in _PART.finditer(text):
         if m.start() != pos:
             break
-        total += float(m.group(1)) * UNITS[m.group(2)]
+        # exact decimal arithmetic: float("2.3") * 3600e9 is 1 ns short
+        total += Fraction(m.group(1) if not m.group(1).endswith(".") else m.group(1)[:-1]) * UNITS[m.group(2)]
         pos = m.end()
     if pos != len(text) or not text:
         raise errors.Invalid(f"invalid duration {value!r}: expected a string like '24h', '1h30m', '500ms'")
