@@ -114,6 +114,63 @@ entries:
 
 
 
+#: Functions most tests use: an echo, a sleep (cancel-aware), a failure, a recorder.
+COMMON_FUNCTIONS = {
+    "echo": "return function(v) return v end",
+    "nap": """
+        return function(d, v)
+          time.sleep(d)
+          return v
+        end
+    """,
+    "fail": """
+        return function(message)
+          return nil, errors.new{kind = "Unavailable", message = message}
+        end
+    """,
+    "undo": "return function(what) return 'undone ' .. what end",
+}
+
+# The docs' "Concurrent Work" example, as the page writes it.
+WORKER_POOL = """
+local function main(input)
+    local worker_count = input.workers or 3
+    local job_count = input.jobs or 6
+
+    local work_queue = channel.new(10)
+    local results = channel.new(10)
+
+    for w = 1, worker_count do
+        coroutine.spawn(function()
+            while true do
+                local job, ok = work_queue:receive()
+                if not ok then break end
+                time.sleep(10 * time.MILLISECOND)
+                results:send({worker = w, job = job, result = job * 2})
+            end
+        end)
+    end
+
+    for j = 1, job_count do
+        work_queue:send(j)
+    end
+    work_queue:close()
+
+    local total = 0
+    local processed = {}
+    for _ = 1, job_count do
+        local r = results:receive()
+        total = total + r.result
+        table.insert(processed, r)
+    end
+
+    return {total = total, processed = processed}
+end
+
+return main
+"""
+
+
 def moontide(*args: str, timeout: float = HANG) -> subprocess.CompletedProcess[str]:
     """``moontide ARGS`` run to its end; if it hangs, an AssertionError showing what it printed."""
     try:

@@ -262,12 +262,31 @@ def test_errors_new_bad_arguments(arg: str, message: str) -> None:
 
 def test_time_constants_and_durations() -> None:
     got = done(run_lua("""
+        local function ns(d) return d:nanoseconds() end
         return time.NANOSECOND, time.MICROSECOND, time.MILLISECOND, time.SECOND, time.MINUTE, time.HOUR,
-               time.parse_duration("1h30m") == 5400 * 10^9, time.parse_duration("500ms"),
-               time.parse_duration("1.5s"), time.parse_duration(42), time.parse_duration(2.9)
+               ns(time.parse_duration("1h30m")) == 5400 * 10^9, ns(time.parse_duration("500ms")),
+               ns(time.parse_duration("1.5s")), ns(time.parse_duration(42)), ns(time.parse_duration(2.9))
     """, modules=["time"]))
     assert got == (1, 1000, 1_000_000, 1_000_000_000, 60_000_000_000, 3_600_000_000_000, True, 500_000_000,
                    1_500_000_000, 42, 2)
+
+
+def test_durations_per_wippy() -> None:
+    # en/lua/core/time.md: time.parse_duration and t1:sub(t2) give a Duration
+    got = done(run_lua("""
+        local d = time.parse_duration("1h30m45s500ms")
+        local t0 = time.unix(100)
+        local elapsed = t0:add("2500ms"):sub(t0)
+        return d:hours(), d:minutes(), d:seconds(), d:milliseconds(), d:microseconds(), d:nanoseconds(),
+               elapsed:milliseconds(), tostring(elapsed), tostring(d), tostring(time.parse_duration("250ms")),
+               tostring(time.parse_duration(0)), tostring(t0:sub(t0:add("1m"))),
+               elapsed < time.parse_duration("3s"), elapsed == time.parse_duration(2500 * time.MILLISECOND),
+               (elapsed + time.SECOND):milliseconds(), (elapsed * 2):seconds(), elapsed > 2 * time.SECOND,
+               t0:add(elapsed):unix_milli(), json.encode({ d = elapsed }), time.Duration:is(elapsed) ~= nil
+    """, modules=["time", "json"]))
+    assert got == (1.5126388888888888, 90.75833333333334, 5445.5, 5445500, 5445500000, 5445500000000,
+                   2500, "2.5s", "1h30m45.5s", "250ms", "0s", "-1m0s", True, True, 3500, 5.0, True, 102500,
+                   '{"d":2500000000}', True)
 
 
 @pytest.mark.parametrize("arg, text", [
@@ -287,7 +306,7 @@ def test_time_object_methods() -> None:
         local later = t:add("1h30m")
         local frac = time.unix(1704067200, 500000000)
         return t:unix(), t:unix_milli(), t:format("%Y-%m-%d %H:%M"), tostring(t), t:format(),
-               later:unix(), later:sub(t), tostring(frac), frac:unix_milli(),
+               later:unix(), later:sub(t):nanoseconds(), tostring(frac), frac:unix_milli(),
                t < later, later > t, t <= time.unix(1704067200), t == time.unix(1704067200), t ~= later,
                t:before(later), t:after(later), t:equal(time.unix(1704067200)), json.encode({at = t})
     """, modules=["time", "json"]))

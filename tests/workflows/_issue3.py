@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
-from moontide_testing import TEMPORAL_ENTRIES, WorkerProcess, free_port, moontide, temporal_binary
+from moontide_testing import COMMON_FUNCTIONS, TEMPORAL_ENTRIES, WorkerProcess, free_port, moontide, temporal_binary
 from moontide_testing import eventually as _eventually
 from moontide.runtime import AppRuntime, Pid
 
@@ -28,24 +28,6 @@ T = TypeVar("T")
 
 WORKFLOW_MODULES = "[funcs, time, process, channel, workflow, errors, json, logger]"
 FUNCTION_MODULES = "[funcs, time, errors, json, logger, process]"
-
-#: Functions most tests use: an echo, a sleep (cancel-aware), a failure, a recorder.
-COMMON_FUNCTIONS = {
-    "echo": "return function(v) return v end",
-    "nap": """
-        return function(d, v)
-          time.sleep(d)
-          return v
-        end
-    """,
-    "fail": """
-        return function(message)
-          return nil, errors.new{kind = "Unavailable", message = message}
-        end
-    """,
-    "undo": "return function(what) return 'undone ' .. what end",
-}
-
 
 def make_flows(make_app: Callable[..., Path], workflows: dict[str, str], functions: dict[str, str] | None = None,
                *, name: str = "app") -> Path:

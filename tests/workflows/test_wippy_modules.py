@@ -22,7 +22,7 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 
-from moontide_testing import TEMPORAL_ENTRIES, WorkerProcess, eventually, running
+from moontide_testing import TEMPORAL_ENTRIES, WorkerProcess, eventually, replay_in_fresh_process, running
 from moontide.runtime import AppRuntime, Pid
 
 HANG = 90
@@ -72,7 +72,8 @@ return function()
     localized = funcs.new():with_context({where = "local"}):call("local_show"),
     child = process.with_context({step = "child"}):exec("app:child", "app:worker"),
   }
-  out.async = fut:result()
+  fut:response():receive()
+  out.async = fut:result():data()
   local pid = process.spawn_monitored("app:child", "app:worker")   -- inherits the workflow's context
   out.spawned = process.events():receive().result.value
   local _, missing = ctx.get("nope")
@@ -124,6 +125,55 @@ async def test_the_context_reaches_activities_children_and_spawns(make_app: Call
     children = [json.loads(e.start_child_workflow_execution_initiated_event_attributes.memo.fields["moontide.ctx"].data)
                 for e in of_type(evs, "START_CHILD_WORKFLOW_EXECUTION_INITIATED")]
     assert children == [child, base]
+
+
+async def test_the_context_reaches_what_coroutines_start_side_by_side(make_app: Callable[..., Path],
+                                                                        temporal_address: str) -> None:
+    # three coroutines wait at once (each request started as an operation of its own, op.start):
+    # each call, future and child still carries the context it was made with
+    files = {"side.lua": """
+        return function()
+          local results = channel.new(3)
+          local exec = funcs.new():with_context({trace_id = "t1"})
+          coroutine.spawn(function() results:send({ call = exec:call("show", "call") }) end)
+          coroutine.spawn(function()
+            local f = exec:with_context({hop = "async"}):async("show", "async")
+            f:response():receive()
+            results:send({ async = f:result():data() })
+          end)
+          coroutine.spawn(function()
+            results:send({ child = process.with_context({step = "child"}):exec("app:child", "app:worker") })
+          end)
+          local out = { plain = funcs.call("show", "plain") }
+          for _ = 1, 3 do
+            for k, v in pairs(results:receive()) do out[k] = v end
+          end
+          return out
+        end
+    """}
+    extra = """\
+  - name: side
+    kind: workflow.lua
+    source: file://side.lua
+    modules: [ctx, funcs, process, channel]
+"""
+    app = app_of(make_app, extra, files)
+    base = {"request_id": "r1"}
+    async with running(app, temporal_address) as rt:
+        pid = await rt.spawn("app:side", None, context=base)
+        out = await asyncio.wait_for(rt.result(pid), HANG)
+        evs = await history(rt, pid)
+        assert await replay_in_fresh_process(rt, pid) == "REPLAYED"
+    assert out["plain"] == {"tag": "plain", "all": base}
+    assert out["call"] == {"tag": "call", "all": {**base, "trace_id": "t1"}}
+    assert out["async"] == {"tag": "async", "all": {**base, "trace_id": "t1", "hop": "async"}}
+    child = {**base, "step": "child"}
+    assert out["child"] == {"all": child, "fn": child}
+    headers = {json.loads(e.activity_task_scheduled_event_attributes.input.payloads[0].data):
+               json.loads(e.activity_task_scheduled_event_attributes.header.fields["moontide-ctx"].data)
+               for e in of_type(evs, "ACTIVITY_TASK_SCHEDULED")
+               if e.activity_task_scheduled_event_attributes.input.payloads}
+    assert headers == {"plain": base, "call": out["call"]["all"], "async": out["async"]["all"]}
 
 
 async def test_no_context_is_empty_and_continue_as_new_keeps_it(make_app: Callable[..., Path],

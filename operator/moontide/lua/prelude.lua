@@ -1274,6 +1274,26 @@ do
 end
 module_api.types = types_rt.runtime
 
+---------------------------------------------------------------------------
+-- coroutine.spawn: what it spawns runs as tasks of the execution, scheduled
+-- inside the step by modules/_sched.lua, which the channel module parks and
+-- wakes tasks through.
+---------------------------------------------------------------------------
+local sched
+do
+  local ok, src = host("module.source", "_sched")
+  assert(ok, src)
+  sched = assert(load(src, "=_sched", "t", {}))({
+    co_create = co_create, co_resume = co_resume, co_yield = co_yield, co_status = co_status,
+    arm = arm, SYS = SYS, pack = pack, unpack = unpack, error = error, type = type, ipairs = ipairs,
+    tostring = safe_tostring, spent = spent, call_host = call_host, to_json = to_json, mark_array = sandbox.mark_array,
+    thread = function() return current_thread end,
+    set_main = function(co) sandbox.main = co end,
+  })
+end
+user_coroutine.spawn = sched.spawn
+module_api.sched = sched.api
+
 local function base_env()
   local env = {
     assert = assert, error = error, ipairs = ipairs, next = ordered_next, pairs = ordered_pairs,
@@ -1394,13 +1414,30 @@ function sandbox.start(fn)
   return { co = co_create(fn) }
 end
 
+-- Once the execution has spawned, the scheduler's coroutine runs it: it yields
+-- what the tasks ask the host, and ends as the main task ends or a task fails.
+local function finish_sched(sco, ok, ...)
+  sandbox.main, current_thread = nil, nil
+  if not ok then return finish(sco, false, ...) end   -- the budget or the memory, in the scheduler itself
+  if co_status(sco) ~= "dead" then return "yield", select(2, ...) end
+  local what, co, err = ...
+  if what == "done" then return "done", select(2, ...) end
+  return finish(co, false, err)   -- a task failed: its error, its traceback
+end
+
+local function after_main(thread, co, ...)
+  if thread.sched == nil then return finish_step(co, ...) end
+  return finish_sched(sched.enter(thread, ...))   -- it spawned: the scheduler takes over
+end
+
 function sandbox.step(thread, limit, ...)
   local co = thread.co
   budget, used = limit, 0
   deadline = cpu_limit > 0 and clock() + cpu_limit or huge
   sandbox.main, current_thread = co, thread
+  if thread.sched then return finish_sched(sched.step(thread, ...)) end
   arm(co)
-  return finish_step(co, co_resume(co, ...))
+  return after_main(thread, co, co_resume(co, ...))
 end
 
 --- Instructions charged so far in this step (for tests and benchmarks).

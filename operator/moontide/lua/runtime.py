@@ -185,6 +185,7 @@ class Runtime:
         # looked up once: reading a Lua table from Python inside a host call
         # returns whatever lies on the running Lua stack as well
         self._instructions_used = self.sandbox.instructions_used
+        self._new_error = self.sandbox.new_error  # error_to_lua runs inside host calls too
         self._collect = self.lua.globals().collectgarbage
 
     # -- stopping a step from another thread ---------------------------------
@@ -363,7 +364,7 @@ class Runtime:
     def error_to_lua(self, e: errors.MoontideError) -> Any:
         details = self.to_lua(e.details)
         self.make_room(e.kind, e.message)
-        return self.sandbox.new_error(e.kind, e.message, e.retryable, details)
+        return self._new_error(e.kind, e.message, e.retryable, details)
 
     # -- code ---------------------------------------------------------------
     def new_env(self, name: str, modules: list[str] | tuple[str, ...], imports: dict[str, Any], *, seed: int) -> Any:

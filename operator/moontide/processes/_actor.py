@@ -74,6 +74,21 @@ class _Slot:
     __slots__ = ("__weakref__",)
 
 
+class _Op:
+    """A blocking request started beside other coroutines' (``op.start``): a wait of its own.
+
+    Its channel ``op:<n>`` is ready once ``values`` (what its coroutine resumes with) are in.
+    """
+
+    __slots__ = ("values", "token", "undo", "what")
+
+    def __init__(self) -> None:
+        self.values: tuple[Any, ...] | None = None
+        self.token = 0
+        self.undo: Callable[[], None] | None = None
+        self.what = ""
+
+
 _sync_ops: dict[str, Callable[..., Any]] = {}
 
 
@@ -82,7 +97,7 @@ class Actor(ProcessOps, host_mod.FunctionHost):
 
     __slots__ = ("host", "pid", "code", "parent", "slot", "codec", "thread", "mailbox", "state", "blocked",
                  "waiting", "selecting", "token", "undo", "links", "monitors", "watching", "traps", "interrupt",
-                 "exit", "waiters", "started", "activated", "seq", "remote", "context")
+                 "exit", "waiters", "started", "activated", "seq", "remote", "context", "detached", "op_waits")
 
     logger = log
 
@@ -124,6 +139,10 @@ class Actor(ProcessOps, host_mod.FunctionHost):
         self.remote: dict[str, tuple[str, asyncio.Task[None]]] | None = None
         #: the request context (ctx module), from whoever spawned it
         self.context = context or {}
+        #: the operation being started (op.start): its handler's wait is the operation's own
+        self.detached: _Op | None = None
+        #: started operations still waiting, by their (negative) wait token
+        self.op_waits: dict[int, _Op] | None = None
 
     def __repr__(self) -> str:
         return f"<process {self.pid} {self.code.id} {self.state}>"
@@ -152,6 +171,8 @@ class Actor(ProcessOps, host_mod.FunctionHost):
             if not self.activated:
                 # the first step passes the spawn arguments: Thread.step does that
                 first = thread.step()
+                if self.thread is not thread:
+                    return  # upgraded in its first step (see below)
                 if type(first) is not _Yield:
                     self.host.finish(self, first)
                     return
@@ -168,6 +189,8 @@ class Actor(ProcessOps, host_mod.FunctionHost):
                         out = step_raw(rt, thread, self, raw_step, *args0)
                 else:
                     out = step_raw(rt, thread, self, raw_step, *values)
+                if self.thread is not thread:
+                    return  # process.upgrade from a coroutine among others (op.start): the old code is gone
                 if type(out) is not tuple:
                     self.host.finish(self, out)
                     return
@@ -194,11 +217,25 @@ class Actor(ProcessOps, host_mod.FunctionHost):
 
     # -- blocking and waking ------------------------------------------------------
     def _block(self, what: str, undo: Callable[[], None] | None = None) -> int:
+        op = self.detached
+        if op is not None:  # an operation started beside others waits on its own, under a token < 0
+            self.seq += 1
+            op.token, op.undo, op.what = -self.seq, undo, what
+            if self.op_waits is None:
+                self.op_waits = {}
+            self.op_waits[op.token] = op
+            return op.token
         self.state = "waiting"
         self.blocked = what
         self.undo = undo
         self.token += 1
         return self.token
+
+    def _live(self, token: int) -> bool:
+        """Whether the wait ``token`` is still waited for."""
+        if token < 0:
+            return self.exit is None and self.op_waits is not None and token in self.op_waits
+        return self.exit is None and self.token == token
 
     def wake(self, values: tuple[Any, ...]) -> None:
         self.waiting = None
@@ -210,7 +247,7 @@ class Actor(ProcessOps, host_mod.FunctionHost):
 
     def complete(self, token: int, values: tuple[Any, ...] | Callable[[], tuple[Any, ...]]) -> None:
         """Finish the wait ``token``, unless it was interrupted or the process has ended."""
-        if self.exit is not None or self.token != token:
+        if not self._live(token):
             return
         if callable(values):
             try:
@@ -220,6 +257,13 @@ class Actor(ProcessOps, host_mod.FunctionHost):
             except Exception as e:  # a bug here must fail one wait, not leave the process hanging
                 log.exception("%s: completing %s failed", self.pid, self.blocked)
                 values = self._err(errors.MoontideError(f"{type(e).__name__}: {e}", kind="Internal"))
+        if token < 0:  # a started operation: its channel is ready now
+            assert self.op_waits is not None
+            op = self.op_waits.pop(token)
+            op.values, op.undo = values, None
+            if self.waiting is not None:
+                self.poke()
+            return
         self.wake(values)
 
     def _from_thread(self, fn: Callable[..., None], *args: Any) -> None:
@@ -231,7 +275,7 @@ class Actor(ProcessOps, host_mod.FunctionHost):
 
     def _interruptible(self) -> tuple[Any, ...] | None:
         """A pending cancel ends the wait about to begin: its Canceled error, once."""
-        if self.interrupt is None:
+        if self.interrupt is None or self.detached is not None:  # started operations: their coroutines' wait
             return None
         e, self.interrupt = self.interrupt, None
         return self._err(e)
@@ -324,6 +368,9 @@ class Actor(ProcessOps, host_mod.FunctionHost):
                 if c == "inbox":
                     self.wake(self._take_inbox(self.selecting))  # type: ignore[arg-type]
                     return
+                if c.startswith("op:"):
+                    self.wake((True, c, *mb.take_op(c)))
+                    return
                 ok, value = self._take(c)
                 if not self.selecting:
                     self.wake((ok, value))
@@ -345,6 +392,8 @@ class Actor(ProcessOps, host_mod.FunctionHost):
                 if mb.ready(c):
                     if c == "inbox":
                         return self._take_inbox(selecting)  # type: ignore[return-value]
+                    if c.startswith("op:"):
+                        return (True, c, *mb.take_op(c))
                     ok, value = self._take(c)
                     if not selecting:
                         return ok, value
@@ -361,7 +410,7 @@ class Actor(ProcessOps, host_mod.FunctionHost):
                 return pending
         self.waiting = channels
         self.selecting = selecting
-        self._block(("waiting in select on " if selecting else "waiting in receive on ") + _describe(channels))
+        self._block(("waiting in select on " if selecting else "waiting in receive on ") + _describe(channels, mb))
         return None
 
     def accept(self, message: Message) -> bool:
@@ -428,6 +477,18 @@ class Actor(ProcessOps, host_mod.FunctionHost):
             self.waiters = []
         self.waiters.append(callback)
 
+    def drop_waits(self) -> None:
+        """Stop what the thread waits for, and its started operations' waits: nothing of them resumes it."""
+        undo, self.undo = self.undo, None
+        if undo is not None:
+            undo()
+        for op in (self.op_waits or {}).values():
+            if op.undo is not None:
+                op.undo()
+        self.op_waits = None
+        self.waiting = None
+        self.token += 1
+
     def end(self, ex: Exit) -> None:
         """The process is over: free its Lua, tell its links, monitors and waiters."""
         if self.exit is not None:
@@ -435,11 +496,7 @@ class Actor(ProcessOps, host_mod.FunctionHost):
         self.exit = ex
         self.state = "exited"
         self.blocked = ""
-        undo, self.undo = self.undo, None
-        if undo is not None:
-            undo()
-        self.waiting = None
-        self.token += 1
+        self.drop_waits()
         self.thread = None
         self.slot = None
         self.mailbox.close()
@@ -509,21 +566,51 @@ class Actor(ProcessOps, host_mod.FunctionHost):
     def op_process_trap_links_get(self) -> bool:
         return self.traps
 
-    def op_timer_after(self, ns: Any) -> str:
+    def _start_timer(self, entry: list[Any], seconds: float) -> None:
+        def fire() -> None:
+            entry[0] = time.time_ns()  # a ticker's unread tick is replaced, as Go's ticker drops them
+            entry[1] = None if entry[2] is None else self.host.loop.call_later(entry[2], fire)
+            self.poke()
+
+        entry[1] = self.host.loop.call_later(seconds, fire)
+
+    def _new_timer(self, seconds: float, interval: float | None) -> str:
         self.seq += 1
         timer_id = f"timer:{self.seq}"
         mb = self.mailbox
         if mb.timers is None:
             mb.timers = {}
-        entry: list[Any] = [None, None]
-
-        def fire() -> None:
-            entry[0] = time.time_ns()
-            self.poke()
-
-        entry[1] = self.host.loop.call_later(max(0, int(ns)) / 1e9, fire)
+        entry: list[Any] = [None, None, interval]
+        self._start_timer(entry, seconds)
         mb.timers[timer_id] = entry
         return timer_id
+
+    def op_timer_after(self, ns: Any) -> str:
+        return self._new_timer(max(0, int(ns)) / 1e9, None)
+
+    def op_timer_stop(self, timer_id: Any) -> bool:
+        """Stop a timer (or ticker) that may still fire: its channel gets nothing more. Whether it could."""
+        entry = (self.mailbox.timers or {}).get(str(timer_id))
+        if entry is None or entry[1] is None:
+            return False
+        entry[1].cancel()
+        entry[1] = None
+        return True
+
+    def op_timer_reset(self, timer_id: Any, ns: Any) -> bool:
+        """Start a timer that has not fired over; False (and nothing) once it fired or stopped."""
+        entry = (self.mailbox.timers or {}).get(str(timer_id))
+        if entry is None or entry[1] is None or entry[2] is not None:
+            return False
+        entry[1].cancel()
+        self._start_timer(entry, max(0, int(ns)) / 1e9)
+        return True
+
+    def op_ticker_start(self, ns: Any) -> str:
+        return self._new_timer(int(ns) / 1e9, int(ns) / 1e9)
+
+    def op_ticker_stop(self, ticker_id: Any) -> bool:
+        return self.op_timer_stop(ticker_id)
 
     def op_channel_listen(self, topic: Any) -> bool:
         self.mailbox.listen(str(topic))
@@ -534,8 +621,9 @@ class Actor(ProcessOps, host_mod.FunctionHost):
         channel = str(channel)
         timers = self.mailbox.timers
         if timers and channel in timers:
-            _, handle = timers.pop(channel)
-            handle.cancel()
+            handle = timers.pop(channel)[1]
+            if handle is not None:
+                handle.cancel()
             return True
         topic = topic_of(channel)
         if topic is not None and self.mailbox.listening:
@@ -561,6 +649,49 @@ class Actor(ProcessOps, host_mod.FunctionHost):
                 return out
         return None
 
+    # -- coroutines waiting side by side (modules/_sched.lua) ------------------------
+    def op_sched_concurrent(self) -> bool:
+        """Several coroutines' waits can be in flight at once here (op.start)."""
+        return True
+
+    def op_op_start(self, op: Any, *args: Any) -> str:
+        """Start a blocking request beside others: channel ``op:<n>`` is ready when it ends."""
+        self.seq += 1
+        cid = f"op:{self.seq}"
+        started = _Op()
+        mb = self.mailbox
+        if mb.ops is None:
+            mb.ops = {}
+        mb.ops[cid] = started
+        handler = _BLOCKING.get(str(op))
+        if handler is None or op in ("channel.receive", "channel.select"):  # channel waits are the select's own
+            started.values = self._err(errors.MoontideError(f"{op} is not available in processes as an operation",
+                                                            kind="Unavailable", retryable=False))
+            return cid
+        self.detached = started
+        try:
+            result = handler(self, *args)
+        except errors.MoontideError as e:
+            result = self._err(e)
+        except TypeError as e:
+            result = self._err(errors.Invalid(f"{op}: bad arguments ({e})"))
+        finally:
+            self.detached = None
+        if result is not None:
+            started.values = result
+        return cid
+
+    def op_op_cancel(self, cid: Any) -> bool:
+        """Drop a started operation whose coroutine got a Canceled error instead."""
+        op = self.mailbox.ops.pop(str(cid), None) if self.mailbox.ops else None
+        if op is None:
+            return False
+        if self.op_waits:
+            self.op_waits.pop(op.token, None)
+        if op.undo is not None:
+            op.undo()
+        return True
+
     def op_funcs_async(self, fid: str, args_json: str, opts_json: str | None = None,
                        ctx_json: str | None = None) -> int:
         fut = self._start_call(fid, args_json, ctx_json)
@@ -577,8 +708,30 @@ class Actor(ProcessOps, host_mod.FunctionHost):
         return fut is not None and fut.done()
 
     def op_future_cancel(self, handle: Any) -> bool:
-        fut = (self.mailbox.futures or {}).get(f"future:{handle}")
-        return bool(fut and fut.cancel())
+        """Cancel a call still running: it reads as Canceled from now on (a call already in its
+        thread runs on, unheard)."""
+        channel = f"future:{handle}"
+        fut = (self.mailbox.futures or {}).get(channel)
+        if fut is None or fut.done() or channel in self.mailbox.canceled:
+            return False
+        fut.cancel()
+        self.mailbox.canceled.add(channel)
+        if self.waiting is not None:
+            self.poke()
+        return True
+
+    def op_future_result(self, handle: Any) -> Any:
+        """{ok=, value=} or {ok=false, error=} of a done future; None while it runs."""
+        channel = f"future:{handle}"
+        mb = self.mailbox
+        if not (mb.futures and channel in mb.futures):
+            raise errors.NotFound(f"no future {handle}")
+        if not mb.ready(channel):
+            return None
+        ok, value = mb.future_result(channel)
+        if ok:
+            return self.runtime.to_lua({"ok": True, "value": value})
+        return self.runtime.to_lua({"ok": False, "error": self.runtime.error_to_lua(value)})
 
     # -- blocking ops ------------------------------------------------------------------
     def _full(self, ref: Any, what: str) -> str:
@@ -589,8 +742,8 @@ class Actor(ProcessOps, host_mod.FunctionHost):
     def _start_call(self, fid: str, args_json: str, ctx_json: str | None) -> concurrent.futures.Future[Any]:
         functions = self.host.node.functions
         full = self._full(fid, "funcs.call")
-        if functions is None:
-            raise errors.NotFound(f"funcs.call: no function.lua entry {full!r} (the app has no functions)")
+        if functions is None or full not in functions.codes:
+            raise errors.NotFound(f"funcs.call: no function.lua entry {full!r} in this app")
         return self.host.executor.submit(functions.call, full, json.loads(args_json),
                                          context=self.outgoing_context(ctx_json))
 
@@ -634,12 +787,6 @@ class Actor(ProcessOps, host_mod.FunctionHost):
         return self._await(self.host.http_client(reqs), f"waiting for {len(reqs)} http_client requests",
                            done=self._ok)
 
-    def wait_await(self, handle: Any) -> tuple[Any, ...] | None:
-        channel = f"future:{handle}"
-        if not (self.mailbox.futures and channel in self.mailbox.futures):
-            return self._err(errors.NotFound(f"no future {handle}"))
-        return self._wait_on((channel,), False)
-
     def wait_sleep(self, ns: Any) -> tuple[Any, ...] | None:
         pending = self._interruptible()
         if pending is not None:
@@ -676,8 +823,14 @@ class Actor(ProcessOps, host_mod.FunctionHost):
         }
 
 
-def _describe(channels: tuple[str, ...]) -> str:
-    return ", ".join(f"{topic_of(c)} (listen)" if topic_of(c) is not None else c for c in channels)
+def _describe(channels: tuple[str, ...], mb: Mailbox) -> str:
+    def name(c: str) -> str:
+        topic = topic_of(c)
+        if topic is not None:
+            return topic + " (listen)"
+        op = mb.ops.get(c) if mb.ops else None
+        return f"{c} ({op.what or 'running'})" if op is not None else c
+    return ", ".join(name(c) for c in channels)
 
 
 #: op name -> handler; each returns the values to resume the thread with, or None when it waits.

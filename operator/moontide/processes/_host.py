@@ -140,12 +140,14 @@ class ProcessHost:
         actor.thread = rt.start(fn, actor, *[rt.to_lua(a) for a in args])
         actor.code = code
         actor.activated = False
+        actor.drop_waits()  # the old code's coroutines, and what they waited for, are gone
         mb = actor.mailbox
         mb.listening = None
-        timers, futures, mb.timers, mb.futures = mb.timers, mb.futures, None, None
-        for _, handle in (timers or {}).values():
-            if isinstance(handle, asyncio.TimerHandle):
-                handle.cancel()
+        timers, futures, mb.timers, mb.futures, mb.ops = mb.timers, mb.futures, None, None, None
+        mb.canceled = set()
+        for entry in (timers or {}).values():
+            if isinstance(entry[1], asyncio.TimerHandle):
+                entry[1].cancel()
         for fut in (futures or {}).values():
             fut.cancel()
         actor.state = "ready"

@@ -4,9 +4,11 @@ Channel ids are the ones the Lua ``channel`` module uses (docs/architecture.md):
 ``inbox`` (messages whose topic nobody ``listen``s to, in arrival order),
 ``topic:<name>`` (messages of one topic, payload only), ``message:<name>`` (the same
 as whole messages: ``process.listen(topic, {message = true})``), ``events`` (pid.exit,
-pid.cancel, pid.link.down), ``timer:<n>`` (from ``time.after``) and
-``future:<n>`` (from ``funcs.async``). Messages are kept as JSON text and turned
-into Lua values only when taken, in the receiver's own Lua state.
+pid.cancel, pid.link.down), ``timer:<n>`` (from ``time.after`` and ``time.timer``;
+``time.ticker``'s are timers that fire again), ``future:<n>`` (from ``funcs.async``)
+and ``op:<n>`` (a coroutine's blocking request started beside others'). Messages
+are kept as JSON text and turned into Lua values only when taken, in the
+receiver's own Lua state.
 
 The mailbox is plain data; the actor decides who is woken (see ``_actor``).
 """
@@ -36,15 +38,20 @@ def topic_of(channel: str) -> str | None:
 
 
 class Mailbox:
-    __slots__ = ("messages", "listening", "events", "timers", "futures", "senders", "received")
+    __slots__ = ("messages", "listening", "events", "timers", "futures", "canceled", "ops", "senders", "received")
 
     def __init__(self) -> None:
         self.messages: deque[Message] = deque()
         self.listening: set[str] | None = None
         self.events: deque[dict[str, Any]] | None = None
-        #: timer id -> (fire time in ns or None while pending, the loop's handle)
+        #: timer id -> [fire time in ns or None while pending, the loop's handle (None once fired or
+        #: stopped), the interval in seconds of a ticker (None for a timer)]
         self.timers: dict[str, list[Any]] | None = None
         self.futures: dict[str, concurrent.futures.Future[Any]] | None = None
+        #: futures canceled from Lua: they read as Canceled at once
+        self.canceled: set[str] = set()
+        #: started operations (``_actor._Op``): ready once their values are in
+        self.ops: dict[str, Any] | None = None
         #: senders waiting for room: (callback taking True/False, message)
         self.senders: deque[tuple[Any, Message]] | None = None
         self.received = 0
@@ -79,7 +86,8 @@ class Mailbox:
     def known(self, channel: str) -> bool:
         if channel in ("inbox", "events") or topic_of(channel) is not None:
             return True
-        return bool(self.timers and channel in self.timers) or bool(self.futures and channel in self.futures)
+        return (bool(self.timers and channel in self.timers) or bool(self.futures and channel in self.futures)
+                or bool(self.ops and channel in self.ops))
 
     def ready(self, channel: str) -> bool:
         if channel == "inbox":
@@ -93,7 +101,9 @@ class Mailbox:
         if self.timers and channel in self.timers:
             return self.timers[channel][0] is not None
         if self.futures and channel in self.futures:
-            return self.futures[channel].done()
+            return self.futures[channel].done() or channel in self.canceled
+        if self.ops and channel in self.ops:
+            return self.ops[channel].values is not None
         return False
 
     def take_message(self, channel: str) -> Message:
@@ -113,14 +123,21 @@ class Mailbox:
 
     def take_timer(self, channel: str) -> int:
         assert self.timers is not None
-        fired, _ = self.timers.pop(channel)
+        entry = self.timers[channel]
+        fired, entry[0] = entry[0], None
+        if entry[2] is None:  # a timer fires once: its channel is done; a ticker's goes on
+            del self.timers[channel]
         return int(fired)
+
+    def take_op(self, channel: str) -> tuple[Any, ...]:
+        assert self.ops is not None
+        return self.ops.pop(channel).values  # type: ignore[no-any-return]
 
     def future_result(self, channel: str) -> tuple[bool, Any]:
         """(ok, value or MoontideError) of a done future; it stays ready, like a closed channel."""
         assert self.futures is not None
         fut = self.futures[channel]
-        if fut.cancelled():
+        if fut.cancelled() or channel in self.canceled:
             return False, errors.Canceled("the call was canceled")
         e = fut.exception()
         if e is None:
@@ -132,10 +149,11 @@ class Mailbox:
     def close(self) -> None:
         """Drop everything (the process has exited): cancel timers, fail waiting senders."""
         if self.timers:
-            for _, handle in self.timers.values():
+            for _, handle, _ in self.timers.values():
                 if isinstance(handle, asyncio.TimerHandle):
                     handle.cancel()
             self.timers = None
+        self.ops = None
         if self.futures:
             for fut in self.futures.values():
                 fut.cancel()

@@ -290,8 +290,8 @@ class _CallHost(host_mod.FunctionHost):
         if op == "sleep":
             _sleep(int(args[0]) / 1e9, self.stopper)
             return True, True
-        if op == "await":
-            return self._resume(*self.futures.pop(int(args[0]), (False, errors.NotFound("no such future"))))
+        if op == "channel.receive" and str(args[0]).startswith("future:"):
+            return self._resume(*self._future(str(args[0])[len("future:"):]))
         if op in _PROCESS_OPS:
             return self._resume(*self._process(op, args))
         return False, self.runtime.error_to_lua(errors.MoontideError(f"{op} is not available in functions",
@@ -344,6 +344,23 @@ class _CallHost(host_mod.FunctionHost):
 
     def op_future_done(self, handle: int) -> bool:
         return int(handle) in self.futures
+
+    def _future(self, handle: Any) -> tuple[bool, Any]:
+        out = self.futures.get(int(handle))
+        if out is None:
+            raise errors.NotFound(f"no future {handle}")
+        return out
+
+    def op_future_result(self, handle: Any) -> Any:
+        """A future here ran when it was made: {ok=, value=} or {ok=false, error=}."""
+        ok, value = self._future(handle)
+        if ok:
+            return self.runtime.to_lua({"ok": True, "value": value})
+        return self.runtime.to_lua({"ok": False, "error": self.runtime.error_to_lua(value)})
+
+    def op_future_cancel(self, handle: Any) -> bool:
+        self._future(handle)
+        return False  # done already: nothing to cancel
 
 
 _PROCESS_OPS = frozenset({"process.spawn", "process.exec", "process.send", "process.cancel", "process.terminate"})

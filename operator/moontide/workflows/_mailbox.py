@@ -1,13 +1,14 @@
-"""What a workflow execution can wait on: messages, events, timers, futures.
+"""What a workflow execution can wait on: messages, events, timers, tickers, futures, operations.
 
 Signals arrive as messages and are kept in arrival order until taken, so a
 message that comes before the workflow asks for it, during replay or across a
 worker crash is never lost or reordered. A receive on ``inbox`` takes the
 first message whose topic nobody ``listen``s to; a receive on
 ``topic:<name>`` takes the first message of that topic (its payload), one on
-``message:<name>`` the same as a whole message (``listen(topic, {message = true})``). All state changes
-happen in workflow code (signal handlers, timers, tasks), so replay rebuilds
-the same mailbox.
+``message:<name>`` the same as a whole message (``listen(topic, {message =
+true})``). All state changes happen in workflow code (signal handlers,
+timers, tasks), so replay rebuilds the same mailbox. Operations (``op:<n>``) are blocking requests of coroutines
+started side by side (``modules/_sched.lua``); one is ready when it has ended.
 """
 
 from __future__ import annotations
@@ -48,17 +49,28 @@ class Mailbox:
         self.messages: list[dict[str, Any]] = []
         self.listening: set[str] = set()
         self.events: list[dict[str, Any]] = []
+        #: timer id -> when it fired (ns), None while it has not
         self.timers: dict[str, int | None] = {}
         self.deadlines: dict[str, int] = {}
+        #: the tasks of timers that may still fire (time.timer's stop/reset cancel them)
+        self.timer_tasks: dict[str, asyncio.Task[None]] = {}
+        #: ticker id -> the tick not yet read (ns) or None, and its task (None once stopped)
+        self.tickers: dict[str, list[Any]] = {}
         self.futures: dict[str, asyncio.Task[tuple[bool, Any]]] = {}
+        #: futures canceled from Lua: they read as Canceled at once
+        self.canceled: set[str] = set()
+        #: started operations: their task gives the values to resume their coroutine with
+        self.ops: dict[str, asyncio.Task[tuple[Any, ...]]] = {}
+        #: what each started operation waits for (for the status query)
+        self.op_what: dict[str, str] = {}
         self.received = 0
         #: messages that could not be decoded: dropped, so they never block the ones after them
         self.dropped = 0
 
     # -- feeding ----------------------------------------------------------
-    def signal(self, topic: str, args: Sequence[RawValue]) -> None:
-        sender = None
-        if args:
+    def signal(self, topic: str, args: Sequence[RawValue], sender: str | None = None) -> None:
+        """A message: a signal (its sender from the payload's metadata), or an update (``sender``: its reply pid)."""
+        if args and sender is None:
             raw = args[0].payload.metadata.get(FROM_METADATA)
             sender = raw.decode("utf-8", "replace") if raw else None
         try:
@@ -95,8 +107,44 @@ class Mailbox:
         async def fire() -> None:
             await workflow.sleep(seconds)
             self.timers[timer_id] = workflow.time_ns()
+            del self.timer_tasks[timer_id]
 
-        asyncio.ensure_future(fire())
+        self.timer_tasks[timer_id] = asyncio.ensure_future(fire())
+
+    def stop_timer(self, timer_id: str) -> bool:
+        """Stop a timer that has not fired: its channel never gets a value. Whether it was running."""
+        task = self.timer_tasks.pop(timer_id, None)
+        if task is None:
+            return False
+        task.cancel()  # Temporal cancels the timer
+        self.deadlines.pop(timer_id, None)
+        return True
+
+    def reset_timer(self, timer_id: str, seconds: float) -> bool:
+        """Start a running timer over with a new duration; False (and nothing) once it has fired or stopped."""
+        if not self.stop_timer(timer_id):
+            return False
+        self.start_timer(timer_id, seconds)
+        return True
+
+    def start_ticker(self, ticker_id: str, seconds: float) -> None:
+        entry: list[Any] = [None, None]
+
+        async def tick() -> None:
+            while True:
+                await workflow.sleep(seconds)
+                entry[0] = workflow.time_ns()  # an unread tick is replaced, as Go's ticker drops them
+
+        entry[1] = asyncio.ensure_future(tick())
+        self.tickers[ticker_id] = entry
+
+    def stop_ticker(self, ticker_id: str) -> bool:
+        entry = self.tickers.get(ticker_id)
+        if entry is None or entry[1] is None:
+            return False
+        entry[1].cancel()
+        entry[1] = None
+        return True
 
     # -- waiting ----------------------------------------------------------
     def _message_index(self, channel: str) -> int | None:
@@ -113,7 +161,7 @@ class Mailbox:
 
     def known(self, channel: str) -> bool:
         return (channel in ("inbox", "events") or channel.startswith(("topic:", "message:"))
-                or channel in self.timers or channel in self.futures)
+                or channel in self.timers or channel in self.futures or channel in self.ops or channel in self.tickers)
 
     def ready(self, channel: str) -> bool:
         if channel == "events":
@@ -123,7 +171,13 @@ class Mailbox:
         if channel in self.timers:
             return self.timers[channel] is not None
         task = self.futures.get(channel)
-        return task is not None and task.done()
+        if task is not None:
+            return task.done() or channel in self.canceled
+        task = self.ops.get(channel)
+        if task is not None:
+            return task.done()
+        ticker = self.tickers.get(channel)
+        return ticker is not None and ticker[0] is not None
 
     def take(self, channel: str) -> tuple[bool, Any]:
         """(ok, value) of a ready channel; topic channels give the payload itself."""
@@ -137,8 +191,19 @@ class Mailbox:
         if channel in self.timers:
             self.deadlines.pop(channel, None)
             return True, self.timers.pop(channel)
+        if channel in self.tickers:
+            entry = self.tickers[channel]
+            at, entry[0] = entry[0], None
+            return True, at
         # a done future stays ready, like a closed channel; future:result() still works
-        return self.futures[channel].result()
+        return self.future_outcome(channel)
+
+    def future_outcome(self, channel: str) -> tuple[bool, Any]:
+        """(ok, value or MoontideError) of a done (or canceled) future."""
+        task = self.futures[channel]
+        if channel in self.canceled or task.cancelled():
+            return False, errors.Canceled("the call was canceled")
+        return task.result()
 
     def describe(self, channels: Sequence[str]) -> str:
         def name(c: str) -> str:
@@ -147,6 +212,8 @@ class Mailbox:
             if c in self.deadlines:
                 at = datetime.datetime.fromtimestamp(self.deadlines[c] // 1_000_000_000, datetime.timezone.utc)
                 return f"{c} (until {at.strftime('%Y-%m-%dT%H:%M:%SZ')})"
+            if c in self.op_what:
+                return f"{c} ({self.op_what[c]})"
             return c
 
         return ", ".join(name(c) for c in channels)

@@ -54,6 +54,8 @@ _SERVER_CANCEL_REASON = re.compile(r"^Cancel requested by workflow with run id \
 
 #: The built-in query answering where an execution is and what it waits for.
 STATUS_QUERY = "moontide.status"
+#: The pids that updates come from (``{update|<update id>}``): what Lua sends there answers them.
+UPDATE_PID_PREFIX = "{update|"
 
 
 @dataclass(frozen=True)
@@ -105,7 +107,13 @@ class Execution(host_mod.BaseHost):
         super().__init__(self.rt, logger=_log)
         self.mailbox = Mailbox()
         self.code: code_mod.LuaCode | None = None
-        self.blocking = "starting"
+        self._blocking = "starting"
+        #: the tasks of started operations (their coroutines wait side by side) -> their channel
+        self._op_ids: dict[asyncio.Task[Any], str] = {}
+        #: the channels of the select the execution waits in, while started operations run
+        self._select_on: list[str] | None = None
+        #: Temporal updates in flight: update id -> [state, outcome once answered]
+        self.updates: dict[str, list[Any]] = {}
         self.pending: dict[int, str] = {}
         self.cancel_requested = False
         self.cancel_from: str | None = None
@@ -122,6 +130,19 @@ class Execution(host_mod.BaseHost):
     def _next(self) -> int:
         self._seq += 1
         return self._seq
+
+    @property
+    def blocking(self) -> str:
+        return self._blocking
+
+    @blocking.setter
+    def blocking(self, what: str) -> None:
+        # a started operation (one of several coroutines' waits) describes itself, not the execution
+        cid = self._op_ids.get(asyncio.current_task()) if self._op_ids else None
+        if cid is None:
+            self._blocking = what
+        else:
+            self.mailbox.op_what[cid] = what
 
     @property
     def pid(self) -> str:
@@ -262,7 +283,9 @@ class Execution(host_mod.BaseHost):
         info = workflow.info()
         return {
             "entry": self.code.id if self.code else info.workflow_type, "code": self.code.digest if self.code else None,
-            "blocking": self.blocking, "pending": sorted(self.pending.values()),
+            "blocking": (self.blocking if self._select_on is None
+                         else f"waiting in select on {self.mailbox.describe(self._select_on)}"),
+            "pending": sorted(self.pending.values()),
             "messages_waiting": len(self.mailbox.messages), "messages_received": self.mailbox.received,
             "messages_dropped": self.mailbox.dropped,
             "events_waiting": len(self.mailbox.events), "cancel_requested": self.cancel_requested,
@@ -282,35 +305,37 @@ class Execution(host_mod.BaseHost):
         await workflow.sleep(ns / 1e9)
         return True, True
 
-    async def wait_await(self, handle: int) -> tuple[Any, ...]:
-        task = self.mailbox.futures.get(f"future:{handle}")
-        if task is None:
-            return self._err(errors.NotFound(f"no future {handle}"))
-        self.blocking = "waiting for a future"
-        # shielded: a cancel request interrupts the wait, not the activity behind the future
-        return self._answer(*await asyncio.shield(task))
+    def _resolve(self, fid: str, opts_json: str | None, what: str) -> tuple[str, bool, dict[str, Any]]:
+        """The full ID of the function a call runs (an ID without a namespace is in the caller's), whether it
+        is a local activity, and its activity options; raises NotFound for no such function, Invalid options."""
+        assert self.code is not None
+        app = self.book.app
+        override, options = activity_options(opts_json, self.settings.activity)
+        full = override or fid
+        full = full if ":" in full else f"{self.code.namespace}:{full}"
+        if full not in self.book.functions:
+            # answered here, not scheduled: no worker would ever take it. Retryable, as in
+            # Wippy: a later call may find it (a worker with that function deployed)
+            raise errors.NotFound(f"{what}: no function.lua entry {full!r} in this app", retryable=True)
+        entry = app.entries.get(full)
+        local = entry is not None and app.is_local_activity(entry)
+        if local:
+            _, options = activity_options(opts_json, self.settings.activity, local=full)
+        elif "task_queue" not in options and entry is not None and (routed := app.routed_worker(entry)):
+            options["task_queue"] = app.task_queue(app.get(routed))  # meta.temporal.activity.worker
+        return full, local, options
 
     async def _activity(self, fid: str, args_json: str, opts_json: str | None,
                         context: dict[str, Any]) -> tuple[bool, Any]:
-        assert self.code is not None
-        app = self.book.app
         try:
-            override, options = activity_options(opts_json, self.settings.activity)
-            full = override or fid
-            full = full if ":" in full else f"{self.code.namespace}:{full}"
-            if full not in self.book.functions:
-                # answered here, not scheduled: no worker would ever take it. Retryable, as in
-                # Wippy: a later call may find it (a worker with that function deployed)
-                return False, errors.NotFound(f"funcs.call: no function.lua entry {full!r} in this app",
-                                              retryable=True)
-            entry = app.entries.get(full)
-            local = entry is not None and app.is_local_activity(entry)
-            if local:
-                _, options = activity_options(opts_json, self.settings.activity, local=full)
-            elif "task_queue" not in options and entry is not None and (routed := app.routed_worker(entry)):
-                options["task_queue"] = app.task_queue(app.get(routed))  # meta.temporal.activity.worker
+            full, local, options = self._resolve(fid, opts_json, "funcs.call")
         except errors.MoontideError as e:
             return False, e
+        return await self._run_activity(full, local, options, args_json, context)
+
+    async def _run_activity(self, full: str, local: bool, options: dict[str, Any], args_json: str,
+                            context: dict[str, Any]) -> tuple[bool, Any]:
+        """Start the activity (its header carrying the context), then await it: (ok, value or error)."""
         n = self._next()
         self.pending[n] = full
         start = workflow.start_local_activity if local else workflow.start_activity
@@ -347,11 +372,21 @@ class Execution(host_mod.BaseHost):
                 return self._err(errors.NotFound(f"no channel {c!r}"))
         self.handles_events = self.handles_events or "events" in channels
         self.blocking = f"waiting in select on {self.mailbox.describe(channels)}"
-        await workflow.wait_condition(lambda: any(self.mailbox.ready(c) for c in channels))
+        if self.mailbox.ops:  # what started operations wait for changes as they run: described when asked
+            self._select_on = channels
+        try:
+            await workflow.wait_condition(lambda: any(self.mailbox.ready(c) for c in channels))
+        finally:
+            self._select_on = None
         return self._select_take(channels)
 
     def _select_take(self, channels: list[str]) -> tuple[Any, ...]:
         first = next(c for c in channels if self.mailbox.ready(c))  # case order: deterministic
+        op = self.mailbox.ops.pop(first, None)
+        if op is not None:  # a started operation: the values its coroutine resumes with
+            self.mailbox.op_what.pop(first, None)
+            self._op_ids.pop(op, None)
+            return (True, first, *op.result())
         ok, value = self.mailbox.take(first)
         if not ok:  # a failed future: say which case failed
             return (True, first, None, self.rt.error_to_lua(value))
@@ -418,6 +453,8 @@ class Execution(host_mod.BaseHost):
         return True, True
 
     async def wait_process_send(self, pid: str, topic: str, payload_json: str) -> tuple[Any, ...]:
+        if str(pid).startswith(UPDATE_PID_PREFIX):
+            return self._update_reply(str(pid), str(topic), payload_json)
         self.blocking = f"sending {topic} to {pid}"
         if is_local_pid(pid):
             # A process is not durable: the message goes through an activity
@@ -514,6 +551,61 @@ class Execution(host_mod.BaseHost):
             memo[MEMO_EVENTS] = events
         workflow.continue_as_new(args=json.loads(args_json), memo=memo, **kw)
 
+    # -- Temporal updates: messages answered with Wippy's reply protocol -----------
+    def validate_update(self, name: str, args: Sequence[RawValue]) -> None:
+        """Refuse an update whose input cannot be decoded: rejected, it leaves no trace in history."""
+        try:
+            for i, a in enumerate(args, 1):
+                values.from_payload(a.payload, "payload" if len(args) == 1 else f"payload[{i}]",
+                                    f"update {name}: its input cannot be decoded")
+        except errors.Invalid as e:
+            raise ApplicationError(e.message, type=e.kind, non_retryable=True) from None
+
+    async def update(self, name: str, args: Sequence[RawValue]) -> Any:
+        """An update arrives as a message on ``name`` from ``{update|<id>}``; Lua answers it there
+        with ``ack`` then ``ok``/``error`` (or ``nak`` instead of ``ack``), as in Wippy."""
+        info = workflow.current_update_info()
+        assert info is not None  # in an update handler
+        uid = info.id
+        entry: list[Any] = ["pending", None]
+        self.updates[uid] = entry
+        self.mailbox.signal(name, args, sender=f"{UPDATE_PID_PREFIX}{uid}}}")
+        try:
+            await workflow.wait_condition(lambda: entry[1] is not None)
+        finally:
+            self.updates.pop(uid, None)
+        ok, value = entry[1]
+        if ok:
+            return RawValue(values.json_payload(value))
+        raise ApplicationError(value[1], type=value[0], non_retryable=True)
+
+    def _update_reply(self, pid: str, topic: str, payload_json: str) -> tuple[Any, ...]:
+        uid = pid[len(UPDATE_PID_PREFIX):-1]
+        entry = self.updates.get(uid)
+        if entry is None:
+            return self._err(errors.NotFound(f"process.send to {pid}: no update {uid} waits for an answer "
+                                             "(answered already, or from another run)"))
+        state = entry[0]
+        expected = {"ack": "pending", "nak": "pending", "ok": "accepted", "error": "accepted"}.get(topic)
+        if expected is None:
+            return self._err(errors.Invalid(f"process.send to {pid}: an update is answered with ack, nak, ok or "
+                                            f"error, not {topic!r}"))
+        if state != expected:
+            why = "send ack first" if expected == "accepted" else f"it was {state} already"
+            return self._err(errors.Invalid(f"process.send to {pid}: {topic} does not fit now ({why})"))
+        if topic == "ack":
+            entry[0] = "accepted"
+            return True, True
+        if topic == "ok":
+            entry[1] = (True, payload_json)
+        else:
+            data = json.loads(payload_json)
+            default = "update rejected" if topic == "nak" else "update failed"
+            message = data if isinstance(data, str) else default if data is None else payload_json
+            entry[1] = (False, ("Rejected" if topic == "nak" else "Internal", message))
+        del self.updates[uid]  # answered: another answer finds no update, as in Wippy
+        return True, True
+
     # -- synchronous ops (host calls) -------------------------------------
     def op_log(self, level: str, message: str, fields: str | None = None) -> None:
         if self.settings.log_in_replay or not workflow.unsafe.is_replaying():  # a replay does not log twice
@@ -537,23 +629,90 @@ class Execution(host_mod.BaseHost):
         return durations.parse(text)
 
     def op_funcs_async(self, fid: str, args_json: str, opts_json: str | None, ctx_json: str | None = None) -> int:
+        # an unknown function or bad options: nil, err from funcs.async itself, at once
+        full, local, options = self._resolve(fid, opts_json, "funcs.async")
         n = self._next()
         self.mailbox.futures[f"future:{n}"] = asyncio.ensure_future(
-            self._activity(fid, args_json, opts_json, self.outgoing_context(ctx_json)))
+            self._run_activity(full, local, options, args_json, self.outgoing_context(ctx_json)))
         return n
 
     def op_future_done(self, handle: int) -> bool:
-        task = self.mailbox.futures.get(f"future:{handle}")
-        return task is not None and task.done()
+        return self.mailbox.ready(f"future:{handle}")
 
     def op_future_cancel(self, handle: int) -> bool:
-        task = self.mailbox.futures.get(f"future:{handle}")
-        return bool(task and task.cancel())
+        """Cancel the activity behind a future still running: it reads as Canceled from now on."""
+        channel = f"future:{handle}"
+        task = self.mailbox.futures.get(channel)
+        if task is None or task.done() or channel in self.mailbox.canceled:
+            return False
+        self.mailbox.canceled.add(channel)
+        task.cancel()  # Temporal is asked to cancel the activity
+        return True
+
+    def op_future_result(self, handle: int) -> Any:
+        """{ok=, value=} or {ok=false, error=} of a done future; None while it runs."""
+        channel = f"future:{handle}"
+        if channel not in self.mailbox.futures:
+            raise errors.NotFound(f"no future {handle}")
+        if not self.mailbox.ready(channel):
+            return None
+        ok, value = self.mailbox.future_outcome(channel)
+        if ok:
+            return self.rt.to_lua({"ok": True, "value": value})
+        return self.rt.to_lua({"ok": False, "error": self.rt.error_to_lua(value)})
 
     def op_timer_after(self, ns: int) -> str:
         timer_id = f"timer:{self._next()}"
         self.mailbox.start_timer(timer_id, int(ns) / 1e9)
         return timer_id
+
+    def op_timer_stop(self, timer_id: str) -> bool:
+        return self.mailbox.stop_timer(str(timer_id))
+
+    def op_timer_reset(self, timer_id: str, ns: int) -> bool:
+        return self.mailbox.reset_timer(str(timer_id), int(ns) / 1e9)
+
+    def op_ticker_start(self, ns: int) -> str:
+        ticker_id = f"ticker:{self._next()}"
+        self.mailbox.start_ticker(ticker_id, int(ns) / 1e9)
+        return ticker_id
+
+    def op_ticker_stop(self, ticker_id: str) -> bool:
+        return self.mailbox.stop_ticker(str(ticker_id))
+
+    # -- coroutines waiting side by side (modules/_sched.lua) ------------------
+    def op_sched_concurrent(self) -> bool:
+        """Several coroutines' waits can be in flight at once here (op.start)."""
+        return True
+
+    def op_op_start(self, op: str, *args: Any) -> str:
+        """Start a blocking request as a task of its own; channel ``op:<n>`` is ready when it ends.
+
+        Tasks start in the order Lua asks, on Temporal's deterministic loop, so
+        their commands come in the same order on replay.
+        """
+        cid = f"op:{self._next()}"
+        handler = getattr(self, "wait_" + str(op).replace(".", "_"), None)
+        task = asyncio.ensure_future(self._operation(str(op), handler, args))
+        self.mailbox.ops[cid] = task
+        self._op_ids[task] = cid
+        return cid
+
+    async def _operation(self, op: str, handler: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
+        if handler is None:
+            return self._err(errors.MoontideError(f"{op} is not available in workflows", kind="Unavailable",
+                                                  retryable=False))
+        return await handler(*args)  # what it raises, the run loop raises when it takes the result
+
+    def op_op_cancel(self, cid: str) -> bool:
+        """Drop a started operation whose coroutine got a Canceled error instead (a cancel request)."""
+        task = self.mailbox.ops.pop(str(cid), None)
+        if task is None:
+            return False
+        self.mailbox.op_what.pop(str(cid), None)
+        self._op_ids.pop(task, None)
+        task.cancel()
+        return True
 
     def op_channel_listen(self, topic: str) -> bool:
         self.mailbox.listening.add(str(topic))
@@ -677,6 +836,23 @@ class LuaWorkflow:
     @workflow.query(name=STATUS_QUERY)
     def status(self) -> dict[str, Any]:
         return self.execution.status()
+
+    # Wippy's built-in queries: its queryable state (nothing sets it: always empty) and the workflow ID.
+    @workflow.query(name="state")
+    def state(self) -> dict[str, Any]:
+        return {}
+
+    @workflow.query(name="pid")
+    def pid(self) -> str:
+        return workflow.info().workflow_id
+
+    @workflow.update(dynamic=True)
+    async def update(self, name: str, args: Sequence[RawValue]) -> Any:
+        return await self.execution.update(name, args)
+
+    @update.validator
+    def validate_update(self, name: str, args: Sequence[RawValue]) -> None:
+        self.execution.validate_update(name, args)
 
 
 def workflow_class(task_queue: str, book: CodeBook, settings: WorkflowSettings) -> type:

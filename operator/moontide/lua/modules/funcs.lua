@@ -3,22 +3,62 @@
 local api = ...
 local sys, must, new_error, args_json, to_json = api.sys, api.must, api.new_error, api.args_json, api.to_json
 
+-- A future (Wippy's en/lua/core/future.md): f:result() reads it without
+-- waiting; f:response() (or f:channel()) is a channel that receives its
+-- payload (or its error) once it is done, for receive or channel.select.
 local Future = {}
 Future.__index = Future
 Future.__name = "future"
 Future.__metatable = false
 
---- future:result(): waits; returns value, or nil, err.
+api.require("channel")   -- host_channel
+local new_payload = api.require("payload").new   -- a result is a payload module payload
+
+--- The outcome once done: {ok=true, value=} or {ok=false, error=}; nil while it runs.
+local function outcome(f)
+  local out = rawget(f, "outcome")
+  if out == nil then
+    out = must("future.result", f.handle)
+    if out ~= nil then rawset(f, "outcome", out) end
+  end
+  return out
+end
+
+--- future:result(): its payload (payload:data() is the value), or nil, err; nil, nil while it runs.
 function Future:result()
-  return api.result(sys("await", self.handle))
+  local out = outcome(self)
+  if out == nil then return nil, nil end
+  if out.ok then return new_payload(out.value), nil end
+  return nil, out.error
 end
-function Future:is_complete() return must("future.done", self.handle) end
-function Future:cancel() return api.host("future.cancel", self.handle) end
---- future:channel(): a channel that receives the result once done (for channel.select).
-function Future:channel()
-  api.require("channel")
-  return api.host_channel("future:" .. self.handle, nil)
+--- future:error(): err, true once it has failed (a non-retryable Internal error with its message); nil, false otherwise.
+function Future:error()
+  local out = outcome(self)
+  if out == nil or out.ok then return nil, false end
+  return api.new_error("Internal", tostring(out.error), false), true
 end
+function Future:is_complete() return outcome(self) ~= nil end
+function Future:is_canceled() return rawget(self, "canceled") == true end
+--- future:cancel(): true if it was still running (its result is now a Canceled error); false once done.
+function Future:cancel()
+  local canceled, err = api.host("future.cancel", self.handle)
+  if canceled then rawset(self, "canceled", true) end
+  if err then return false, err end
+  return canceled == true
+end
+--- future:response() / future:channel(): receives the payload, or the error, once it is done
+--- (a canceled future's channel is closed).
+function Future:response()
+  local ch = rawget(self, "ch")
+  if ch == nil then
+    ch = api.host_channel("future:" .. self.handle, new_payload)
+    rawset(ch, "errors_are_values", true)
+    rawset(ch, "future", self)
+    rawset(self, "ch", ch)
+  end
+  return ch
+end
+Future.channel = Future.response
 
 local Executor = {}
 Executor.__index = Executor
@@ -80,6 +120,9 @@ function Executor:async(id, ...)
   return setmetatable({ handle = handle, id = id }, Future)
 end
 
+-- Wippy's type for futures (typed Lua: `local f: funcs.Future`).
+local Future_type = api.types.opaque("funcs.Future", "interface", function(v) return api.getmetatable(v) == Future end)
+
 -- Shared by every execution of this runtime: hand out read-only views.
 Future.__index = api.readonly(Future, "future")
 Executor.__index = api.readonly(Executor, "funcs.executor")
@@ -89,4 +132,5 @@ local funcs = {}
 function funcs.new() return executor({}) end
 function funcs.call(id, ...) return default:call(id, ...) end
 function funcs.async(id, ...) return default:async(id, ...) end
+funcs.Future = Future_type
 return funcs
