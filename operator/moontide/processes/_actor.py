@@ -703,9 +703,6 @@ class Actor(ProcessOps, host_mod.FunctionHost):
         fut.add_done_callback(lambda _: self._from_thread(self.poke))
         return self.seq
 
-    def op_future_done(self, handle: Any) -> bool:
-        fut = (self.mailbox.futures or {}).get(f"future:{handle}")
-        return fut is not None and fut.done()
 
     def op_future_cancel(self, handle: Any) -> bool:
         """Cancel a call still running: it reads as Canceled from now on (a call already in its

@@ -342,8 +342,6 @@ class _CallHost(host_mod.FunctionHost):
         self.futures[handle] = self._run(fid, args_json, ctx_json)
         return handle
 
-    def op_future_done(self, handle: int) -> bool:
-        return int(handle) in self.futures
 
     def _future(self, handle: Any) -> tuple[bool, Any]:
         out = self.futures.get(int(handle))

@@ -636,8 +636,6 @@ class Execution(host_mod.BaseHost):
             self._run_activity(full, local, options, args_json, self.outgoing_context(ctx_json)))
         return n
 
-    def op_future_done(self, handle: int) -> bool:
-        return self.mailbox.ready(f"future:{handle}")
 
     def op_future_cancel(self, handle: int) -> bool:
         """Cancel the activity behind a future still running: it reads as Canceled from now on."""
