@@ -119,3 +119,39 @@ async def test_select_default_and_durations(make_app: Callable[..., Path], tempo
         assert await rt.result(pid) == {"elapsed": True, "empty": {"default": True, "ok": True}, "full": "v",
                                         "early": True, "late": True, "text": True}
         assert await replay_in_fresh_process(rt, pid) == "REPLAYED"
+
+
+async def test_function_code_waits_on_timers_tickers_and_futures(make_app: Callable[..., Path],
+                                                                 temporal_address: str) -> None:
+    """Wippy's functions may use time.after, timers, tickers and select: their thread sleeps until one is ready."""
+    fn = """
+    return function()
+      local out = {}
+      local t0 = time.now()
+      local at = time.after("60ms"):receive()
+      out.after = at:sub(t0):milliseconds() >= 60
+      local f = funcs.async("app:echo", "v")
+      local slow = time.after("1h")
+      local r = channel.select{ slow:case_receive(), f:response():case_receive() }
+      out.future_first = r.channel == f:response() and r.value:data() == "v"
+      local ticker = time.ticker("20ms")
+      local ticks = 0
+      for _ = 1, 3 do ticker:response():receive() ticks = ticks + 1 end
+      out.ticks = ticks
+      out.ticker_stop = ticker:stop()
+      local timer = time.timer("1h")
+      out.stopped = timer:stop()
+      local none = channel.select{ timer:response():case_receive(), default = true }
+      out.default = none.default == true
+      local v, received, err = timer:response():receive()   -- a stopped timer never fires: nothing can come
+      out.deadlock = v == nil and received == false and errors.is(err, errors.INVALID)
+      out.elapsed_ok = time.now():sub(t0):milliseconds() < 3600000
+      return out
+    end
+    """
+    app = make_flows(make_app, {"flow": 'return function() return funcs.call("app:waits") end'},
+                     {"waits": fn, "echo": "return function(x) return x end"})
+    async with running(app, temporal_address) as rt:
+        pid = await rt.spawn("app:flow", None)
+        assert await rt.result(pid) == {"after": True, "future_first": True, "ticks": 3, "ticker_stop": True,
+                                        "stopped": True, "default": True, "deadlock": True, "elapsed_ok": True}

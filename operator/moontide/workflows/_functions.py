@@ -262,6 +262,8 @@ class _CallHost(host_mod.FunctionHost):
         self.held = held
         self.stopper = stopper
         self.futures: dict[int, tuple[bool, Any]] = {}
+        #: timer/ticker channel -> [monotonic deadline, period (tickers) or None]
+        self.timers: dict[str, list[Any]] = {}
 
     def op_log(self, level: str, message: str, fields: str | None = None) -> None:
         if self.held is None:
@@ -290,8 +292,10 @@ class _CallHost(host_mod.FunctionHost):
         if op == "sleep":
             _sleep(int(args[0]) / 1e9, self.stopper)
             return True, True
-        if op == "channel.receive" and str(args[0]).startswith("future:"):
-            return self._resume(*self._future(str(args[0])[len("future:"):]))
+        if op == "channel.receive":
+            return self._receive(str(args[0]))
+        if op == "channel.select":
+            return self._select(json.loads(args[0]))
         if op in _PROCESS_OPS:
             return self._resume(*self._process(op, args))
         return False, self.runtime.error_to_lua(errors.MoontideError(f"{op} is not available in functions",
@@ -359,6 +363,100 @@ class _CallHost(host_mod.FunctionHost):
     def op_future_cancel(self, handle: Any) -> bool:
         self._future(handle)
         return False  # done already: nothing to cancel
+
+    # -- channels a function can wait on: its futures (done when made), timers and tickers.
+    # Its thread sleeps until the first is ready, waking early when it is stopped or canceled.
+    def op_timer_after(self, ns: Any) -> str:
+        tid = f"timer:{len(self.timers) + 1}"
+        self.timers[tid] = [time.monotonic() + max(0, int(ns)) / 1e9, None]
+        return tid
+
+    def op_ticker_start(self, ns: Any) -> str:
+        tid = f"ticker:{len(self.timers) + 1}"
+        self.timers[tid] = [time.monotonic() + int(ns) / 1e9, int(ns) / 1e9]
+        return tid
+
+    def op_timer_stop(self, tid: Any) -> bool:
+        entry = self.timers.get(str(tid))
+        if entry is None or entry[0] is None:
+            return False
+        entry[0] = None
+        return True
+
+    op_ticker_stop = op_timer_stop
+
+    def op_timer_reset(self, tid: Any, ns: Any) -> bool:
+        entry = self.timers.get(str(tid))
+        if entry is None or entry[0] is None:
+            return False
+        entry[0] = time.monotonic() + max(0, int(ns)) / 1e9
+        return True
+
+    def op_channel_close(self, channel: Any) -> bool:
+        self.timers.pop(str(channel), None)
+        return True
+
+    def op_channel_poll(self, ids_json: str) -> Any:
+        """select with a default case: the first ready channel, without waiting (None: none ready)."""
+        channels = json.loads(ids_json)
+        self._check(channels)
+        first = next((c for c in channels if self._ready(c)), None)
+        if first is None:
+            return None
+        ok, value = self._take(first)
+        return self.runtime.to_lua({"id": first, "ok": True, "value": value} if ok else
+                                   {"id": first, "ok": False, "error": self.runtime.error_to_lua(value)})
+
+    def _check(self, channels: list[str]) -> None:
+        for c in channels:
+            if not (c in self.timers or (c.startswith("future:") and c[7:].isdigit() and int(c[7:]) in self.futures)):
+                raise errors.NotFound(f"no channel {c!r} in function code (it has no inbox, events or topics)")
+
+    def _ready(self, c: str) -> bool:
+        if c.startswith("future:"):
+            return True
+        deadline = self.timers[c][0]
+        return deadline is not None and time.monotonic() >= deadline
+
+    def _take(self, c: str) -> tuple[bool, Any]:
+        if c.startswith("future:"):
+            return self._future(c[7:])
+        entry = self.timers[c]
+        if entry[1] is None:
+            entry[0] = None  # fired: a one-shot timer gives one value
+        else:  # a tick; ticks missed meanwhile are not queued (an unread tick is replaced)
+            now = time.monotonic()
+            entry[0] += entry[1] * max(1, int((now - entry[0]) // entry[1]) + 1)
+        return True, time.time_ns()
+
+    def _wait_ready(self, channels: list[str]) -> str:
+        """The first channel (in case order) to be ready, sleeping until then."""
+        while True:
+            first = next((c for c in channels if self._ready(c)), None)
+            if first is not None:
+                return first
+            deadlines = [self.timers[c][0] for c in channels if self.timers[c][0] is not None]
+            if not deadlines:
+                raise errors.Invalid("channel wait in function code: no case can become ready (deadlock)")
+            _sleep(min(deadlines) - time.monotonic(), self.stopper)
+
+    def _receive(self, channel: str) -> tuple[bool, Any]:
+        try:
+            self._check([channel])
+            return self._resume(*self._take(self._wait_ready([channel])))
+        except errors.MoontideError as e:
+            return False, self.runtime.error_to_lua(e)
+
+    def _select(self, channels: list[str]) -> tuple[Any, ...]:
+        try:
+            self._check(channels)
+            first = self._wait_ready(channels)
+        except errors.MoontideError as e:
+            return False, self.runtime.error_to_lua(e)
+        ok, value = self._take(first)
+        if not ok:
+            return True, first, None, self.runtime.error_to_lua(value)
+        return True, first, self.runtime.to_lua(value)
 
 
 _PROCESS_OPS = frozenset({"process.spawn", "process.exec", "process.send", "process.cancel", "process.terminate"})
