@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .. import errors
 from ..entries import App, resolve_ref
 from . import bundle, conditions, objects
 from ._kinds import ANNOTATION_BUNDLE_HASH, API_VERSION, WORKFLOW
@@ -49,13 +50,8 @@ _FINISHED = metric("Counter", "moontide_operator_workflows_finished_total", "Exe
 _SIGNAL_NAMESPACE = uuid.UUID("6f1c1f3e-6b1e-4c55-9a36-0d9e1f1e7a11")
 
 
-class Waiting(Exception):
-    """The execution cannot start yet (no worker, no bundle, no such workflow): retry after ``delay`` seconds."""
-
-    def __init__(self, message: str, delay: float = 5.0) -> None:
-        super().__init__(message)
-        self.message = message
-        self.delay = delay
+#: The execution cannot start yet (no worker, no bundle, no such workflow): retry after ``delay`` seconds.
+Waiting = errors.NotReady
 
 
 def workflow_id(body: Mapping[str, Any]) -> str:
@@ -211,7 +207,7 @@ class Spawner:
         from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
         from temporalio.exceptions import WorkflowAlreadyStartedError
 
-        from ..workflows._codebook import MEMO_CODE
+        from ..protocol import MEMO_CODE
 
         meta, spec = body["metadata"], body.get("spec") or {}
         namespace = meta["namespace"]

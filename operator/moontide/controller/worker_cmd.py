@@ -72,8 +72,8 @@ def temporal_settings(client: Entry | None, *, override: str | None = None) -> d
     data = client.data if client is not None else {}
     address = override or os.environ.get(objects.ENV_ADDRESS) or data.get("address")
     if not address:
-        raise errors.MoontideError(f"no Temporal address: set {objects.ENV_ADDRESS} or the temporal.client's "
-                                   "address", kind="Unavailable")
+        raise errors.Unavailable(f"no Temporal address: set {objects.ENV_ADDRESS} or the temporal.client's "
+                                   "address")
     kw: dict[str, Any] = {"address": _env(address),
                           "namespace": os.environ.get(objects.ENV_NAMESPACE) or data.get("namespace") or "default"}
     auth = data.get("auth") or {}
@@ -151,7 +151,7 @@ async def _connect(app: App, client_id: str | None, *, override: str | None, sdk
                                         identity=f"{os.environ.get('POD_NAME') or socket.gethostname()}@moontide", **kw)
         except Exception as e:
             if time.monotonic() > deadline:
-                raise errors.MoontideError(f"cannot reach Temporal at {address}: {e}", kind="Unavailable") from None
+                raise errors.Unavailable(f"cannot reach Temporal at {address}: {e}") from None
             log.warning("Temporal at %s not reachable yet: %s", address, e)
             await asyncio.sleep(2)
 
@@ -291,8 +291,8 @@ async def run_service(*, bundle_dir: str, service_id: str | None, http_port: int
         from ..processes import ProcessSystem
         from ..processes._supervisor import FINAL, ServiceState
     except ImportError as e:
-        raise errors.MoontideError(f"moontide service: the process host (moontide.processes) is not available in "
-                                   f"this build: {e}", kind="Unavailable", retryable=False) from None
+        raise errors.Unavailable(f"moontide service: the process host (moontide.processes) is not available in "
+                                   f"this build: {e}", retryable=False) from None
     health = Health(port=http_port)
     health.start()
     stop = _stop_event()

@@ -30,7 +30,7 @@ DEFAULT_CHARSET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01234567
 
 
 def _internal(message: str) -> errors.MoontideError:
-    return errors.MoontideError(message, kind="Internal", retryable=False)
+    return errors.Internal(message, retryable=False)
 
 
 def _cipher(name: str, key: bytes, what: str) -> Any:

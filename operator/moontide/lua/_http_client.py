@@ -148,8 +148,8 @@ def _response(r: Any, req: Request) -> dict[str, Any]:
         headers.setdefault(_canonical(k), v)
     content = r.content
     if req.max_body and len(content) > req.max_body:
-        raise errors.MoontideError(f"http_client {req.method} {req.url}: response body of {len(content)} bytes "
-                                   f"exceeds max_response_body ({req.max_body})", kind="Internal", retryable=False)
+        raise errors.Internal(f"http_client {req.method} {req.url}: response body of {len(content)} bytes "
+                                   f"exceeds max_response_body ({req.max_body})", retryable=False)
     out = {"status_code": r.status_code, "headers": headers, "cookies": dict(r.cookies), "url": str(r.url)}
     if req.stream:
         out["stream_data"], out["body_size"] = content, -1
@@ -168,10 +168,9 @@ def _errors(req: Request) -> Iterator[None]:
     except (httpx.InvalidURL, httpx.UnsupportedProtocol) as e:
         raise errors.Invalid(f"{where}: invalid URL: {e}") from None
     except httpx.TimeoutException as e:
-        raise errors.MoontideError(f"{where}: timeout: {e or type(e).__name__}", kind="Internal",
-                                   retryable=True) from None
+        raise errors.Internal(f"{where}: timeout: {e or type(e).__name__}") from None
     except (httpx.HTTPError, OSError, ValueError) as e:
-        raise errors.MoontideError(f"{where}: {e or type(e).__name__}", kind="Internal", retryable=True) from None
+        raise errors.Internal(f"{where}: {e or type(e).__name__}") from None
 
 
 def _request_args(req: Request) -> dict[str, Any]:

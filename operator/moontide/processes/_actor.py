@@ -153,7 +153,7 @@ class Actor(ProcessOps, host_mod.FunctionHost):
         if fn is None:
             fn = getattr(Actor, "op_" + op.replace(".", "_"), None)
             if fn is None:
-                raise errors.MoontideError(f"{op} is not available in processes", kind="Unavailable",
+                raise errors.Unavailable(f"{op} is not available in processes",
                                            retryable=False)
             _sync_ops[op] = fn
         return fn(self, *args)
@@ -197,8 +197,7 @@ class Actor(ProcessOps, host_mod.FunctionHost):
                 op, args = out[1], out[2:]
             handler = handlers.get(op)
             if handler is None:
-                values = self._err(errors.MoontideError(f"{op} is not available in processes",
-                                                        kind="Unavailable", retryable=False))
+                values = self._err(errors.Unavailable(f"{op} is not available in processes", retryable=False))
                 continue
             try:
                 result = handler(self, *args)
@@ -208,7 +207,7 @@ class Actor(ProcessOps, host_mod.FunctionHost):
                 result = self._err(errors.Invalid(f"{op}: bad arguments ({e})"))
             except Exception as e:  # a bug here must fail one call, not the host
                 log.exception("%s: %s failed", self.pid, op)
-                result = self._err(errors.MoontideError(f"{op}: {type(e).__name__}: {e}", kind="Internal"))
+                result = self._err(errors.Internal(f"{op}: {type(e).__name__}: {e}"))
             if self.exit is not None or result is None:
                 return
             values = result
@@ -256,7 +255,7 @@ class Actor(ProcessOps, host_mod.FunctionHost):
                 values = self._err(e)
             except Exception as e:  # a bug here must fail one wait, not leave the process hanging
                 log.exception("%s: completing %s failed", self.pid, self.blocked)
-                values = self._err(errors.MoontideError(f"{type(e).__name__}: {e}", kind="Internal"))
+                values = self._err(errors.Internal(f"{type(e).__name__}: {e}"))
         if token < 0:  # a started operation: its channel is ready now
             assert self.op_waits is not None
             op = self.op_waits.pop(token)
@@ -305,8 +304,7 @@ class Actor(ProcessOps, host_mod.FunctionHost):
             elif isinstance(e, errors.MoontideError):
                 self.complete(token, lambda: self._err(e))
             else:
-                self.complete(token, lambda: self._err(errors.MoontideError(f"{what}: {first_line(e)}",
-                                                                            kind="Unavailable")))
+                self.complete(token, lambda: self._err(errors.Unavailable(f"{what}: {first_line(e)}")))
         task.add_done_callback(finished)
         return None
 
@@ -548,8 +546,8 @@ class Actor(ProcessOps, host_mod.FunctionHost):
         self.notify({"kind": "pid.link.down", "from": pid, "result": {"error": error_dict(error)}})
         if not self.traps:
             # deferred: a chain of links unwinds through the loop, not the stack
-            self.host.loop.call_soon(self.host.kill, self, errors.MoontideError(
-                f"linked process {pid} failed: {error.message}", kind="Terminated", retryable=False))
+            self.host.loop.call_soon(self.host.kill, self, errors.Terminated(
+                f"linked process {pid} failed: {error.message}"))
 
     # -- ops answered synchronously (host calls) ------------------------------------
     def op_process_pid(self) -> str:
@@ -665,8 +663,7 @@ class Actor(ProcessOps, host_mod.FunctionHost):
         mb.ops[cid] = started
         handler = _BLOCKING.get(str(op))
         if handler is None or op in ("channel.receive", "channel.select"):  # channel waits are the select's own
-            started.values = self._err(errors.MoontideError(f"{op} is not available in processes as an operation",
-                                                            kind="Unavailable", retryable=False))
+            started.values = self._err(errors.Unavailable(f"{op} is not available in processes as an operation", retryable=False))
             return cid
         self.detached = started
         try:
@@ -759,7 +756,7 @@ class Actor(ProcessOps, host_mod.FunctionHost):
                     return self._ok(f.result())
                 if isinstance(e, errors.MoontideError):
                     return self._err(e)
-                return self._err(errors.MoontideError(f"{fid}: {type(e).__name__}: {e}", kind="Internal"))
+                return self._err(errors.Internal(f"{fid}: {type(e).__name__}: {e}"))
             self._from_thread(self.complete, token, values)
 
         fut.add_done_callback(done)

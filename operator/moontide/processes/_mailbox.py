@@ -144,7 +144,7 @@ class Mailbox:
             return True, fut.result()
         if isinstance(e, errors.MoontideError):
             return False, e
-        return False, errors.MoontideError(f"{type(e).__name__}: {e}", kind="Internal")
+        return False, errors.Internal(f"{type(e).__name__}: {e}")
 
     def close(self) -> None:
         """Drop everything (the process has exited): cancel timers, fail waiting senders."""

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from .. import errors, values
 from ._exit import Exit
 from ._mailbox import Message
-from ._pid import is_workflow_pid
+from ..protocol import is_workflow_pid
 
 if TYPE_CHECKING:
     from ._actor import Actor
@@ -84,9 +84,9 @@ class ProcessOps:
         if other.accept(message):
             return True, True
         if other is self:
-            return self._err(errors.MoontideError(
+            return self._err(errors.Unavailable(
                 f"process.send to itself: the inbox is full ({self.host.queue_size} messages); "
-                "sending would wait forever", kind="Unavailable", retryable=False))
+                "sending would wait forever", retryable=False))
         pending = self._interruptible()
         if pending is not None:
             return pending

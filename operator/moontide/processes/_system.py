@@ -27,14 +27,13 @@ from ._exit import Exit, error_dict
 from ._bridge import Bridge
 from ._deliver import DeliverWorkers
 from ._host import ProcessHost
-from ._pid import is_local_pid, is_workflow_pid
+from ..protocol import STATUS_FILE, is_process_pid as is_local_pid, is_workflow_pid
 from ._registry import Registry
 from ._supervisor import Service, Supervisor
 
 __all__ = ["STATUS_FILE", "ProcessSystem"]
 
 #: Where a running system writes its state, under the app's state directory.
-STATUS_FILE = "processes.json"
 
 
 class ProcessSystem:
@@ -48,7 +47,7 @@ class ProcessSystem:
         if functions is None:
             fcodes = {e.id: LuaCode.from_entry(app, e) for e in app.of_kind("function.lua")}
             if fcodes:
-                from ..workflows import Functions
+                from ..functions import Functions
 
                 functions = Functions(fcodes)
         self.functions = functions
@@ -141,9 +140,9 @@ class ProcessSystem:
 
     def require_bridge(self, what: str) -> Bridge:
         if self.bridge is None:
-            raise errors.MoontideError(
+            raise errors.Unavailable(
                 f"{what}: this process host has no way to Temporal (run the app with `moontide run`, "
-                "or give ProcessSystem a bridge)", kind="Unavailable", retryable=False)
+                "or give ProcessSystem a bridge)", retryable=False)
         return self.bridge
 
     def _host_of(self, pid: str, what: str) -> ProcessHost:
