@@ -27,7 +27,7 @@ import re
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from . import __version__, errors, values
 from .client import Client
@@ -539,7 +539,7 @@ def _main(args: argparse.Namespace) -> int:
                    "check": _check, "completion": _completion}
         handler = builtin.get(args.command) or args.handler
         out = handler(args)
-        return int(asyncio.run(out) if inspect.iscoroutine(out) else out)
+        return int(cast(int, asyncio.run(out) if inspect.iscoroutine(out) else out))
     except errors.EntryErrors as e:
         print(e.message, file=sys.stderr)
         return 2

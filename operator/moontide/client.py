@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from temporalio.client import Client as TemporalClient
 from temporalio.client import WorkflowFailureError, WorkflowHandle
@@ -363,4 +363,4 @@ def is_process(pid: WorkflowPid | ProcessPid | str) -> bool:
 def _activity_state(value: int) -> str:
     from temporalio.api.enums.v1 import PendingActivityState
 
-    return PendingActivityState.Name(value).removeprefix("PENDING_ACTIVITY_STATE_")
+    return PendingActivityState.Name(cast(Any, value)).removeprefix("PENDING_ACTIVITY_STATE_")

@@ -380,7 +380,7 @@ class DevServer:
             # PR_SET_PDEATHSIG fires when the *thread* that forked exits, not the process:
             # fork from a thread that lives as long as the process (asyncio.to_thread's
             # pool threads may come and go).
-            self.process = _SPAWNER.submit(subprocess.Popen, cmd, **kw).result()
+            self.process = _SPAWNER.submit(lambda: subprocess.Popen(cmd, **kw)).result()
         self.owned = True
 
     def _wait_ready(self) -> None:

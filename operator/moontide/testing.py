@@ -97,8 +97,8 @@ async def eventually(probe: Callable[[], T | Awaitable[T]], ok: Callable[[T], bo
             if asyncio.iscoroutine(value) or isinstance(value, Awaitable):
                 value = await value
             last = value
-            if ok(value):  # type: ignore[arg-type]
-                return value  # type: ignore[return-value]
+            if ok(value):
+                return value
         except tolerate as e:
             last = e
         if time.monotonic() > deadline:

@@ -85,7 +85,7 @@ class _Op:
     def __init__(self) -> None:
         self.values: tuple[Any, ...] | None = None
         self.token = 0
-        self.undo: Callable[[], None] | None = None
+        self.undo: Callable[[], object] | None = None
         self.what = ""
 
 
@@ -121,7 +121,7 @@ class Actor(ProcessOps, host_mod.FunctionHost):
         #: bumped whenever it blocks or wakes: completions of an older wait are ignored
         self.token = 0
         #: undoes the current wait when it is interrupted (timer, send into a full inbox, exec child)
-        self.undo: Callable[[], None] | None = None
+        self.undo: Callable[[], object] | None = None
         self.links: set[str] | None = None
         #: pids that monitor this process
         self.monitors: set[str] | None = None
@@ -136,7 +136,7 @@ class Actor(ProcessOps, host_mod.FunctionHost):
         self.activated = False
         self.seq = 0
         #: workflow pids linked or monitored: pid -> (how, watcher task)
-        self.remote: dict[str, tuple[str, asyncio.Task[None]]] | None = None
+        self.remote: dict[str, tuple[str, asyncio.Future[Any]]] | None = None
         #: the request context (ctx module), from whoever spawned it
         self.context = context or {}
         #: the operation being started (op.start): its handler's wait is the operation's own
@@ -192,7 +192,7 @@ class Actor(ProcessOps, host_mod.FunctionHost):
                 if self.thread is not thread:
                     return  # process.upgrade from a coroutine among others (op.start): the old code is gone
                 if type(out) is not tuple:
-                    self.host.finish(self, out)
+                    self.host.finish(self, out)  # type: ignore[arg-type]  # Yield, Done or Failed
                     return
                 op, args = out[1], out[2:]
             handler = handlers.get(op)
@@ -215,7 +215,7 @@ class Actor(ProcessOps, host_mod.FunctionHost):
         self.host.schedule(self, values)
 
     # -- blocking and waking ------------------------------------------------------
-    def _block(self, what: str, undo: Callable[[], None] | None = None) -> int:
+    def _block(self, what: str, undo: Callable[[], object] | None = None) -> int:
         op = self.detached
         if op is not None:  # an operation started beside others waits on its own, under a token < 0
             self.seq += 1
@@ -295,7 +295,7 @@ class Actor(ProcessOps, host_mod.FunctionHost):
         task = self.host.track(asyncio.ensure_future(coro))
         token = self._block(what, undo=task.cancel)
 
-        def finished(t: asyncio.Task[Any]) -> None:
+        def finished(t: asyncio.Future[Any]) -> None:
             if t.cancelled():
                 return
             e = t.exception()

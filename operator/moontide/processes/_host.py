@@ -302,7 +302,7 @@ class ProcessHost:
                 return self.exits[pid][1]
             raise errors.NotFound(f"no process {pid} on {self.id}")
         fut: asyncio.Future[Exit] = self.loop.create_future()
-        actor.on_exit(lambda ex: fut.done() or fut.set_result(ex))
+        actor.on_exit(lambda ex: None if fut.done() else fut.set_result(ex))
         return await fut
 
     def snapshot(self, limit: int = 1000) -> dict[str, Any]:

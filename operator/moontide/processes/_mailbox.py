@@ -131,7 +131,7 @@ class Mailbox:
 
     def take_op(self, channel: str) -> tuple[Any, ...]:
         assert self.ops is not None
-        return self.ops.pop(channel).values  # type: ignore[no-any-return]
+        return self.ops.pop(channel).values
 
     def future_result(self, channel: str) -> tuple[bool, Any]:
         """(ok, value or MoontideError) of a done future; it stays ready, like a closed channel."""

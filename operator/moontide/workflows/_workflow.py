@@ -122,7 +122,8 @@ class Execution(host_mod.BaseHost):
     @blocking.setter
     def blocking(self, what: str) -> None:
         # a started operation (one of several coroutines' waits) describes itself, not the execution
-        cid = self._op_ids.get(asyncio.current_task()) if self._op_ids else None
+        task = asyncio.current_task()
+        cid = self._op_ids.get(task) if self._op_ids and task is not None else None
         if cid is None:
             self._blocking = what
         else:
