@@ -4,7 +4,7 @@ Who calls it: the workflow driver (one runtime per workflow execution), the
 function pool (pooled runtimes per ``function.lua`` entry) and the entry
 checker (compiles sources to find syntax errors).
 
-How Lua is kept away from Python (DESIGN.md section 9): lupa's ``python``
+How Lua is kept away from Python (docs/architecture.md, "Measured hazards and their answers"): lupa's ``python``
 global is deleted by the prelude, every attribute access on a Python object
 is refused by ``attribute_filter``, and the only Python object in the Lua
 state is the host callable, held as a private upvalue of the prelude. Values
