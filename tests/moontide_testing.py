@@ -2,9 +2,10 @@
 
 Imported by name (``from moontide_testing import ...``); tests/conftest.py
 turns them into fixtures. Not a conftest module, so no other conftest.py can
-shadow it, and it imports neither pytest nor the Temporal SDK at the top, so
-benchmarks/_common.py can use it in workers that measure themselves. What
-users need too (``running``, ``eventually``, ``free_port``) is ``moontide.testing``.
+shadow it, and it imports neither pytest nor Moontide at the top, so
+benchmarks/_common.py can use it in workers that measure themselves (also
+workers of an older Moontide, ``lua@REV``). What users need too (``running``,
+``eventually``, ``free_port``) is ``moontide.testing``; the names here call it.
 """
 
 from __future__ import annotations
@@ -22,12 +23,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from moontide.testing import eventually, free_port, running
-
 if TYPE_CHECKING:
-    from moontide.runtime import AppRuntime
+    from contextlib import AbstractAsyncContextManager
 
-__all__ = ["eventually", "free_port", "running"]  # and the rest of this module's names
+    from moontide.runtime import AppRuntime
 
 T = TypeVar("T")
 
@@ -45,6 +44,26 @@ def nested(depth: int) -> list[Any]:
     for _ in range(depth - 1):
         v = [v]
     return v
+
+
+def free_port() -> int:
+    from moontide.testing import free_port
+
+    return free_port()
+
+
+def running(app_dir: Path, temporal_address: str) -> AbstractAsyncContextManager[AppRuntime]:
+    """The app served by in-process workers against the session's Temporal server."""
+    from moontide.testing import running
+
+    return running(app_dir, temporal_address)
+
+
+async def eventually(*args: Any, **kw: Any) -> Any:
+    """``moontide.testing.eventually``: poll until a condition holds."""
+    from moontide.testing import eventually
+
+    return await eventually(*args, **kw)
 
 
 def temporal_binary() -> str:

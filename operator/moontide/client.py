@@ -36,9 +36,9 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from . import durations, entries, errors, values
+from .values import message_payload
 from .failures import rpc_error, workflow_failed
 from .protocol import (CANCEL_FROM_SIGNAL, STATUS_QUERY, ProcessPid, WorkflowPid, is_process_pid, parse_pid)
-from .workflows import message_payload, temporal_conflict_policy
 
 __all__ = ["Client", "ConnectSettings", "connect_options", "connect_settings", "connect_temporal", "encode_args",
            "encode_messages"]
@@ -333,6 +333,14 @@ class Client:
         from .processes import control
 
         return await control(self.temporal, op, str(pid), *args)
+
+
+def temporal_conflict_policy(conflict: str) -> Any:
+    """What a start of a running workflow ID does: ``use_existing``, ``fail`` or ``terminate_existing``."""
+    from temporalio.common import WorkflowIDConflictPolicy
+
+    return {"use_existing": WorkflowIDConflictPolicy.USE_EXISTING, "fail": WorkflowIDConflictPolicy.FAIL,
+            "terminate_existing": WorkflowIDConflictPolicy.TERMINATE_EXISTING}[conflict]
 
 
 def encode_args(args: Sequence[Any], what: str) -> list[RawValue]:

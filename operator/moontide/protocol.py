@@ -35,6 +35,7 @@ Reserved names
 ``moontide.inbox``/        memo: unread messages and events carried through
 ``moontide.events``        continue-as-new
 ``moontide.deliver/H/R``   task queue of process host ``H``, run ``R``
+``moontide-from``          payload metadata: the pid that sent a message
 =========================  ==========================================================
 
 Memo keys starting with ``moontide.`` are Moontide's own (``RESERVED_PREFIX``).
@@ -48,7 +49,7 @@ from dataclasses import dataclass
 from . import errors
 
 __all__ = [
-    "CANCEL_FROM_SIGNAL", "CONTROL", "DELIVER_ACTIVITY", "MEMO_CODE", "MEMO_CONTEXT", "MEMO_EVENTS", "MEMO_INBOX",
+    "CANCEL_FROM_SIGNAL", "CONTROL", "DELIVER_ACTIVITY", "FROM_METADATA", "MEMO_CODE", "MEMO_CONTEXT", "MEMO_EVENTS", "MEMO_INBOX",
     "RESERVED_PREFIX", "STATE_DIR", "STATUS_FILE", "STATUS_QUERY", "TERMINATE_ACTIVITY", "ProcessPid", "WorkflowPid",
     "deliver_task_queue", "host_task_queue", "is_process_pid", "is_workflow_pid", "parse_pid",
 ]
@@ -73,6 +74,8 @@ MEMO_CONTEXT = "moontide.ctx"
 #: Memo keys carrying unread messages and process events from a run to the one it continues as.
 MEMO_INBOX = "moontide.inbox"
 MEMO_EVENTS = "moontide.events"
+#: Payload metadata naming the sender pid of a message (absent from plain Temporal clients).
+FROM_METADATA = "moontide-from"
 #: Per-app state (embedded server database, pinned code, process status) lives in APP_DIR/.moontide.
 STATE_DIR = ".moontide"
 #: The file in STATE_DIR where a running app writes its services and processes (``moontide ps``).

@@ -31,6 +31,7 @@ from . import durations, entries, errors, running, values
 from .app import load
 from .client import Client, connect_options, connect_temporal, encode_args, encode_messages
 from .errors import ProcessFailed, WorkflowFailed
+from .lifecycle import Startable, stop_workers
 from .protocol import MEMO_CODE, MEMO_CONTEXT, STATE_DIR, ProcessPid, is_process_pid
 from .protocol import WorkflowPid as Pid
 from .workflows import CodeBook, build_worker, spawn_options
@@ -49,7 +50,7 @@ def process_client_id(app: entries.App) -> str | None:
     return clients[0].id if clients else None
 
 
-class Runtime:
+class Runtime(Startable):
     """An app's connections, workers and process hosts. ``async with Runtime(dir, serve=True)`` runs it."""
 
     def __init__(self, app_dir: str | os.PathLike[str], *, temporal: str | None = None, serve: bool = False,
@@ -122,27 +123,11 @@ class Runtime:
             t.cancel()
         await asyncio.gather(*self._health, return_exceptions=True)
         self._health.clear()
-        await asyncio.gather(*(w.shutdown() for w in self.workers.values()), return_exceptions=True)
-        for t in self._tasks:
-            if not t.done():
-                t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await stop_workers(self.workers.values(), self._tasks)
         self.workers.clear()
-        self._tasks.clear()
         if self.server is not None:
             await asyncio.to_thread(self.server.stop)
             self.server = None
-
-    async def __aenter__(self) -> Runtime:
-        try:
-            await self.start()
-        except BaseException:
-            await self.stop()
-            raise
-        return self
-
-    async def __aexit__(self, *exc: Any) -> None:
-        await self.stop()
 
     async def wait(self) -> None:
         """Serve until a worker stops (or the task is canceled)."""

@@ -150,8 +150,9 @@ class Spawner:
 
     async def client(self, namespace: str, client_spec: Mapping[str, Any]) -> Any:
         """A connected Temporal client for a TemporalClient spec (secrets read from the API)."""
-        from temporalio.client import Client
         from temporalio.service import TLSConfig
+
+        from ..client import connect_temporal
 
         address = objects.temporal_address(client_spec, self.cfg)
         temporal_ns = str(client_spec.get("namespace") or "default")
@@ -181,7 +182,7 @@ class Spawner:
                     kw["api_key"] = api_key
                 if tls is not None:
                     kw["tls"] = tls
-                self._clients[key] = await Client.connect(address, identity="moontide-operator", **kw)
+                self._clients[key] = await connect_temporal(address, identity="moontide-operator", **kw)
             return self._clients[key]
 
     # -- status ---------------------------------------------------------------------------

@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import re
 import shutil
 import signal
 import socket
@@ -35,6 +34,7 @@ from typing import Any
 
 from .. import errors
 from ..entries import App, Entry, resolve_ref
+from ..entries import expand_env as _env
 from . import bundle, objects
 from .health import Health, metric
 
@@ -53,18 +53,6 @@ _LUA_ERRORS = metric("Counter", "moontide_lua_errors_total", "Lua errors (raised
 _SECONDS = metric("Histogram", "moontide_function_seconds", "Time in a function call.", ("function",))
 _SERVICE = metric("Gauge", "moontide_service_up", "1 while the service's process is Running.", ("service",))
 _SERVICE_RESTARTS = metric("Gauge", "moontide_service_restarts", "Restarts of the service.", ("service",))
-
-
-def _env(value: Any) -> Any:
-    if not isinstance(value, str):
-        return value
-
-    def sub(m: re.Match[str]) -> str:
-        if m.group(1) not in os.environ:
-            raise errors.Invalid(f"environment variable {m.group(1)} is not set")
-        return os.environ[m.group(1)]
-
-    return re.sub(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}", sub, value)
 
 
 def temporal_settings(client: Entry | None, *, override: str | None = None) -> dict[str, Any]:
@@ -137,8 +125,9 @@ def _interceptor() -> Any:
 
 
 async def _connect(app: App, client_id: str | None, *, override: str | None, sdk_metrics_port: int) -> Any:
-    from temporalio.client import Client
     from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+
+    from ..client import connect_temporal
 
     client_entry = app.entries.get(client_id) if client_id else None
     kw = temporal_settings(client_entry, override=override)
@@ -147,12 +136,13 @@ async def _connect(app: App, client_id: str | None, *, override: str | None, sdk
     deadline = time.monotonic() + 60
     while True:
         try:
-            return await Client.connect(address, runtime=runtime, interceptors=[_interceptor()],
-                                        identity=f"{os.environ.get('POD_NAME') or socket.gethostname()}@moontide", **kw)
-        except Exception as e:
+            return await connect_temporal(address, runtime=runtime, interceptors=[_interceptor()],
+                                          identity=f"{os.environ.get('POD_NAME') or socket.gethostname()}@moontide",
+                                          **kw)
+        except errors.Unavailable as e:
             if time.monotonic() > deadline:
-                raise errors.Unavailable(f"cannot reach Temporal at {address}: {e}") from None
-            log.warning("Temporal at %s not reachable yet: %s", address, e)
+                raise
+            log.warning("not yet: %s", e.message)
             await asyncio.sleep(2)
 
 

@@ -28,6 +28,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from .. import errors
+from ..lifecycle import stop_workers
 from ..failures import application_error
 from ..protocol import DELIVER_ACTIVITY, deliver_task_queue, host_task_queue
 
@@ -87,10 +88,5 @@ class DeliverWorkers:
                 log.warning("process host %s: the server does not list a poller on %r yet", host.id, queue)
 
     async def stop(self) -> None:
-        await asyncio.gather(*(w.shutdown() for w in self.workers), return_exceptions=True)
-        for t in self._tasks:
-            if not t.done():
-                t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await stop_workers(self.workers, self._tasks)
         self.workers.clear()
-        self._tasks.clear()

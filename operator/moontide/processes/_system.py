@@ -21,6 +21,7 @@ from typing import Any
 
 from .. import durations, errors, values
 from ..entries import App
+from ..lifecycle import Startable
 from ..lua.code import LuaCode
 from ._actor import Actor
 from ._exit import Exit, error_dict
@@ -36,7 +37,7 @@ __all__ = ["STATUS_FILE", "ProcessSystem"]
 #: Where a running system writes its state, under the app's state directory.
 
 
-class ProcessSystem:
+class ProcessSystem(Startable):
     """Process hosts and services of one app, and the way between them and workflows."""
 
     def __init__(self, app: App, *, bridge: Bridge | None = None, functions: Any = None,
@@ -298,17 +299,6 @@ class ProcessSystem:
             await asyncio.gather(self._status_task, return_exceptions=True)
             self._status_task = None
             self.write_status(running=False)
-
-    async def __aenter__(self) -> ProcessSystem:
-        try:
-            await self.start()
-        except BaseException:
-            await self.stop()
-            raise
-        return self
-
-    async def __aexit__(self, *exc: Any) -> None:
-        await self.stop()
 
     # -- state for ps -------------------------------------------------------------------
     def snapshot(self, limit: int = 1000) -> dict[str, Any]:

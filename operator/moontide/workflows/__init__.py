@@ -4,11 +4,11 @@ from ..protocol import CANCEL_FROM_SIGNAL, MEMO_CODE, MEMO_CONTEXT, STATUS_QUERY
 from ._codebook import CodeBook
 from ._context import ContextInterceptor
 from ._functions import Functions, activity_for
-from ._options import ActivityDefaults, spawn_options, temporal_conflict_policy
+from ._options import ActivityDefaults, spawn_options
 from ._worker import build_worker
 from ._mailbox import message_payload
 from ._workflow import WorkflowSettings, failure_of, workflow_class
 
 __all__ = ["CANCEL_FROM_SIGNAL", "MEMO_CODE", "MEMO_CONTEXT", "STATUS_QUERY", "ActivityDefaults", "CodeBook",
            "ContextInterceptor", "Functions", "WorkflowSettings", "activity_for", "build_worker", "failure_of",
-           "message_payload", "spawn_options", "temporal_conflict_policy", "workflow_class"]
+           "message_payload", "spawn_options", "workflow_class"]

@@ -23,20 +23,14 @@ from temporalio import workflow
 from temporalio.common import RawValue
 
 from .. import errors, values
-from ..protocol import CANCEL_FROM_SIGNAL, MEMO_EVENTS, MEMO_INBOX
+from ..protocol import CANCEL_FROM_SIGNAL, FROM_METADATA, MEMO_EVENTS, MEMO_INBOX
+from ..values import message_payload
 
 __all__ = ["CANCEL_FROM_SIGNAL", "FROM_METADATA", "MEMO_EVENTS", "MEMO_INBOX", "Mailbox", "message_payload"]
 
-#: Payload metadata naming the sender pid of a message (absent from plain Temporal clients).
-FROM_METADATA = "moontide-from"
 
 
 _log = logging.getLogger("moontide.workflow")
-
-
-def message_payload(payload_json: str, sender: str | None) -> RawValue:
-    """A message as one JSON payload; the sender rides in the payload's metadata."""
-    return RawValue(values.json_payload(payload_json, {FROM_METADATA: sender.encode()} if sender else None))
 
 
 class Mailbox:
