@@ -19,7 +19,7 @@ class _Worker(Protocol):
 class Startable:
     """``async with it:`` starts it and stops it; a failed start stops what it started."""
 
-    async def start(self) -> None:
+    async def start(self) -> Any:
         raise NotImplementedError
 
     async def stop(self) -> None:
