@@ -206,6 +206,10 @@ class Client:
                 self._started_runs.popitem(last=False)
         return pid
 
+    def started_run(self, workflow_id: str) -> str | None:
+        """The run ID of the execution of ``workflow_id`` this client last started (or found running)."""
+        return self._started_runs.get(workflow_id)
+
     # -- by pid ------------------------------------------------------------------------------
     def handle(self, pid: WorkflowPid | str, *, started_run: bool = False) -> WorkflowHandle[Any, Any]:
         """The workflow ID's handle; ``started_run``: bound to the run this client started, if it did."""

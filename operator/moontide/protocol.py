@@ -32,6 +32,7 @@ Reserved names
 ``moontide.status``        query: where a workflow's Lua is (``moontide status``)
 ``moontide.code``          memo: digest of the Lua code an execution is pinned to
 ``moontide.ctx``           memo: the values its ctx module answers
+``moontide.k8s``           memo: the Workflow custom resource it was started for
 ``moontide.inbox``/        memo: unread messages and events carried through
 ``moontide.events``        continue-as-new
 ``moontide.deliver/H/R``   task queue of process host ``H``, run ``R``
@@ -49,7 +50,7 @@ from dataclasses import dataclass
 from . import errors
 
 __all__ = [
-    "CANCEL_FROM_SIGNAL", "CONTROL", "DELIVER_ACTIVITY", "FROM_METADATA", "MEMO_CODE", "MEMO_CONTEXT", "MEMO_EVENTS", "MEMO_INBOX",
+    "CANCEL_FROM_SIGNAL", "CONTROL", "DELIVER_ACTIVITY", "FROM_METADATA", "MEMO_CODE", "MEMO_CONTEXT", "MEMO_EVENTS", "MEMO_INBOX", "MEMO_K8S",
     "RESERVED_PREFIX", "STATE_DIR", "STATUS_FILE", "STATUS_QUERY", "TERMINATE_ACTIVITY", "ProcessPid", "WorkflowPid",
     "deliver_task_queue", "host_task_queue", "is_process_pid", "is_workflow_pid", "parse_pid",
 ]
@@ -71,6 +72,8 @@ STATUS_QUERY = "moontide.status"
 MEMO_CODE = "moontide.code"
 #: Memo key holding the values a workflow's ctx module answers.
 MEMO_CONTEXT = "moontide.ctx"
+#: Memo key naming the Workflow custom resource (``namespace/name``) an execution was started for.
+MEMO_K8S = "moontide.k8s"
 #: Memo keys carrying unread messages and process events from a run to the one it continues as.
 MEMO_INBOX = "moontide.inbox"
 MEMO_EVENTS = "moontide.events"

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import errors
+from ..protocol import WorkflowPid
 from ..entries import App, resolve_ref
 from . import bundle, conditions, objects
 from ._kinds import ANNOTATION_BUNDLE_HASH, API_VERSION, WORKFLOW
@@ -205,35 +206,34 @@ class Spawner:
     # -- start ------------------------------------------------------------------------------
     async def start(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """Start the CR's execution (or find the one already started); returns the status fields written."""
-        from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-        from temporalio.exceptions import WorkflowAlreadyStartedError
+        from temporalio.common import WorkflowIDReusePolicy
 
-        from ..protocol import MEMO_CODE
+        from ..client import Client
+        from ..protocol import MEMO_CODE, MEMO_K8S
 
         meta, spec = body["metadata"], body.get("spec") or {}
         namespace = meta["namespace"]
         target = await self.target(namespace, spec)
-        client = await self.client(namespace, target.client_spec)
+        client = Client(await self.client(namespace, target.client_spec), client_id=target.client_id)
         wid = workflow_id(body)
         kw: dict[str, Any] = {}
         if spec.get("executionTimeout"):
             from .. import durations
 
             kw["execution_timeout"] = durations.to_timedelta(spec["executionTimeout"])
-        fields: dict[str, Any] = {"workflowId": wid, "pid": f"{{{target.client_id}@{target.worker_id}|{wid}}}",
-                                  "codeDigest": target.code_digest}
+        fields: dict[str, Any] = {"workflowId": wid, "codeDigest": target.code_digest}
         try:
-            handle = await client.start_workflow(
-                str(spec["workflow"]), args=list(spec.get("input") or []), id=wid, task_queue=target.task_queue,
-                memo={MEMO_CODE: target.code_digest, "moontide.k8s": f"{namespace}/{meta['name']}"},
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE, **kw)
-            fields["runId"] = handle.first_execution_run_id or handle.result_run_id or ""
-            fields |= {"phase": "Running", "message": f"running on task queue {target.task_queue}",
-                       "startTime": conditions.now()}
+            pid = await client.start(
+                str(spec["workflow"]), list(spec.get("input") or []), workflow_id=wid, task_queue=target.task_queue,
+                worker=target.worker_id, conflict="use_existing",
+                start_kw={"memo": {MEMO_CODE: target.code_digest, MEMO_K8S: f"{namespace}/{meta['name']}"},
+                          "id_reuse_policy": WorkflowIDReusePolicy.REJECT_DUPLICATE, **kw})
+            fields |= {"pid": str(pid), "runId": client.started_run(wid) or "", "phase": "Running",
+                       "message": f"running on task queue {target.task_queue}", "startTime": conditions.now()}
             _SPAWNS.labels("started").inc()
-        except WorkflowAlreadyStartedError:
-            desc = await client.get_workflow_handle(wid).describe()
+        except errors.AlreadyExists:  # closed, and REJECT_DUPLICATE: the closed run is the CR's
+            fields["pid"] = str(WorkflowPid(target.client_id, target.worker_id, wid))
+            desc = await client.temporal.get_workflow_handle(wid).describe()
             fields |= {"runId": desc.run_id, "phase": "Running", "startTime": _time(desc.start_time),
                        "message": "execution already existed (closed)"}
             _SPAWNS.labels("existing").inc()
