@@ -110,6 +110,20 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate an app's entries and Lua (every problem at once)")
     check.add_argument("app", metavar="APP_DIR")
 
+    replay = sub.add_parser("replay", help="replay recorded workflow histories against the app's current Lua; "
+                                           "exit 1 if any would take another path (a check before a deploy)")
+    replay.add_argument("--app", required=True, metavar="APP_DIR")
+    replay.add_argument("--history", action="append", default=[], metavar="FILE.json",
+                        help="a history in Temporal's JSON (temporal workflow show -o json); repeat for more")
+    replay.add_argument("--workflow-id", action="append", default=[], metavar="ID",
+                        help="the latest run of this workflow, from the server; repeat for more")
+    replay.add_argument("--query", metavar="QUERY", help="workflows of a visibility query, e.g. "
+                                                         "'WorkflowType=\"app:order\"', newest first")
+    replay.add_argument("--limit", type=int, metavar="N", help="replay at most N histories")
+    replay.add_argument("--client", metavar="CLIENT_ID",
+                        help="the temporal.client entry to fetch with (default: the app's only one)")
+    temporal(replay)
+
     dev = sub.add_parser("devserver", help="run Moontide's tuned Temporal dev server in the foreground until "
                                            "Ctrl-C or SIGTERM (the Helm chart's dev server runs this)")
     dev.add_argument("--state-dir", default=".moontide", metavar="DIR",
@@ -290,9 +304,36 @@ async def _result_cmd(args: argparse.Namespace) -> int:
     return await _result(AppRuntime(args.app, temporal=args.temporal), args.pid)
 
 
+async def _replay(args: argparse.Namespace) -> int:
+    from .workflows import fetch_histories, history_from_file, replay
+
+    if not (args.history or args.workflow_id or args.query):
+        raise errors.Invalid("nothing to replay: give --history FILE, --workflow-id ID or --query QUERY")
+    rt = AppRuntime(args.app, temporal=args.temporal)
+    histories = [history_from_file(f) for f in args.history]
+    if args.workflow_id or args.query:
+        clients = [e.id for e in rt.app.of_kind("temporal.client")]
+        client_id = args.client or (clients[0] if len(clients) == 1 else None)
+        if client_id is None:
+            raise errors.Invalid(f"the app has {len(clients)} temporal.client entries: choose one with --client "
+                                 f"({', '.join(clients) or 'none'})")
+        histories += await fetch_histories(await rt.client(client_id), workflow_ids=args.workflow_id,
+                                           query=args.query, limit=args.limit)
+    if args.limit is not None:
+        histories = histories[:args.limit]
+    bad = total = 0
+    async for report in replay(rt.app, histories):
+        total += 1
+        bad += not report.ok
+        print(report, flush=True)
+    print(f"{total} replayed, {total - bad} OK, {bad} not", file=sys.stderr)
+    return 1 if bad else 0
+
+
 #: Commands that talk to Temporal through a client, then exit (``run`` too: after
 #: ``--spawn`` or Ctrl-C it exits the same way, and aborted with -6 without this).
-_CLIENT_COMMANDS = frozenset({"run", "spawn", "send", "cancel", "terminate", "status", "result", "devserver"})
+_CLIENT_COMMANDS = frozenset({"run", "spawn", "send", "cancel", "terminate", "status", "result", "devserver",
+                              "replay"})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -325,7 +366,7 @@ def _main(args: argparse.Namespace) -> int:
             print(f"{args.app}: {len(app.entries)} entries, no problems")
             return 0
         builtin = {"run": _run, "spawn": _spawn, "result": _result_cmd, "send": _send, "cancel": _cancel,
-                   "terminate": _terminate, "status": _status, "devserver": _devserver}
+                   "terminate": _terminate, "status": _status, "devserver": _devserver, "replay": _replay}
         handler = builtin.get(args.command) or args.handler
         out = handler(args)
         return int(asyncio.run(out) if inspect.iscoroutine(out) else out)

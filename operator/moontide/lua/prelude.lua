@@ -1441,6 +1441,22 @@ function sandbox.step(thread, limit, ...)
 end
 
 --- Instructions charged so far in this step (for tests and benchmarks).
+--- "file:line" of the user code a thread is at: the innermost frame of a user
+--- chunk (chunk names "@file") in its running task, else the task that ran last.
+--- Which Lua line made a Temporal command (replay reports name it).
+function sandbox.where(thread)
+  local S = thread.sched
+  local task = S and (S.running or S.last)
+  local co = task and task.co or thread.co
+  for level = 0, 250 do
+    local info = getinfo(co, level, "Sl")
+    if info == nil then return nil end
+    if c_find(info.source, "^@") and info.currentline > 0 then
+      return info.short_src .. ":" .. info.currentline
+    end
+  end
+end
+
 function sandbox.instructions_used()
   return used
 end

@@ -14,12 +14,12 @@ from temporalio.worker import Worker, WorkerDeploymentConfig
 from .. import durations
 from ..entries import SCHEMAS, apply_defaults, expand_env
 from ._codebook import CodeBook
-from . import _context
+from . import _commands, _context
 from ._functions import Functions, activity_for
 from ._system import SYSTEM_ACTIVITIES
 from ._workflow import WorkflowSettings, workflow_class
 
-__all__ = ["build_worker"]
+__all__ = ["build_worker", "workflow_settings"]
 
 
 def build_worker(client: Client, app: Any, worker_entry: Any, *, code_store: Path | None = None,
@@ -33,13 +33,9 @@ def build_worker(client: Client, app: Any, worker_entry: Any, *, code_store: Pat
     ``processes`` (an ``AppRuntime``) answers process.spawn/exec/send/cancel/terminate
     from function code; it must run on the event loop this is called from.
     """
-    # the schema's defaults fill what the entry leaves out (entries loaded from files have them already)
-    opts = apply_defaults(SCHEMAS["temporal.worker"], worker_entry.data)["worker_options"]
+    opts = _options(worker_entry)
     memory_limit = int(opts["memory_limit_mb"]) << 20
-    settings = WorkflowSettings(instruction_budget=int(opts["instruction_budget"]),
-                                memory_limit=memory_limit, worker_id=worker_entry.id,
-                                client_id=app.resolve(worker_entry.data["client"], worker_entry.namespace),
-                                log_in_replay=bool(opts["enable_logging_in_replay"]))
+    settings = workflow_settings(app, worker_entry)
     book = CodeBook(app, store_dir=code_store)
     max_activities = int(opts["max_concurrent_activity_execution_size"])
     loop = asyncio.get_running_loop() if processes is not None else None
@@ -55,7 +51,8 @@ def build_worker(client: Client, app: Any, worker_entry: Any, *, code_store: Pat
         # the others on functions.executor (also the executor of sync activities here)
         activities=[activity_for(functions, served), *SYSTEM_ACTIVITIES],
         activity_executor=functions.executor,
-        interceptors=[_context.INTERCEPTOR],  # the ctx module's values, from workflows to their activities
+        # the ctx module's values, from workflows to their activities; each command's Lua line
+        interceptors=[_context.INTERCEPTOR, _commands.INTERCEPTOR],
         max_cached_workflows=int(opts["max_cached_workflows"]),
         max_concurrent_workflow_tasks=int(opts["max_concurrent_workflow_task_execution_size"]),
         max_concurrent_activities=max_activities,
@@ -73,6 +70,20 @@ def build_worker(client: Client, app: Any, worker_entry: Any, *, code_store: Pat
         debug_mode=bool(opts["inline_activations"]),
         **_optional(opts, worker_entry.id),
     )
+
+
+def _options(worker_entry: Any) -> dict[str, Any]:
+    # the schema's defaults fill what the entry leaves out (entries loaded from files have them already)
+    return dict(apply_defaults(SCHEMAS["temporal.worker"], worker_entry.data)["worker_options"])
+
+
+def workflow_settings(app: Any, worker_entry: Any, **extra: Any) -> WorkflowSettings:
+    """How ``worker_entry`` runs Lua workflows (``extra``: e.g. what a replay check sets)."""
+    opts = _options(worker_entry)
+    return WorkflowSettings(instruction_budget=int(opts["instruction_budget"]),
+                            memory_limit=int(opts["memory_limit_mb"]) << 20, worker_id=worker_entry.id,
+                            client_id=app.resolve(worker_entry.data["client"], worker_entry.namespace),
+                            log_in_replay=bool(opts["enable_logging_in_replay"]), **extra)
 
 
 def _duration(text: str) -> timedelta:

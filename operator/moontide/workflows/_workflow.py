@@ -39,7 +39,7 @@ from ..processes import DELIVER_ACTIVITY, deliver_task_queue, is_local_pid
 from ..lua import code as code_mod
 from ..lua import host as host_mod
 from ..lua import runtime as rt_mod
-from . import _context, _search, _spawn
+from . import _commands, _context, _search, _spawn
 from ._codebook import MEMO_CODE, CodeBook
 from ._mailbox import CANCEL_FROM_SIGNAL, MEMO_EVENTS, MEMO_INBOX, Mailbox, message_payload
 from ._options import ActivityDefaults, activity_options
@@ -71,6 +71,10 @@ class WorkflowSettings:
     """The temporal.worker entry of this worker (the host part of pids)."""
     log_in_replay: bool = False
     """Log Lua logger lines again while replaying (worker_options.enable_logging_in_replay)."""
+    newest_code: bool = False
+    """Run every execution on the book's current code, pinned or not (a replay check of new code)."""
+    executions: dict[str, Any] | None = None
+    """Run ID -> its ``Execution``, for a replay check to read what each did (None: not kept)."""
 
 
 def failure_of(e: BaseException) -> errors.MoontideError:
@@ -117,6 +121,9 @@ class Execution(host_mod.BaseHost):
         self.pending: dict[int, str] = {}
         self.cancel_requested = False
         self.cancel_from: str | None = None
+        self.thread: rt_mod.Thread | None = None
+        #: (command, Lua line) of each Temporal command made, in order (``_commands``)
+        self.commands: list[tuple[str, str | None]] = []
         #: running children started with process.spawn -> their parent close policy
         self.children: dict[str, Any] = {}
         #: once Lua has waited on process.events(), a failed linked child is only an event
@@ -152,6 +159,8 @@ class Execution(host_mod.BaseHost):
     async def run(self, raw_args: Sequence[RawValue]) -> Any:
         info = workflow.info()
         self.code = self._pinned_code(info.workflow_type)
+        if self.settings.executions is not None:
+            self.settings.executions[info.run_id] = self
         # left unread by the run before continue-as-new; they came first
         self.mailbox.messages[:0] = list(workflow.memo_value(MEMO_INBOX, None) or [])
         self.mailbox.events[:0] = list(workflow.memo_value(MEMO_EVENTS, None) or [])
@@ -172,7 +181,7 @@ class Execution(host_mod.BaseHost):
             # decided from the input alone: the execution fails, and fails the same way on replay
             raise ApplicationError(e.message, type=e.kind, non_retryable=True) from None
         self._main = asyncio.current_task()
-        thread = self.rt.start(fn, self, *[self.rt.to_lua(a) for a in args])
+        thread = self.thread = self.rt.start(fn, self, *[self.rt.to_lua(a) for a in args])
         step = thread.step()
         while isinstance(step, rt_mod.Yield):
             self._check_history()
@@ -212,6 +221,10 @@ class Execution(host_mod.BaseHost):
             raise _lua_failure(step.error)
         return self._result(step.values)
 
+    def note(self, command: str) -> None:
+        """Remember a command this execution makes and the Lua line it is at."""
+        self.commands.append((command, self.thread.where() if self.thread is not None else None))
+
     def _note_cancel(self, *, only_if_requested: bool = False) -> None:
         reason = _cancel_reason()
         if self.cancel_requested or (only_if_requested and reason is None):
@@ -237,7 +250,7 @@ class Execution(host_mod.BaseHost):
                            info.workflow_type, info.workflow_id, info.get_current_history_length())
 
     def _pinned_code(self, workflow_type: str) -> code_mod.LuaCode:
-        digest = workflow.memo_value(MEMO_CODE, None)
+        digest = None if self.settings.newest_code else workflow.memo_value(MEMO_CODE, None)
         if digest:
             code = self.book.by_digest(str(digest))
             if code is None:
@@ -302,7 +315,7 @@ class Execution(host_mod.BaseHost):
     async def wait_sleep(self, ns: int) -> tuple[Any, ...]:
         until = (workflow.time_ns() + ns) // 1_000_000_000
         self.blocking = f"sleeping until {_iso(until)}"
-        await workflow.sleep(ns / 1e9)
+        await _commands.sleep(ns / 1e9)
         return True, True
 
     def _resolve(self, fid: str, opts_json: str | None, what: str) -> tuple[str, bool, dict[str, Any]]:
