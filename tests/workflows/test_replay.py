@@ -150,3 +150,11 @@ def test_a_file_that_is_not_a_history_is_refused_by_name(make_app: Callable[...,
     out = moontide("replay", "--app", str(app), "--history", str(path))
     assert out.returncode == 2
     assert f"{path}: not a history in Temporal's JSON" in out.stderr
+
+
+async def test_a_changed_timer_duration_replays_as_temporal_allows(
+        make_app: Callable[..., Path], temporal_address: str) -> None:
+    app = make_flow_app(make_app)
+    histories = await asyncio.wait_for(parked_histories(app, temporal_address, 1), HANG)
+    (app / "order.lua").write_text(FLOW.replace('time.sleep("1h")', 'time.sleep("2h")'))
+    assert [r.ok for r in await reports(app, histories)] == [True]
