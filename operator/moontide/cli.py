@@ -268,8 +268,13 @@ async def _status(args: argparse.Namespace) -> int:
         lines.append(f"  closed:   {st['close_time']}")
     if lua.get("blocking"):
         lines.append(f"  now:      {lua['blocking']}")
-    if lua.get("code"):
-        lines.append(f"  code:     {lua['code'][:12]}")
+    code = st.get("code") or {}
+    if code.get("runs"):
+        runs = str(code["runs"])[:12]
+        how = f" ({code['versioning_behavior']})" if code.get("versioning_behavior") else ""
+        newer = f"; newer code in the app: {code['newest'][:12]} (moontide replay checks it)" \
+            if code.get("newer_code") else ""
+        lines.append(f"  code:     {runs}{how}{newer}")
     if "messages_waiting" in lua:
         dropped = lua.get("messages_dropped")
         lines.append(f"  messages: {lua['messages_received']} received, {lua['messages_waiting']} not yet read"

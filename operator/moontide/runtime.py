@@ -442,7 +442,22 @@ class AppRuntime:
                                                             RPCStatusCode.CANCELLED):
                     reason = "no worker answered within 5s; is a worker serving its task queue?"
                 out["lua"] = {"unavailable": reason}
+        out["code"] = await self._code_status(desc, (out.get("lua") or {}).get("code"))
         return out
+
+    async def _code_status(self, desc: Any, running: str | None) -> dict[str, Any]:
+        """The Lua an execution started with (its pin), this app's newest for its type, and which it runs
+        (``running``: what its worker said, else what its versioning behavior implies)."""
+        started = await desc.memo_value(MEMO_CODE, None)
+        book = self._book()
+        entry_id = book.types.get(desc.workflow_type, desc.workflow_type)
+        newest = book.workflows[entry_id].digest if entry_id in book.workflows else None
+        entry = self.app.entries.get(entry_id)
+        workers = [w for w in self.app.of_kind("temporal.worker") if entry is not None and self.app.runs_on(entry, w.id)]
+        behavior = self.app.versioning_behavior(entry, workers[0]) if entry is not None and workers else None
+        runs = running or (newest if behavior == "auto_upgrade" or not started else started)
+        return {"started_with": started, "newest": newest, "versioning_behavior": behavior, "runs": runs,
+                "newer_code": bool(newest and runs and newest != runs)}
 
     async def handle(self, pid: Pid | str, *, started_run: bool = False) -> WorkflowHandle[Any, Any]:
         """The workflow ID's handle; ``started_run``: bound to the run this runtime started, if it did."""

@@ -28,10 +28,14 @@ __all__ = [
     "REFERENCES",
     "REFUSED",
     "Reference",
+    "VERSIONING_BEHAVIORS",
     "SCHEMAS",
     "Schema",
     "apply_defaults",
 ]
+
+#: How a workflow's executions meet changed Lua (worker_options.default_versioning_behavior).
+VERSIONING_BEHAVIORS = ("pinned", "auto_upgrade")
 
 Schema = dict[str, Any]
 #: A field that names other entries: (path, allowed target kinds); "*" in a path is any key or index.
@@ -123,6 +127,9 @@ _WORKFLOW_META = _meta("workflow", {
                       "only (without meta.temporal.workflow, every temporal.worker of the app runs it)."),
     "name": _string("Temporal workflow type; defaults to the entry ID. Spawn it by entry ID as before; Temporal "
                     "clients outside Moontide start it by this name."),
+    "versioning_behavior": _string(
+        "pinned or auto_upgrade: how this workflow's executions meet changed Lua (default: its worker's "
+        "worker_options.default_versioning_behavior).", enum=list(VERSIONING_BEHAVIORS)),
 }, ["worker"], "Register this workflow with one temporal.worker (Wippy's meta.temporal.workflow).")
 
 _ACTIVITY_META = _meta("activity", {
@@ -341,7 +348,10 @@ _WORKER_OPTIONS: dict[str, Schema] = {
     "use_versioning": _off("Must be false for now: Temporal worker versioning is not supported; Moontide pins "
                            "each execution to the Lua code it started with instead."),
     "default_versioning_behavior": _string(
-        "With use_versioning only: pinned or auto_upgrade.", enum=["pinned", "auto_upgrade"], default="pinned"),
+        "How executions of this worker's workflows meet changed Lua: pinned (each keeps the code it started "
+        "with) or auto_upgrade (each runs the newest code from its next workflow task on: guard changes with "
+        "workflow.version). meta.temporal.workflow.versioning_behavior overrides it per workflow.",
+        enum=list(VERSIONING_BEHAVIORS), default="pinned"),
     "max_cached_workflows": _integer(1000, "Workflows kept in the sticky cache (Moontide).", minimum=0),
     "instruction_budget": _integer(
         20_000_000, "Lua VM instructions allowed per workflow activation, and to load a Lua entry (Moontide).",

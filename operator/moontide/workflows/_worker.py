@@ -83,7 +83,10 @@ def workflow_settings(app: Any, worker_entry: Any, **extra: Any) -> WorkflowSett
     return WorkflowSettings(instruction_budget=int(opts["instruction_budget"]),
                             memory_limit=int(opts["memory_limit_mb"]) << 20, worker_id=worker_entry.id,
                             client_id=app.resolve(worker_entry.data["client"], worker_entry.namespace),
-                            log_in_replay=bool(opts["enable_logging_in_replay"]), **extra)
+                            log_in_replay=bool(opts["enable_logging_in_replay"]),
+                            auto_upgrade=frozenset(e.id for e in app.of_kind("workflow.lua")
+                                                   if app.versioning_behavior(e, worker_entry) == "auto_upgrade"),
+                            **extra)
 
 
 def _duration(text: str) -> timedelta:

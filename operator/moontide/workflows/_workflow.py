@@ -73,6 +73,8 @@ class WorkflowSettings:
     """Log Lua logger lines again while replaying (worker_options.enable_logging_in_replay)."""
     newest_code: bool = False
     """Run every execution on the book's current code, pinned or not (a replay check of new code)."""
+    auto_upgrade: frozenset[str] = frozenset()
+    """Entry IDs of the workflows whose executions run the newest code (versioning behavior auto_upgrade)."""
     executions: dict[str, Any] | None = None
     """Run ID -> its ``Execution``, for a replay check to read what each did (None: not kept)."""
 
@@ -250,8 +252,9 @@ class Execution(host_mod.BaseHost):
                            info.workflow_type, info.workflow_id, info.get_current_history_length())
 
     def _pinned_code(self, workflow_type: str) -> code_mod.LuaCode:
-        digest = None if self.settings.newest_code else workflow.memo_value(MEMO_CODE, None)
-        if digest:
+        digest = workflow.memo_value(MEMO_CODE, None)
+        if digest and not self.settings.newest_code and self.book.types.get(workflow_type, workflow_type) \
+                not in self.settings.auto_upgrade:
             code = self.book.by_digest(str(digest))
             if code is None:
                 raise RuntimeError(f"this execution runs Lua code {digest[:12]} which this worker does not have; "
