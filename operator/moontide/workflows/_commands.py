@@ -5,6 +5,8 @@ When a replay diverges from history, Temporal names only a history event
 what history recorded there and what the code did instead, at which line.
 Activities, local activities, children, signals and continue-as-new are seen
 by a workflow interceptor, timers by ``sleep`` (the SDK has no hook for them).
+Only a replay check registers the interceptor and keeps the notes: workers
+serving executions pay nothing for it.
 Commands are described the way ``describe_event`` describes history events,
 so the two compare as text.
 """

@@ -14,7 +14,7 @@ from temporalio.worker import Worker, WorkerDeploymentConfig
 from .. import durations
 from ..entries import SCHEMAS, apply_defaults, expand_env
 from ._codebook import CodeBook
-from . import _commands, _context
+from . import _context
 from ._functions import Functions, activity_for
 from ._system import SYSTEM_ACTIVITIES
 from ._workflow import WorkflowSettings, workflow_class
@@ -51,8 +51,7 @@ def build_worker(client: Client, app: Any, worker_entry: Any, *, code_store: Pat
         # the others on functions.executor (also the executor of sync activities here)
         activities=[activity_for(functions, served), *SYSTEM_ACTIVITIES],
         activity_executor=functions.executor,
-        # the ctx module's values, from workflows to their activities; each command's Lua line
-        interceptors=[_context.INTERCEPTOR, _commands.INTERCEPTOR],
+        interceptors=[_context.INTERCEPTOR],  # the ctx module's values, from workflows to their activities
         max_cached_workflows=int(opts["max_cached_workflows"]),
         max_concurrent_workflow_tasks=int(opts["max_concurrent_workflow_task_execution_size"]),
         max_concurrent_activities=max_activities,

@@ -224,8 +224,9 @@ class Execution(host_mod.BaseHost):
         return self._result(step.values)
 
     def note(self, command: str) -> None:
-        """Remember a command this execution makes and the Lua line it is at."""
-        self.commands.append((command, self.thread.where() if self.thread is not None else None))
+        """Remember a command this execution makes and the Lua line it is at (only for a replay check)."""
+        if self.settings.executions is not None:
+            self.commands.append((command, self.thread.where() if self.thread is not None else None))
 
     def _note_cancel(self, *, only_if_requested: bool = False) -> None:
         reason = _cancel_reason()
