@@ -52,11 +52,13 @@ PATTERN_HINTS = {
 #: ``channel`` are also globals, listing them is allowed but not needed).
 _COMMON_MODULES = ("funcs", "time", "uuid", "json", "base64", "hash", "errors", "logger", "process", "channel",
                    "ctx", "crypto", "payload")
-#: Lua modules each Lua kind may ``require``; workflows get no I/O (no ``http``).
+#: Modules for functions and processes only (Wippy's labels): their effects are not in a workflow's history.
+_HOST_MODULES = ("http", "http_client", "events", "registry")
+#: Lua modules each Lua kind may ``require``; workflows get no I/O (no ``http``, no event bus or registry).
 MODULES: dict[str, tuple[str, ...]] = {
-    "function.lua": (*_COMMON_MODULES, "http", "http_client"),
+    "function.lua": (*_COMMON_MODULES, *_HOST_MODULES),
     "workflow.lua": (*_COMMON_MODULES, "workflow"),
-    "process.lua": (*_COMMON_MODULES, "http", "http_client"),
+    "process.lua": (*_COMMON_MODULES, *_HOST_MODULES),
 }
 MODULES["library.lua"] = tuple(dict.fromkeys(m for mods in MODULES.values() for m in mods))
 

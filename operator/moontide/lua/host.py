@@ -23,7 +23,7 @@ import uuid
 from typing import Any, Callable, Iterator
 
 from .. import durations, errors
-from . import _crypto, _http_client
+from . import _crypto, _events, _http_client
 from . import runtime as rt_mod
 
 __all__ = ["BaseHost", "FunctionHost", "http_arguments", "http_errors", "http_response", "uuid1", "uuid7"]
@@ -129,6 +129,12 @@ class BaseHost:
         rt.pending_charge += work
         if work > rt._budget_left():
             raise errors.BudgetExceeded(f"{what}: over the instruction budget")
+
+    def op_events_scope(self) -> bool:
+        raise _function_only("events")
+
+    def op_registry_scope(self) -> bool:
+        raise _function_only("registry")
 
     def op_duration(self, text: Any) -> int:
         return durations.parse(text)
@@ -322,6 +328,13 @@ class BaseHost:
             message + (" " + json.dumps(extra, sort_keys=True) if extra else ""))
 
 
+def _function_only(module: str) -> errors.MoontideError:
+    return errors.MoontideError(
+        f"the {module} module is for functions and processes (as in Wippy), not workflows: what it reads or "
+        f"sends would not be in the workflow's history; call a function.lua that uses {module}",
+        kind="Unavailable", retryable=False)
+
+
 def _plain(value: Any) -> str:
     """What YAML decodes that JSON has no word for: dates and times as ISO 8601 text."""
     if hasattr(value, "isoformat"):
@@ -355,7 +368,68 @@ def _validator(schema_text: str) -> Any:
 
 
 class FunctionHost(BaseHost):
-    """Outside workflows: the real clock, real randomness."""
+    """Outside workflows: the real clock, real randomness, the app's entries and event bus."""
+
+    #: the events module's subscriptions of this execution, by channel id (``event:<n>``)
+    subs: dict[str, _events.Subscription] | None = None
+
+    def app(self) -> Any:
+        """The ``entries.App`` this execution runs in (None: none known, as in unit tests)."""
+        return None
+
+    def event_bus(self) -> _events.EventBus:
+        app = self.app()
+        if app is None:
+            raise errors.MoontideError("events: no app runtime here (missing execution context)", kind="Internal",
+                                       retryable=False)
+        return _events.bus_for(app)
+
+    def event_notify(self) -> None:
+        """An event came for one of this execution's subscriptions (called from the sender's thread)."""
+
+    def op_events_scope(self) -> bool:
+        return True
+
+    def op_events_subscribe(self, system: Any, kind: Any = None) -> str:
+        system = _events.check_text(system, "system pattern")
+        if kind is not None:
+            kind = _events.check_text(kind, "kind", empty_ok=True)
+        sub = self.event_bus().subscribe(system, kind, self.event_notify)
+        if self.subs is None:
+            self.subs = {}
+        cid = f"event:{len(self.subs) + 1}"
+        self.subs[cid] = sub
+        return cid
+
+    def op_events_send(self, system: Any, kind: Any, path: Any, data_json: str | None = None) -> bool:
+        system = _events.check_text(system, "system")
+        kind = _events.check_text(kind, "kind")
+        path = _events.check_text(path, "path")
+        self.event_bus().send(system, kind, path, data_json)
+        return True
+
+    def event_close(self, cid: str) -> bool:
+        """Unsubscribe (``sub:close()``, ``ch:close()``): what is queued can still be read, then nil, false."""
+        sub = (self.subs or {}).get(cid)
+        if sub is None:
+            return False
+        self.event_bus().unsubscribe(sub)
+        return True
+
+    def event_take(self, cid: str) -> tuple[bool, Any]:
+        """(True, the event as a Lua table), or (False, False) once closed and drained (nil, false in Lua)."""
+        text = self.subs[cid].take()  # type: ignore[index]
+        if text is None:
+            return False, False
+        return True, self.runtime.json_to_lua(text)
+
+    def close_events(self) -> None:
+        """The execution ended: its subscriptions go."""
+        subs, self.subs = self.subs, None
+        if subs:
+            bus = self.event_bus()
+            for sub in subs.values():
+                bus.unsubscribe(sub)
 
     def random_bytes(self, n: int) -> bytes:
         return os.urandom(n)
