@@ -1,4 +1,4 @@
-"""The events module on a process host: processes and the functions they call share one bus.
+"""The events and registry modules on a process host: processes and the functions they call share one bus.
 
 Written from wippyai/docs en/lua/core/events.md: subscribe with a system pattern and a kind,
 receive from ``sub:channel()`` (also in ``channel.select``), ``sub:close()`` idempotent,
@@ -20,7 +20,7 @@ return function()
   local sub = assert(events.subscribe("orders.*", "order.created"))
   local all = assert(events.subscribe("orders.*"))
   process.send(process.registry.lookup("driver") or "", "ready", true)
-  local got, others = {}, 0
+  local got, others, seen = {}, 0, {}
   while #got < 2 do
     local r = channel.select{ sub:channel():case_receive(), process.inbox():case_receive() }
     if r.channel == sub:channel() then got[#got + 1] = { system = r.value.system, path = r.value.path, data = r.value.data } end
@@ -30,10 +30,11 @@ return function()
     local r = channel.select{ all:channel():case_receive(), default = true }
     if r.default then break end
     others = others + 1
+    seen[#seen + 1] = r.value.kind .. r.value.path
   end
   local closed = all:close() and all:close()
   local v, ok = all:channel():receive()
-  return { got = got, others = others, closed = closed, after_close = ok }
+  return { seen = seen, got = got, others = others, closed = closed, after_close = ok }
 end
 """
 
@@ -60,7 +61,7 @@ end
 
 @pytest.fixture(autouse=True)
 def _modules(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_procs, "PROCESS_MODULES", "[process, channel, time, errors, json, funcs, events]")
+    monkeypatch.setattr(_procs, "PROCESS_MODULES", "[process, channel, time, errors, json, funcs, events, registry]")
     monkeypatch.setattr(_procs, "FUNCTION_MODULES", "[errors, json, events]")
 
 
@@ -70,7 +71,8 @@ async def test_processes_and_their_functions_share_the_bus(make_app: Callable[..
         out = await system.result(system.spawn("app:driver", "app:host"))
     assert out["got"] == [{"system": "orders.eu", "path": "/orders/1", "data": {"n": 1}},
                           {"system": "orders.us", "path": "/orders/2", "data": {"n": 2}}]
-    assert out["others"] == 3 and out["closed"] is True and out["after_close"] is False
+    assert out["others"] == 3, out["seen"]
+    assert out["closed"] is True and out["after_close"] is False
 
 
 async def test_a_process_exit_ends_its_subscriptions(make_app: Callable[..., Path]) -> None:
@@ -91,3 +93,18 @@ async def test_a_process_exit_ends_its_subscriptions(make_app: Callable[..., Pat
         await system.cancel(pid)
         await system.wait(pid)
         assert len(bus) == 0
+
+
+async def test_a_process_reads_the_registry(make_app: Callable[..., Path]) -> None:
+    reader = """
+    return function()
+      local me = assert(registry.get("app:reader"))
+      local hosts = assert(registry.find({ [".kind"] = "process.host" }))
+      local _, err = registry.snapshot():changes():apply()
+      return { kind = me.kind, source = me.data.source, hosts = #hosts, denied = err:kind() }
+    end
+    """
+    app = process_app(make_app, {"reader": reader})
+    async with running(app) as system:
+        out = await system.result(system.spawn("app:reader", "app:host"))
+    assert out == {"kind": "process.lua", "source": "file://reader.lua", "hosts": 1, "denied": "PermissionDenied"}

@@ -90,15 +90,16 @@ class EventBus:
         text = event_json(system, kind, path, data_json)
         with self._lock:
             targets = [s for s in self._subs.values() if not s.closed and s.matches(system, kind)]
-        taken = 0
+        took = []
         for sub in targets:
             if len(sub.queue) >= QUEUE:
                 sub.dropped += 1
                 continue
             sub.queue.append(text)
-            taken += 1
+            took.append(sub)
+        for sub in took:  # once every queue has it: a subscriber woken by one finds it in its others too
             sub.notify()
-        return taken
+        return len(took)
 
     def __len__(self) -> int:
         with self._lock:

@@ -23,7 +23,7 @@ import uuid
 from typing import Any, Callable, Iterator
 
 from .. import durations, errors
-from . import _crypto, _events, _http_client
+from . import _app_entries, _crypto, _events, _http_client
 from . import runtime as rt_mod
 
 __all__ = ["BaseHost", "FunctionHost", "http_arguments", "http_errors", "http_response", "uuid1", "uuid7"]
@@ -389,6 +389,27 @@ class FunctionHost(BaseHost):
 
     def op_events_scope(self) -> bool:
         return True
+
+    # -- registry (read-only: docs/lua-api.md, "registry") ------------------------------
+    def op_registry_scope(self) -> bool:
+        return True
+
+    def _entries(self) -> Any:
+        app = self.app()
+        if app is None:
+            raise errors.MoontideError("registry: no app here (registry not available)", kind="Internal",
+                                       retryable=False)
+        return app
+
+    def op_registry_get(self, entry_id: Any) -> Any:
+        _app_entries.parse_id(entry_id)
+        entry = self._entries().entries.get(entry_id)
+        if entry is None:
+            raise errors.NotFound(f"registry.get: no entry {entry_id!r}")
+        return self.runtime.to_lua(_app_entries.entry_view(entry))
+
+    def op_registry_find(self, filter_json: str | None = None) -> Any:
+        return self.runtime.to_lua(_app_entries.find(self._entries(), filter_json))
 
     def op_events_subscribe(self, system: Any, kind: Any = None) -> str:
         system = _events.check_text(system, "system pattern")
