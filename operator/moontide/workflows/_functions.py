@@ -334,11 +334,10 @@ class _CallHost(host_mod.FunctionHost):
         async def run() -> Any:
             if op in ("process.spawn", "process.exec"):
                 spawn = op == "process.spawn"
-                name = messages_json = None
                 if spawn:  # how, id, host, args, opts, name, messages, ctx (how: functions neither link nor monitor)
                     entry_id, host, args_json, opts_json, name, messages_json, ctx_json = [*args[1:], *[None] * 4][:7]
-                else:  # id, host, args, opts, ctx
-                    entry_id, host, args_json, opts_json, ctx_json = [*args, None, None][:5]
+                else:  # id, host, args, opts, ctx, name, messages
+                    entry_id, host, args_json, opts_json, ctx_json, name, messages_json = [*args, *[None] * 4][:7]
                 opts = json.loads(opts_json) if opts_json else None
                 pid = await procs.spawn(full(entry_id), host_ref(host), *json.loads(args_json), options=opts,
                                         name=name, messages=[(t, json.loads(p))
