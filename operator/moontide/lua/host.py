@@ -467,11 +467,34 @@ class FunctionHost(BaseHost):
     def op_uuid_v7(self) -> str:
         return uuid7(time.time_ns() // 1_000_000, int.from_bytes(os.urandom(10), "big"))
 
+    #: permissions granted without an entry to read them from (tests and tools)
+    permissions: frozenset[str] = frozenset()
+
+    def allows(self, permission: str) -> bool:
+        """Whether this execution's entry lists ``permission`` (Wippy's name) in its ``permissions``."""
+        if permission in self.permissions:
+            return True
+        app, code = self.app(), getattr(self, "code", None)
+        entry = app.entries.get(code.id) if app is not None and code is not None else None
+        return entry is not None and permission in (entry.data.get("permissions") or ())
+
+    def http_request(self, method: Any, url: Any, opts_json: str | None = None) -> _http_client.Request:
+        req = _http_client.prepare(method, url, opts_json)
+        req.private_ip = self.allows(_http_client.PRIVATE_IP)
+        return req
+
+    def http_batch(self, requests_json: str) -> list[_http_client.Request]:
+        reqs = _http_client.batch_requests(requests_json)
+        private_ip = self.allows(_http_client.PRIVATE_IP)
+        for req in reqs:
+            req.private_ip = private_ip
+        return reqs
+
     def op_http_client_request(self, method: Any, url: Any, opts_json: str | None = None) -> Any:
-        return self.runtime.to_lua(_http_client.send(_http_client.prepare(method, url, opts_json)))
+        return self.runtime.to_lua(_http_client.send(self.http_request(method, url, opts_json)))
 
     def op_http_client_batch(self, requests_json: str) -> Any:
-        return self.runtime.to_lua(_http_client.batch(_http_client.batch_requests(requests_json)))
+        return self.runtime.to_lua(_http_client.batch(self.http_batch(requests_json)))
 
     def op_http_request(self, method: str, url: str, options_json: str | None = None) -> Any:
         import httpx

@@ -36,7 +36,6 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from .. import errors
-from ..lua import _http_client
 from ..lua import code as code_mod
 from ..lua import host as host_mod
 from ..lua import runtime as rt_mod
@@ -800,12 +799,12 @@ class Actor(ProcessOps, host_mod.FunctionHost):
         return self._await(self.host.http(kw), f"waiting for http {method} {url}", done=self._ok)
 
     def wait_http_client_request(self, method: Any, url: Any, opts_json: str | None = None) -> tuple[Any, ...] | None:
-        req = _http_client.prepare(method, url, opts_json)
+        req = self.http_request(method, url, opts_json)
         return self._await(self.host.http_client(req), f"waiting for http_client {req.method} {req.url}",
                            done=self._ok)
 
     def wait_http_client_batch(self, requests_json: str) -> tuple[Any, ...] | None:
-        reqs = _http_client.batch_requests(requests_json)
+        reqs = self.http_batch(requests_json)
         return self._await(self.host.http_client(reqs), f"waiting for {len(reqs)} http_client requests",
                            done=self._ok)
 
