@@ -24,6 +24,7 @@ __all__ = [
     "MODULES",
     "NAME_PATTERN",
     "OTHER_WIPPY_KINDS",
+    "PERMISSIONS",
     "PATTERN_HINTS",
     "REFERENCES",
     "REFUSED",
@@ -56,11 +57,13 @@ PATTERN_HINTS = {
 #: ``channel`` are also globals, listing them is allowed but not needed).
 _COMMON_MODULES = ("funcs", "time", "uuid", "json", "base64", "hash", "errors", "logger", "process", "channel",
                    "ctx", "crypto", "payload")
-#: Lua modules each Lua kind may ``require``; workflows get no I/O (no ``http``).
+#: Modules for functions and processes only (Wippy's labels): their effects are not in a workflow's history.
+_HOST_MODULES = ("http", "http_client", "events", "registry")
+#: Lua modules each Lua kind may ``require``; workflows get no I/O (no ``http``, no event bus or registry).
 MODULES: dict[str, tuple[str, ...]] = {
-    "function.lua": (*_COMMON_MODULES, "http", "http_client"),
+    "function.lua": (*_COMMON_MODULES, *_HOST_MODULES),
     "workflow.lua": (*_COMMON_MODULES, "workflow"),
-    "process.lua": (*_COMMON_MODULES, "http", "http_client"),
+    "process.lua": (*_COMMON_MODULES, *_HOST_MODULES),
 }
 MODULES["library.lua"] = tuple(dict.fromkeys(m for mods in MODULES.values() for m in mods))
 
@@ -167,6 +170,17 @@ def _lua_fields(kind: str, meta: Schema = _META) -> dict[str, Schema]:
         "description": _DESCRIPTION,
     }
 
+
+#: Wippy's permissions an entry may be granted (Moontide has no security policies: an entry lists them).
+PERMISSIONS = ("http_client.private_ip",)
+_PERMISSIONS: Schema = {
+    "type": "array",
+    "description": "Wippy permissions granted to this entry's code (Moontide has no security policies). "
+                   "http_client.private_ip: http_client may reach private, loopback, link-local and cloud "
+                   "metadata addresses (refused by default, as in Wippy).",
+    "default": [],
+    "items": _string("A permission name.", enum=list(PERMISSIONS)),
+}
 
 _METHOD = _string(
     "Name of the function to run when the source returns a table of functions; "
@@ -449,7 +463,7 @@ _PROCESS_SERVICE = _entry(
 SCHEMAS: dict[str, Schema] = {
     "function.lua": _entry(
         "A Lua function, run as a Temporal activity: it may do I/O.",
-        {**_lua_fields("function.lua", _ACTIVITY_META), "method": _METHOD},
+        {**_lua_fields("function.lua", _ACTIVITY_META), "method": _METHOD, "permissions": _PERMISSIONS},
         ["source"],
     ),
     "workflow.lua": _entry(
@@ -459,7 +473,7 @@ SCHEMAS: dict[str, Schema] = {
     ),
     "process.lua": _entry(
         "A Lua process (actor) run on a process.host.",
-        {**_lua_fields("process.lua"), "method": _METHOD},
+        {**_lua_fields("process.lua"), "method": _METHOD, "permissions": _PERMISSIONS},
         ["source"],
     ),
     "library.lua": _entry(

@@ -1314,7 +1314,7 @@ end
 sandbox.base_env = base_env()
 
 -- Wippy's ambient globals: these modules need no `modules` entry, as globals
--- or through require. The event bus (subscribe/unsubscribe) is not Moontide's.
+-- or through require. The old global subscribe/unsubscribe point to the events module.
 local AMBIENT = {}
 for _, name in ipairs({ "channel", "errors", "payload", "process" }) do
   if host("module.source", name) then
@@ -1323,8 +1323,8 @@ for _, name in ipairs({ "channel", "errors", "payload", "process" }) do
   end
 end
 local function no_event_bus()
-  error(new_error("Unavailable", "the event bus (subscribe/unsubscribe) is not available in Moontide: use " ..
-    "process.send, process.listen or channels", false), 2)
+  error(new_error("Unavailable", "the global subscribe/unsubscribe are not available in Moontide: use the " ..
+    "events module (events.subscribe, events.send), process.send, process.listen or channels", false), 2)
 end
 sandbox.base_env.subscribe, sandbox.base_env.unsubscribe = no_event_bus, no_event_bus
 

@@ -40,7 +40,7 @@ def build_worker(client: Client, app: Any, worker_entry: Any, *, code_store: Pat
     max_activities = int(opts["max_concurrent_activity_execution_size"])
     loop = asyncio.get_running_loop() if processes is not None else None
     functions = Functions(book.functions, pool_size=max_activities, memory_limit=memory_limit,
-                          processes=processes, loop=loop)
+                          processes=processes, loop=loop, app=app)
     served = frozenset(e.id for e in app.of_kind("function.lua") if app.runs_on(e, worker_entry.id))
     task_queue = app.task_queue(worker_entry)
     return Worker(

@@ -435,12 +435,14 @@ class Execution(host_mod.BaseHost):
         return self._ok(pid)
 
     async def wait_process_exec(self, entry_id: str, host: str, args_json: str, opts_json: str | None = None,
-                                ctx_json: str | None = None) -> tuple[Any, ...]:
+                                ctx_json: str | None = None, name: str | None = None,
+                                messages_json: str | None = None) -> tuple[Any, ...]:
         self.blocking = f"waiting for child {entry_id}"
         try:
             return self._ok(await _spawn.exec_child(self, entry_id, host, json.loads(args_json),
                                                     json.loads(opts_json) if opts_json else {},
-                                                    context=self.outgoing_context(ctx_json)))
+                                                    context=self.outgoing_context(ctx_json), name=name,
+                                                    messages=values.startup_messages(messages_json)))
         except errors.MoontideError as e:
             return self._err(e)
 
