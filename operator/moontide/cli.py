@@ -33,6 +33,7 @@ from . import __version__, errors, values
 from .client import Client
 from .devserver import SEARCH_ATTRIBUTE_TYPES, DevServer
 from .errors import ExecutionFailed, ProcessFailed
+from .protocol import is_process_pid
 from .runtime import Runtime
 
 __all__ = ["main"]
@@ -160,6 +161,21 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate an app's entries and Lua (every problem at once)")
     check.add_argument("app_dir", metavar="APP_DIR", nargs="?", help="the app directory (default: the current one)")
     _app_option(check, required_here=True)
+
+    replay = sub.add_parser("replay", help="replay recorded workflow histories against the app's current Lua; "
+                                           "exit 1 if any would take another path (a check before a deploy)")
+    _app_option(replay, required_here=True)
+    replay.add_argument("--history", action="append", default=[], metavar="FILE.json",
+                        help="a history in Temporal's JSON (temporal workflow show -o json); repeat for more")
+    replay.add_argument("--workflow-id", action="append", default=[], metavar="ID",
+                        help="the latest run of this workflow, from the server; repeat for more")
+    replay.add_argument("--query", metavar="QUERY", help="workflows of a visibility query, e.g. "
+                                                         "'WorkflowType=\"app:order\"', newest first")
+    replay.add_argument("--limit", type=int, metavar="N", help="replay at most N histories")
+    replay.add_argument("--client", metavar="CLIENT_ID",
+                        help="the temporal.client entry to fetch with (default: the app's only one)")
+    replay.add_argument("--temporal", "--address", dest="temporal", metavar="HOST:PORT",
+                        help="fetch from this Temporal server instead of the app's client's")
 
     dev = sub.add_parser("devserver", help="run Moontide's tuned Temporal dev server in the foreground until "
                                            "Ctrl-C or SIGTERM (the Helm chart's dev server runs this)")
@@ -406,7 +422,11 @@ async def _terminate(args: argparse.Namespace) -> int:
 
 
 async def _status(args: argparse.Namespace) -> int:
-    st = await (await connect(args, args.pid)).status(args.pid)
+    if args.app and not is_process_pid(args.pid.strip()):
+        # the app knows more: its newest code for the workflow and the versioning behavior (its Lua is loaded)
+        st = await Runtime(Path(args.app).resolve(), temporal=args.temporal).status(args.pid)
+    else:
+        st = await (await connect(args, args.pid)).status(args.pid)
     _emit(args.output, st, lambda s: _process_status(s) if "entry" in s else _workflow_status(s))
     return 0
 
@@ -419,8 +439,13 @@ def _workflow_status(st: dict[str, Any]) -> str:
         lines.append(f"  closed:   {st['close_time']}")
     if lua.get("blocking"):
         lines.append(f"  now:      {lua['blocking']}")
-    if lua.get("code"):
-        lines.append(f"  code:     {lua['code'][:12]}")
+    code = st.get("code") or {}
+    if code.get("runs"):
+        runs = str(code["runs"])[:12]
+        how = f" ({code['versioning_behavior']})" if code.get("versioning_behavior") else ""
+        newer = f"; newer code in the app: {code['newest'][:12]} (moontide replay checks it)" \
+            if code.get("newer_code") else ""
+        lines.append(f"  code:     {runs}{how}{newer}")
     if "messages_waiting" in lua:
         dropped = lua.get("messages_dropped")
         lines.append(f"  messages: {lua['messages_received']} received, {lua['messages_waiting']} not yet read"
@@ -495,10 +520,36 @@ def _completion(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _replay(args: argparse.Namespace) -> int:
+    from .workflows import fetch_histories, history_from_file, replay
+
+    if not (args.history or args.workflow_id or args.query):
+        raise errors.Invalid("nothing to replay: give --history FILE, --workflow-id ID or --query QUERY")
+    rt = Runtime(_app_dir(args), temporal=args.temporal)
+    histories = [history_from_file(f) for f in args.history]
+    if args.workflow_id or args.query:
+        clients = [e.id for e in rt.app.of_kind("temporal.client")]
+        client_id = args.client or (clients[0] if len(clients) == 1 else None)
+        if client_id is None:
+            raise errors.Invalid(f"the app has {len(clients)} temporal.client entries: choose one with --client "
+                                 f"({', '.join(clients) or 'none'})")
+        histories += await fetch_histories(await rt.client(client_id), workflow_ids=args.workflow_id,
+                                           query=args.query, limit=args.limit)
+    if args.limit is not None:
+        histories = histories[:args.limit]
+    bad = total = 0
+    async for report in replay(rt.app, histories):
+        total += 1
+        bad += not report.ok
+        print(report, flush=True)
+    print(f"{total} replayed, {total - bad} OK, {bad} not", file=sys.stderr)
+    return 1 if bad else 0
+
+
 #: Commands that talk to Temporal through a client, then exit (``run`` too: after
 #: ``--spawn`` or Ctrl-C it exits the same way, and aborted with -6 without this).
 _CLIENT_COMMANDS = frozenset({"run", "spawn", "send", "cancel", "terminate", "status", "result", "devserver",
-                              "list"})
+                              "list", "replay"})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -536,7 +587,7 @@ def _main(args: argparse.Namespace) -> int:
     try:
         builtin = {"run": _run, "spawn": _spawn, "result": _result_cmd, "send": _send, "cancel": _cancel,
                    "terminate": _terminate, "status": _status, "devserver": _devserver, "list": _list,
-                   "check": _check, "completion": _completion}
+                   "check": _check, "completion": _completion, "replay": _replay}
         handler = builtin.get(args.command) or args.handler
         out = handler(args)
         return int(cast(int, asyncio.run(out) if inspect.iscoroutine(out) else out))

@@ -38,7 +38,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from . import durations, entries, errors, values
 from .values import message_payload
 from .failures import rpc_error, workflow_failed
-from .protocol import (CANCEL_FROM_SIGNAL, STATUS_QUERY, ProcessPid, WorkflowPid, is_process_pid, parse_pid)
+from .protocol import CANCEL_FROM_SIGNAL, MEMO_CODE, STATUS_QUERY, ProcessPid, WorkflowPid, is_process_pid, parse_pid
 
 __all__ = ["Client", "ConnectSettings", "connect_options", "connect_settings", "connect_temporal", "encode_args",
            "encode_messages"]
@@ -292,6 +292,10 @@ class Client:
                                                             RPCStatusCode.CANCELLED):
                     reason = "no worker answered within 5s; is a worker serving its task queue?"
                 out["lua"] = {"unavailable": reason}
+        # the code it was pinned to at start, and the code its worker says it runs (an app knows more:
+        # ``Runtime.status`` adds its newest code and the versioning behavior)
+        started = await desc.memo_value(MEMO_CODE, None)
+        out["code"] = {"started_with": started, "runs": (out.get("lua") or {}).get("code") or started}
         return out
 
     async def result(self, pid: WorkflowPid | ProcessPid | str) -> Any:

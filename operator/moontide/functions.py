@@ -34,6 +34,7 @@ from typing import Any
 from temporalio import activity
 
 from . import errors, values
+from .lua import _events
 from .lua import code as code_mod
 from .lua import host as host_mod
 from .lua import runtime as rt_mod
@@ -68,8 +69,10 @@ class Functions:
 
     def __init__(self, codes: dict[str, code_mod.LuaCode], *, pool_size: int = 8,
                  memory_limit: int = 64 << 20, instruction_budget: int = 2_000_000_000,
-                 processes: Any = None, loop: asyncio.AbstractEventLoop | None = None) -> None:
+                 processes: Any = None, loop: asyncio.AbstractEventLoop | None = None, app: Any = None) -> None:
         self.codes = codes
+        #: the ``entries.App`` (the registry and events modules read it; its event bus is the app runtime's)
+        self.app = app
         #: answers process.* from function code (an AppRuntime: spawn/result/send/cancel/terminate
         #: coroutines), run on ``loop`` while the calling activity thread waits
         self.processes = processes
@@ -193,6 +196,7 @@ class Functions:
             healthy = False
             raise
         finally:
+            host.close_events()
             if stopper is not None:
                 healthy = stopper.detach(rt) and healthy  # a stopped step may have left the runtime mid-way
             if healthy and _item is None:
@@ -251,6 +255,19 @@ class _CallHost(host_mod.FunctionHost):
         self.futures: dict[int, tuple[bool, Any]] = {}
         #: timer/ticker channel -> [monotonic deadline, period (tickers) or None]
         self.timers: dict[str, list[Any]] = {}
+        #: set when an event comes for a subscription (from the sender's thread): wakes a channel wait
+        self.woken = threading.Event()
+
+    def app(self) -> Any:
+        return self.functions.app
+
+    def event_bus(self) -> Any:
+        if self.functions.app is None:  # Functions without an app (tests, tools): one bus of its own
+            return _events.bus_for(self.functions)
+        return super().event_bus()
+
+    def event_notify(self) -> None:
+        self.woken.set()
 
     def op_log(self, level: str, message: str, fields: str | None = None) -> None:
         if self.held is None:
@@ -302,11 +319,10 @@ class _CallHost(host_mod.FunctionHost):
         async def run() -> Any:
             if op in ("process.spawn", "process.exec"):
                 spawn = op == "process.spawn"
-                name = messages_json = None
                 if spawn:  # how, id, host, args, opts, name, messages, ctx (how: functions neither link nor monitor)
                     entry_id, host, args_json, opts_json, name, messages_json, ctx_json = [*args[1:], *[None] * 4][:7]
-                else:  # id, host, args, opts, ctx
-                    entry_id, host, args_json, opts_json, ctx_json = [*args, None, None][:5]
+                else:  # id, host, args, opts, ctx, name, messages
+                    entry_id, host, args_json, opts_json, ctx_json, name, messages_json = [*args, *[None] * 4][:7]
                 opts = json.loads(opts_json) if opts_json else None
                 pid = await procs.spawn(full(entry_id), host_ref(host), *json.loads(args_json), options=opts,
                                         name=name, messages=[(t, json.loads(p))
@@ -378,6 +394,8 @@ class _CallHost(host_mod.FunctionHost):
         return True
 
     def op_channel_close(self, channel: Any) -> bool:
+        if str(channel).startswith("event:"):
+            return self.event_close(str(channel))
         self.timers.pop(str(channel), None)
         return True
 
@@ -388,18 +406,26 @@ class _CallHost(host_mod.FunctionHost):
         first = next((c for c in channels if self._ready(c)), None)
         if first is None:
             return None
+        if first.startswith("event:"):
+            ok, value = self.event_take(first)
+            out = self.runtime.to_lua({"id": first, "ok": ok})
+            out["value" if ok else "error"] = value
+            return out
         ok, value = self._take(first)
         return self.runtime.to_lua({"id": first, "ok": True, "value": value} if ok else
                                    {"id": first, "ok": False, "error": self.runtime.error_to_lua(value)})
 
     def _check(self, channels: list[str]) -> None:
         for c in channels:
-            if not (c in self.timers or (c.startswith("future:") and c[7:].isdigit() and int(c[7:]) in self.futures)):
+            if not (c in self.timers or (c.startswith("future:") and c[7:].isdigit() and int(c[7:]) in self.futures)
+                    or (self.subs and c in self.subs)):
                 raise errors.NotFound(f"no channel {c!r} in function code (it has no inbox, events or topics)")
 
     def _ready(self, c: str) -> bool:
         if c.startswith("future:"):
             return True
+        if c.startswith("event:"):
+            return self.subs[c].ready()  # type: ignore[index]
         deadline = self.timers[c][0]
         return deadline is not None and time.monotonic() >= deadline
 
@@ -415,20 +441,26 @@ class _CallHost(host_mod.FunctionHost):
         return True, time.time_ns()
 
     def _wait_ready(self, channels: list[str]) -> str:
-        """The first channel (in case order) to be ready, sleeping until then."""
+        """The first channel (in case order) to be ready, sleeping until then (or until an event comes)."""
         while True:
+            self.woken.clear()  # before looking: an event sent from now on wakes the wait below
             first = next((c for c in channels if self._ready(c)), None)
             if first is not None:
                 return first
-            deadlines = [self.timers[c][0] for c in channels if self.timers[c][0] is not None]
-            if not deadlines:
+            deadlines = [self.timers[c][0] for c in channels if c in self.timers and self.timers[c][0] is not None]
+            subscribed = any(c.startswith("event:") for c in channels)
+            if not deadlines and not subscribed:
                 raise errors.Invalid("channel wait in function code: no case can become ready (deadlock)")
-            _sleep(min(deadlines) - time.monotonic(), self.stopper)
+            left = min(deadlines) - time.monotonic() if deadlines else _NAP
+            _sleep(left, self.stopper, self.woken if subscribed else None)
 
     def _receive(self, channel: str) -> tuple[bool, Any]:
         try:
             self._check([channel])
-            return self._resume(*self._take(self._wait_ready([channel])))
+            first = self._wait_ready([channel])
+            if first.startswith("event:"):
+                return self.event_take(first)
+            return self._resume(*self._take(first))
         except errors.MoontideError as e:
             return False, self.runtime.error_to_lua(e)
 
@@ -438,6 +470,9 @@ class _CallHost(host_mod.FunctionHost):
             first = self._wait_ready(channels)
         except errors.MoontideError as e:
             return False, self.runtime.error_to_lua(e)
+        if first.startswith("event:"):
+            ok, value = self.event_take(first)
+            return (True, first, value) if ok else (True, first, None, False)
         ok, value = self._take(first)
         if not ok:
             return True, first, None, self.runtime.error_to_lua(value)
@@ -447,12 +482,19 @@ class _CallHost(host_mod.FunctionHost):
 _PROCESS_OPS = frozenset({"process.spawn", "process.exec", "process.send", "process.cancel", "process.terminate"})
 
 
-def _sleep(seconds: float, stopper: Stopper | None) -> None:
-    # Inside an activity, wake up early when the activity is canceled or stopped.
+#: Longest nap between checks for a stop or a cancel while a function waits
+_NAP = 0.5
+
+
+def _sleep(seconds: float, stopper: Stopper | None, woken: threading.Event | None = None) -> None:
+    # Inside an activity, wake up early when the activity is canceled or stopped (or ``woken`` is set).
     deadline = time.monotonic() + seconds
     while (left := deadline - time.monotonic()) > 0:
         if stopper is not None and stopper.reason is not None:
             raise stopper.reason
         if activity.in_activity() and activity.is_cancelled():
             raise errors.Canceled("canceled while sleeping")
-        time.sleep(min(left, 0.5))
+        if woken is None:
+            time.sleep(min(left, _NAP))
+        elif woken.wait(min(left, _NAP)):
+            return

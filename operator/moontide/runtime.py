@@ -313,11 +313,28 @@ class Runtime(Startable):
         await (await self._reach(pid)).terminate(pid, reason)
 
     async def status(self, pid: Pid | str) -> dict[str, Any]:
-        """Where the execution is (``moontide.Client.status``)."""
+        """Where the execution is (``moontide.Client.status``), and which of this app's code it runs."""
         system = self._local_system(pid)
         if system is not None:
             return dict(await system.request("status", str(pid), []))
-        return await (await self._reach(pid)).status(pid)
+        out = await (await self._reach(pid)).status(pid)
+        if "workflow_type" in out:
+            out["code"] = self._code_status(out["workflow_type"], (out.get("code") or {}).get("started_with"),
+                                            (out.get("lua") or {}).get("code"))
+        return out
+
+    def _code_status(self, workflow_type: str, started: str | None, running: str | None) -> dict[str, Any]:
+        """The Lua an execution started with (its pin), this app's newest for its type, and which it runs
+        (``running``: what its worker said, else what its versioning behavior implies)."""
+        book = self._book()
+        entry_id = book.types.get(workflow_type, workflow_type)
+        newest = book.workflows[entry_id].digest if entry_id in book.workflows else None
+        entry = self.app.entries.get(entry_id)
+        workers = [w for w in self.app.of_kind("temporal.worker") if entry is not None and self.app.runs_on(entry, w.id)]
+        behavior = self.app.versioning_behavior(entry, workers[0]) if entry is not None and workers else None
+        runs = running or (newest if behavior == "auto_upgrade" or not started else started)
+        return {"started_with": started, "newest": newest, "versioning_behavior": behavior, "runs": runs,
+                "newer_code": bool(newest and runs and newest != runs)}
 
     async def handle(self, pid: Pid | str, *, started_run: bool = False) -> WorkflowHandle[Any, Any]:
         """The workflow ID's handle; ``started_run``: bound to the run this runtime started, if it did."""

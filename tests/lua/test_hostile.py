@@ -20,7 +20,7 @@ from moontide.lua import Runtime
 
 #: Every module a Lua entry can declare.
 ALL_MODULES = ["funcs", "time", "uuid", "process", "channel", "workflow", "json", "base64", "hash", "errors",
-               "logger", "http", "crypto", "ctx", "payload", "http_client"]
+               "logger", "http", "crypto", "ctx", "payload", "http_client", "events", "registry"]
 
 
 def _start(rt: Runtime, source: str, modules: list[str], name: str) -> Any:

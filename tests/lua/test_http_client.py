@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
-from lua_helpers import done, run_lua
+from lua_helpers import done, make_runtime, run_lua
+
+from moontide.lua import _http_client
+from moontide.lua.host import FunctionHost
 
 MODS = ["http_client", "json", "errors"]
 
@@ -60,8 +64,14 @@ def url() -> Iterator[str]:
     thread.join(10)
 
 
-def lua(body: str, *args: object) -> tuple[object, ...]:
-    return done(run_lua(body, *args, modules=MODS))
+def lua(body: str, *args: object, private_ip: bool = True) -> tuple[object, ...]:
+    """Run ``body`` in a function host; granted http_client.private_ip unless told not to (the server is on
+    loopback)."""
+    rt = make_runtime()
+    host = FunctionHost(rt)
+    if private_ip:
+        host.permissions = frozenset({_http_client.PRIVATE_IP})
+    return done(run_lua(body, *args, rt=rt, host=host, modules=MODS))
 
 
 def test_methods_and_the_response_object(url: str) -> None:
@@ -198,3 +208,97 @@ def test_uri_encoding() -> None:
                http_client.decode_uri("hello+world"), http_client.decode_uri("a%2Fb%3F"), bad, errors.is(err, errors.INVALID)
     """)
     assert got == ("hello+world", "a%2Fb%3Fc%3Dd%26e%3D%C3%A9~-_.", "hello world", "a/b?", None, True)
+
+
+SSRF = """
+    local url = ...
+    local function denied(...)
+      local r, err = http_client.request(...)
+      return r == nil and errors.is(err, errors.PERMISSION_DENIED) and not err:retryable() and tostring(err)
+        or "unexpected"
+    end
+    local responses, errs = http_client.request_batch({ { "GET", url .. "/a" } })
+    return denied("GET", url .. "/x"), denied("GET", (url:gsub("127.0.0.1", "localhost")) .. "/x"),
+           denied("GET", "http://169.254.169.254/latest/meta-data/"), denied("GET", "http://[::1]:1/"),
+           denied("GET", "http://[::ffff:127.0.0.1]:1/"), denied("GET", "http://10.1.2.3:1/"),
+           errs and errors.is(errs[1], errors.PERMISSION_DENIED)
+"""
+
+
+def test_private_addresses_are_refused_by_default(url: str) -> None:
+    got = lua(SSRF, url, private_ip=False)
+    assert all(g != "unexpected" for g in got[:6]), got
+    assert got[0] == ("http_client: not allowed: private IP 127.0.0.1; grant the entry the http_client.private_ip "
+                      "permission (its permissions field) to reach internal hosts")
+    assert "private IP localhost (127.0.0.1)" in got[1]  # resolved first, then refused
+    assert "169.254.169.254" in got[2] and got[6] is True
+
+
+def test_dns_rebinding_cannot_slip_past_the_check() -> None:
+    # a public name cannot be had offline: the guard is handed a resolution that changes between calls
+    # (DNS rebinding) and must connect only to the address it checked
+    import socket
+
+    answers = iter([[(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.216.34", 80))],
+                    [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", 80))]])
+    connected: list[str] = []
+
+    class Inner:
+        def connect_tcp(self, host: str, port: int, **kw: object) -> None:
+            connected.append(host)
+
+    guard = _http_client._Guard(Inner())
+    real = socket.getaddrinfo
+    socket.getaddrinfo = lambda *a, **k: next(answers)  # type: ignore[assignment]
+    try:
+        guard.connect_tcp("rebind.example", 80)
+        with pytest.raises(Exception, match="not allowed: private IP rebind.example \\(127.0.0.1\\)"):
+            guard.connect_tcp("rebind.example", 80)
+    finally:
+        socket.getaddrinfo = real
+    assert connected == ["93.184.216.34"]  # the checked address itself, not the name again
+
+
+@pytest.mark.parametrize(("address", "refused"), [
+    ("127.0.0.1", True), ("10.0.0.1", True), ("172.16.5.4", True), ("192.168.1.1", True), ("169.254.169.254", True),
+    ("100.64.0.1", True), ("0.0.0.0", True), ("224.0.0.1", True), ("::1", True), ("fe80::1", True), ("fd00:ec2::254", True),
+    ("::ffff:10.0.0.1", True), ("64:ff9b::a00:1", True), ("2002:a00:1::", True), ("8.8.8.8", False),
+    ("2606:4700:4700::1111", False),
+])
+def test_what_counts_as_private(address: str, refused: bool) -> None:
+    assert _http_client.blocked(address) is refused
+
+
+def test_the_guard_is_in_the_clients_transport() -> None:
+    # the guard sits on a private attribute of httpx/httpcore: an upgrade that moves it must fail here
+    for asynchronous in (False, True):
+        c = _http_client.client(asynchronous=asynchronous)
+        assert isinstance(c._transport._pool._network_backend, _http_client._Guard)
+        assert not isinstance(_http_client.client(private_ip=True, asynchronous=asynchronous)
+                              ._transport._pool._network_backend, _http_client._Guard)
+
+
+def test_an_entry_opts_in_with_its_permissions_field(url: str, make_app: Callable[..., Path]) -> None:
+    from moontide.lua.code import LuaCode
+    from moontide.runtime import load
+    from moontide.workflows import Functions
+
+    source = "return function(url) local r, err = http_client.get(url) return r and r.status_code or err:kind() end"
+    root = make_app({"app.yaml": f"""
+        version: "1.0"
+        namespace: app
+        entries:
+          - name: open
+            kind: function.lua
+            source: '{source}'
+            modules: [http_client]
+            permissions: [http_client.private_ip]
+          - name: closed
+            kind: function.lua
+            source: '{source}'
+            modules: [http_client]
+        """})
+    app = load(root)
+    fns = Functions({e.id: LuaCode.from_entry(app, e) for e in app.of_kind("function.lua")}, app=app)
+    assert fns.call("app:open", [url + "/x"]) == 200
+    assert fns.call("app:closed", [url + "/x"]) == "PermissionDenied"

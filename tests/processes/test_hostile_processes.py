@@ -19,7 +19,7 @@ from hostile import ATTACKER, VICTIM
 from moontide import errors
 
 MODULES = ["process", "channel", "time", "errors", "json", "logger", "funcs", "uuid", "crypto", "ctx", "payload",
-           "http_client"]
+           "http_client", "events", "registry"]
 
 VICTIM_WAITS = """
   local msg = process.inbox():receive()

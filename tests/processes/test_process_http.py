@@ -17,6 +17,7 @@ from typing import Callable
 import pytest
 
 from _procs import process_app, running, settle
+from moontide import errors
 
 MODULES = "[process, channel, http, json, errors]"
 
@@ -144,14 +145,19 @@ async def test_http_client_from_a_process_waits_on_the_hosts_loop(
                bad = errors.is(bad, errors.INVALID) }
     end
     """
-    app = _app(make_app, {"fetcher": fetcher})
+    app = _app(make_app, {"fetcher": fetcher, "guarded": fetcher})
     text = (app / "app.yaml").read_text().replace(f"modules: {MODULES[:-1]}, funcs]",
                                                   "modules: [http_client, errors]")
+    # the server is on loopback: refused by default (SSRF), reachable with Wippy's permission
+    text = text.replace("source: file://fetcher.lua", "source: file://fetcher.lua\n    permissions: [http_client.private_ip]")
     (app / "app.yaml").write_text(text)
     async with running(app) as system:
         pid = system.spawn("app:fetcher", "app:host", url)
         await settle(system, pid, "waiting for http_client GET")
         release.set()
         out = await system.result(pid)
+        with pytest.raises(errors.MoontideError, match="not allowed: private IP 127.0.0.1") as refused:
+            await system.result(system.spawn("app:guarded", "app:host", url))
     assert out == {"status": 200, "body": "/slow client", "size": 12, "first": "/a ", "second_err": True,
                    "bad": True}
+    assert refused.value.kind == "PermissionDenied"

@@ -176,3 +176,31 @@ async def test_a_process_starts_a_named_workflow_by_its_task_queue_with_a_startu
     assert out["same"] is True
     # the second spawn answered the running workflow, and its message reached it after the first
     assert out["result"] == {"name": "ada", "topic": "hello", "data": {"text": "hi"}, "from": out["me"]}
+
+
+async def test_exec_uses_the_spawners_name_and_startup_messages(make_app: Callable[..., Path]) -> None:
+    first = """
+    return function(name)
+      local msg = process.inbox():receive()
+      local second = process.inbox():receive()
+      return { topic = msg:topic(), data = msg:payload():data(), from = msg:from(), second = second:topic(),
+               named = process.registry.lookup(name) == process.pid() }
+    end
+    """
+    parent = """
+    return function()
+      local out, err = process.with_options({})
+          :with_name("exec-1")
+          :with_message("hello", {n = 1})
+          :with_message("bye")
+          :exec("first", "host", "exec-1")
+      if out == nil then return nil, err end
+      local _, free = process.registry.lookup("exec-1")
+      return { out = out, me = process.pid(), free = errors.is(free, errors.NOT_FOUND) }
+    end
+    """
+    app = process_app(make_app, {"first": first, "parent": parent})
+    async with running(app) as system:
+        res = await system.result(system.spawn("app:parent", "app:host"))
+    assert res["out"] == {"topic": "hello", "data": {"n": 1}, "from": res["me"], "second": "bye", "named": True}
+    assert res["free"] is True  # the name went with the process

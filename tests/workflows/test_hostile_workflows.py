@@ -31,7 +31,7 @@ HANG = 120
 WORKFLOW_MODULES = ["funcs", "time", "uuid", "process", "channel", "workflow", "json", "base64", "hash", "errors",
                     "logger", "crypto", "ctx", "payload"]
 FUNCTION_MODULES = ["funcs", "time", "uuid", "process", "json", "base64", "hash", "errors", "logger", "crypto", "ctx",
-                    "payload", "http_client"]
+                    "payload", "http_client", "events", "registry"]
 
 VICTIM_WAITS = """
   local got = funcs.call("app:echo", "S3CRET-ARG")

@@ -293,3 +293,47 @@ async def test_a_spawn_host_named_by_its_task_queue(make_app: Callable[..., Path
         pid = await rt.spawn("app:flow", task_queue, task_queue)
         assert pid.host == "app:worker"
         assert await rt.result(pid) == {"label": "by queue", "got": 1}
+
+
+# :exec honours the spawner's name and startup messages as :spawn does (en/lua/core/process.md,
+# "SpawnBuilder Methods"): from a workflow (a child it waits for), and from function code (a client start).
+EXEC_NAMED = """
+return function(name)
+  local out, err = process.with_options({})
+      :with_name(name)
+      :with_message("increment", {amount = 3})
+      :with_message("increment", {amount = 4})
+      :with_message("finish", {})
+      :exec("app:counter", "app:worker", {initial = 1})
+  if out == nil then return nil, err end
+  local has_pid, me = pcall(process.pid)   -- function code has no pid
+  return { result = out, me = has_pid and me or nil }
+end
+"""
+
+
+async def test_exec_from_a_workflow_uses_the_name_and_the_startup_messages(
+        make_app: Callable[..., Path], temporal_address: str) -> None:
+    app = make_flows(make_app, {"counter": COUNTER, "parent": EXEC_NAMED})
+    name = _name("exec")
+    async with running(app, temporal_address) as rt:
+        pid = await rt.spawn("app:parent", None, name)
+        out = await rt.result(pid)
+        assert out["result"] == {"final_counter": 8, "seen": ["increment", "increment", "finish"],
+                                 "from": out["me"]}
+        client = await rt.client("app:client")
+        assert await signal_names(client, name) == ["increment", "increment", "finish"]  # the child's own ID
+        assert await replay_in_fresh_process(rt, pid) == "REPLAYED"
+
+
+async def test_exec_from_function_code_uses_the_name_and_the_startup_messages(
+        make_app: Callable[..., Path], temporal_address: str) -> None:
+    app = make_flows(make_app, {"counter": COUNTER, "caller": """
+        return function(name) return funcs.call("starter", name) end
+    """}, {"starter": EXEC_NAMED})
+    name = _name("exec")
+    async with running(app, temporal_address) as rt:
+        out = await rt.result(await rt.spawn("app:caller", None, name))
+        assert out["result"]["final_counter"] == 8 and out["result"]["seen"] == ["increment", "increment", "finish"]
+        client = await rt.client("app:client")
+        assert await signal_names(client, name) == ["increment", "increment", "finish"]

@@ -140,6 +140,14 @@ class App:
         meta = self._temporal_meta(entry, "activity") if entry.kind == "function.lua" else None
         return bool(meta and meta.get("local"))
 
+    def versioning_behavior(self, entry: Entry, worker: Entry) -> str:
+        """``pinned`` or ``auto_upgrade``: the workflow's own (meta.temporal.workflow.versioning_behavior),
+        else its worker's default (worker_options.default_versioning_behavior)."""
+        meta = self._temporal_meta(entry, "workflow")
+        if meta and meta.get("versioning_behavior"):
+            return str(meta["versioning_behavior"])
+        return str((worker.data.get("worker_options") or {}).get("default_versioning_behavior") or "pinned")
+
     def workflow_type(self, entry: Entry) -> str:
         """The Temporal workflow type of a ``workflow.lua``: ``meta.temporal.workflow.name``, or its ID."""
         meta = self._temporal_meta(entry, "workflow")

@@ -24,14 +24,19 @@ __all__ = [
     "MODULES",
     "NAME_PATTERN",
     "OTHER_WIPPY_KINDS",
+    "PERMISSIONS",
     "PATTERN_HINTS",
     "REFERENCES",
     "REFUSED",
     "Reference",
+    "VERSIONING_BEHAVIORS",
     "SCHEMAS",
     "Schema",
     "apply_defaults",
 ]
+
+#: How a workflow's executions meet changed Lua (worker_options.default_versioning_behavior).
+VERSIONING_BEHAVIORS = ("pinned", "auto_upgrade")
 
 Schema = dict[str, Any]
 #: A field that names other entries: (path, allowed target kinds); "*" in a path is any key or index.
@@ -52,11 +57,13 @@ PATTERN_HINTS = {
 #: ``channel`` are also globals, listing them is allowed but not needed).
 _COMMON_MODULES = ("funcs", "time", "uuid", "json", "base64", "hash", "errors", "logger", "process", "channel",
                    "ctx", "crypto", "payload")
-#: Lua modules each Lua kind may ``require``; workflows get no I/O (no ``http``).
+#: Modules for functions and processes only (Wippy's labels): their effects are not in a workflow's history.
+_HOST_MODULES = ("http", "http_client", "events", "registry")
+#: Lua modules each Lua kind may ``require``; workflows get no I/O (no ``http``, no event bus or registry).
 MODULES: dict[str, tuple[str, ...]] = {
-    "function.lua": (*_COMMON_MODULES, "http", "http_client"),
+    "function.lua": (*_COMMON_MODULES, *_HOST_MODULES),
     "workflow.lua": (*_COMMON_MODULES, "workflow"),
-    "process.lua": (*_COMMON_MODULES, "http", "http_client"),
+    "process.lua": (*_COMMON_MODULES, *_HOST_MODULES),
 }
 MODULES["library.lua"] = tuple(dict.fromkeys(m for mods in MODULES.values() for m in mods))
 
@@ -123,6 +130,9 @@ _WORKFLOW_META = _meta("workflow", {
                       "only (without meta.temporal.workflow, every temporal.worker of the app runs it)."),
     "name": _string("Temporal workflow type; defaults to the entry ID. Spawn it by entry ID as before; Temporal "
                     "clients outside Moontide start it by this name."),
+    "versioning_behavior": _string(
+        "pinned or auto_upgrade: how this workflow's executions meet changed Lua (default: its worker's "
+        "worker_options.default_versioning_behavior).", enum=list(VERSIONING_BEHAVIORS)),
 }, ["worker"], "Register this workflow with one temporal.worker (Wippy's meta.temporal.workflow).")
 
 _ACTIVITY_META = _meta("activity", {
@@ -160,6 +170,17 @@ def _lua_fields(kind: str, meta: Schema = _META) -> dict[str, Schema]:
         "description": _DESCRIPTION,
     }
 
+
+#: Wippy's permissions an entry may be granted (Moontide has no security policies: an entry lists them).
+PERMISSIONS = ("http_client.private_ip",)
+_PERMISSIONS: Schema = {
+    "type": "array",
+    "description": "Wippy permissions granted to this entry's code (Moontide has no security policies). "
+                   "http_client.private_ip: http_client may reach private, loopback, link-local and cloud "
+                   "metadata addresses (refused by default, as in Wippy).",
+    "default": [],
+    "items": _string("A permission name.", enum=list(PERMISSIONS)),
+}
 
 _METHOD = _string(
     "Name of the function to run when the source returns a table of functions; "
@@ -341,7 +362,10 @@ _WORKER_OPTIONS: dict[str, Schema] = {
     "use_versioning": _off("Must be false for now: Temporal worker versioning is not supported; Moontide pins "
                            "each execution to the Lua code it started with instead."),
     "default_versioning_behavior": _string(
-        "With use_versioning only: pinned or auto_upgrade.", enum=["pinned", "auto_upgrade"], default="pinned"),
+        "How executions of this worker's workflows meet changed Lua: pinned (each keeps the code it started "
+        "with) or auto_upgrade (each runs the newest code from its next workflow task on: guard changes with "
+        "workflow.version). meta.temporal.workflow.versioning_behavior overrides it per workflow.",
+        enum=list(VERSIONING_BEHAVIORS), default="pinned"),
     "max_cached_workflows": _integer(1000, "Workflows kept in the sticky cache (Moontide).", minimum=0),
     "instruction_budget": _integer(
         20_000_000, "Lua VM instructions allowed per workflow activation, and to load a Lua entry (Moontide).",
@@ -439,7 +463,7 @@ _PROCESS_SERVICE = _entry(
 SCHEMAS: dict[str, Schema] = {
     "function.lua": _entry(
         "A Lua function, run as a Temporal activity: it may do I/O.",
-        {**_lua_fields("function.lua", _ACTIVITY_META), "method": _METHOD},
+        {**_lua_fields("function.lua", _ACTIVITY_META), "method": _METHOD, "permissions": _PERMISSIONS},
         ["source"],
     ),
     "workflow.lua": _entry(
@@ -449,7 +473,7 @@ SCHEMAS: dict[str, Schema] = {
     ),
     "process.lua": _entry(
         "A Lua process (actor) run on a process.host.",
-        {**_lua_fields("process.lua"), "method": _METHOD},
+        {**_lua_fields("process.lua"), "method": _METHOD, "permissions": _PERMISSIONS},
         ["source"],
     ),
     "library.lua": _entry(

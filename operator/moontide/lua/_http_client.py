@@ -5,14 +5,25 @@ process hosts (a request is awaited on the host's loop while other processes
 run). Options are Wippy's; those Moontide cannot honour (``unix_socket``,
 ``overlay_network``, client certificates) are refused by name, never ignored.
 Errors are Wippy's: Invalid for a bad URL or option, Internal (retryable) for
-a network failure or a timeout.
+a network failure or a timeout, PermissionDenied for a private address.
+
+SSRF protection, as in Wippy: unless the entry is granted ``http_client.private_ip``
+(its ``permissions``), a connection to a non-public address (private, loopback,
+link-local such as the cloud metadata service 169.254.169.254, carrier-grade NAT,
+reserved, multicast, and IPv4 inside IPv6) is refused. The check is in the
+connection itself (``_Guard``, the transport's network backend): the host name is
+resolved once, every address it has is checked, and the connection goes to the
+checked address (TLS still verifies the name), so a DNS answer cannot change
+between the check and the connect, and every redirect is checked the same way.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
+import socket
 import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -20,7 +31,8 @@ from typing import Any
 
 from .. import durations, errors
 
-__all__ = ["Request", "batch", "batch_async", "batch_requests", "prepare", "send", "send_async"]
+__all__ = ["PRIVATE_IP", "Request", "batch", "batch_async", "batch_requests", "blocked", "client", "prepare", "send",
+           "send_async"]
 
 #: Go's http.Client defaults: follow up to 10 redirects; Wippy's default timeout
 MAX_REDIRECTS = 10
@@ -32,6 +44,8 @@ REFUSED = {
     "overlay_network": "Moontide has no network overlays",
 }
 TLS_OPTIONS = ("ca", "insecure_skip_verify")
+#: Wippy's permission to reach private addresses (an entry's ``permissions``)
+PRIVATE_IP = "http_client.private_ip"
 
 
 @dataclass
@@ -43,6 +57,8 @@ class Request:
     verify: Any = True
     stream: bool = False
     max_body: int = 0
+    #: the entry may reach private addresses (``http_client.private_ip``); set by the host, never by Lua
+    private_ip: bool = False
 
 
 def _invalid(req_what: str, message: str) -> errors.Invalid:
@@ -177,23 +193,101 @@ def _request_args(req: Request) -> dict[str, Any]:
     return {"method": req.method, "url": req.url, "timeout": req.timeout, **req.kwargs}
 
 
-def send(req: Request) -> dict[str, Any]:
-    """The request, on this thread."""
+def blocked(address: str) -> bool:
+    """Whether an address is off limits without ``http_client.private_ip``: anything but a public unicast one."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
+        if embedded is not None or ip in _NAT64:
+            return True  # an IPv4 address in IPv6 clothing: judged as IPv4 would be, refused outright
+    return not ip.is_global or ip.is_multicast
+
+
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def _denied(host: str, address: str) -> errors.MoontideError:
+    shown = host if host == address else f"{host} ({address})"
+    return errors.PermissionDenied(f"http_client: not allowed: private IP {shown}; grant the entry the "
+                                f"{PRIVATE_IP} permission (its permissions field) to reach internal hosts")
+
+
+def _checked(host: str, infos: list[Any]) -> str:
+    """The address to connect to: the first one, once every address of the name is public."""
+    addresses = [info[4][0] for info in infos]
+    if not addresses:
+        raise OSError(f"{host}: no address")
+    for a in addresses:
+        if blocked(a):
+            raise _denied(host, a)
+    return str(addresses[0])
+
+
+def _host_text(host: Any) -> str:
+    return host.decode("ascii") if isinstance(host, bytes) else str(host)
+
+
+class _Guard:
+    """A network backend (httpcore's) that connects only to checked public addresses."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def connect_tcp(self, host: Any, port: int, timeout: float | None = None, local_address: str | None = None,
+                    socket_options: Any = None) -> Any:
+        name = _host_text(host)
+        address = _checked(name, socket.getaddrinfo(name, port, type=socket.SOCK_STREAM))
+        return self.inner.connect_tcp(address, port, timeout=timeout, local_address=local_address,
+                                      socket_options=socket_options)
+
+    def connect_unix_socket(self, *args: Any, **kwargs: Any) -> Any:
+        raise errors.PermissionDenied("http_client: unix sockets are not supported")
+
+    def sleep(self, seconds: float) -> None:
+        self.inner.sleep(seconds)
+
+
+class _AsyncGuard(_Guard):
+    async def connect_tcp(self, host: Any, port: int, timeout: float | None = None,
+                          local_address: str | None = None, socket_options: Any = None) -> Any:
+        name = _host_text(host)
+        infos = await asyncio.get_running_loop().getaddrinfo(name, port, type=socket.SOCK_STREAM)
+        return await self.inner.connect_tcp(_checked(name, infos), port, timeout=timeout,
+                                            local_address=local_address, socket_options=socket_options)
+
+    async def connect_unix_socket(self, *args: Any, **kwargs: Any) -> Any:
+        return super().connect_unix_socket()
+
+    async def sleep(self, seconds: float) -> None:  # type: ignore[override]
+        await self.inner.sleep(seconds)
+
+
+def client(*, verify: Any = True, private_ip: bool = False, asynchronous: bool = False) -> Any:
+    """An httpx client following redirects as Wippy's does; without ``private_ip``, its connections are guarded."""
     import httpx
 
-    with _errors(req), httpx.Client(verify=req.verify, follow_redirects=True, max_redirects=MAX_REDIRECTS) as c:
+    transport_cls = httpx.AsyncHTTPTransport if asynchronous else httpx.HTTPTransport
+    transport: Any = transport_cls(verify=verify)
+    if not private_ip:
+        pool = transport._pool  # httpcore's connection pool: its backend makes every connection
+        pool._network_backend = (_AsyncGuard if asynchronous else _Guard)(pool._network_backend)
+    cls = httpx.AsyncClient if asynchronous else httpx.Client
+    return cls(verify=verify, transport=transport, follow_redirects=True, max_redirects=MAX_REDIRECTS)
+
+
+def send(req: Request) -> dict[str, Any]:
+    """The request, on this thread."""
+    with _errors(req), client(verify=req.verify, private_ip=req.private_ip) as c:
         return _response(c.request(**_request_args(req)), req)
 
 
-async def send_async(req: Request, client: Any = None) -> dict[str, Any]:
-    """The request, awaited; ``client`` (an ``httpx.AsyncClient`` following redirects) is used when it verifies
-    TLS the usual way."""
-    import httpx
-
+async def send_async(req: Request, shared: Any = None) -> dict[str, Any]:
+    """The request, awaited; ``shared`` (from ``client(asynchronous=True, private_ip=req.private_ip)``) is
+    used when it verifies TLS the usual way."""
     with _errors(req):
-        if client is not None and req.verify is True:
-            return _response(await client.request(**_request_args(req)), req)
-        async with httpx.AsyncClient(verify=req.verify, follow_redirects=True, max_redirects=MAX_REDIRECTS) as c:
+        if shared is not None and req.verify is True:
+            return _response(await shared.request(**_request_args(req)), req)
+        async with client(verify=req.verify, private_ip=req.private_ip, asynchronous=True) as c:
             return _response(await c.request(**_request_args(req)), req)
 
 
@@ -202,11 +296,11 @@ def batch_requests(requests_json: str) -> list[Request]:
     return [prepare(r["method"], r["url"], r.get("options")) for r in json.loads(requests_json)]
 
 
-async def batch_async(reqs: list[Request], client: Any = None) -> list[dict[str, Any]]:
+async def batch_async(reqs: list[Request], shared: Any = None) -> list[dict[str, Any]]:
     """Every request at once, in order: {ok=true, response=} or {ok=false, error={kind=, message=, retryable=}}."""
     async def one(req: Request) -> dict[str, Any]:
         try:
-            return {"ok": True, "response": await send_async(req, client)}
+            return {"ok": True, "response": await send_async(req, shared)}
         except errors.MoontideError as e:
             return {"ok": False, "error": e.as_dict()}
     return list(await asyncio.gather(*(one(r) for r in reqs)))

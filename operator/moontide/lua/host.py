@@ -23,7 +23,7 @@ import uuid
 from typing import Any, Callable, Iterator
 
 from .. import durations, errors
-from . import _crypto, _http_client
+from . import _app_entries, _crypto, _events, _http_client
 from . import runtime as rt_mod
 
 __all__ = ["BaseHost", "FunctionHost", "http_arguments", "http_errors", "http_response", "uuid1", "uuid7"]
@@ -129,6 +129,12 @@ class BaseHost:
         rt.pending_charge += work
         if work > rt._budget_left():
             raise errors.BudgetExceeded(f"{what}: over the instruction budget")
+
+    def op_events_scope(self) -> bool:
+        raise _function_only("events")
+
+    def op_registry_scope(self) -> bool:
+        raise _function_only("registry")
 
     def op_duration(self, text: Any) -> int:
         return durations.parse(text)
@@ -322,6 +328,12 @@ class BaseHost:
             message + (" " + json.dumps(extra, sort_keys=True) if extra else ""))
 
 
+def _function_only(module: str) -> errors.MoontideError:
+    return errors.Unavailable(
+        f"the {module} module is for functions and processes (as in Wippy), not workflows: what it reads or "
+        f"sends would not be in the workflow's history; call a function.lua that uses {module}", retryable=False)
+
+
 def _plain(value: Any) -> str:
     """What YAML decodes that JSON has no word for: dates and times as ISO 8601 text."""
     if hasattr(value, "isoformat"):
@@ -355,7 +367,89 @@ def _validator(schema_text: str) -> Any:
 
 
 class FunctionHost(BaseHost):
-    """Outside workflows: the real clock, real randomness."""
+    """Outside workflows: the real clock, real randomness, the app's entries and event bus."""
+
+    #: the events module's subscriptions of this execution, by channel id (``event:<n>``)
+    subs: dict[str, _events.Subscription] | None = None
+
+    def app(self) -> Any:
+        """The ``entries.App`` this execution runs in (None: none known, as in unit tests)."""
+        return None
+
+    def event_bus(self) -> _events.EventBus:
+        app = self.app()
+        if app is None:
+            raise errors.Internal("events: no app runtime here (missing execution context)",
+                                       retryable=False)
+        return _events.bus_for(app)
+
+    def event_notify(self) -> None:
+        """An event came for one of this execution's subscriptions (called from the sender's thread)."""
+
+    def op_events_scope(self) -> bool:
+        return True
+
+    # -- registry (read-only: docs/lua-api.md, "registry") ------------------------------
+    def op_registry_scope(self) -> bool:
+        return True
+
+    def _entries(self) -> Any:
+        app = self.app()
+        if app is None:
+            raise errors.Internal("registry: no app here (registry not available)",
+                                       retryable=False)
+        return app
+
+    def op_registry_get(self, entry_id: Any) -> Any:
+        _app_entries.parse_id(entry_id)
+        entry = self._entries().entries.get(entry_id)
+        if entry is None:
+            raise errors.NotFound(f"registry.get: no entry {entry_id!r}")
+        return self.runtime.to_lua(_app_entries.entry_view(entry))
+
+    def op_registry_find(self, filter_json: str | None = None) -> Any:
+        return self.runtime.to_lua(_app_entries.find(self._entries(), filter_json))
+
+    def op_events_subscribe(self, system: Any, kind: Any = None) -> str:
+        system = _events.check_text(system, "system pattern")
+        if kind is not None:
+            kind = _events.check_text(kind, "kind", empty_ok=True)
+        sub = self.event_bus().subscribe(system, kind, self.event_notify)
+        if self.subs is None:
+            self.subs = {}
+        cid = f"event:{len(self.subs) + 1}"
+        self.subs[cid] = sub
+        return cid
+
+    def op_events_send(self, system: Any, kind: Any, path: Any, data_json: str | None = None) -> bool:
+        system = _events.check_text(system, "system")
+        kind = _events.check_text(kind, "kind")
+        path = _events.check_text(path, "path")
+        self.event_bus().send(system, kind, path, data_json)
+        return True
+
+    def event_close(self, cid: str) -> bool:
+        """Unsubscribe (``sub:close()``, ``ch:close()``): what is queued can still be read, then nil, false."""
+        sub = (self.subs or {}).get(cid)
+        if sub is None:
+            return False
+        self.event_bus().unsubscribe(sub)
+        return True
+
+    def event_take(self, cid: str) -> tuple[bool, Any]:
+        """(True, the event as a Lua table), or (False, False) once closed and drained (nil, false in Lua)."""
+        text = self.subs[cid].take()  # type: ignore[index]
+        if text is None:
+            return False, False
+        return True, self.runtime.json_to_lua(text)
+
+    def close_events(self) -> None:
+        """The execution ended: its subscriptions go."""
+        subs, self.subs = self.subs, None
+        if subs:
+            bus = self.event_bus()
+            for sub in subs.values():
+                bus.unsubscribe(sub)
 
     def random_bytes(self, n: int) -> bytes:
         return os.urandom(n)
@@ -372,11 +466,34 @@ class FunctionHost(BaseHost):
     def op_uuid_v7(self) -> str:
         return uuid7(time.time_ns() // 1_000_000, int.from_bytes(os.urandom(10), "big"))
 
+    #: permissions granted without an entry to read them from (tests and tools)
+    permissions: frozenset[str] = frozenset()
+
+    def allows(self, permission: str) -> bool:
+        """Whether this execution's entry lists ``permission`` (Wippy's name) in its ``permissions``."""
+        if permission in self.permissions:
+            return True
+        app, code = self.app(), getattr(self, "code", None)
+        entry = app.entries.get(code.id) if app is not None and code is not None else None
+        return entry is not None and permission in (entry.data.get("permissions") or ())
+
+    def http_request(self, method: Any, url: Any, opts_json: str | None = None) -> _http_client.Request:
+        req = _http_client.prepare(method, url, opts_json)
+        req.private_ip = self.allows(_http_client.PRIVATE_IP)
+        return req
+
+    def http_batch(self, requests_json: str) -> list[_http_client.Request]:
+        reqs = _http_client.batch_requests(requests_json)
+        private_ip = self.allows(_http_client.PRIVATE_IP)
+        for req in reqs:
+            req.private_ip = private_ip
+        return reqs
+
     def op_http_client_request(self, method: Any, url: Any, opts_json: str | None = None) -> Any:
-        return self.runtime.to_lua(_http_client.send(_http_client.prepare(method, url, opts_json)))
+        return self.runtime.to_lua(_http_client.send(self.http_request(method, url, opts_json)))
 
     def op_http_client_batch(self, requests_json: str) -> Any:
-        return self.runtime.to_lua(_http_client.batch(_http_client.batch_requests(requests_json)))
+        return self.runtime.to_lua(_http_client.batch(self.http_batch(requests_json)))
 
     def op_http_request(self, method: str, url: str, options_json: str | None = None) -> Any:
         import httpx

@@ -1314,7 +1314,7 @@ end
 sandbox.base_env = base_env()
 
 -- Wippy's ambient globals: these modules need no `modules` entry, as globals
--- or through require. The event bus (subscribe/unsubscribe) is not Moontide's.
+-- or through require. The old global subscribe/unsubscribe point to the events module.
 local AMBIENT = {}
 for _, name in ipairs({ "channel", "errors", "payload", "process" }) do
   if host("module.source", name) then
@@ -1323,8 +1323,8 @@ for _, name in ipairs({ "channel", "errors", "payload", "process" }) do
   end
 end
 local function no_event_bus()
-  error(new_error("Unavailable", "the event bus (subscribe/unsubscribe) is not available in Moontide: use " ..
-    "process.send, process.listen or channels", false), 2)
+  error(new_error("Unavailable", "the global subscribe/unsubscribe are not available in Moontide: use the " ..
+    "events module (events.subscribe, events.send), process.send, process.listen or channels", false), 2)
 end
 sandbox.base_env.subscribe, sandbox.base_env.unsubscribe = no_event_bus, no_event_bus
 
@@ -1441,6 +1441,22 @@ function sandbox.step(thread, limit, ...)
 end
 
 --- Instructions charged so far in this step (for tests and benchmarks).
+--- "file:line" of the user code a thread is at: the innermost frame of a user
+--- chunk (chunk names "@file") in its running task, else the task that ran last.
+--- Which Lua line made a Temporal command (replay reports name it).
+function sandbox.where(thread)
+  local S = thread.sched
+  local task = S and (S.running or S.last)
+  local co = task and task.co or thread.co
+  for level = 0, 250 do
+    local info = getinfo(co, level, "Sl")
+    if info == nil then return nil end
+    if c_find(info.source, "^@") and info.currentline > 0 then
+      return info.short_src .. ":" .. info.currentline
+    end
+  end
+end
+
 function sandbox.instructions_used()
   return used
 end

@@ -489,6 +489,14 @@ class Thread:
         """Let go of the Lua state; the next step fails with ``reason``."""
         self.co, self.evicted, self.held = None, reason, 0
 
+    def where(self) -> str | None:
+        """``file:line`` of the user code this thread is at (its running or last task), or None."""
+        if self.co is None:
+            return None
+        with self.runtime.lock:
+            where = self.runtime.sandbox.where(self.co)
+        return None if where is None else str(where)
+
     def step(self, *values: Any) -> Step:
         """Run until the code finishes, fails or yields; ``values`` answer the last yield."""
         rt = self.runtime

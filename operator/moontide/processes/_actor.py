@@ -27,6 +27,7 @@ Exit rules (docs/processes.md):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import concurrent.futures
 import json
 import logging
@@ -35,7 +36,6 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from .. import errors
-from ..lua import _http_client
 from ..lua import code as code_mod
 from ..lua import host as host_mod
 from ..lua import runtime as rt_mod
@@ -331,6 +331,8 @@ class Actor(ProcessOps, host_mod.FunctionHost):
             return True, self.codec.message(topic, sender, text)
         if channel.startswith("timer:"):
             return True, mb.take_timer(channel)
+        if channel.startswith("event:"):
+            return self.event_take(channel)
         ok, value = mb.future_result(channel)
         return (True, self.runtime.to_lua(value)) if ok else self._err(value)
 
@@ -497,6 +499,7 @@ class Actor(ProcessOps, host_mod.FunctionHost):
         self.drop_waits()
         self.thread = None
         self.slot = None
+        self.close_events()
         self.mailbox.close()
         if self.remote:
             for _, task in self.remote.values():
@@ -550,6 +553,22 @@ class Actor(ProcessOps, host_mod.FunctionHost):
                 f"linked process {pid} failed: {error.message}"))
 
     # -- ops answered synchronously (host calls) ------------------------------------
+    # -- the events and registry modules -------------------------------------------------
+    @property
+    def subs(self) -> dict[str, Any] | None:
+        return self.mailbox.subs
+
+    @subs.setter
+    def subs(self, value: dict[str, Any] | None) -> None:
+        self.mailbox.subs = value
+
+    def app(self) -> Any:
+        return self.host.node.app
+
+    def event_notify(self) -> None:
+        with contextlib.suppress(RuntimeError):  # the host's loop is gone: so is this process
+            self.host.loop.call_soon_threadsafe(self.poke)
+
     def op_process_pid(self) -> str:
         return self.pid
 
@@ -615,8 +634,13 @@ class Actor(ProcessOps, host_mod.FunctionHost):
         return True
 
     def op_channel_close(self, channel: Any) -> bool:
-        """Stop listening to a topic, or drop a timer (``time.after(d)`` channels left unread)."""
+        """Stop listening to a topic, drop a timer (``time.after(d)`` channels left unread), or unsubscribe."""
         channel = str(channel)
+        if channel.startswith("event:"):
+            closed = self.event_close(channel)
+            if self.waiting is not None:
+                self.poke()  # another coroutine waiting on it gets nil, false
+            return closed
         timers = self.mailbox.timers
         if timers and channel in timers:
             handle = timers.pop(channel)[1]
@@ -772,12 +796,12 @@ class Actor(ProcessOps, host_mod.FunctionHost):
         return self._await(self.host.http(kw), f"waiting for http {method} {url}", done=self._ok)
 
     def wait_http_client_request(self, method: Any, url: Any, opts_json: str | None = None) -> tuple[Any, ...] | None:
-        req = _http_client.prepare(method, url, opts_json)
+        req = self.http_request(method, url, opts_json)
         return self._await(self.host.http_client(req), f"waiting for http_client {req.method} {req.url}",
                            done=self._ok)
 
     def wait_http_client_batch(self, requests_json: str) -> tuple[Any, ...] | None:
-        reqs = _http_client.batch_requests(requests_json)
+        reqs = self.http_batch(requests_json)
         return self._await(self.host.http_client(reqs), f"waiting for {len(reqs)} http_client requests",
                            done=self._ok)
 

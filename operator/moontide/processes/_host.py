@@ -73,7 +73,8 @@ class ProcessHost:
         self._tasks: set[asyncio.Future[Any]] = set()
         self._activation: dict[str, list[asyncio.Future[None]]] = {}
         self._http: Any = None
-        self._http_client: Any = None
+        #: http_client's shared clients: private_ip allowed -> client
+        self._http_client: dict[bool, Any] | None = None
         self.closed = False
         #: seeds of each process's math.random (not a secret: a syscall per spawn is not worth it)
         self._seeds = random.Random(os.urandom(16))
@@ -197,14 +198,17 @@ class ProcessHost:
         return host_mod.http_response(r)
 
     def http_client(self, req: Any) -> Any:
-        """The http_client module's request or batch (``lua._http_client``) on this host's async client."""
-        import httpx
-
+        """The http_client module's request or batch (``lua._http_client``) on one of this host's async clients
+        (one guarded against private addresses, one for entries granted http_client.private_ip)."""
+        private_ip = (req[0] if isinstance(req, list) else req).private_ip
         if self._http_client is None:
-            self._http_client = httpx.AsyncClient(follow_redirects=True, max_redirects=_http_client.MAX_REDIRECTS)
+            self._http_client = {}
+        shared = self._http_client.get(private_ip)
+        if shared is None:
+            shared = self._http_client[private_ip] = _http_client.client(private_ip=private_ip, asynchronous=True)
         if isinstance(req, list):
-            return _http_client.batch_async(req, self._http_client)
-        return _http_client.send_async(req, self._http_client)
+            return _http_client.batch_async(req, shared)
+        return _http_client.send_async(req, shared)
 
     # -- ends ---------------------------------------------------------------------------
     def finish(self, actor: Actor, step: rt_mod.Step) -> None:
@@ -330,7 +334,7 @@ class ProcessHost:
             t.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        for client in (self._http, self._http_client):
+        for client in (self._http, *(self._http_client or {}).values()):
             if client is not None:
                 await client.aclose()
         self._http = self._http_client = None

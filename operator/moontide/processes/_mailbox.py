@@ -6,7 +6,8 @@ Channel ids are the ones the Lua ``channel`` module uses (docs/architecture.md):
 as whole messages: ``process.listen(topic, {message = true})``), ``events`` (pid.exit,
 pid.cancel, pid.link.down), ``timer:<n>`` (from ``time.after`` and ``time.timer``;
 ``time.ticker``'s are timers that fire again), ``future:<n>`` (from ``funcs.async``)
-and ``op:<n>`` (a coroutine's blocking request started beside others'). Messages
+and ``op:<n>`` (a coroutine's blocking request started beside others') and ``event:<n>``
+(an events module subscription). Messages
 are kept as JSON text and turned into Lua values only when taken, in the
 receiver's own Lua state.
 
@@ -38,7 +39,8 @@ def topic_of(channel: str) -> str | None:
 
 
 class Mailbox:
-    __slots__ = ("messages", "listening", "events", "timers", "futures", "canceled", "ops", "senders", "received")
+    __slots__ = ("messages", "listening", "events", "timers", "futures", "canceled", "ops", "senders", "received",
+                 "subs")
 
     def __init__(self) -> None:
         self.messages: deque[Message] = deque()
@@ -55,6 +57,8 @@ class Mailbox:
         #: senders waiting for room: (callback taking True/False, message)
         self.senders: deque[tuple[Any, Message]] | None = None
         self.received = 0
+        #: the events module's subscriptions (``lua._events.Subscription``) by channel id, ``event:<n>``
+        self.subs: dict[str, Any] | None = None
 
     # -- feeding --------------------------------------------------------------
     def event(self, ev: dict[str, Any]) -> None:
@@ -87,7 +91,7 @@ class Mailbox:
         if channel in ("inbox", "events") or topic_of(channel) is not None:
             return True
         return (bool(self.timers and channel in self.timers) or bool(self.futures and channel in self.futures)
-                or bool(self.ops and channel in self.ops))
+                or bool(self.ops and channel in self.ops) or bool(self.subs and channel in self.subs))
 
     def ready(self, channel: str) -> bool:
         if channel == "inbox":
@@ -104,6 +108,8 @@ class Mailbox:
             return self.futures[channel].done() or channel in self.canceled
         if self.ops and channel in self.ops:
             return self.ops[channel].values is not None
+        if self.subs and channel in self.subs:
+            return self.subs[channel].ready()
         return False
 
     def take_message(self, channel: str) -> Message:

@@ -145,12 +145,14 @@ class ProcessOps:
         by_queue = self.host.node.host_id(ref, what)
         return full if full in self.host.node.app.entries or by_queue == ref else by_queue
 
-    def wait_process_exec(self, entry_id: Any, host_id: Any, args_json: str,
-                          opts_json: str | None = None, ctx_json: str | None = None) -> tuple[Any, ...] | None:
+    def wait_process_exec(self, entry_id: Any, host_id: Any, args_json: str, opts_json: str | None = None,
+                          ctx_json: str | None = None, name: str | None = None,
+                          messages_json: str | None = None) -> tuple[Any, ...] | None:
         node = self.host.node
         entry_id, host_id = self._full(entry_id, "process.exec"), self._host(host_id, "process.exec")
         args = json.loads(args_json)
         options = json.loads(opts_json) if opts_json else None
+        messages = values.startup_messages(messages_json)
         context = self.outgoing_context(ctx_json)
         kind = node.host_kind(host_id, "process.exec")
         pending = self._interruptible()
@@ -159,7 +161,8 @@ class ProcessOps:
         if kind == "process.host":
             if options:
                 raise errors.Invalid(f"process.exec of {entry_id} on {host_id}: spawn options apply to workflows only")
-            child = node.hosts[host_id].spawn(entry_id, args, parent=self.pid, context=context)
+            child = node.hosts[host_id].spawn(entry_id, args, parent=self.pid, name=name, messages=messages,
+                                              context=context)
             token = self._block(f"waiting for {child.pid} ({entry_id})",
                                 undo=lambda: child.cancel("the caller of process.exec was canceled", self.pid))
             child.on_exit(lambda ex: self.complete(
@@ -168,7 +171,8 @@ class ProcessOps:
         bridge = node.require_bridge(f"process.exec of {entry_id} on {host_id}")
 
         async def run() -> Any:
-            pid = await bridge.spawn(entry_id, host_id, args, options, context=context)
+            pid = await bridge.spawn(entry_id, host_id, args, options, name=name, sender=self.pid,
+                                     messages=[(t, json.loads(p)) for t, p in messages], context=context)
             return await bridge.result(pid)
         return self._await(run(), f"waiting for workflow {entry_id}", lambda value: self._ok(value))
 

@@ -50,7 +50,7 @@ class ProcessSystem(Startable):
             if fcodes:
                 from ..functions import Functions
 
-                functions = Functions(fcodes)
+                functions = Functions(fcodes, app=app)
         self.functions = functions
         self.bridge = bridge
         self.client = client

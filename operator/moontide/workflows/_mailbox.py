@@ -25,6 +25,7 @@ from temporalio.common import RawValue
 from .. import errors, values
 from ..protocol import CANCEL_FROM_SIGNAL, FROM_METADATA, MEMO_EVENTS, MEMO_INBOX
 from ..values import message_payload
+from . import _commands
 
 __all__ = ["CANCEL_FROM_SIGNAL", "FROM_METADATA", "MEMO_EVENTS", "MEMO_INBOX", "Mailbox", "message_payload"]
 
@@ -94,7 +95,7 @@ class Mailbox:
         self.deadlines[timer_id] = workflow.time_ns() + int(seconds * 1e9)
 
         async def fire() -> None:
-            await workflow.sleep(seconds)
+            await _commands.sleep(seconds)
             self.timers[timer_id] = workflow.time_ns()
             del self.timer_tasks[timer_id]
 
@@ -121,7 +122,7 @@ class Mailbox:
 
         async def tick() -> None:
             while True:
-                await workflow.sleep(seconds)
+                await _commands.sleep(seconds)
                 entry[0] = workflow.time_ns()  # an unread tick is replaced, as Go's ticker drops them
 
         entry[1] = asyncio.ensure_future(tick())

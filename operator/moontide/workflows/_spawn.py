@@ -170,14 +170,21 @@ async def start_child(ex: Execution, how: str, entry_id: str, host: str, args: l
 
 
 async def exec_child(ex: Execution, entry_id: str, host: str, args: list[Any], opts: dict[str, Any], *,
-                     context: dict[str, Any]) -> Any:
-    """Run a child workflow to its end; its result, or MoontideError."""
+                     context: dict[str, Any], name: str | None = None,
+                     messages: list[tuple[str, str]] = ()) -> Any:  # type: ignore[assignment]
+    """Run a child workflow to its end (``name``: its workflow ID; ``messages``: signals it gets first);
+    its result, or MoontideError."""
     what = "workflow.exec" if host == "" else "process.exec"
     full, wf_type, _, client_id, task_queue = _target(ex, entry_id, host, what)
-    wid, spec = _child_options(ex, full, wf_type, client_id, opts, None, context)
+    wid, spec = _child_options(ex, full, wf_type, client_id, opts, name, context)
     try:
-        raw = await workflow.execute_child_workflow(wf_type, args=args, id=wid, task_queue=spec.task_queue or task_queue,
-                                                    result_type=RawValue, **spec.kw)
+        # start, then wait: the commands execute_child_workflow gives, with the messages between
+        handle = await workflow.start_child_workflow(wf_type, args=args, id=wid,
+                                                     task_queue=spec.task_queue or task_queue,
+                                                     result_type=RawValue, **spec.kw)
+        for topic, payload in messages:
+            await handle.signal(topic, message_payload(payload, ex.pid))
+        raw = await handle
     except WorkflowAlreadyStartedError:
         raise errors.AlreadyExists(f"{what}: workflow {wid} is already running; {what} starts a new one and "
                                    "waits for it (reach a running one by its pid)") from None

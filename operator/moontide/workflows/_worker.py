@@ -19,7 +19,7 @@ from ._functions import Functions, activity_for
 from ._system import SYSTEM_ACTIVITIES
 from ._workflow import WorkflowSettings, workflow_class
 
-__all__ = ["build_worker"]
+__all__ = ["build_worker", "workflow_settings"]
 
 
 def build_worker(client: Client, app: Any, worker_entry: Any, *, code_store: Path | None = None,
@@ -33,18 +33,14 @@ def build_worker(client: Client, app: Any, worker_entry: Any, *, code_store: Pat
     ``processes`` (an ``AppRuntime``) answers process.spawn/exec/send/cancel/terminate
     from function code; it must run on the event loop this is called from.
     """
-    # the schema's defaults fill what the entry leaves out (entries loaded from files have them already)
-    opts = apply_defaults(SCHEMAS["temporal.worker"], worker_entry.data)["worker_options"]
+    opts = _options(worker_entry)
     memory_limit = int(opts["memory_limit_mb"]) << 20
-    settings = WorkflowSettings(instruction_budget=int(opts["instruction_budget"]),
-                                memory_limit=memory_limit, worker_id=worker_entry.id,
-                                client_id=app.resolve(worker_entry.data["client"], worker_entry.namespace),
-                                log_in_replay=bool(opts["enable_logging_in_replay"]))
+    settings = workflow_settings(app, worker_entry)
     book = CodeBook(app, store_dir=code_store)
     max_activities = int(opts["max_concurrent_activity_execution_size"])
     loop = asyncio.get_running_loop() if processes is not None else None
     functions = Functions(book.functions, pool_size=max_activities, memory_limit=memory_limit,
-                          processes=processes, loop=loop)
+                          processes=processes, loop=loop, app=app)
     served = frozenset(e.id for e in app.of_kind("function.lua") if app.runs_on(e, worker_entry.id))
     task_queue = app.task_queue(worker_entry)
     return Worker(
@@ -73,6 +69,23 @@ def build_worker(client: Client, app: Any, worker_entry: Any, *, code_store: Pat
         debug_mode=bool(opts["inline_activations"]),
         **_optional(opts, worker_entry.id),
     )
+
+
+def _options(worker_entry: Any) -> dict[str, Any]:
+    # the schema's defaults fill what the entry leaves out (entries loaded from files have them already)
+    return dict(apply_defaults(SCHEMAS["temporal.worker"], worker_entry.data)["worker_options"])
+
+
+def workflow_settings(app: Any, worker_entry: Any, **extra: Any) -> WorkflowSettings:
+    """How ``worker_entry`` runs Lua workflows (``extra``: e.g. what a replay check sets)."""
+    opts = _options(worker_entry)
+    return WorkflowSettings(instruction_budget=int(opts["instruction_budget"]),
+                            memory_limit=int(opts["memory_limit_mb"]) << 20, worker_id=worker_entry.id,
+                            client_id=app.resolve(worker_entry.data["client"], worker_entry.namespace),
+                            log_in_replay=bool(opts["enable_logging_in_replay"]),
+                            auto_upgrade=frozenset(e.id for e in app.of_kind("workflow.lua")
+                                                   if app.versioning_behavior(e, worker_entry) == "auto_upgrade"),
+                            **extra)
 
 
 def _duration(text: str) -> timedelta:

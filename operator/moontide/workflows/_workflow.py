@@ -40,7 +40,7 @@ from ..protocol import is_process_pid as is_local_pid
 from ..lua import code as code_mod
 from ..lua import host as host_mod
 from ..lua import runtime as rt_mod
-from . import _context, _search, _spawn
+from . import _commands, _context, _search, _spawn
 from ._codebook import CodeBook
 from ._mailbox import Mailbox, message_payload
 from ._options import ActivityDefaults, activity_options
@@ -71,6 +71,12 @@ class WorkflowSettings:
     """The temporal.worker entry of this worker (the host part of pids)."""
     log_in_replay: bool = False
     """Log Lua logger lines again while replaying (worker_options.enable_logging_in_replay)."""
+    newest_code: bool = False
+    """Run every execution on the book's current code, pinned or not (a replay check of new code)."""
+    auto_upgrade: frozenset[str] = frozenset()
+    """Entry IDs of the workflows whose executions run the newest code (versioning behavior auto_upgrade)."""
+    executions: dict[str, Any] | None = None
+    """Run ID -> its ``Execution``, for a replay check to read what each did (None: not kept)."""
 
 
 def _lua_failure(err: errors.MoontideError) -> BaseException:
@@ -101,6 +107,9 @@ class Execution(host_mod.BaseHost):
         self.pending: dict[int, str] = {}
         self.cancel_requested = False
         self.cancel_from: str | None = None
+        self.thread: rt_mod.Thread | None = None
+        #: (command, Lua line) of each Temporal command made, in order (``_commands``)
+        self.commands: list[tuple[str, str | None]] = []
         #: running children started with process.spawn -> their parent close policy
         self.children: dict[str, Any] = {}
         #: once Lua has waited on process.events(), a failed linked child is only an event
@@ -137,6 +146,8 @@ class Execution(host_mod.BaseHost):
     async def run(self, raw_args: Sequence[RawValue]) -> Any:
         info = workflow.info()
         self.code = self._pinned_code(info.workflow_type)
+        if self.settings.executions is not None:
+            self.settings.executions[info.run_id] = self
         # left unread by the run before continue-as-new; they came first
         self.mailbox.messages[:0] = list(workflow.memo_value(MEMO_INBOX, None) or [])
         self.mailbox.events[:0] = list(workflow.memo_value(MEMO_EVENTS, None) or [])
@@ -157,7 +168,7 @@ class Execution(host_mod.BaseHost):
             # decided from the input alone: the execution fails, and fails the same way on replay
             raise ApplicationError(e.message, type=e.kind, non_retryable=True) from None
         self._main = asyncio.current_task()
-        thread = self.rt.start(fn, self, *[self.rt.to_lua(a) for a in args])
+        thread = self.thread = self.rt.start(fn, self, *[self.rt.to_lua(a) for a in args])
         step = thread.step()
         while isinstance(step, rt_mod.Yield):
             self._check_history()
@@ -197,6 +208,11 @@ class Execution(host_mod.BaseHost):
             raise _lua_failure(step.error)
         return self._result(step.values)
 
+    def note(self, command: str) -> None:
+        """Remember a command this execution makes and the Lua line it is at (only for a replay check)."""
+        if self.settings.executions is not None:
+            self.commands.append((command, self.thread.where() if self.thread is not None else None))
+
     def _note_cancel(self, *, only_if_requested: bool = False) -> None:
         reason = _cancel_reason()
         if self.cancel_requested or (only_if_requested and reason is None):
@@ -222,7 +238,8 @@ class Execution(host_mod.BaseHost):
 
     def _pinned_code(self, workflow_type: str) -> code_mod.LuaCode:
         digest = workflow.memo_value(MEMO_CODE, None)
-        if digest:
+        if digest and not self.settings.newest_code and self.book.types.get(workflow_type, workflow_type) \
+                not in self.settings.auto_upgrade:
             code = self.book.by_digest(str(digest))
             if code is None:
                 raise RuntimeError(f"this execution runs Lua code {digest[:12]} which this worker does not have; "
@@ -286,7 +303,7 @@ class Execution(host_mod.BaseHost):
     async def wait_sleep(self, ns: int) -> tuple[Any, ...]:
         until = (workflow.time_ns() + ns) // 1_000_000_000
         self.blocking = f"sleeping until {_iso(until)}"
-        await workflow.sleep(ns / 1e9)
+        await _commands.sleep(ns / 1e9)
         return True, True
 
     def _resolve(self, fid: str, opts_json: str | None, what: str) -> tuple[str, bool, dict[str, Any]]:
@@ -402,12 +419,14 @@ class Execution(host_mod.BaseHost):
         return self._ok(pid)
 
     async def wait_process_exec(self, entry_id: str, host: str, args_json: str, opts_json: str | None = None,
-                                ctx_json: str | None = None) -> tuple[Any, ...]:
+                                ctx_json: str | None = None, name: str | None = None,
+                                messages_json: str | None = None) -> tuple[Any, ...]:
         self.blocking = f"waiting for child {entry_id}"
         try:
             return self._ok(await _spawn.exec_child(self, entry_id, host, json.loads(args_json),
                                                     json.loads(opts_json) if opts_json else {},
-                                                    context=self.outgoing_context(ctx_json)))
+                                                    context=self.outgoing_context(ctx_json), name=name,
+                                                    messages=values.startup_messages(messages_json)))
         except errors.MoontideError as e:
             return self._err(e)
 

@@ -97,7 +97,7 @@ local function run_ready(S)
     S.running = t
     P.set_main(t.co)
     local what, co, err = settle(S, t, pack(co_resume(t.co, unpack(values, 1, values.n))))
-    S.running = nil
+    S.running, S.last = nil, t
     if what then return what, co, err end
   end
 end

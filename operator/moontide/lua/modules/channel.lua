@@ -134,6 +134,7 @@ function Channel:receive()
   if self.id ~= nil then
     local ok, value = sys("channel.receive", self.id)
     if not ok then
+      if value == false then return nil, false end   -- closed and drained (events subscriptions)
       if self.errors_are_values and not (self.future and self.future.canceled) then return value, true end
       return nil, false, value
     end
@@ -173,6 +174,7 @@ function Channel:case_send(value) return { channel = self, send = true, value = 
 
 --- A host channel's answer in a select: {channel=, value=, ok=}.
 local function host_result(ch, value, failed)
+  if failed == false then return { channel = ch, ok = false } end   -- closed and drained
   if failed ~= nil then
     if ch.errors_are_values and not (ch.future and ch.future.canceled) then
       return { channel = ch, value = failed, ok = true }

@@ -140,14 +140,14 @@ local function exec(self, id, host, ...)
   end
   local args, err = args_json(select("#", ...), ...)
   if not args then return nil, err end
-  local ok, opts, _, _, ctx_json = spec(self)
+  local ok, opts, name, messages, ctx_json = spec(self)
   if not ok then return nil, opts end
-  return api.result(sys("process.exec", id, host, args, opts, ctx_json))
+  return api.result(sys("process.exec", id, host, args, opts, ctx_json, name, messages))
 end
 
 --- process.exec(id, host, ...): spawn and wait for the result: value, or nil, err.
 function process.exec(id, host, ...) return exec(nil, id, host, ...) end
---- process.with_options{...}:exec(id, host, ...): the same, with spawn options.
+--- process.with_options{...}:exec(id, host, ...): the same, with the spawner's options, name, messages and context.
 function Spawner:exec(id, host, ...) return exec(self, id, host, ...) end
 Spawner.__index = api.readonly(Spawner, "process.spawner")   -- shared: a read-only view
 
