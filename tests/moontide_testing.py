@@ -3,7 +3,9 @@
 Imported by name (``from moontide_testing import ...``); tests/conftest.py
 turns them into fixtures. Not a conftest module, so no other conftest.py can
 shadow it, and it imports neither pytest nor Moontide at the top, so
-benchmarks/_common.py can use it in workers that measure themselves.
+benchmarks/_common.py can use it in workers that measure themselves (also
+workers of an older Moontide, ``lua@REV``). What users need too (``running``,
+``eventually``, ``free_port``) is ``moontide.testing``; the names here call it.
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
+    from contextlib import AbstractAsyncContextManager
+
     from moontide.runtime import AppRuntime
 
 T = TypeVar("T")
@@ -43,9 +47,23 @@ def nested(depth: int) -> list[Any]:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    from moontide.testing import free_port
+
+    return free_port()
+
+
+def running(app_dir: Path, temporal_address: str) -> AbstractAsyncContextManager[AppRuntime]:
+    """The app served by in-process workers against the session's Temporal server."""
+    from moontide.testing import running
+
+    return running(app_dir, temporal_address)
+
+
+async def eventually(*args: Any, **kw: Any) -> Any:
+    """``moontide.testing.eventually``: poll until a condition holds."""
+    from moontide.testing import eventually
+
+    return await eventually(*args, **kw)
 
 
 def temporal_binary() -> str:
@@ -87,15 +105,6 @@ def dev_server(db_file: Path | None = None) -> Iterator[str]:
             proc.wait()
         if proc.stderr:
             proc.stderr.close()
-
-
-@contextlib.asynccontextmanager
-async def running(app_dir: Path, temporal_address: str) -> AsyncIterator[AppRuntime]:
-    """The app served by in-process workers against the session's Temporal server."""
-    from moontide.runtime import AppRuntime  # here: benchmarks import this module into native workers too
-
-    async with AppRuntime(app_dir, temporal=temporal_address, serve=True) as rt:
-        yield rt
 
 
 #: A worker+client pair for test apps; add workflow/function entries after it.
@@ -204,30 +213,6 @@ def moontide_run(app_dir: Path, log: Path, *args: str) -> Iterator[subprocess.Po
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-
-
-async def eventually(probe: Callable[[], T | Awaitable[T]], ok: Callable[[T], bool], *, what: str = "condition",
-                     timeout: float = 30, interval: float = 0.02,
-                     tolerate: tuple[type[Exception], ...] = ()) -> T:
-    """Poll ``probe`` (plain or async) until ``ok`` holds: the last value, or an AssertionError naming ``what``.
-
-    ``tolerate``: exceptions from ``probe`` that mean "not yet" (a query while no worker runs).
-    """
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while True:
-        try:
-            value = probe()
-            if asyncio.iscoroutine(value):
-                value = await value
-            last = value
-            if ok(value):  # type: ignore[arg-type]
-                return value  # type: ignore[return-value]
-        except tolerate as e:
-            last = e
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached in {timeout}s; last: {last!r}")
-        await asyncio.sleep(interval)
 
 
 class WorkerProcess:

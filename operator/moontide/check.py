@@ -71,7 +71,7 @@ class _LoadHost(host_mod.FunctionHost):
     def __call__(self, op: str, *args: Any) -> Any:
         if op.startswith("http") or getattr(self, "op_" + op.replace(".", "_"), None) is None:
             self.unanswered.append(op)
-            raise errors.MoontideError(f"{op} is not available while loading", kind="Unavailable", retryable=False)
+            raise errors.Unavailable(f"{op} is not available while loading", retryable=False)
         return super().__call__(op, *args)
 
     def op_log(self, level: str, message: str, fields: str | None = None) -> None:

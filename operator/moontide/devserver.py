@@ -106,10 +106,8 @@ _LOG_TAIL = 4000
 _PR_SET_PDEATHSIG = 1
 
 
-class DevServerError(errors.MoontideError):
+class DevServerError(errors.Unavailable):
     """The embedded server cannot be found, started or reached."""
-
-    kind = "Unavailable"
 
 
 def temporal_binary() -> str:
@@ -284,9 +282,8 @@ class DevServer:
             self.start()
             if not self.owned:
                 record = _read_record(self.state_dir) or {}
-                raise DevServerError(f"a Temporal dev server (pid {record.get('pid')}) already serves "
-                                     f"{self.state_dir} at {self.address}: use it, or stop it first",
-                                     kind="AlreadyExists")
+                raise errors.AlreadyExists(f"a Temporal dev server (pid {record.get('pid')}) already serves "
+                                           f"{self.state_dir} at {self.address}: use it, or stop it first")
             if on_ready is not None:
                 on_ready(self)
             assert self.process is not None
@@ -383,7 +380,7 @@ class DevServer:
             # PR_SET_PDEATHSIG fires when the *thread* that forked exits, not the process:
             # fork from a thread that lives as long as the process (asyncio.to_thread's
             # pool threads may come and go).
-            self.process = _SPAWNER.submit(subprocess.Popen, cmd, **kw).result()
+            self.process = _SPAWNER.submit(lambda: subprocess.Popen(cmd, **kw)).result()
         self.owned = True
 
     def _wait_ready(self) -> None:

@@ -1,114 +1,48 @@
-"""Boots an app: entries -> Temporal clients (embedded dev server by default) -> workers -> process hosts.
+"""Serves an app: entries -> Temporal connections (embedded dev server by default) -> workers -> process hosts.
 
-Who calls it: the CLI (``moontide run/spawn/send/.../result``) and the public
-Python API (``moontide.App``). Also where a pid is made and read back: a
-workflow's pid is ``{client@worker|workflow_id}``, naming the ``temporal.client``
-and ``temporal.worker`` entries and the Temporal workflow ID; a process's pid is
-``{host|run.n}`` (``moontide.processes``). Every method taking a pid takes
-either: a process of this runtime's own hosts is answered here, any other is
-reached through Temporal (``moontide.processes.control``).
+``Runtime(app_dir, serve=True)`` runs an app: its ``temporal.worker`` entries,
+its process hosts and ``auto_start`` services, and, when no ``temporal.client``
+names a server, the embedded dev server. It holds a ``moontide.Client`` per
+``temporal.client`` entry and reaches executions through them; a process of
+its own hosts is answered here, without Temporal. ``Runtime(app_dir)`` (not
+serving) only starts workflows of the app (``spawn``), which needs the app's
+code: to reach a running execution by pid, ``moontide.Client`` needs no app.
+
+Pids and reserved names: ``moontide.protocol``. Who calls it: ``moontide run``
+and ``moontide spawn``, ``moontide.testing`` and programs embedding an app.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
-import functools
 import logging
 import os
-import re
 import uuid
-from dataclasses import dataclass
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
-from temporalio.common import RawValue
-from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.client import Client as TemporalClient
+from temporalio.client import WorkflowHandle
 from temporalio.worker import Worker
 
-from . import durations, entries, errors, values
-from .lua import check_syntax
-from .workflows import (CANCEL_FROM_SIGNAL, MEMO_CODE, MEMO_CONTEXT, STATUS_QUERY, CodeBook, build_worker,
-                        message_payload, spawn_options, temporal_conflict_policy)
+from . import durations, entries, errors, running, values
+from .app import load
+from .client import Client, connect_options, connect_temporal, encode_args, encode_messages
+from .errors import ProcessFailed, WorkflowFailed
+from .lifecycle import Startable, stop_workers
+from .protocol import MEMO_CODE, MEMO_CONTEXT, STATE_DIR, ProcessPid, is_process_pid
+from .protocol import WorkflowPid as Pid
+from .workflows import CodeBook, build_worker, spawn_options
 
-__all__ = ["AppRuntime", "Pid", "ProcessFailed", "STATE_DIR", "WorkflowFailed", "process_client_id"]
+__all__ = ["AppRuntime", "Pid", "ProcessFailed", "Runtime", "STATE_DIR", "WorkflowFailed", "connect_options", "load",
+           "process_client_id"]
 
 log = logging.getLogger("moontide")
 
-#: Per-app state (embedded server database, pinned code) lives in APP_DIR/.moontide.
-STATE_DIR = ".moontide"
 #: How many started runs ``AppRuntime.result`` remembers (a run ID each: ~200 bytes).
 _STARTED_RUNS_KEPT = 10_000
-
-_PID = re.compile(r"^\{(?P<client>[^@|{}]+)@(?P<host>[^|{}]+)\|(?P<id>[^{}]+)\}$")
-
-
-@dataclass(frozen=True)
-class Pid:
-    """A workflow process: ``{client@worker|workflow_id}``."""
-
-    client: str
-    host: str
-    workflow_id: str
-
-    def __str__(self) -> str:
-        return f"{{{self.client}@{self.host}|{self.workflow_id}}}"
-
-    @classmethod
-    def parse(cls, text: str) -> Pid:
-        m = _PID.match(text.strip())
-        if not m:
-            raise errors.Invalid(f"invalid pid {text!r}: expected '{{client@worker|workflow_id}}' (a workflow) "
-                                 "or '{host|run.n}' (a process)")
-        return cls(m["client"], m["host"], m["id"])
-
-
-def connect_options(entry: entries.Entry, root: Path) -> dict[str, Any]:
-    """``Client.connect`` keyword arguments (but the address) from a ``temporal.client`` entry.
-
-    ``${env:NAME}`` in auth and TLS fields is read now; files are relative to ``root`` (the app).
-    """
-    from temporalio.service import KeepAliveConfig, TLSConfig
-
-    data = entries.apply_defaults(entries.SCHEMAS["temporal.client"], entry.data)
-    auth, tls = data["auth"], data["tls"]
-
-    def value(section: str, name: str) -> str | None:
-        text = entries.expand_env({"auth": auth, "tls": tls}[section].get(name), f"{entry.id}: {section}.{name}")
-        return str(text) if text else None
-
-    def read(section: str, name: str) -> bytes | None:
-        path = value(section, name)
-        if path is None:
-            return None
-        try:
-            return (root / path).read_bytes()
-        except OSError as e:
-            raise errors.Invalid(f"{entry.id}: {section}.{name}: cannot read {path}: {e.strerror or e}") from None
-
-    def ms(name: str) -> int:
-        return durations.parse(data[name]) // 1_000_000
-
-    kw: dict[str, Any] = {
-        "namespace": data["namespace"],
-        "connect_timeout": timedelta(milliseconds=ms("connection_timeout")),
-        "keep_alive_config": KeepAliveConfig(interval_millis=ms("keep_alive_time"),
-                                             timeout_millis=ms("keep_alive_timeout")),
-    }
-    if auth["type"] == "api_key":
-        key_file = read("auth", "api_key_file")
-        kw["api_key"] = key_file.decode().strip() if key_file is not None else value("auth", "api_key")
-    if tls["enabled"] or auth["type"] == "mtls":
-        pem = {name: (value("auth", name) or "").encode() or None for name in ("cert_pem", "key_pem")}
-        kw["tls"] = TLSConfig(server_root_ca_cert=read("tls", "ca_file"),
-                              client_cert=read("auth", "cert_file") or pem["cert_pem"],
-                              client_private_key=read("auth", "key_file") or pem["key_pem"],
-                              domain=value("tls", "server_name"))
-    return kw
-
 
 def process_client_id(app: entries.App) -> str | None:
     """The ``temporal.client`` process hosts serve requests on (and are reached through): the app's first."""
@@ -116,8 +50,8 @@ def process_client_id(app: entries.App) -> str | None:
     return clients[0].id if clients else None
 
 
-class AppRuntime:
-    """An app's clients, workers and process hosts. ``async with AppRuntime(dir, serve=True)`` runs it."""
+class Runtime(Startable):
+    """An app's connections, workers and process hosts. ``async with Runtime(dir, serve=True)`` runs it."""
 
     def __init__(self, app_dir: str | os.PathLike[str], *, temporal: str | None = None, serve: bool = False,
                  ui: bool = True) -> None:
@@ -127,18 +61,20 @@ class AppRuntime:
         self.serve = serve
         self.ui = ui
         self.app = load(self.root)
-        self.clients: dict[str, Client] = {}
+        #: temporal.client entry ID -> its connection (``moontide.Client``)
+        self.connections: dict[str, Client] = {}
         self.workers: dict[str, Worker] = {}
         self.server: Any = None
         self._code_book: CodeBook | None = None
-        #: (client, workflow ID) -> run ID of the executions this runtime started, newest last, so
-        #: that ``result`` waits on that run without the server looking up the ID's current run
-        self._started_runs: collections.OrderedDict[tuple[str, str], str] = collections.OrderedDict()
         self._tasks: list[asyncio.Task[None]] = []
         #: temporal.client health_check loops, while serving
         self._health: list[asyncio.Task[None]] = []
         #: the app's process hosts and services, while serving (``moontide.processes.ProcessSystem``)
         self.processes: Any = None
+        #: this serving runtime's record in ``moontide.running`` (``moontide ps``)
+        self._record: Path | None = None
+        #: the Temporal server of its first connection, for that record
+        self._address: str | None = None
 
     # -- lifecycle -------------------------------------------------------------
     async def start(self) -> None:
@@ -154,6 +90,10 @@ class AppRuntime:
                          w.id, *served, self.app.task_queue(w))
             if self.app.of_kind("process.host"):
                 await self._start_processes()
+            self._record = running.register({
+                "app": str(self.root), "address": self._address,
+                "workers": {w.id: self.app.task_queue(w) for w in self.app.of_kind("temporal.worker")},
+                "hosts": sorted(self.processes.hosts) if self.processes is not None else []})
             for client_id, client in self.clients.items():
                 check = self.app.get(client_id).data.get("health_check") or {}
                 if check.get("enabled"):
@@ -173,6 +113,8 @@ class AppRuntime:
                  ", ".join(sid for sid, ok in started.items() if ok) or "none")
 
     async def stop(self) -> None:
+        running.unregister(self._record)
+        self._record = None
         if self.processes is not None:
             # services (reverse order) and processes first: they may still talk to workflows
             await self.processes.stop()
@@ -181,27 +123,11 @@ class AppRuntime:
             t.cancel()
         await asyncio.gather(*self._health, return_exceptions=True)
         self._health.clear()
-        await asyncio.gather(*(w.shutdown() for w in self.workers.values()), return_exceptions=True)
-        for t in self._tasks:
-            if not t.done():
-                t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await stop_workers(self.workers.values(), self._tasks)
         self.workers.clear()
-        self._tasks.clear()
         if self.server is not None:
             await asyncio.to_thread(self.server.stop)
             self.server = None
-
-    async def __aenter__(self) -> AppRuntime:
-        try:
-            await self.start()
-        except BaseException:
-            await self.stop()
-            raise
-        return self
-
-    async def __aexit__(self, *exc: Any) -> None:
-        await self.stop()
 
     async def wait(self) -> None:
         """Serve until a worker stops (or the task is canceled)."""
@@ -212,10 +138,20 @@ class AppRuntime:
         else:
             await asyncio.Event().wait()
 
-    # -- clients -------------------------------------------------------------------
-    async def client(self, client_id: str) -> Client:
-        if client_id in self.clients:
-            return self.clients[client_id]
+    # -- connections -------------------------------------------------------------------
+    @property
+    def clients(self) -> dict[str, TemporalClient]:
+        """temporal.client entry ID -> its Temporal connection, for those made so far."""
+        return {cid: c.temporal for cid, c in self.connections.items()}
+
+    @property
+    def _started_runs(self) -> Mapping[tuple[str, str], str]:
+        return {(cid, wid): run for cid, c in self.connections.items() for wid, run in c._started_runs.items()}
+
+    async def connection(self, client_id: str) -> Client:
+        """The ``moontide.Client`` of ``temporal.client`` entry ``client_id`` (connected on first use)."""
+        if client_id in self.connections:
+            return self.connections[client_id]
         entry = self.app.get(client_id)
         if entry.kind != "temporal.client":
             raise errors.Invalid(f"{client_id} is a {entry.kind}, not a temporal.client")
@@ -223,13 +159,14 @@ class AppRuntime:
         if not address:
             address = await self._embedded_address()
         kw = connect_options(entry, self.root)
-        try:
-            client = await Client.connect(address, **kw)
-        except Exception as e:
-            raise errors.MoontideError(f"{client_id}: cannot reach Temporal at {address}: {e}",
-                                       kind="Unavailable") from None
-        self.clients[client_id] = client
+        self._address = self._address or str(address)
+        client = Client(await connect_temporal(str(address), what=client_id, **kw), client_id=client_id)
+        self.connections[client_id] = client
         return client
+
+    async def client(self, client_id: str) -> TemporalClient:
+        """The Temporal connection of ``temporal.client`` entry ``client_id``."""
+        return (await self.connection(client_id)).temporal
 
     async def _embedded_address(self) -> str:
         from .devserver import DevServer, running_address
@@ -238,9 +175,9 @@ class AppRuntime:
             # spawn/result against a running `moontide run`: use its server
             address = running_address(self.state)
             if address is None:
-                raise errors.MoontideError(
+                raise errors.Unavailable(
                     f"no Moontide app is running for {self.root} (start it with `moontide run {self.root}`, "
-                    "or pass --temporal HOST:PORT)", kind="Unavailable")
+                    "or pass --temporal HOST:PORT)")
             return address
         if self.server is None:
             self.server = DevServer(state_dir=self.state, ui=self.ui, search_attributes=self._embedded_attributes())
@@ -304,14 +241,12 @@ class AppRuntime:
             values.encode(context, "context", f"spawn of {entry_id}")
         if entry.kind == "process.lua":
             return self._spawn_process(entry_id, host, args, workflow_id or options, name, messages, sender, context)
-        payloads = [RawValue(values.json_payload(values.encode(a, f"argument {i}", f"spawn of {entry_id}")))
-                    for i, a in enumerate(args, 1)]
-        signals = [(str(t), message_payload(values.encode(p, "payload", f"startup message {t!r} of {entry_id}"),
-                                            sender)) for t, p in messages or ()]
+        payloads = encode_args(args, entry_id)
+        signals = encode_messages(messages or (), sender, entry_id)
         code = self._book().workflow(entry_id)
         worker = self._worker_entry(entry, host)
         client_id = self.app.resolve(worker.data["client"], worker.namespace)
-        client = await self.client(client_id)
+        client = await self.connection(client_id)
         spec = spawn_options(dict(options or {}), child=False, app=self.app, client_id=client_id,
                              name=workflow_id or name)
         wf_type = self.app.workflow_type(entry)
@@ -322,38 +257,17 @@ class AppRuntime:
         if spec.namespace not in (None, namespace):
             raise errors.Invalid(f"option workflow.namespace: {client_id} works in namespace {namespace!r}, "
                                  f"not {spec.namespace!r}")
-        wid = spec.workflow_id or f"{entry_id.partition(':')[2]}-{uuid.uuid4().hex[:12]}"
         kw = spec.kw
         kw["memo"] = {**kw.get("memo", {}), MEMO_CODE: code.digest}
         if context:
             kw["memo"][MEMO_CONTEXT] = dict(context)
         # eager: when this runtime serves the worker, the first workflow task comes
         # back in the start's reply (if the server allows it and a slot is free)
-        eager = self.serve if spec.eager is None else spec.eager
-        if signals and spec.conflict != "fail":  # Temporal's signal-with-start has no "fail"
-            (topic, first), signals = signals[0], signals[1:]
-            kw.update(start_signal=topic, start_signal_args=[first])
-            eager = False
-        try:
-            handle = await client.start_workflow(wf_type, args=payloads, id=wid,
-                                                 task_queue=spec.task_queue or self.app.task_queue(worker),
-                                                 id_conflict_policy=temporal_conflict_policy(spec.conflict),
-                                                 request_eager_start=eager, **kw)
-        except WorkflowAlreadyStartedError:
-            raise errors.MoontideError(f"workflow {wid} is already running (its spawn asked for an error then: "
-                                       "workflow.id_conflict_policy \"fail\" or "
-                                       "workflow.execution_error_when_already_started)", kind="AlreadyExists",
-                                       retryable=False) from None
-        except RPCError as e:
-            raise _rpc_error(Pid(client_id, worker.id, wid), e) from None
-        for topic, payload in signals:
-            await handle.signal(topic, payload)
-        if handle.result_run_id:
-            self._started_runs[(client_id, wid)] = handle.result_run_id
-            self._started_runs.move_to_end((client_id, wid))
-            while len(self._started_runs) > _STARTED_RUNS_KEPT:
-                self._started_runs.popitem(last=False)
-        return Pid(client_id, worker.id, wid)
+        return await client.start(wf_type, payloads, workflow_id=spec.workflow_id or f"{entry_id.partition(':')[2]}-"
+                                                                                 f"{uuid.uuid4().hex[:12]}",
+                                  task_queue=spec.task_queue or self.app.task_queue(worker), worker=worker.id,
+                                  conflict=spec.conflict, eager=self.serve if spec.eager is None else spec.eager,
+                                  messages=signals, sender=sender, start_kw=kw)
 
     def _spawn_process(self, entry_id: str, host: str | None, args: tuple[Any, ...], extra: Any,
                        name: str | None = None, messages: list[tuple[str, Any]] | None = None,
@@ -371,86 +285,49 @@ class AppRuntime:
             self._code_book = CodeBook(self.app, store_dir=self.state / "code")
         return self._code_book
 
+    # -- by pid: a process of this runtime's hosts here, anything else through Temporal -------
     async def send(self, pid: Pid | str, topic: str, payload: Any = None, *, sender: str | None = None) -> None:
         """Deliver a message: a Temporal signal named ``topic`` with one JSON payload (to a process: its inbox)."""
-        if _is_process(pid):
-            await self._process_request("send", str(pid), topic, values.encode(payload, "payload", f"send to {pid}"),
-                                        sender)
+        system = self._local_system(pid)
+        if system is not None:
+            await system.request("send", str(pid), [topic, values.encode(payload, "payload", f"send to {pid}"),
+                                                     sender])
             return
-        message = message_payload(values.encode(payload, "payload", f"send to {pid}"), sender)
-        handle = await self.handle(pid)
-        try:
-            await handle.signal(topic, message)
-        except RPCError as e:
-            raise _rpc_error(pid, e) from None
+        await (await self._reach(pid)).send(pid, topic, payload, sender=sender)
 
     async def cancel(self, pid: Pid | str, reason: str | None = None, *, sender: str | None = None) -> None:
         """Ask the execution to cancel: Lua sees a pid.cancel event (with ``reason`` and
         ``from`` = ``sender``) and Canceled errors."""
-        if _is_process(pid):
-            await self._process_request("cancel", str(pid), reason, sender)
+        system = self._local_system(pid)
+        if system is not None:
+            await system.request("cancel", str(pid), [reason, sender])
             return
-        try:
-            handle = await self.handle(pid)
-            if sender:  # before the request, so the workflow knows it when the request comes
-                await handle.signal(CANCEL_FROM_SIGNAL, sender)
-            await handle.cancel(reason=reason or "")
-        except RPCError as e:
-            raise _rpc_error(pid, e) from None
+        await (await self._reach(pid)).cancel(pid, reason, sender=sender)
 
     async def terminate(self, pid: Pid | str, reason: str | None = None) -> None:
         """End the execution at once; no Lua runs."""
-        if _is_process(pid):
-            await self._process_request("terminate", str(pid), reason)
+        system = self._local_system(pid)
+        if system is not None:
+            await system.request("terminate", str(pid), [reason])
             return
-        try:
-            await (await self.handle(pid)).terminate(reason=reason)
-        except RPCError as e:
-            raise _rpc_error(pid, e) from None
+        await (await self._reach(pid)).terminate(pid, reason)
 
     async def status(self, pid: Pid | str) -> dict[str, Any]:
-        """Where the execution is: Temporal's status, the Lua entry, its blocking point, pending activities.
-
-        For a process: RUNNING with what it waits for and its inbox, or how it ended
-        (``ProcessSystem.status``).
-        """
-        if _is_process(pid):
-            return dict(await self._process_request("status", str(pid)))
-        handle = await self.handle(pid)
-        try:
-            desc = await handle.describe()
-        except RPCError as e:
-            raise _rpc_error(pid, e) from None
-        out: dict[str, Any] = {
-            "pid": str(pid), "status": desc.status.name if desc.status else "UNKNOWN",
-            "workflow_type": desc.workflow_type, "run_id": desc.run_id,
-            "start_time": desc.start_time.isoformat() if desc.start_time else None,
-            "close_time": desc.close_time.isoformat() if desc.close_time else None,
-            "history_length": desc.history_length,
-            "pending_activities": [
-                {"activity": p.activity_type.name, "attempt": p.attempt, "state": _enum_name(p.state),
-                 "last_failure": p.last_failure.message if p.HasField("last_failure") else None}
-                for p in desc.raw_description.pending_activities],
-        }
-        if desc.status and desc.status.name == "RUNNING":
-            try:
-                # bounded: with no worker polling, a query waits for one (~30 s)
-                out["lua"] = await handle.query(STATUS_QUERY, rpc_timeout=timedelta(seconds=5))
-            except Exception as e:  # a worker may be down: the server's view still helps
-                reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-                if isinstance(e, RPCError) and e.status in (RPCStatusCode.DEADLINE_EXCEEDED,
-                                                            RPCStatusCode.CANCELLED):
-                    reason = "no worker answered within 5s; is a worker serving its task queue?"
-                out["lua"] = {"unavailable": reason}
-        out["code"] = await self._code_status(desc, (out.get("lua") or {}).get("code"))
+        """Where the execution is (``moontide.Client.status``), and which of this app's code it runs."""
+        system = self._local_system(pid)
+        if system is not None:
+            return dict(await system.request("status", str(pid), []))
+        out = await (await self._reach(pid)).status(pid)
+        if "workflow_type" in out:
+            out["code"] = self._code_status(out["workflow_type"], (out.get("code") or {}).get("started_with"),
+                                            (out.get("lua") or {}).get("code"))
         return out
 
-    async def _code_status(self, desc: Any, running: str | None) -> dict[str, Any]:
+    def _code_status(self, workflow_type: str, started: str | None, running: str | None) -> dict[str, Any]:
         """The Lua an execution started with (its pin), this app's newest for its type, and which it runs
         (``running``: what its worker said, else what its versioning behavior implies)."""
-        started = await desc.memo_value(MEMO_CODE, None)
         book = self._book()
-        entry_id = book.types.get(desc.workflow_type, desc.workflow_type)
+        entry_id = book.types.get(workflow_type, workflow_type)
         newest = book.workflows[entry_id].digest if entry_id in book.workflows else None
         entry = self.app.entries.get(entry_id)
         workers = [w for w in self.app.of_kind("temporal.worker") if entry is not None and self.app.runs_on(entry, w.id)]
@@ -462,78 +339,50 @@ class AppRuntime:
     async def handle(self, pid: Pid | str, *, started_run: bool = False) -> WorkflowHandle[Any, Any]:
         """The workflow ID's handle; ``started_run``: bound to the run this runtime started, if it did."""
         p = Pid.parse(pid) if isinstance(pid, str) else pid
-        run_id = self._started_runs.get((p.client, p.workflow_id)) if started_run else None
-        # results come raw and are decoded by moontide.values (an Invalid, not a RecursionError)
-        return (await self.client(p.client)).get_workflow_handle(p.workflow_id, run_id=run_id, result_type=RawValue)
+        return (await self.connection(p.client)).handle(p, started_run=started_run)
 
     async def result(self, pid: Pid | str) -> Any:
-        """Wait for the execution; its result, or WorkflowFailed with the failure.
+        """Wait for the execution; its result, or WorkflowFailed (ProcessFailed) with the failure.
 
         Other errors say the wait itself failed: Invalid (malformed pid),
         NotFound (no such execution), Unavailable (Temporal unreachable).
-        A process's failure is ProcessFailed.
         """
-        if _is_process(pid):
-            return await self._process_result(str(pid))
-        # a run this runtime started: wait on it (following continue-as-new) rather than the ID's current run
-        handle = await self.handle(pid, started_run=True)
-        try:
-            raw = await handle.result()
-        except WorkflowFailureError as e:
-            cause = e.cause
-            if isinstance(cause, ApplicationError):
-                details = cause.details[0] if cause.details else None
-                raise WorkflowFailed(cause.message, kind=cause.type or "Internal", retryable=False,
-                                     details=details) from None
-            kind = {"CancelledError": "Canceled", "TerminatedError": "Terminated",
-                    "TimeoutError": "Timeout"}.get(type(cause).__name__, "Internal")
-            raise WorkflowFailed(str(cause) or kind.lower(), kind=kind, retryable=False) from None
-        except RPCError as e:  # e.g. no execution with that ID: an answer, not a traceback
-            raise _rpc_error(pid, e) from None
-        if raw is None:
-            return None
-        return values.from_payload(raw.payload, "result", f"the result of {pid} cannot be decoded")
+        system = self._local_system(pid)
+        if system is not None:
+            out = (await system.wait(str(pid))).result()
+            if "error" in out:
+                e = out["error"]
+                raise ProcessFailed(e["message"], kind=e["kind"], details=e.get("details"))
+            return out["value"]
+        return await (await self._reach(pid)).result(pid)
 
-    # -- process pids ------------------------------------------------------------------
-    def _local_system(self, pid: str) -> Any:
+    def _local_system(self, pid: Pid | str) -> Any:
         """This runtime's ProcessSystem when it runs ``pid``'s host run, else None (reach it through Temporal)."""
-        from .processes import LocalPid
-
-        p, system = LocalPid.parse(pid), self.processes
+        if not (isinstance(pid, str) and is_process_pid(pid.strip())):
+            return None
+        p, system = ProcessPid.parse(pid), self.processes
         if system is not None and p.host in system.hosts and system.hosts[p.host].run_id == p.run:
             return system
         return None
 
-    async def _process_client(self, pid: str) -> Client:
+    async def _reach(self, pid: Pid | str) -> Client:
+        """The connection that reaches ``pid``: its client's for a workflow, the process hosts' for a process."""
+        if isinstance(pid, Pid):
+            return await self.connection(pid.client)
+        if not is_process_pid(pid.strip()):
+            return await self.connection(Pid.parse(pid).client)
         client_id = process_client_id(self.app)
         if client_id is None:
-            raise errors.MoontideError(f"{pid}: the app has no temporal.client, so its processes cannot be "
-                                       "reached from outside it", kind="Unavailable", retryable=False)
-        return await self.client(client_id)
-
-    async def _process_request(self, op: str, pid: str, *args: Any) -> Any:
-        from .processes import control
-
-        system = self._local_system(pid)
-        if system is not None:
-            return await system.request(op, pid, list(args))
-        return await control(await self._process_client(pid), op, pid, *args)
-
-    async def _process_result(self, pid: str) -> Any:
-        from .processes import process_result
-
-        system = self._local_system(pid)
-        if system is not None:
-            out = (await system.wait(pid)).result()
-        else:
-            out = await process_result(await self._process_client(pid), pid)
-        if "error" in out:
-            e = out["error"]
-            raise ProcessFailed(e["message"], kind=e["kind"], retryable=False, details=e.get("details"))
-        return out["value"]
+            raise errors.Unavailable(f"{pid}: the app has no temporal.client, so its processes cannot be "
+                                     "reached from outside it", retryable=False)
+        return await self.connection(client_id)
 
 
-async def _health_checks(client_id: str, client: Client, interval: float) -> None:
+#: The name this class had before ``moontide.Client`` took over reaching executions.
+AppRuntime = Runtime
+
+
+async def _health_checks(client_id: str, client: TemporalClient, interval: float) -> None:
     """A temporal.client's health_check: the frontend's gRPC health service every ``interval`` seconds."""
     healthy = True
     while True:
@@ -548,40 +397,3 @@ async def _health_checks(client_id: str, client: Client, interval: float) -> Non
         elif not healthy:
             log.info("%s: Temporal health check passes again", client_id)
         healthy = ok
-
-
-class WorkflowFailed(errors.MoontideError):
-    """The execution ended in failure; ``kind``, ``message`` and ``details`` are the workflow's."""
-
-
-class ProcessFailed(errors.MoontideError):
-    """The process ended in failure (an error, terminate, cancel); ``kind`` and ``message`` are its error's."""
-
-
-def _is_process(pid: Pid | str) -> bool:
-    from .processes import is_local_pid
-
-    return isinstance(pid, str) and is_local_pid(pid.strip())
-
-
-def _enum_name(value: int) -> str:
-    from temporalio.api.enums.v1 import PendingActivityState
-
-    return PendingActivityState.Name(value).removeprefix("PENDING_ACTIVITY_STATE_")
-
-
-def _rpc_error(pid: Pid | str, e: RPCError) -> errors.MoontideError:
-    if e.status == RPCStatusCode.NOT_FOUND:
-        return errors.NotFound(f"no running execution {pid}: {e.message}")
-    return errors.MoontideError(f"{pid}: {e.message}", kind="Unavailable")
-
-
-def load(root: Path, *, literal_ids: bool = False) -> entries.App:
-    """Load and validate an app, compiling and loading every Lua source (all problems at once).
-
-    ``literal_ids``: also report entry IDs in the Lua sources that name no entry (``moontide check``).
-    """
-    from .check import check_code
-
-    return entries.load_app(root, check_lua=check_syntax,
-                            check_code=functools.partial(check_code, literal_ids=literal_ids))

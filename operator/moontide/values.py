@@ -23,8 +23,10 @@ import re
 from typing import Any
 
 from temporalio.api.common.v1 import Payload
+from temporalio.common import RawValue
 
 from . import errors
+from .protocol import FROM_METADATA
 
 __all__ = ["MAX_DEPTH", "decode", "encode", "from_payload", "json_payload", "startup_messages"]
 
@@ -118,6 +120,11 @@ def from_payload(payload: Payload, path: str, where: str = "") -> Any:
 def json_payload(text: str, metadata: dict[str, bytes] | None = None) -> Payload:
     """A json/plain payload holding ``text`` (from ``encode`` or the Lua encoder: already checked)."""
     return Payload(metadata={"encoding": _JSON_ENCODING, **(metadata or {})}, data=text.encode())
+
+
+def message_payload(payload_json: str, sender: str | None) -> RawValue:
+    """A message as one JSON payload; the sender (a pid) rides in the payload's metadata."""
+    return RawValue(json_payload(payload_json, {FROM_METADATA: sender.encode()} if sender else None))
 
 
 def startup_messages(messages_json: str | None) -> list[tuple[str, str]]:

@@ -1,5 +1,5 @@
 """The instruction budget: runaway Lua fails the activation with BudgetExceeded,
-whatever it does to dodge it, and the runtime stays usable (DESIGN.md section 9)."""
+whatever it does to dodge it, and the runtime stays usable."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """C string functions ignore the instruction hook: the sandbox charges what they
 cost to the budget, and runs backtracking pattern matches in Lua, where the hook
-counts each step (DESIGN.md section 9)."""
+counts each step."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Same code, same result, in every process: ordered pairs/next, seeded
-math.random, os.time/os.date on the host's time in UTC (DESIGN.md sections 5, 9)."""
+math.random, os.time/os.date on the host's time in UTC."""
 
 from __future__ import annotations
 

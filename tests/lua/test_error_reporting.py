@@ -1,5 +1,5 @@
 """Errors name the file and line, keep their kind, and bad code is answered
-clearly (DESIGN.md section 3: "for Lua, the line")."""
+clearly ("for Lua, the line")."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """No way out of the sandbox: no Python bridge, no io/os/debug/package, text-only load,
-no string.dump, and the host callable unreachable (DESIGN.md sections 5 and 9)."""
+no string.dump, and the host callable unreachable."""
 
 from __future__ import annotations
 

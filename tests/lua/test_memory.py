@@ -1,5 +1,5 @@
 """The memory cap: a runaway allocation fails with a clear BudgetExceeded, and the
-runtime (shared by other executions) is usable afterwards (DESIGN.md section 9)."""
+runtime (shared by other executions) is usable afterwards."""
 
 from __future__ import annotations
 

@@ -26,6 +26,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .. import errors
+from ..protocol import WorkflowPid
 from ..entries import App, resolve_ref
 from . import bundle, conditions, objects
 from ._kinds import ANNOTATION_BUNDLE_HASH, API_VERSION, WORKFLOW
@@ -49,13 +51,8 @@ _FINISHED = metric("Counter", "moontide_operator_workflows_finished_total", "Exe
 _SIGNAL_NAMESPACE = uuid.UUID("6f1c1f3e-6b1e-4c55-9a36-0d9e1f1e7a11")
 
 
-class Waiting(Exception):
-    """The execution cannot start yet (no worker, no bundle, no such workflow): retry after ``delay`` seconds."""
-
-    def __init__(self, message: str, delay: float = 5.0) -> None:
-        super().__init__(message)
-        self.message = message
-        self.delay = delay
+#: The execution cannot start yet (no worker, no bundle, no such workflow): retry after ``delay`` seconds.
+Waiting = errors.NotReady
 
 
 def workflow_id(body: Mapping[str, Any]) -> str:
@@ -154,8 +151,9 @@ class Spawner:
 
     async def client(self, namespace: str, client_spec: Mapping[str, Any]) -> Any:
         """A connected Temporal client for a TemporalClient spec (secrets read from the API)."""
-        from temporalio.client import Client
         from temporalio.service import TLSConfig
+
+        from ..client import connect_temporal
 
         address = objects.temporal_address(client_spec, self.cfg)
         temporal_ns = str(client_spec.get("namespace") or "default")
@@ -185,7 +183,7 @@ class Spawner:
                     kw["api_key"] = api_key
                 if tls is not None:
                     kw["tls"] = tls
-                self._clients[key] = await Client.connect(address, identity="moontide-operator", **kw)
+                self._clients[key] = await connect_temporal(address, identity="moontide-operator", **kw)
             return self._clients[key]
 
     # -- status ---------------------------------------------------------------------------
@@ -208,35 +206,34 @@ class Spawner:
     # -- start ------------------------------------------------------------------------------
     async def start(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """Start the CR's execution (or find the one already started); returns the status fields written."""
-        from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-        from temporalio.exceptions import WorkflowAlreadyStartedError
+        from temporalio.common import WorkflowIDReusePolicy
 
-        from ..workflows._codebook import MEMO_CODE
+        from ..client import Client
+        from ..protocol import MEMO_CODE, MEMO_K8S
 
         meta, spec = body["metadata"], body.get("spec") or {}
         namespace = meta["namespace"]
         target = await self.target(namespace, spec)
-        client = await self.client(namespace, target.client_spec)
+        client = Client(await self.client(namespace, target.client_spec), client_id=target.client_id)
         wid = workflow_id(body)
         kw: dict[str, Any] = {}
         if spec.get("executionTimeout"):
             from .. import durations
 
             kw["execution_timeout"] = durations.to_timedelta(spec["executionTimeout"])
-        fields: dict[str, Any] = {"workflowId": wid, "pid": f"{{{target.client_id}@{target.worker_id}|{wid}}}",
-                                  "codeDigest": target.code_digest}
+        fields: dict[str, Any] = {"workflowId": wid, "codeDigest": target.code_digest}
         try:
-            handle = await client.start_workflow(
-                str(spec["workflow"]), args=list(spec.get("input") or []), id=wid, task_queue=target.task_queue,
-                memo={MEMO_CODE: target.code_digest, "moontide.k8s": f"{namespace}/{meta['name']}"},
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE, **kw)
-            fields["runId"] = handle.first_execution_run_id or handle.result_run_id or ""
-            fields |= {"phase": "Running", "message": f"running on task queue {target.task_queue}",
-                       "startTime": conditions.now()}
+            pid = await client.start(
+                str(spec["workflow"]), list(spec.get("input") or []), workflow_id=wid, task_queue=target.task_queue,
+                worker=target.worker_id, conflict="use_existing",
+                start_kw={"memo": {MEMO_CODE: target.code_digest, MEMO_K8S: f"{namespace}/{meta['name']}"},
+                          "id_reuse_policy": WorkflowIDReusePolicy.REJECT_DUPLICATE, **kw})
+            fields |= {"pid": str(pid), "runId": client.started_run(wid) or "", "phase": "Running",
+                       "message": f"running on task queue {target.task_queue}", "startTime": conditions.now()}
             _SPAWNS.labels("started").inc()
-        except WorkflowAlreadyStartedError:
-            desc = await client.get_workflow_handle(wid).describe()
+        except errors.AlreadyExists:  # closed, and REJECT_DUPLICATE: the closed run is the CR's
+            fields["pid"] = str(WorkflowPid(target.client_id, target.worker_id, wid))
+            desc = await client.temporal.get_workflow_handle(wid).describe()
             fields |= {"runId": desc.run_id, "phase": "Running", "startTime": _time(desc.start_time),
                        "message": "execution already existed (closed)"}
             _SPAWNS.labels("existing").inc()

@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import re
 import shutil
 import signal
 import socket
@@ -35,6 +34,7 @@ from typing import Any
 
 from .. import errors
 from ..entries import App, Entry, resolve_ref
+from ..entries import expand_env as _env
 from . import bundle, objects
 from .health import Health, metric
 
@@ -55,25 +55,13 @@ _SERVICE = metric("Gauge", "moontide_service_up", "1 while the service's process
 _SERVICE_RESTARTS = metric("Gauge", "moontide_service_restarts", "Restarts of the service.", ("service",))
 
 
-def _env(value: Any) -> Any:
-    if not isinstance(value, str):
-        return value
-
-    def sub(m: re.Match[str]) -> str:
-        if m.group(1) not in os.environ:
-            raise errors.Invalid(f"environment variable {m.group(1)} is not set")
-        return os.environ[m.group(1)]
-
-    return re.sub(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}", sub, value)
-
-
 def temporal_settings(client: Entry | None, *, override: str | None = None) -> dict[str, Any]:
     """Keyword arguments of ``Client.connect`` (plus ``address``) from the environment and the client entry."""
     data = client.data if client is not None else {}
     address = override or os.environ.get(objects.ENV_ADDRESS) or data.get("address")
     if not address:
-        raise errors.MoontideError(f"no Temporal address: set {objects.ENV_ADDRESS} or the temporal.client's "
-                                   "address", kind="Unavailable")
+        raise errors.Unavailable(f"no Temporal address: set {objects.ENV_ADDRESS} or the temporal.client's "
+                                   "address")
     kw: dict[str, Any] = {"address": _env(address),
                           "namespace": os.environ.get(objects.ENV_NAMESPACE) or data.get("namespace") or "default"}
     auth = data.get("auth") or {}
@@ -137,8 +125,9 @@ def _interceptor() -> Any:
 
 
 async def _connect(app: App, client_id: str | None, *, override: str | None, sdk_metrics_port: int) -> Any:
-    from temporalio.client import Client
     from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+
+    from ..client import connect_temporal
 
     client_entry = app.entries.get(client_id) if client_id else None
     kw = temporal_settings(client_entry, override=override)
@@ -147,12 +136,13 @@ async def _connect(app: App, client_id: str | None, *, override: str | None, sdk
     deadline = time.monotonic() + 60
     while True:
         try:
-            return await Client.connect(address, runtime=runtime, interceptors=[_interceptor()],
-                                        identity=f"{os.environ.get('POD_NAME') or socket.gethostname()}@moontide", **kw)
-        except Exception as e:
+            return await connect_temporal(address, runtime=runtime, interceptors=[_interceptor()],
+                                          identity=f"{os.environ.get('POD_NAME') or socket.gethostname()}@moontide",
+                                          **kw)
+        except errors.Unavailable as e:
             if time.monotonic() > deadline:
-                raise errors.MoontideError(f"cannot reach Temporal at {address}: {e}", kind="Unavailable") from None
-            log.warning("Temporal at %s not reachable yet: %s", address, e)
+                raise
+            log.warning("not yet: %s", e.message)
             await asyncio.sleep(2)
 
 
@@ -291,8 +281,8 @@ async def run_service(*, bundle_dir: str, service_id: str | None, http_port: int
         from ..processes import ProcessSystem
         from ..processes._supervisor import FINAL, ServiceState
     except ImportError as e:
-        raise errors.MoontideError(f"moontide service: the process host (moontide.processes) is not available in "
-                                   f"this build: {e}", kind="Unavailable", retryable=False) from None
+        raise errors.Unavailable(f"moontide service: the process host (moontide.processes) is not available in "
+                                   f"this build: {e}", retryable=False) from None
     health = Health(port=http_port)
     health.start()
     stop = _stop_event()

@@ -26,11 +26,19 @@ __all__ = ["AEADS", "JWT_ALGORITHMS", "decrypt", "encrypt", "hmac_hex", "jwt_enc
 AEADS = {"aes": ((16, 24, 32), "16, 24, or 32", 12), "chacha20": ((32,), "32", 12)}
 JWT_ALGORITHMS = {"HS256": "sha256", "HS384": "sha384", "HS512": "sha512", "RS256": None}
 MAX_PBKDF2_ITERATIONS = 10_000_000
+
+
+def _hmac_hash(alg: str) -> str:
+    """The hashlib name of an HS* JWT algorithm."""
+    name = JWT_ALGORITHMS[alg]
+    assert name is not None, alg
+    return name
+
 DEFAULT_CHARSET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 
 
 def _internal(message: str) -> errors.MoontideError:
-    return errors.MoontideError(message, kind="Internal", retryable=False)
+    return errors.Internal(message, retryable=False)
 
 
 def _cipher(name: str, key: bytes, what: str) -> Any:
@@ -141,6 +149,7 @@ def _rsa_public(pem: bytes) -> Any:
     from cryptography.hazmat.primitives.asymmetric import rsa
     from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
+    key: Any
     try:
         key = x509.load_pem_x509_certificate(pem).public_key()
     except ValueError:
@@ -170,7 +179,7 @@ def jwt_encode(claims: dict[str, Any], key: bytes, alg: Any) -> str:
     else:
         if not key:
             raise errors.Invalid("crypto.jwt.encode: key cannot be empty")
-        signature = hmac.new(key, signing_input, JWT_ALGORITHMS[alg]).digest()
+        signature = hmac.new(key, signing_input, _hmac_hash(alg)).digest()
     return f"{signing_input.decode('ascii')}.{_b64url(signature)}"
 
 
@@ -207,7 +216,7 @@ def jwt_verify(token: str, key: bytes, alg: Any, require_exp: bool, now: float) 
     else:
         if not key:
             raise errors.Invalid("crypto.jwt.verify: key cannot be empty")
-        if not hmac.compare_digest(hmac.new(key, signing_input, JWT_ALGORITHMS[alg]).digest(), signature):
+        if not hmac.compare_digest(hmac.new(key, signing_input, _hmac_hash(alg)).digest(), signature):
             raise bad("token signature is invalid: signature is invalid")
     for name in ("exp", "nbf"):
         if name in claims and (isinstance(claims[name], bool) or not isinstance(claims[name], (int, float))):

@@ -164,8 +164,8 @@ def _response(r: Any, req: Request) -> dict[str, Any]:
         headers.setdefault(_canonical(k), v)
     content = r.content
     if req.max_body and len(content) > req.max_body:
-        raise errors.MoontideError(f"http_client {req.method} {req.url}: response body of {len(content)} bytes "
-                                   f"exceeds max_response_body ({req.max_body})", kind="Internal", retryable=False)
+        raise errors.Internal(f"http_client {req.method} {req.url}: response body of {len(content)} bytes "
+                                   f"exceeds max_response_body ({req.max_body})", retryable=False)
     out = {"status_code": r.status_code, "headers": headers, "cookies": dict(r.cookies), "url": str(r.url)}
     if req.stream:
         out["stream_data"], out["body_size"] = content, -1
@@ -184,10 +184,9 @@ def _errors(req: Request) -> Iterator[None]:
     except (httpx.InvalidURL, httpx.UnsupportedProtocol) as e:
         raise errors.Invalid(f"{where}: invalid URL: {e}") from None
     except httpx.TimeoutException as e:
-        raise errors.MoontideError(f"{where}: timeout: {e or type(e).__name__}", kind="Internal",
-                                   retryable=True) from None
+        raise errors.Internal(f"{where}: timeout: {e or type(e).__name__}") from None
     except (httpx.HTTPError, OSError, ValueError) as e:
-        raise errors.MoontideError(f"{where}: {e or type(e).__name__}", kind="Internal", retryable=True) from None
+        raise errors.Internal(f"{where}: {e or type(e).__name__}") from None
 
 
 def _request_args(req: Request) -> dict[str, Any]:
@@ -209,9 +208,8 @@ _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 def _denied(host: str, address: str) -> errors.MoontideError:
     shown = host if host == address else f"{host} ({address})"
-    return errors.MoontideError(f"http_client: not allowed: private IP {shown}; grant the entry the "
-                                f"{PRIVATE_IP} permission (its permissions field) to reach internal hosts",
-                                kind="PermissionDenied", retryable=False)
+    return errors.PermissionDenied(f"http_client: not allowed: private IP {shown}; grant the entry the "
+                                f"{PRIVATE_IP} permission (its permissions field) to reach internal hosts")
 
 
 def _checked(host: str, infos: list[Any]) -> str:
@@ -243,22 +241,21 @@ class _Guard:
                                       socket_options=socket_options)
 
     def connect_unix_socket(self, *args: Any, **kwargs: Any) -> Any:
-        raise errors.MoontideError("http_client: unix sockets are not supported", kind="PermissionDenied",
-                                   retryable=False)
+        raise errors.PermissionDenied("http_client: unix sockets are not supported")
 
     def sleep(self, seconds: float) -> None:
         self.inner.sleep(seconds)
 
 
 class _AsyncGuard(_Guard):
-    async def connect_tcp(self, host: Any, port: int, timeout: float | None = None,  # type: ignore[override]
+    async def connect_tcp(self, host: Any, port: int, timeout: float | None = None,
                           local_address: str | None = None, socket_options: Any = None) -> Any:
         name = _host_text(host)
         infos = await asyncio.get_running_loop().getaddrinfo(name, port, type=socket.SOCK_STREAM)
         return await self.inner.connect_tcp(_checked(name, infos), port, timeout=timeout,
                                             local_address=local_address, socket_options=socket_options)
 
-    async def connect_unix_socket(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    async def connect_unix_socket(self, *args: Any, **kwargs: Any) -> Any:
         return super().connect_unix_socket()
 
     async def sleep(self, seconds: float) -> None:  # type: ignore[override]
@@ -270,7 +267,7 @@ def client(*, verify: Any = True, private_ip: bool = False, asynchronous: bool =
     import httpx
 
     transport_cls = httpx.AsyncHTTPTransport if asynchronous else httpx.HTTPTransport
-    transport = transport_cls(verify=verify)
+    transport: Any = transport_cls(verify=verify)
     if not private_ip:
         pool = transport._pool  # httpcore's connection pool: its backend makes every connection
         pool._network_backend = (_AsyncGuard if asynchronous else _Guard)(pool._network_backend)

@@ -3,7 +3,7 @@
 ``LuaCode`` is what an execution runs. Its ``digest`` (sha256 over the entry
 source, method, modules and, recursively, the imported libraries) names that
 exact code, so a workflow can be pinned to the code it started with and load
-it again by digest on replay (DESIGN.md section 5). ``load`` turns it into a
+it again by digest on replay (docs/architecture.md). ``load`` turns it into a
 callable Lua function inside a runtime
 (``instantiate``).
 """

@@ -112,16 +112,16 @@ class BaseHost:
         if fn is None:
             fn = getattr(self, "op_" + op.replace(".", "_"), None)
             if fn is None:
-                raise errors.MoontideError(f"{op} is not available here", kind="Unavailable", retryable=False)
+                raise errors.Unavailable(f"{op} is not available here", retryable=False)
             self._ops[op] = fn
         return fn(*args)
 
     def random_bytes(self, n: int) -> bytes:
         """``n`` random bytes: the real ones, or the workflow's recorded ones."""
-        raise errors.MoontideError("random values are not available here", kind="Unavailable", retryable=False)
+        raise errors.Unavailable("random values are not available here", retryable=False)
 
     def op_now(self) -> int:
-        raise errors.MoontideError("the clock is not available here", kind="Unavailable", retryable=False)
+        raise errors.Unavailable("the clock is not available here", retryable=False)
 
     def _charge(self, work: int, what: str) -> None:
         """Charge work done in Python to the step's instruction budget; past it, nothing is done."""
@@ -143,7 +143,7 @@ class BaseHost:
         try:
             return self.runtime.json_to_lua(_text(text, "json.decode"))
         except errors.Invalid as e:  # not JSON: Wippy's kind is Internal; the message names what and where
-            raise errors.MoontideError(e.message, kind="Internal", retryable=False) from None
+            raise errors.Internal(e.message, retryable=False) from None
 
     def op_json_validate(self, schema_text: Any, data_text: Any) -> bool:
         """True, or Invalid naming where the data breaks the schema (or what is wrong with the schema)."""
@@ -329,10 +329,9 @@ class BaseHost:
 
 
 def _function_only(module: str) -> errors.MoontideError:
-    return errors.MoontideError(
+    return errors.Unavailable(
         f"the {module} module is for functions and processes (as in Wippy), not workflows: what it reads or "
-        f"sends would not be in the workflow's history; call a function.lua that uses {module}",
-        kind="Unavailable", retryable=False)
+        f"sends would not be in the workflow's history; call a function.lua that uses {module}", retryable=False)
 
 
 def _plain(value: Any) -> str:
@@ -380,7 +379,7 @@ class FunctionHost(BaseHost):
     def event_bus(self) -> _events.EventBus:
         app = self.app()
         if app is None:
-            raise errors.MoontideError("events: no app runtime here (missing execution context)", kind="Internal",
+            raise errors.Internal("events: no app runtime here (missing execution context)",
                                        retryable=False)
         return _events.bus_for(app)
 
@@ -397,7 +396,7 @@ class FunctionHost(BaseHost):
     def _entries(self) -> Any:
         app = self.app()
         if app is None:
-            raise errors.MoontideError("registry: no app here (registry not available)", kind="Internal",
+            raise errors.Internal("registry: no app here (registry not available)",
                                        retryable=False)
         return app
 
@@ -527,7 +526,7 @@ def http_errors(method: str, url: str) -> Iterator[None]:
     except httpx.TimeoutException as e:
         raise errors.Timeout(f"http {method} {url}: {e}") from None
     except (httpx.HTTPError, ValueError) as e:
-        raise errors.MoontideError(f"http {method} {url}: {e}", kind="Unavailable") from None
+        raise errors.Unavailable(f"http {method} {url}: {e}") from None
 
 
 def http_response(r: Any) -> dict[str, Any]:

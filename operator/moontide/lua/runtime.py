@@ -4,7 +4,7 @@ Who calls it: the workflow driver (one runtime per workflow execution), the
 function pool (pooled runtimes per ``function.lua`` entry) and the entry
 checker (compiles sources to find syntax errors).
 
-How Lua is kept away from Python (DESIGN.md section 9): lupa's ``python``
+How Lua is kept away from Python (docs/architecture.md, "Measured hazards and their answers"): lupa's ``python``
 global is deleted by the prelude, every attribute access on a Python object
 is refused by ``attribute_filter``, and the only Python object in the Lua
 state is the host callable, held as a private upvalue of the prelude. Values
@@ -209,7 +209,7 @@ class Runtime:
             if op == "module.source":
                 out = True, module_source(str(args[0]))
             elif self.host is None:
-                raise errors.MoontideError(f"{op}: not available here", kind="Unavailable")
+                raise errors.Unavailable(f"{op}: not available here")
             else:
                 out = True, self.host(op, *args)
         except errors.MoontideError as e:
@@ -347,14 +347,14 @@ class Runtime:
     def error_from_lua(self, err: Any) -> errors.MoontideError:
         """A Lua error object (or any value) as a MoontideError."""
         if err is None or isinstance(err, (bool, int, float, str)):
-            return errors.MoontideError(str(err), kind="Internal")
+            return errors.Internal(str(err))
         # read in Lua without metamethods: err["kind"] here would run a user __index unbudgeted
         parts = self._error_parts(err, self.instruction_budget)
         if not isinstance(parts, tuple):
             parts = (parts,)
         kind, message = parts[0], parts[1]
         if kind is None:
-            return errors.MoontideError(str(message), kind="Internal")
+            return errors.Internal(str(message))
         try:
             details = self.from_lua(parts[3], "details") if len(parts) > 3 else None
         except errors.Invalid:
@@ -379,7 +379,7 @@ class Runtime:
         """Compile a chunk into a factory (``factory(env)`` runs it); raises errors.LuaError on a syntax error."""
         out = self._compile_typed(source, chunkname)
         if isinstance(out, tuple):  # nil, message
-            raise errors.LuaError(str(out[1]), kind="Invalid")
+            raise errors.LuaError(str(out[1]), kind="Invalid")  # a LuaError (file:line) of kind Invalid
         return out
 
     # -- typed Lua: every source is translated (typed.py) before Lua compiles it

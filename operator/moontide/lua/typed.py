@@ -150,7 +150,7 @@ class _Tokens:
             elif group == "sym":
                 kinds.append(m.group())
             else:  # number, string (sl: a long one)
-                kinds.append("string" if group == "sl" else group)
+                kinds.append("string" if group == "sl" else str(group))
             starts.append(start)
             ends.append(end)
         n = len(text)

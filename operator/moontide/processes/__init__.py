@@ -7,22 +7,23 @@
 - ``Bridge``/``RuntimeBridge``: how processes reach workflows; ``moontide.deliver``
   (``deliver_activity``, ``deliver_task_queue``): how workflows reach processes;
   ``control``/``process_result`` (``moontide.control``): how other programs do.
-- Pids: ``{host|run.n}`` for processes (``LocalPid``), never containing ``@``
+- Pids: ``{host|run.n}`` for processes (``LocalPid``, ``moontide.protocol.ProcessPid``), never containing ``@``
   as workflow pids ``{client@worker|id}`` do.
 
 See docs/processes.md.
 """
 
 from ._actor import Actor
-from ._control import CONTROL, control, process_result
+from ._control import control, process_result
 from ._exit import Exit
 from ._bridge import Bridge, RuntimeBridge
-from ._deliver import DELIVER_ACTIVITY, DeliverWorkers, deliver_activity, deliver_task_queue
+from ..protocol import CONTROL, DELIVER_ACTIVITY, STATUS_FILE, deliver_task_queue
+from ._deliver import DeliverWorkers, deliver_activity
 from ._host import ProcessHost
-from ._pid import LocalPid, is_local_pid, is_workflow_pid
+from ..protocol import ProcessPid as LocalPid, is_process_pid as is_local_pid, is_workflow_pid
 from ._registry import Registry
 from ._supervisor import Restart, Run, Service, ServiceState, Supervisor
-from ._system import STATUS_FILE, ProcessSystem
+from ._system import ProcessSystem
 
 __all__ = [
     "CONTROL", "DELIVER_ACTIVITY", "STATUS_FILE", "Actor", "Bridge", "DeliverWorkers", "Exit", "LocalPid", "ProcessHost",

@@ -85,7 +85,7 @@ class _Op:
     def __init__(self) -> None:
         self.values: tuple[Any, ...] | None = None
         self.token = 0
-        self.undo: Callable[[], None] | None = None
+        self.undo: Callable[[], object] | None = None
         self.what = ""
 
 
@@ -121,7 +121,7 @@ class Actor(ProcessOps, host_mod.FunctionHost):
         #: bumped whenever it blocks or wakes: completions of an older wait are ignored
         self.token = 0
         #: undoes the current wait when it is interrupted (timer, send into a full inbox, exec child)
-        self.undo: Callable[[], None] | None = None
+        self.undo: Callable[[], object] | None = None
         self.links: set[str] | None = None
         #: pids that monitor this process
         self.monitors: set[str] | None = None
@@ -136,7 +136,7 @@ class Actor(ProcessOps, host_mod.FunctionHost):
         self.activated = False
         self.seq = 0
         #: workflow pids linked or monitored: pid -> (how, watcher task)
-        self.remote: dict[str, tuple[str, asyncio.Task[None]]] | None = None
+        self.remote: dict[str, tuple[str, asyncio.Future[Any]]] | None = None
         #: the request context (ctx module), from whoever spawned it
         self.context = context or {}
         #: the operation being started (op.start): its handler's wait is the operation's own
@@ -153,7 +153,7 @@ class Actor(ProcessOps, host_mod.FunctionHost):
         if fn is None:
             fn = getattr(Actor, "op_" + op.replace(".", "_"), None)
             if fn is None:
-                raise errors.MoontideError(f"{op} is not available in processes", kind="Unavailable",
+                raise errors.Unavailable(f"{op} is not available in processes",
                                            retryable=False)
             _sync_ops[op] = fn
         return fn(self, *args)
@@ -192,13 +192,12 @@ class Actor(ProcessOps, host_mod.FunctionHost):
                 if self.thread is not thread:
                     return  # process.upgrade from a coroutine among others (op.start): the old code is gone
                 if type(out) is not tuple:
-                    self.host.finish(self, out)
+                    self.host.finish(self, out)  # type: ignore[arg-type]  # Yield, Done or Failed
                     return
                 op, args = out[1], out[2:]
             handler = handlers.get(op)
             if handler is None:
-                values = self._err(errors.MoontideError(f"{op} is not available in processes",
-                                                        kind="Unavailable", retryable=False))
+                values = self._err(errors.Unavailable(f"{op} is not available in processes", retryable=False))
                 continue
             try:
                 result = handler(self, *args)
@@ -208,7 +207,7 @@ class Actor(ProcessOps, host_mod.FunctionHost):
                 result = self._err(errors.Invalid(f"{op}: bad arguments ({e})"))
             except Exception as e:  # a bug here must fail one call, not the host
                 log.exception("%s: %s failed", self.pid, op)
-                result = self._err(errors.MoontideError(f"{op}: {type(e).__name__}: {e}", kind="Internal"))
+                result = self._err(errors.Internal(f"{op}: {type(e).__name__}: {e}"))
             if self.exit is not None or result is None:
                 return
             values = result
@@ -216,7 +215,7 @@ class Actor(ProcessOps, host_mod.FunctionHost):
         self.host.schedule(self, values)
 
     # -- blocking and waking ------------------------------------------------------
-    def _block(self, what: str, undo: Callable[[], None] | None = None) -> int:
+    def _block(self, what: str, undo: Callable[[], object] | None = None) -> int:
         op = self.detached
         if op is not None:  # an operation started beside others waits on its own, under a token < 0
             self.seq += 1
@@ -256,7 +255,7 @@ class Actor(ProcessOps, host_mod.FunctionHost):
                 values = self._err(e)
             except Exception as e:  # a bug here must fail one wait, not leave the process hanging
                 log.exception("%s: completing %s failed", self.pid, self.blocked)
-                values = self._err(errors.MoontideError(f"{type(e).__name__}: {e}", kind="Internal"))
+                values = self._err(errors.Internal(f"{type(e).__name__}: {e}"))
         if token < 0:  # a started operation: its channel is ready now
             assert self.op_waits is not None
             op = self.op_waits.pop(token)
@@ -296,7 +295,7 @@ class Actor(ProcessOps, host_mod.FunctionHost):
         task = self.host.track(asyncio.ensure_future(coro))
         token = self._block(what, undo=task.cancel)
 
-        def finished(t: asyncio.Task[Any]) -> None:
+        def finished(t: asyncio.Future[Any]) -> None:
             if t.cancelled():
                 return
             e = t.exception()
@@ -305,8 +304,7 @@ class Actor(ProcessOps, host_mod.FunctionHost):
             elif isinstance(e, errors.MoontideError):
                 self.complete(token, lambda: self._err(e))
             else:
-                self.complete(token, lambda: self._err(errors.MoontideError(f"{what}: {first_line(e)}",
-                                                                            kind="Unavailable")))
+                self.complete(token, lambda: self._err(errors.Unavailable(f"{what}: {first_line(e)}")))
         task.add_done_callback(finished)
         return None
 
@@ -551,12 +549,12 @@ class Actor(ProcessOps, host_mod.FunctionHost):
         self.notify({"kind": "pid.link.down", "from": pid, "result": {"error": error_dict(error)}})
         if not self.traps:
             # deferred: a chain of links unwinds through the loop, not the stack
-            self.host.loop.call_soon(self.host.kill, self, errors.MoontideError(
-                f"linked process {pid} failed: {error.message}", kind="Terminated", retryable=False))
+            self.host.loop.call_soon(self.host.kill, self, errors.Terminated(
+                f"linked process {pid} failed: {error.message}"))
 
     # -- ops answered synchronously (host calls) ------------------------------------
     # -- the events and registry modules -------------------------------------------------
-    @property  # type: ignore[override]
+    @property
     def subs(self) -> dict[str, Any] | None:
         return self.mailbox.subs
 
@@ -689,8 +687,7 @@ class Actor(ProcessOps, host_mod.FunctionHost):
         mb.ops[cid] = started
         handler = _BLOCKING.get(str(op))
         if handler is None or op in ("channel.receive", "channel.select"):  # channel waits are the select's own
-            started.values = self._err(errors.MoontideError(f"{op} is not available in processes as an operation",
-                                                            kind="Unavailable", retryable=False))
+            started.values = self._err(errors.Unavailable(f"{op} is not available in processes as an operation", retryable=False))
             return cid
         self.detached = started
         try:
@@ -783,7 +780,7 @@ class Actor(ProcessOps, host_mod.FunctionHost):
                     return self._ok(f.result())
                 if isinstance(e, errors.MoontideError):
                     return self._err(e)
-                return self._err(errors.MoontideError(f"{fid}: {type(e).__name__}: {e}", kind="Internal"))
+                return self._err(errors.Internal(f"{fid}: {type(e).__name__}: {e}"))
             self._from_thread(self.complete, token, values)
 
         fut.add_done_callback(done)

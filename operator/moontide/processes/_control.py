@@ -27,8 +27,8 @@ from temporalio.exceptions import ApplicationError
 from temporalio.exceptions import TimeoutError as TemporalTimeout
 
 from .. import errors
-from ._deliver import deliver_task_queue
-from ._pid import LocalPid
+from ..failures import application_error
+from ..protocol import CONTROL, ProcessPid as LocalPid, deliver_task_queue
 
 if TYPE_CHECKING:
     from ._system import ProcessSystem
@@ -36,15 +36,12 @@ if TYPE_CHECKING:
 __all__ = ["CONTROL", "ControlWorkflow", "control", "control_activity", "polled", "process_result"]
 
 #: Workflow and activity type of a request to a process host.
-CONTROL = "moontide.control"
 #: Longest one ``result`` request waits for the exit before asking again (seconds).
 WAIT_SLICE = 20.0
 #: How long a request may take before its host counts as not running (seconds).
 ANSWER_TIMEOUT = 10.0
 
 #: The error classes callers catch by type (``except errors.NotFound``), by kind.
-_ERRORS: dict[str, type[errors.MoontideError]] = {
-    c.kind: c for c in (errors.NotFound, errors.Invalid, errors.Timeout, errors.Canceled)}
 
 
 @workflow.defn(name=CONTROL, sandboxed=False)
@@ -67,7 +64,7 @@ def control_activity(system: ProcessSystem) -> Any:
         try:
             return await system.request(op, pid, args)
         except errors.MoontideError as e:
-            raise ApplicationError(e.message, e.details, type=e.kind, non_retryable=True) from None
+            raise application_error(e, non_retryable=True) from None
 
     return answer
 
@@ -94,11 +91,10 @@ async def control(client: Client, op: str, pid: str, *args: Any, timeout: float 
         if isinstance(cause, ApplicationError):
             details = cause.details[0] if cause.details else None
             kind = cause.type or "Internal"
-            raise _ERRORS.get(kind, errors.MoontideError)(cause.message, kind=kind, retryable=False,
-                                                          details=details) from None
+            raise errors.of_kind(kind, cause.message, retryable=False, details=details) from None
         if isinstance(cause, TemporalTimeout):
             raise errors.NotFound(f"{gone.message}; or it did not answer within {timeout:g}s") from None
-        raise errors.MoontideError(f"{op} {pid}: {e.cause or e}", kind="Unavailable") from None
+        raise errors.Unavailable(f"{op} {pid}: {e.cause or e}") from None
 
 
 async def process_result(client: Client, pid: str) -> dict[str, Any]:

@@ -25,11 +25,12 @@ from typing import TYPE_CHECKING, Any
 
 from temporalio import activity
 from temporalio.client import Client
-from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
 from .. import errors
-from ._pid import LocalPid
+from ..lifecycle import stop_workers
+from ..failures import application_error
+from ..protocol import DELIVER_ACTIVITY, deliver_task_queue, host_task_queue
 
 if TYPE_CHECKING:
     from ._system import ProcessSystem
@@ -37,15 +38,6 @@ if TYPE_CHECKING:
 __all__ = ["DELIVER_ACTIVITY", "DeliverWorkers", "deliver_activity", "deliver_task_queue"]
 
 log = logging.getLogger("moontide.processes")
-
-#: The activity type a workflow runs to send to a process pid.
-DELIVER_ACTIVITY = "moontide.deliver"
-
-
-def deliver_task_queue(pid: str) -> str:
-    """The task queue served by the host run that owns process ``pid``."""
-    p = LocalPid.parse(pid)
-    return f"moontide.deliver/{p.host}/{p.run}"
 
 
 def deliver_activity(system: ProcessSystem) -> Any:
@@ -56,7 +48,7 @@ def deliver_activity(system: ProcessSystem) -> Any:
         try:
             await system.deliver(pid, topic, payload_json, sender)
         except errors.MoontideError as e:
-            raise ApplicationError(e.message, type=e.kind, non_retryable=not e.retryable) from None
+            raise application_error(e) from None
         return True
 
     return deliver
@@ -76,7 +68,7 @@ class DeliverWorkers:
 
         acts = [deliver_activity(self.system), control_activity(self.system)]
         for host in self.system.hosts.values():
-            queue = f"moontide.deliver/{host.id}/{host.run_id}"
+            queue = host_task_queue(host.id, host.run_id)
             # also moontide.control: requests from outside the app (see _control)
             worker = Worker(self.client, task_queue=queue, activities=acts, workflows=[ControlWorkflow],
                             max_concurrent_activities=100, max_cached_workflows=10)
@@ -87,7 +79,7 @@ class DeliverWorkers:
 
         # Until the server lists our pollers, a request from outside would be told the host is not running.
         for host in self.system.hosts.values():
-            queue = f"moontide.deliver/{host.id}/{host.run_id}"
+            queue = host_task_queue(host.id, host.run_id)
             for _ in range(100):
                 if await polled(self.client, queue):
                     break
@@ -96,10 +88,5 @@ class DeliverWorkers:
                 log.warning("process host %s: the server does not list a poller on %r yet", host.id, queue)
 
     async def stop(self) -> None:
-        await asyncio.gather(*(w.shutdown() for w in self.workers), return_exceptions=True)
-        for t in self._tasks:
-            if not t.done():
-                t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await stop_workers(self.workers, self._tasks)
         self.workers.clear()
-        self._tasks.clear()

@@ -31,7 +31,7 @@ from ..lua import host as host_mod
 from ..lua import runtime as rt_mod
 from ._actor import Actor, _Slot
 from ._exit import Exit
-from ._pid import LocalPid
+from ..protocol import ProcessPid as LocalPid
 
 if TYPE_CHECKING:
     from ._system import ProcessSystem
@@ -100,11 +100,11 @@ class ProcessHost:
         Raises MoontideError (NotFound, Invalid, LuaError from the chunk) naming the entry.
         """
         if self.closed:
-            raise errors.MoontideError(f"process host {self.id} is stopped", kind="Unavailable", retryable=True)
+            raise errors.Unavailable(f"process host {self.id} is stopped")
         registry = self.node.registry
         if name is not None and registry.names.get(registry.check(name, "process.spawn :with_name")) is not None:
-            raise errors.MoontideError(f"process.spawn of {entry_id}: the name {name!r} is taken by "
-                                       f"{registry.names[name]}", kind="AlreadyExists", retryable=False)
+            raise errors.AlreadyExists(f"process.spawn of {entry_id}: the name {name!r} is taken by "
+                                       f"{registry.names[name]}")
         code = self.node.code(entry_id)
         loop = self.loop
         slot = _Slot()
@@ -173,8 +173,7 @@ class ProcessHost:
                     actor.run(values)
                 except Exception as e:  # a bug in the driver: that process fails, the host goes on
                     log.exception("%s: the process driver failed", actor.pid)
-                    actor.end(Exit(None, errors.MoontideError(f"process driver: {type(e).__name__}: {e}",
-                                                              kind="Internal", retryable=False)))
+                    actor.end(Exit(None, errors.Internal(f"process driver: {type(e).__name__}: {e}", retryable=False)))
             n += 1
             if n & 31 == 0 and time.perf_counter() > deadline:
                 break
@@ -297,7 +296,7 @@ class ProcessHost:
         """End the process at once (kind Terminated); its links and monitors are told."""
         actor = self.actor(pid)
         msg = "terminated" + (f" by {by}" if by else "") + (f": {reason}" if reason else "")
-        actor.end(Exit(None, errors.MoontideError(msg, kind="Terminated", retryable=False)))
+        actor.end(Exit(None, errors.Terminated(msg)))
 
     async def wait(self, pid: str) -> Exit:
         """The exit of ``pid`` (waits while it runs)."""
@@ -307,7 +306,7 @@ class ProcessHost:
                 return self.exits[pid][1]
             raise errors.NotFound(f"no process {pid} on {self.id}")
         fut: asyncio.Future[Exit] = self.loop.create_future()
-        actor.on_exit(lambda ex: fut.done() or fut.set_result(ex))
+        actor.on_exit(lambda ex: None if fut.done() else fut.set_result(ex))
         return await fut
 
     def snapshot(self, limit: int = 1000) -> dict[str, Any]:

@@ -109,7 +109,7 @@ class Mailbox:
         if self.ops and channel in self.ops:
             return self.ops[channel].values is not None
         if self.subs and channel in self.subs:
-            return self.subs[channel].ready()  # type: ignore[no-any-return]
+            return self.subs[channel].ready()
         return False
 
     def take_message(self, channel: str) -> Message:
@@ -137,7 +137,7 @@ class Mailbox:
 
     def take_op(self, channel: str) -> tuple[Any, ...]:
         assert self.ops is not None
-        return self.ops.pop(channel).values  # type: ignore[no-any-return]
+        return self.ops.pop(channel).values
 
     def future_result(self, channel: str) -> tuple[bool, Any]:
         """(ok, value or MoontideError) of a done future; it stays ready, like a closed channel."""
@@ -150,7 +150,7 @@ class Mailbox:
             return True, fut.result()
         if isinstance(e, errors.MoontideError):
             return False, e
-        return False, errors.MoontideError(f"{type(e).__name__}: {e}", kind="Internal")
+        return False, errors.Internal(f"{type(e).__name__}: {e}")
 
     def close(self) -> None:
         """Drop everything (the process has exited): cancel timers, fail waiting senders."""

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from .. import errors, values
 from ._exit import Exit
 from ._mailbox import Message
-from ._pid import is_workflow_pid
+from ..protocol import is_workflow_pid
 
 if TYPE_CHECKING:
     from ._actor import Actor
@@ -37,7 +37,9 @@ class ProcessOps:
         links: set[str] | None
         monitors: set[str] | None
         watching: set[str] | None
-        remote: dict[str, tuple[str, asyncio.Task[None]]] | None
+        remote: dict[str, tuple[str, asyncio.Future[Any]]] | None
+
+        def outgoing_context(self, ctx_json: str | None) -> dict[str, Any]: ...
         exit: Exit | None
         token: int
         mailbox: Any
@@ -84,9 +86,9 @@ class ProcessOps:
         if other.accept(message):
             return True, True
         if other is self:
-            return self._err(errors.MoontideError(
+            return self._err(errors.Unavailable(
                 f"process.send to itself: the inbox is full ({self.host.queue_size} messages); "
-                "sending would wait forever", kind="Unavailable", retryable=False))
+                "sending would wait forever", retryable=False))
         pending = self._interruptible()
         if pending is not None:
             return pending
@@ -203,7 +205,7 @@ class ProcessOps:
 
     def link_local(self, other: Actor) -> None:
         if self.links is None:
-            self.links = set()
+            self.links = set()  # type: ignore[misc]  # an Actor's slot (ProcessOps is its mixin)
         if other.links is None:
             other.links = set()
         self.links.add(other.pid)
@@ -213,7 +215,7 @@ class ProcessOps:
         if other.monitors is None:
             other.monitors = set()
         if self.watching is None:
-            self.watching = set()
+            self.watching = set()  # type: ignore[misc]
         other.monitors.add(self.pid)
         self.watching.add(other.pid)
 
@@ -221,7 +223,7 @@ class ProcessOps:
         """Link to / monitor a workflow: its end arrives as an event (one way: a workflow is not killed)."""
         bridge = self.host.node.require_bridge(f"process.{how} of {pid}")
         if self.remote is None:
-            self.remote = {}
+            self.remote = {}  # type: ignore[misc]
         old = self.remote.get(pid)
         if old is not None:
             if old[0] == "linked" or how == "monitored":

@@ -28,8 +28,7 @@ class Registry:
         name = self.check(name, "process.registry.register")
         current = self.names.get(name)
         if current is not None and current != pid:
-            raise errors.MoontideError(f"process.registry.register: {name!r} is taken by {current}",
-                                       kind="AlreadyExists", retryable=False)
+            raise errors.AlreadyExists(f"process.registry.register: {name!r} is taken by {current}")
         self.names[name] = pid
         self._by_pid.setdefault(pid, set()).add(name)
 

@@ -21,23 +21,23 @@ from typing import Any
 
 from .. import durations, errors, values
 from ..entries import App
+from ..lifecycle import Startable
 from ..lua.code import LuaCode
 from ._actor import Actor
 from ._exit import Exit, error_dict
 from ._bridge import Bridge
 from ._deliver import DeliverWorkers
 from ._host import ProcessHost
-from ._pid import is_local_pid, is_workflow_pid
+from ..protocol import STATUS_FILE, is_process_pid as is_local_pid, is_workflow_pid
 from ._registry import Registry
 from ._supervisor import Service, Supervisor
 
 __all__ = ["STATUS_FILE", "ProcessSystem"]
 
 #: Where a running system writes its state, under the app's state directory.
-STATUS_FILE = "processes.json"
 
 
-class ProcessSystem:
+class ProcessSystem(Startable):
     """Process hosts and services of one app, and the way between them and workflows."""
 
     def __init__(self, app: App, *, bridge: Bridge | None = None, functions: Any = None,
@@ -48,7 +48,7 @@ class ProcessSystem:
         if functions is None:
             fcodes = {e.id: LuaCode.from_entry(app, e) for e in app.of_kind("function.lua")}
             if fcodes:
-                from ..workflows import Functions
+                from ..functions import Functions
 
                 functions = Functions(fcodes, app=app)
         self.functions = functions
@@ -141,9 +141,9 @@ class ProcessSystem:
 
     def require_bridge(self, what: str) -> Bridge:
         if self.bridge is None:
-            raise errors.MoontideError(
+            raise errors.Unavailable(
                 f"{what}: this process host has no way to Temporal (run the app with `moontide run`, "
-                "or give ProcessSystem a bridge)", kind="Unavailable", retryable=False)
+                "or give ProcessSystem a bridge)", retryable=False)
         return self.bridge
 
     def _host_of(self, pid: str, what: str) -> ProcessHost:
@@ -299,17 +299,6 @@ class ProcessSystem:
             await asyncio.gather(self._status_task, return_exceptions=True)
             self._status_task = None
             self.write_status(running=False)
-
-    async def __aenter__(self) -> ProcessSystem:
-        try:
-            await self.start()
-        except BaseException:
-            await self.stop()
-            raise
-        return self
-
-    async def __aexit__(self, *exc: Any) -> None:
-        await self.stop()
 
     # -- state for ps -------------------------------------------------------------------
     def snapshot(self, limit: int = 1000) -> dict[str, Any]:

@@ -16,11 +16,10 @@ from typing import Any
 
 from .. import errors
 from ..lua.code import LuaCode
+from ..protocol import MEMO_CODE
 
 __all__ = ["MEMO_CODE", "CodeBook"]
 
-#: Memo key holding the digest of the Lua code a workflow execution is pinned to.
-MEMO_CODE = "moontide.code"
 
 
 class CodeBook:

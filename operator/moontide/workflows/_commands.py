@@ -54,7 +54,7 @@ async def sleep(seconds: float) -> None:
 def describe_event(event: Any) -> str | None:
     """A history event that a command made, described as ``_note`` describes the command; None for others."""
     kind = event.WhichOneof("attributes")
-    a = getattr(event, kind) if kind else None
+    a: Any = getattr(event, kind) if kind else None
     if kind == "activity_task_scheduled_event_attributes":
         return f"activity {a.activity_type.name}"
     if kind == "timer_started_event_attributes":

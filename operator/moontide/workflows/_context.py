@@ -12,6 +12,7 @@ reads it where the function runs.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from collections.abc import Iterator
@@ -23,10 +24,10 @@ from temporalio.api.common.v1 import Payload
 from temporalio.exceptions import ApplicationError
 
 from .. import errors, values
+from ..protocol import MEMO_CONTEXT
 
 __all__ = ["HEADER", "INTERCEPTOR", "MEMO_CONTEXT", "ContextInterceptor", "incoming", "outgoing"]
 
-MEMO_CONTEXT = "moontide.ctx"
 HEADER = "moontide-ctx"
 
 #: what the activity being scheduled (in this workflow task) carries
@@ -66,7 +67,28 @@ def _with_header(headers: Any, context: dict[str, Any] | None) -> Any:
     return {**headers, HEADER: values.json_payload(json.dumps(context, separators=(",", ":"), sort_keys=True))}
 
 
+class _ActivityOutbound(tworker.ActivityOutboundInterceptor):
+    """Heartbeats sent from a function's thread hop to the worker's event loop, where the SDK takes them."""
+
+    def __init__(self, next: tworker.ActivityOutboundInterceptor, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(next)
+        self._loop = loop
+
+    def heartbeat(self, *details: Any) -> None:
+        try:
+            on_loop = asyncio.get_running_loop() is self._loop
+        except RuntimeError:  # a thread with no loop: a function running on the pool
+            on_loop = False
+        if on_loop:
+            self.next.heartbeat(*details)
+        else:
+            self._loop.call_soon_threadsafe(self.next.heartbeat, *details)
+
+
 class _ActivityInbound(tworker.ActivityInboundInterceptor):
+    def init(self, outbound: tworker.ActivityOutboundInterceptor) -> None:
+        super().init(_ActivityOutbound(outbound, asyncio.get_running_loop()))
+
     async def execute_activity(self, input: tworker.ExecuteActivityInput) -> Any:
         try:
             context = decode(input.headers.get(HEADER), f"the activity's header {HEADER}")
@@ -95,7 +117,8 @@ class _WorkflowInbound(tworker.WorkflowInboundInterceptor):
 
 
 class ContextInterceptor(tworker.Interceptor):
-    """Carries the ctx module's values from workflows to the activities they schedule."""
+    """Carries the ctx module's values from workflows to the activities they schedule; lets a
+    function's thread heartbeat (``activity.heartbeat`` there hops to the worker's loop)."""
 
     def intercept_activity(self, next: tworker.ActivityInboundInterceptor) -> tworker.ActivityInboundInterceptor:
         return _ActivityInbound(next)

@@ -23,26 +23,15 @@ from temporalio import workflow
 from temporalio.common import RawValue
 
 from .. import errors, values
+from ..protocol import CANCEL_FROM_SIGNAL, FROM_METADATA, MEMO_EVENTS, MEMO_INBOX
+from ..values import message_payload
 from . import _commands
 
 __all__ = ["CANCEL_FROM_SIGNAL", "FROM_METADATA", "MEMO_EVENTS", "MEMO_INBOX", "Mailbox", "message_payload"]
 
-#: Payload metadata naming the sender pid of a message (absent from plain Temporal clients).
-FROM_METADATA = "moontide-from"
-#: Signal a canceller sends just before its cancel request, naming itself (its pid):
-#: Temporal's cancel request carries a reason to the workflow, but not who sent it.
-CANCEL_FROM_SIGNAL = "moontide.cancel_from"
-#: Memo keys carrying unread messages and process events from a run to the one it continues as.
-MEMO_INBOX = "moontide.inbox"
-MEMO_EVENTS = "moontide.events"
 
 
 _log = logging.getLogger("moontide.workflow")
-
-
-def message_payload(payload_json: str, sender: str | None) -> RawValue:
-    """A message as one JSON payload; the sender rides in the payload's metadata."""
-    return RawValue(values.json_payload(payload_json, {FROM_METADATA: sender.encode()} if sender else None))
 
 
 class Mailbox:

@@ -19,15 +19,13 @@ from typing import Any
 
 from temporalio.api.common.v1 import RetryPolicy as RetryPolicyProto
 from temporalio.common import (AutoUpgradeVersioningOverride, PinnedVersioningOverride, Priority, RetryPolicy,
-                               VersioningOverride, WorkerDeploymentVersion, WorkflowIDConflictPolicy,
-                               WorkflowIDReusePolicy)
+                               VersioningOverride, WorkerDeploymentVersion, WorkflowIDReusePolicy)
 from temporalio.workflow import ActivityCancellationType, ChildWorkflowCancellationType, ParentClosePolicy, VersioningIntent
 
 from .. import durations, errors
 from ._search import declared, typed
 
-__all__ = ["ActivityDefaults", "SpawnOptions", "activity_options", "retry_policy", "spawn_options",
-           "temporal_conflict_policy"]
+__all__ = ["ActivityDefaults", "SpawnOptions", "activity_options", "retry_policy", "spawn_options"]
 
 #: Wippy's workflow start options (``workflow.<name>``).
 WORKFLOW_OPTIONS = (
@@ -345,8 +343,3 @@ def spawn_options(opts: dict[str, Any], *, child: bool, app: Any, client_id: str
         error = named.get("execution_error_when_already_started", (None, out.workflow_id is None))[1]
         out.conflict = "fail" if error else "use_existing"
     return out
-
-
-def temporal_conflict_policy(conflict: str) -> WorkflowIDConflictPolicy:
-    return {"use_existing": WorkflowIDConflictPolicy.USE_EXISTING, "fail": WorkflowIDConflictPolicy.FAIL,
-            "terminate_existing": WorkflowIDConflictPolicy.TERMINATE_EXISTING}[conflict]

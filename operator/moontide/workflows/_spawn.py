@@ -23,7 +23,6 @@ sent right after the start, in order, to the child or the running one.
 from __future__ import annotations
 
 import asyncio
-import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -33,8 +32,8 @@ from temporalio.exceptions import ChildWorkflowError, WorkflowAlreadyStartedErro
 from temporalio.workflow import ParentClosePolicy
 
 from .. import errors, values
-from ._codebook import MEMO_CODE
-from ._context import MEMO_CONTEXT
+from ..failures import error_of as failure_of
+from ..protocol import MEMO_CODE, MEMO_CONTEXT, WorkflowPid, is_workflow_pid
 from ._mailbox import message_payload
 from ._options import SpawnOptions, spawn_options
 from ._system import terminate_from_workflow
@@ -44,7 +43,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Child", "client_of", "exec_child", "running_children", "start_child", "workflow_id_of"]
 
-_PID = re.compile(r"^\{(?P<client>[^@|{}]+)@[^|{}]+\|(?P<id>[^{}]+)\}$")
 
 
 @dataclass
@@ -57,20 +55,19 @@ class Child:
     linked: bool = False
 
 
-def _match(pid: str) -> re.Match[str]:
-    m = _PID.match(str(pid).strip())
-    if not m:
+def _match(pid: str) -> WorkflowPid:
+    if not is_workflow_pid(str(pid).strip()):
         raise errors.Invalid(f"{pid!r} is not a workflow pid ('{{client@worker|workflow_id}}')")
-    return m
+    return WorkflowPid.parse(pid)
 
 
 def workflow_id_of(pid: str) -> str:
-    return _match(pid)["id"]
+    return _match(pid).workflow_id
 
 
 def client_of(pid: str) -> str:
     """The temporal.client entry a workflow pid names."""
-    return _match(pid)["client"]
+    return _match(pid).client
 
 
 def _target(ex: Execution, entry_id: str, host: str, what: str) -> tuple[str, str, str, str, str]:
@@ -91,9 +88,9 @@ def _target(ex: Execution, entry_id: str, host: str, what: str) -> tuple[str, st
     except errors.NotFound as e:
         raise errors.NotFound(f"{what}: {e.message}") from None
     except errors.Invalid as e:
-        raise errors.MoontideError(
+        raise errors.Unavailable(
             f"{what} from a workflow: host {e.message}; a workflow can only start workflows "
-            "(temporal.worker hosts)", kind="Unavailable", retryable=False) from None
+            "(temporal.worker hosts)", retryable=False) from None
     if routed is not None and routed != worker.id:
         raise errors.Invalid(f"{what}: {full} runs on worker {routed} (its meta.temporal.workflow.worker), "
                              f"not on {worker.id}")
@@ -131,15 +128,14 @@ async def start_child(ex: Execution, how: str, entry_id: str, host: str, args: l
     linked = how in ("linked", "linked_monitored")
     if linked:  # the parent's end cancels a linked child, unless the options say otherwise
         kw.setdefault("parent_close_policy", ParentClosePolicy.REQUEST_CANCEL)
-    pid = f"{{{client_id}@{host_id}|{wid}}}"
+    pid = str(WorkflowPid(client_id, host_id, wid))
     queue = spec.task_queue or task_queue
     try:
         handle = await workflow.start_child_workflow(wf_type, args=args, id=wid, task_queue=queue,
                                                      result_type=RawValue, **kw)
     except WorkflowAlreadyStartedError:
         if spec.conflict == "fail":
-            raise errors.MoontideError(f"process.spawn: workflow {wid} is already running", kind="AlreadyExists",
-                                       retryable=False) from None
+            raise errors.AlreadyExists(f"process.spawn: workflow {wid} is already running") from None
         if spec.conflict == "use_existing":
             # the running one's pid (no child of this run: no pid.exit); it still gets the messages
             for topic, payload in messages:
@@ -157,8 +153,6 @@ async def start_child(ex: Execution, how: str, entry_id: str, host: str, args: l
         try:
             result = {"value": _child_result(full, await handle)}
         except ChildWorkflowError as e:
-            from ._workflow import failure_of
-
             failure = failure_of(e)
             result = {"error": failure.as_dict()}
         except errors.Invalid as e:
@@ -192,12 +186,9 @@ async def exec_child(ex: Execution, entry_id: str, host: str, args: list[Any], o
             await handle.signal(topic, message_payload(payload, ex.pid))
         raw = await handle
     except WorkflowAlreadyStartedError:
-        raise errors.MoontideError(f"{what}: workflow {wid} is already running; {what} starts a new one and "
-                                   "waits for it (reach a running one by its pid)", kind="AlreadyExists",
-                                   retryable=False) from None
+        raise errors.AlreadyExists(f"{what}: workflow {wid} is already running; {what} starts a new one and "
+                                   "waits for it (reach a running one by its pid)") from None
     except ChildWorkflowError as e:
-        from ._workflow import failure_of
-
         raise failure_of(e) from None
     return _child_result(full, raw)
 

@@ -15,9 +15,11 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
+from ..failures import error_of as failure_of
+from ..protocol import TERMINATE_ACTIVITY
+
 __all__ = ["TERMINATE_ACTIVITY", "SYSTEM_ACTIVITIES", "terminate_from_workflow"]
 
-TERMINATE_ACTIVITY = "moontide.terminate"
 
 
 @activity.defn(name=TERMINATE_ACTIVITY)
@@ -39,8 +41,6 @@ SYSTEM_ACTIVITIES = [terminate]
 
 async def terminate_from_workflow(workflow_id: str, reason: str | None, caller: str) -> None:
     """Run the terminate activity on this worker's task queue; raises MoontideError."""
-    from ._workflow import failure_of
-
     try:
         await workflow.execute_activity(
             TERMINATE_ACTIVITY, args=[workflow_id, reason, caller], start_to_close_timeout=timedelta(seconds=30),

@@ -28,20 +28,21 @@ from temporalio.common import RawValue, RetryPolicy
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
-    CancelledError,
-    ChildWorkflowError,
-    TerminatedError,
     TimeoutError,
 )
 
 from .. import durations, errors, values
-from ..processes import DELIVER_ACTIVITY, deliver_task_queue, is_local_pid
+from ..failures import error_of as failure_of
+from ..protocol import (CANCEL_FROM_SIGNAL, DELIVER_ACTIVITY, MEMO_CODE, MEMO_CONTEXT, MEMO_EVENTS, MEMO_INBOX, STATUS_QUERY,
+                        WorkflowPid,
+                        deliver_task_queue)
+from ..protocol import is_process_pid as is_local_pid
 from ..lua import code as code_mod
 from ..lua import host as host_mod
 from ..lua import runtime as rt_mod
 from . import _commands, _context, _search, _spawn
-from ._codebook import MEMO_CODE, CodeBook
-from ._mailbox import CANCEL_FROM_SIGNAL, MEMO_EVENTS, MEMO_INBOX, Mailbox, message_payload
+from ._codebook import CodeBook
+from ._mailbox import Mailbox, message_payload
 from ._options import ActivityDefaults, activity_options
 from ._system import terminate_from_workflow
 
@@ -53,7 +54,6 @@ _log = logging.getLogger("moontide.workflow")
 _SERVER_CANCEL_REASON = re.compile(r"^Cancel requested by workflow with run id \S+ with reason: ")
 
 #: The built-in query answering where an execution is and what it waits for.
-STATUS_QUERY = "moontide.status"
 #: The pids that updates come from (``{update|<update id>}``): what Lua sends there answers them.
 UPDATE_PID_PREFIX = "{update|"
 
@@ -77,22 +77,6 @@ class WorkflowSettings:
     """Entry IDs of the workflows whose executions run the newest code (versioning behavior auto_upgrade)."""
     executions: dict[str, Any] | None = None
     """Run ID -> its ``Execution``, for a replay check to read what each did (None: not kept)."""
-
-
-def failure_of(e: BaseException) -> errors.MoontideError:
-    """What an activity or child failure means to Lua: kind, message, retryable."""
-    cause = e.cause if isinstance(e, (ActivityError, ChildWorkflowError)) and e.cause is not None else e
-    if isinstance(cause, ApplicationError):
-        details = cause.details[0] if cause.details else None
-        return errors.MoontideError(cause.message, kind=cause.type or "Internal", retryable=not cause.non_retryable,
-                                    details=details)
-    if isinstance(cause, TimeoutError):
-        return errors.Timeout(f"timed out ({cause.type.name.lower() if cause.type else 'timeout'})")
-    if isinstance(cause, CancelledError):
-        return errors.Canceled("canceled")
-    if isinstance(cause, TerminatedError):
-        return errors.MoontideError("terminated", kind="Terminated", retryable=False)
-    return errors.MoontideError(str(cause), kind="Internal")
 
 
 def _lua_failure(err: errors.MoontideError) -> BaseException:
@@ -147,7 +131,8 @@ class Execution(host_mod.BaseHost):
     @blocking.setter
     def blocking(self, what: str) -> None:
         # a started operation (one of several coroutines' waits) describes itself, not the execution
-        cid = self._op_ids.get(asyncio.current_task()) if self._op_ids else None
+        task = asyncio.current_task()
+        cid = self._op_ids.get(task) if self._op_ids and task is not None else None
         if cid is None:
             self._blocking = what
         else:
@@ -155,7 +140,7 @@ class Execution(host_mod.BaseHost):
 
     @property
     def pid(self) -> str:
-        return f"{{{self.settings.client_id}@{self.settings.worker_id}|{workflow.info().workflow_id}}}"
+        return str(WorkflowPid(self.settings.client_id, self.settings.worker_id, workflow.info().workflow_id))
 
     # -- the loop -------------------------------------------------------
     async def run(self, raw_args: Sequence[RawValue]) -> Any:
@@ -166,9 +151,9 @@ class Execution(host_mod.BaseHost):
         # left unread by the run before continue-as-new; they came first
         self.mailbox.messages[:0] = list(workflow.memo_value(MEMO_INBOX, None) or [])
         self.mailbox.events[:0] = list(workflow.memo_value(MEMO_EVENTS, None) or [])
-        self.context = workflow.memo_value(_context.MEMO_CONTEXT, None) or {}
+        self.context = workflow.memo_value(MEMO_CONTEXT, None) or {}
         if not isinstance(self.context, dict):  # only a client that is not Moontide's sets one
-            raise ApplicationError(f"{info.workflow_type}: memo {_context.MEMO_CONTEXT} must be a JSON object",
+            raise ApplicationError(f"{info.workflow_type}: memo {MEMO_CONTEXT} must be a JSON object",
                                    type="Invalid", non_retryable=True)
         try:
             fn = code_mod.instantiate(self.rt, self.code, host=self, seed=workflow.random().getrandbits(64))
@@ -190,7 +175,7 @@ class Execution(host_mod.BaseHost):
             handler = getattr(self, "wait_" + step.op.replace(".", "_"), None)
             if handler is None:
                 resume: tuple[Any, ...] = self._err(
-                    errors.MoontideError(f"{step.op} is not available in workflows", kind="Unavailable",
+                    errors.Unavailable(f"{step.op} is not available in workflows",
                                          retryable=False))
             else:
                 try:
@@ -239,8 +224,7 @@ class Execution(host_mod.BaseHost):
         """A linked child failed: an event, and this execution fails unless Lua handles events."""
         self.mailbox.event("pid.link.down", pid, {"error": failure.as_dict()})
         if not self.handles_events and self.fatal is None and self._main is not None:
-            self.fatal = errors.MoontideError(f"linked process {pid} failed: {failure.message}",
-                                              kind="Terminated", retryable=False)
+            self.fatal = errors.Terminated(f"linked process {pid} failed: {failure.message}")
             self._main.cancel()  # interrupts the Lua thread's wait; run() raises the failure
 
     def _check_history(self) -> None:
@@ -539,12 +523,12 @@ class Execution(host_mod.BaseHost):
         if running:
             # Temporal applies the parent close policy to the run that ends here:
             # the children would be terminated and their pid.exit lost.
-            return self._err(errors.MoontideError(
+            return self._err(errors.Invalid(
                 f"{what}: {len(running)} child workflow(s) still running ({', '.join(running)}); "
                 "Temporal would end them with this run and their pid.exit would not reach the next one. Wait "
                 "for their pid.exit on process.events(), cancel them, or spawn them with "
                 "process.with_options{[\"workflow.parent_close_policy\"] = \"abandon\"} and reach them by pid "
-                "(process.send) from the next run", kind="Invalid", retryable=False))
+                "(process.send) from the next run"))
         # The next run keeps the memo (user fields, the code pin), and the messages
         # and process events nobody has taken yet move on to it, in order. Not a
         # pid.cancel: Temporal's cancel request ends with this run.
@@ -717,7 +701,7 @@ class Execution(host_mod.BaseHost):
 
     async def _operation(self, op: str, handler: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
         if handler is None:
-            return self._err(errors.MoontideError(f"{op} is not available in workflows", kind="Unavailable",
+            return self._err(errors.Unavailable(f"{op} is not available in workflows",
                                                   retryable=False))
         return await handler(*args)  # what it raises, the run loop raises when it takes the result
 
