@@ -46,7 +46,7 @@ async def test_coroutines_wait_on_activities_side_by_side(make_app: Callable[...
     flow = """
     return function()
       local done = channel.new()
-      for i, d in ipairs({ "600ms", "50ms", "300ms" }) do
+      for i, d in ipairs({ "2s", "10ms", "1s" }) do  -- a second apart: the order holds on a busy machine
         coroutine.spawn(function()
           local v = funcs.call("nap", d, "c" .. i)
           done:send(v)
