@@ -53,18 +53,13 @@ def service(name: str, *, process: str = "flaky", input: str = "[]", restart: st
   input: {input}""" + (f"\n  lifecycle:{body}" if lifecycle else "") + "\n"
 
 
-def gaps(svc) -> list[float]:  # type: ignore[no-untyped-def]
+def assert_delays(svc, expected: list[float]) -> None:  # type: ignore[no-untyped-def]
+    """The supervisor chose each configured delay, and waited at least that long between two runs
+    (how much longer depends on the machine's load: not checked here)."""
     runs = list(svc.runs)
-    return [b.started - a.ended for a, b in zip(runs, runs[1:])]
-
-
-def assert_delays(measured: list[float], expected: list[float]) -> None:
-    """Each measured gap between two runs is its configured delay: never shorter, and late by no more
-    than a loaded machine's scheduling slack (the upper bound is loose on purpose: this checks the
-    sequence of delays, not the machine's speed)."""
-    assert len(measured) == len(expected), (measured, expected)
-    for got, want in zip(measured, expected):
-        assert want - 0.005 <= got <= want + 0.25, (measured, expected)
+    assert [r.delay_before for r in runs[1:]] == expected
+    gaps = [b.started - a.ended for a, b in zip(runs, runs[1:])]
+    assert all(got >= want - 0.005 for got, want in zip(gaps, expected)), (gaps, expected)
 
 
 async def test_a_service_that_always_fails_backs_off_then_fails(make_app: Callable[..., Path]) -> None:
@@ -78,7 +73,7 @@ async def test_a_service_that_always_fails_backs_off_then_fails(make_app: Callab
         assert await svc.wait() == ServiceState.FAILED
         assert svc.restarts == 3 and len(svc.runs) == 4
         assert "run 4 fails" in (svc.last_error or "")
-        assert_delays(gaps(svc), [0.05, 0.1, 0.2])
+        assert_delays(svc, [0.05, 0.1, 0.2])
         assert [r.delay_before for r in svc.runs] == [0, 0.05, 0.1, 0.2]
 
 
@@ -91,7 +86,7 @@ async def test_delays_are_capped_at_max_delay_and_spread_by_jitter(make_app: Cal
         svc = system.service("app:capped")
         await svc.start()
         assert await svc.wait() == ServiceState.FAILED
-        assert_delays(gaps(svc), [0.05, 0.1, 0.1])
+        assert_delays(svc, [0.05, 0.1, 0.1])
     r = Restart(initial_delay=1, max_delay=90, backoff_factor=2, jitter=0.1, max_attempts=0)
     import random
     rand = random.Random(7)
@@ -114,7 +109,7 @@ async def test_a_stable_run_resets_the_attempt_count(make_app: Callable[..., Pat
         assert await svc.wait() == ServiceState.EXITED
         assert svc.restarts == 4
         # 50ms, 100ms, then the stable run 3 resets the count: 50ms, 100ms
-        assert_delays(gaps(svc), [0.05, 0.1, 0.05, 0.1])
+        assert_delays(svc, [0.05, 0.1, 0.05, 0.1])
         runs = list(svc.runs)
         assert runs[2].ended - runs[2].started >= 0.3
 
