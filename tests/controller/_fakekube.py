@@ -51,6 +51,12 @@ class FakeKube:
         self.objects[url] = new
         return copy.deepcopy(new)
 
+    async def request(self, method: str, url: str, **_: Any) -> Any:
+        assert method == "DELETE", method
+        if url not in self.objects:
+            raise kube.NotFound(404, "NotFound", url)
+        await self.delete(url)
+
     async def delete(self, url: str, *, propagation: str = "Background") -> None:
         self.deleted.append(url)
         self.objects.pop(url, None)
@@ -64,6 +70,9 @@ class FakeKube:
             self.status_patches.append((base, copy.deepcopy(patch)))
             obj.setdefault("status", {}).update(copy.deepcopy(patch.get("status") or {}))
         else:
+            expected = (patch.get("metadata") or {}).get("resourceVersion")
+            if expected is not None and expected != obj["metadata"].get("resourceVersion"):
+                raise kube.Conflict(409, "Conflict", "the object has been modified")
             self.objects[base] = _merge(obj, {k: v for k, v in patch.items() if k != "status"})
         return copy.deepcopy(self.objects[base])
 
