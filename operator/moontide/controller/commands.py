@@ -46,6 +46,9 @@ def register(sub: Any) -> None:
     op.add_argument("--health-port", type=int, default=8080, metavar="PORT",
                     help="the operator's own /healthz, /readyz, /metrics (0: none)")
     op.add_argument("--resync-seconds", type=float, default=d.resync_seconds)
+    op.add_argument("--settle-seconds", type=float, default=d.settle_seconds,
+                    help="reconcile a namespace once its entry CRs were quiet this long after a change (at most "
+                         f"{d.settle_max_seconds:.0f} s after the first): applying a whole app rolls the workers once")
     op.add_argument("--leader-election", action="store_true",
                     help="one active replica through a Lease (run two replicas safely)")
     op.add_argument("--lease-namespace", default=d.lease_namespace, metavar="NS")
@@ -110,6 +113,7 @@ def _operator(args: argparse.Namespace) -> Any:
         image_pull_policy=args.image_pull_policy, worker_service_account=args.worker_service_account,
         create_worker_service_account=args.create_worker_service_account,
         temporal_address=args.temporal_address, http_port=args.pod_http_port, resync_seconds=args.resync_seconds,
+        settle_seconds=args.settle_seconds,
         leader_election=args.leader_election, lease_namespace=args.lease_namespace, lease_name=args.lease_name,
         lease_seconds=args.lease_seconds)
     return operator_cmd.run(cfg, health_port=args.health_port)
