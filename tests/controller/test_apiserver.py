@@ -15,7 +15,6 @@ import importlib.util
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from moontide_testing import free_port, free_port_range
 from temporalio import workflow
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,21 +40,6 @@ def _tools() -> Any:
     tools = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tools)
     return tools
-
-
-def _free_ports(n: int) -> int:
-    for _ in range(100):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = int(s.getsockname()[1])
-        try:
-            for p in range(base, base + n):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", p))
-            return base
-        except OSError:
-            continue
-    raise RuntimeError("no free port range")
 
 
 def eventually(check: Callable[[], T | None], what: str, *, timeout: float = 60.0) -> T:
@@ -107,7 +92,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     except Exception as e:  # tools.ToolsMissing
         pytest.skip(str(e))
     rundir = tmp_path_factory.mktemp("testbed")
-    started = subprocess.run(["bash", str(scripts / "start.sh"), str(rundir), str(_free_ports(3))],
+    started = subprocess.run(["bash", str(scripts / "start.sh"), str(rundir), str(free_port_range(3))],
                              capture_output=True, text=True, timeout=180)
     try:
         if started.returncode != 0:
@@ -125,9 +110,7 @@ class Operator:
     """``moontide operator`` as a local process (as in its pod), its output in a file."""
 
     def __init__(self, api: Api, log: Path, *args: str) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = int(s.getsockname()[1])
+        self.port = free_port()
         self.log = log
         with log.open("w") as out:
             self.proc = subprocess.Popen(
