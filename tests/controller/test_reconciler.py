@@ -311,3 +311,38 @@ async def test_no_worker_service_account_is_made_unless_asked() -> None:
     fake, rec = _setup(small_app()[2:], worker_service_account="moontide-worker", create_worker_service_account=True)
     await rec.reconcile("ns")  # no worker, no service: nothing uses it
     assert not [p for p in fake.objects if "/serviceaccounts/" in p]
+
+
+async def test_a_validation_pass_marks_only_the_valid_and_deploys_nothing() -> None:
+    """While a burst has not settled: what is valid so far is Ready, nothing is Invalid for now, nothing rolls."""
+    crs = [*small_app(), cr("function.lua", "app:bad", source="return = 1")]
+    fake, rec = _setup(crs)
+    await rec.reconcile("ns", deploy=False)
+    assert _ready(fake, crs[2])["status"] == "True" and _ready(fake, crs[3])["status"] == "True"
+    assert "conditions" not in _status(fake, crs[-1])  # invalid for now: said after the burst
+    assert "conditions" not in _status(fake, crs[1])  # the worker: not deployed yet
+    assert not [p for p in fake.objects if "/deployments/" in p or "/configmaps/" in p]
+    assert not fake.events
+
+
+async def test_a_burst_is_one_reconcile_and_one_bundle() -> None:
+    crs = small_app()
+    fake, rec = _setup([], settle_seconds=0.05, settle_max_seconds=30.0)
+    try:
+        for c in crs:  # one CR at a time, as kubectl applies them
+            fake.put(c)
+            rec.observe("ADDED", c)
+            await _sleep(0.01)
+        await _until(lambda: "ns" in rec.done)
+        await _sleep(0.2)
+        bundles = [o for o in fake.applied if o["kind"] == "ConfigMap" and o["metadata"]["name"].endswith("-bundle")]
+        assert len(bundles) == 1 and len([o for o in fake.applied if o["kind"] == "Deployment"]) == 1
+        assert "4 entries" in worker_status(fake, crs[1])["message"]
+    finally:
+        await rec.stop()
+
+
+async def _sleep(seconds: float) -> None:
+    import asyncio
+
+    await asyncio.sleep(seconds)

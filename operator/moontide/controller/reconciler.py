@@ -41,6 +41,8 @@ _RECONCILE_SECONDS = metric("Histogram", "moontide_operator_reconcile_seconds", 
 _ENTRIES = metric("Gauge", "moontide_operator_entries", "Entry CRs by Ready status.", ("namespace", "ready"))
 _CODE_ORDER = "moontide.io/code-order"
 _OWNERS = ("TemporalWorker", "ProcessService")
+#: While changes have not settled, the valid CRs are marked Ready this often (seconds).
+_VALIDATE_SECONDS = 1.0
 
 Key = tuple[str, str]  # (kind, name)
 
@@ -174,13 +176,26 @@ class Reconciler:
         await asyncio.gather(*tasks, return_exceptions=True)
         self._ns.clear()
 
-    async def _settle(self, st: _Namespace) -> None:
+    async def _settle(self, namespace: str, st: _Namespace) -> None:
+        """Wait until the namespace's changes settle. Meanwhile, once a second, mark the CRs that are valid so
+        far Ready (a validation pass: no Invalid, no deploy), so a long burst leaves little to write at its end."""
         loop = asyncio.get_running_loop()
+        validated = st.first
         while st.first is not None:
-            wait = min(st.last + self.cfg.settle_seconds, st.first + self.cfg.settle_max_seconds) - loop.time()
-            if wait <= 0:
+            now = loop.time()
+            due = min(st.last + self.cfg.settle_seconds, st.first + self.cfg.settle_max_seconds)
+            if due <= now:
                 return
-            await asyncio.sleep(wait)
+            if validated is not None and st.last > validated and now - validated >= _VALIDATE_SECONDS:
+                validated = now
+                try:
+                    await self.reconcile(namespace, deploy=False)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as e:  # the full reconcile after the burst reports and retries
+                    log.debug("validation pass in %s: %s", namespace, e)
+                continue
+            await asyncio.sleep(min(due - now, _VALIDATE_SECONDS))
 
     async def _loop(self, namespace: str, st: _Namespace) -> None:
         loop = asyncio.get_running_loop()
@@ -202,7 +217,7 @@ class Reconciler:
                 st.changed.clear()
                 await self._refresh(namespace, st, names)
                 continue
-            await self._settle(st)
+            await self._settle(namespace, st)
             st.full, st.first = False, None
             st.changed.clear()
             started = time.monotonic()
@@ -245,22 +260,34 @@ class Reconciler:
         return await asyncio.to_thread(bundle.build, crs, sources=lambda n, k: sources.get((n, k)),
                                        check_lua=self.check_lua)
 
-    async def reconcile(self, namespace: str) -> None:
-        """Validate every entry CR of ``namespace`` and deploy its workers and services."""
+    async def reconcile(self, namespace: str, *, deploy: bool = True) -> None:
+        """Validate every entry CR of ``namespace`` and deploy its workers and services.
+
+        ``deploy=False`` (a validation pass while changes have not settled yet) only marks the valid CRs
+        Ready: a CR that is invalid for now (it refers to one not applied yet) is not reported, and nothing is
+        deployed."""
+        t0 = time.monotonic()
         crs = await self._list(namespace)
         sources = await self._sources(namespace, bundle.source_refs(crs))
+        t1 = time.monotonic()
         built = await self._build(crs, sources)
+        t2 = time.monotonic()
         writes = []
         ready = 0
         for cr in crs:
             problems = built.of(*_key(cr))
             ready += not problems
-            if cr["kind"] not in _OWNERS:
+            if cr["kind"] not in _OWNERS and (deploy or not problems):
                 if problems:
                     cond = ("Ready", False, "Invalid", conditions.describe_problems(problems))
                 else:
                     cond = ("Ready", True, "Valid", "valid")
                 writes.append(self._status(cr, {}, cond))
+        if not deploy:
+            patched = sum(r is True for r in await self._gather(writes))
+            log.debug("validated %s: %d CRs (read %.3fs, built %.3fs), %d marked Ready in %.3fs", namespace,
+                      len(crs), t1 - t0, t2 - t1, patched, time.monotonic() - t2)
+            return
         _ENTRIES.labels(namespace, "true").set(ready)
         _ENTRIES.labels(namespace, "false").set(len(crs) - ready)
         st = self._ns.setdefault(namespace, _Namespace())
@@ -270,14 +297,21 @@ class Reconciler:
             st.recheck.pop(gone, None)
         await self._service_account(namespace, owners)
         writes += [self._deploy(namespace, st, cr, crs, built, sources) for cr in owners]
+        patched = sum(r is True for r in await self._gather(writes))
+        log.debug("reconciled %s: %d CRs (read %.3fs, built %.3fs), %d statuses written and %d deployed in %.3fs",
+                  namespace, len(crs), t1 - t0, t2 - t1, patched, len(owners), time.monotonic() - t2)
+
+    @staticmethod
+    async def _gather(writes: list[Any]) -> list[Any]:
         results = await asyncio.gather(*writes, return_exceptions=True)
         failed = [r for r in results if isinstance(r, BaseException)]
         if failed:
             raise failed[0]
+        return results
 
     async def _status(self, cr: Mapping[str, Any], fields: Mapping[str, Any],
-                      cond: tuple[str, bool, str, str]) -> None:
-        """Patch ``status`` when it differs; an Event when Ready changes."""
+                      cond: tuple[str, bool, str, str]) -> bool:
+        """Patch ``status`` when it differs (True); an Event when Ready changes."""
         meta, status = cr["metadata"], cr.get("status") or {}
         generation = meta.get("generation")
         type_, ok, reason, message = cond
@@ -285,18 +319,19 @@ class Reconciler:
         wanted = {**fields, "observedGeneration": generation,
                   "conditions": conditions.set_condition(status.get("conditions"), new)}
         if all(status.get(k) == v for k, v in wanted.items()):
-            return
+            return False
         old = next((c for c in status.get("conditions") or () if c.get("type") == type_), None)
         url = path(API_VERSION, _plural(cr["kind"]), meta["namespace"], meta["name"], "status")
         try:
             await self.kube.merge_patch(url, {"status": wanted})
         except KubeError as e:
             if e.status == 404:
-                return  # deleted meanwhile
+                return False  # deleted meanwhile
             raise
         first_valid = old is None and ok and reason == "Valid"  # no Event per CR for a plain apply
         if not first_valid and (old is None or old.get("status") != new["status"] or old.get("reason") != new["reason"]):
             await self._event(cr, reason=reason, message=message, warning=not ok and reason not in conditions.TRANSIENT)
+        return True
 
     async def _event(self, obj: Mapping[str, Any], *, reason: str, message: str, warning: bool = False) -> None:
         try:
