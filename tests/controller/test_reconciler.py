@@ -346,3 +346,27 @@ async def _sleep(seconds: float) -> None:
     import asyncio
 
     await asyncio.sleep(seconds)
+
+
+async def test_the_reconcile_after_a_validation_pass_reads_again_only_after_a_change() -> None:
+    crs = small_app()
+    fake, rec = _setup(crs)
+    lists: list[str] = []
+    real_list = fake.list
+
+    async def counting(url: str, *, label_selector: str | None = None) -> list[dict[str, Any]]:
+        lists.append(url)
+        return await real_list(url, label_selector=label_selector)
+
+    fake.list = counting  # type: ignore[method-assign]
+    entry_lists = lambda: [u for u in lists if "/moontide.io/" in u]  # noqa: E731
+    await rec.reconcile("ns", deploy=False)
+    read = len(entry_lists())
+    patches = len(fake.status_patches)
+    await rec.reconcile("ns")  # nothing changed since the pass: its view is used again
+    assert len(entry_lists()) == read
+    assert len(fake.status_patches) == patches + 1  # only the worker's: the others were written by the pass
+    await rec.reconcile("ns", deploy=False)
+    rec._ns["ns"].last = rec._ns["ns"].snapshot.taken + 1  # type: ignore[union-attr]  # a CR changed since
+    await rec.reconcile("ns")
+    assert len(entry_lists()) == 3 * read

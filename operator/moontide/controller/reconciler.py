@@ -85,6 +85,17 @@ class _Deployed:
 
 
 @dataclass
+class _Snapshot:
+    """A validation pass's view of the namespace: the full reconcile right after it uses it again when no CR
+    changed since it was listed (``taken``, the loop's time)."""
+
+    taken: float
+    crs: list[dict[str, Any]]
+    sources: dict[tuple[str, str], str]
+    built: bundle.Built
+
+
+@dataclass
 class _Namespace:
     """A namespace's loop: what woke it, and what it knows of the workers and services it deployed."""
 
@@ -102,6 +113,7 @@ class _Namespace:
     #: Deployment name -> the generation the operator's last apply gave it (other generations: edited by someone).
     generations: dict[str, int] = field(default_factory=dict)
     applying: set[str] = field(default_factory=set)
+    snapshot: _Snapshot | None = None
     task: asyncio.Task[None] | None = None
 
 
@@ -149,13 +161,16 @@ class Reconciler:
 
     def deployment_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         """A watch event of a Deployment the operator made: its owner's Ready is re-read from it; a deleted or
-        edited one (a generation the operator did not give it) is applied again by a full reconcile."""
+        edited one (a generation past the one the operator's last apply gave it) is applied again by a full
+        reconcile."""
         meta = body.get("metadata") or {}
         ns, name = meta.get("namespace"), meta.get("name")
         if not ns or not name:
             return
         st = self._state(ns)
-        if event_type != "DELETED" and (name in st.applying or st.generations.get(name) == meta.get("generation")):
+        generation, applied = meta.get("generation"), st.generations.get(name)
+        ours = name in st.applying or (generation is not None and applied is not None and generation <= applied)
+        if event_type != "DELETED" and ours:
             st.changed.add(name)
             st.wake.set()
         else:
@@ -266,12 +281,21 @@ class Reconciler:
         ``deploy=False`` (a validation pass while changes have not settled yet) only marks the valid CRs
         Ready: a CR that is invalid for now (it refers to one not applied yet) is not reported, and nothing is
         deployed."""
+        st = self._ns.setdefault(namespace, _Namespace())
+        snapshot, st.snapshot = st.snapshot, None
         t0 = time.monotonic()
-        crs = await self._list(namespace)
-        sources = await self._sources(namespace, bundle.source_refs(crs))
-        t1 = time.monotonic()
-        built = await self._build(crs, sources)
-        t2 = time.monotonic()
+        if deploy and snapshot is not None and snapshot.taken > st.last:
+            crs, sources, built = snapshot.crs, snapshot.sources, snapshot.built  # nothing changed since
+            t1 = t2 = t0
+        else:
+            taken = asyncio.get_running_loop().time()
+            crs = await self._list(namespace)
+            sources = await self._sources(namespace, bundle.source_refs(crs))
+            t1 = time.monotonic()
+            built = await self._build(crs, sources)
+            t2 = time.monotonic()
+            if not deploy:
+                st.snapshot = _Snapshot(taken, crs, sources, built)
         writes = []
         ready = 0
         for cr in crs:
@@ -290,7 +314,6 @@ class Reconciler:
             return
         _ENTRIES.labels(namespace, "true").set(ready)
         _ENTRIES.labels(namespace, "false").set(len(crs) - ready)
-        st = self._ns.setdefault(namespace, _Namespace())
         owners = [cr for cr in crs if cr["kind"] in _OWNERS]
         for gone in set(st.deployed) - {cr["metadata"]["name"] for cr in owners}:
             st.deployed.pop(gone, None)
@@ -328,6 +351,8 @@ class Reconciler:
             if e.status == 404:
                 return False  # deleted meanwhile
             raise
+        if isinstance(cr, dict):
+            cr["status"] = {**status, **wanted}  # as written (a snapshot of this CR may be used again)
         first_valid = old is None and ok and reason == "Valid"  # no Event per CR for a plain apply
         if not first_valid and (old is None or old.get("status") != new["status"] or old.get("reason") != new["reason"]):
             await self._event(cr, reason=reason, message=message, warning=not ok and reason not in conditions.TRANSIENT)
@@ -388,7 +413,8 @@ class Reconciler:
         kind, name = _key(owner)
         component = "worker" if kind == "TemporalWorker" else "service"
         own = built.of(kind, name)
-        previous, _ = await self._previous(namespace, name)
+        # the last deployed bundle matters only when some CR is invalid (it keeps its last good version)
+        previous, _ = await self._previous(namespace, name) if built.app is None else ({}, None)
         chosen, app, fallbacks, dropped = await self._deployable(crs, built, previous, sources)
         mine = next((c for c in chosen if _key(c) == (kind, name)), None)
         if app is None or mine is None:
@@ -407,9 +433,11 @@ class Reconciler:
         text = bundle.dumps(document)
         refs = bundle.source_refs(chosen)
         digest = bundle.digest(text, {r: sources[r] for r in refs if r in sources})
-        await self.kube.apply(objects.bundle_configmap(owner, text, digest, component, self.cfg))
+        configmaps = [self.kube.apply(objects.bundle_configmap(owner, text, digest, component, self.cfg))]
         if kind == "TemporalWorker":
-            await self._code_history(owner, app)
+            configmaps.append(self._code_history(owner, app))
+        await self._gather(configmaps)  # before the Deployment: new pods mount the new bundle
+        if kind == "TemporalWorker":
             deployment = objects.worker_deployment(owner, entry_id=entry_id, entry_data=entry.data,
                                                    client_spec=client_spec, refs=refs, digest=digest, cfg=self.cfg)
         else:
