@@ -529,12 +529,14 @@ class Reconciler:
             owner["apiVersion"], owner["kind"] = API_VERSION, note.kind
             await self._report(namespace, st, owner, note, deployment)
 
+        later = asyncio.get_running_loop().time() + self.cfg.recheck_seconds
+        for name in names & set(st.recheck):  # not again at once, whatever happens below (_report reschedules)
+            st.recheck[name] = (later, st.recheck[name][1])
         results = await asyncio.gather(*(one(n) for n in sorted(names)), return_exceptions=True)
         for name, result in zip(sorted(names), results):
             if isinstance(result, Exception):
                 log.warning("reading the rollout of %s/%s failed: %s", namespace, name, result)
-                st.recheck[name] = (asyncio.get_running_loop().time() + self.cfg.recheck_seconds,
-                                    self.cfg.recheck_seconds)
+                st.recheck[name] = (later, self.cfg.recheck_seconds)
             elif isinstance(result, BaseException):
                 raise result
 
