@@ -11,8 +11,6 @@ watch.allNamespaces):
 - Pods: list (why a worker or service has no available pod: FailedCreate, CrashLoopBackOff ...;
   a ProcessService's restarts and last error).
 - Secrets: get (a TemporalClient's apiKeySecretRef/tlsSecretRef, to start Workflows).
-tests/controller/test_helm_chart.py records what the code asks for and checks these rules allow it
-all and grant nothing else.
   Worker pods get secrets as secretKeyRef/volumes, never through the API.
 - Events (core v1): create (Kopf and the reconciler report what happened; neither patches one).
 Cluster-wide in both modes ("moontide.operator.discovery.rules"): list and watch
@@ -20,6 +18,8 @@ CustomResourceDefinitions, and with given namespaces also Namespaces. Kopf itsel
 installed later; which of the given namespaces exist); forbidden, it would retry for ~54 s before
 handling anything (the operator then turns Kopf's scanning off instead, see docs/kubernetes.md).
 The leader-election Role (rbac.yaml) and the uninstall hook's rules (cleanup-hook.yaml) are separate.
+tests/controller/test_helm_chart.py records what the code asks for and checks that these rules allow
+all of it and grant nothing else.
 */}}
 {{- define "moontide.operator.rules" -}}
 - apiGroups: [moontide.io]
