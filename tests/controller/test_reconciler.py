@@ -370,3 +370,24 @@ async def test_the_reconcile_after_a_validation_pass_reads_again_only_after_a_ch
     rec._ns["ns"].last = rec._ns["ns"].snapshot.taken + 1  # type: ignore[union-attr]  # a CR changed since
     await rec.reconcile("ns")
     assert len(entry_lists()) == 3 * read
+
+
+async def test_a_deployment_event_does_not_undo_an_invalid_ready() -> None:
+    crs = small_app()
+    fake, rec = _setup(crs, settle_seconds=0.0)
+    client, worker = crs[0], crs[1]
+    try:
+        rec.poke("ns")
+        await _until(lambda: worker_status(fake, worker).get("reason") == "Progressing")
+        changed = json.loads(json.dumps(fake.objects[_path(client)]))
+        del changed["spec"]["address"]  # the worker cannot be deployed any more
+        changed["metadata"]["generation"] = 2
+        fake.put(changed)
+        rec.observe("MODIFIED", changed)
+        await _until(lambda: worker_status(fake, worker).get("reason") == "NoTemporalAddress")
+        done = rec.done["ns"]
+        rec.deployment_event("MODIFIED", _rolled_out(fake, worker))  # the old pods are up
+        await _until(lambda: rec.done["ns"] > done)  # answered by a full reconcile, not the pods alone
+        assert worker_status(fake, worker)["reason"] == "NoTemporalAddress"
+    finally:
+        await rec.stop()

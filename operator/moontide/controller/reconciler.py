@@ -418,6 +418,8 @@ class Reconciler:
         chosen, app, fallbacks, dropped = await self._deployable(crs, built, previous, sources)
         mine = next((c for c in chosen if _key(c) == (kind, name)), None)
         if app is None or mine is None:
+            st.deployed.pop(name, None)  # its Ready is this until a reconcile says otherwise
+            st.recheck.pop(name, None)
             message = conditions.describe_problems(own) if own else "nothing valid to deploy: " + ", ".join(dropped)
             await self._status(owner, {}, ("Ready", False, "Invalid", message))
             return
@@ -427,6 +429,8 @@ class Reconciler:
         try:
             address = objects.temporal_address(client_spec, self.cfg) if kind == "TemporalWorker" else ""
         except errors.Invalid as e:
+            st.deployed.pop(name, None)
+            st.recheck.pop(name, None)
             await self._status(owner, {}, ("Ready", False, "NoTemporalAddress", e.message))
             return
         document = bundle.bundle_document(chosen, namespace=namespace)
