@@ -19,7 +19,7 @@ class FakeKube:
     def put(self, obj: dict[str, Any]) -> None:
         self.objects[kube.object_path(obj)] = copy.deepcopy(obj)
 
-    async def list(self, url: str, *, label_selector: str | None = None) -> list[dict[str, Any]]:
+    async def list(self, url: str, *, label_selector: str | None = None, cached: bool = False) -> list[dict[str, Any]]:
         prefix = url + "/"
         wanted = dict(part.split("=", 1) for part in label_selector.split(",")) if label_selector else {}
         return [copy.deepcopy(o) for p, o in self.objects.items() if p.startswith(prefix) and "/" not in p[len(prefix):]

@@ -256,7 +256,8 @@ class Reconciler:
 
     # -- one reconcile ----------------------------------------------------------
     async def _list(self, namespace: str) -> list[dict[str, Any]]:
-        lists = await asyncio.gather(*(self.kube.list(path(API_VERSION, r.plural, namespace))
+        # from the watch cache: a change not in it yet has an event on its way, which reconciles again
+        lists = await asyncio.gather(*(self.kube.list(path(API_VERSION, r.plural, namespace), cached=True)
                                        for r in ENTRY_RESOURCES))
         crs = []
         for resource, items in zip(ENTRY_RESOURCES, lists):
