@@ -354,9 +354,9 @@ async def test_the_reconcile_after_a_validation_pass_reads_again_only_after_a_ch
     lists: list[str] = []
     real_list = fake.list
 
-    async def counting(url: str, *, label_selector: str | None = None) -> list[dict[str, Any]]:
+    async def counting(url: str, **kw: Any) -> list[dict[str, Any]]:
         lists.append(url)
-        return await real_list(url, label_selector=label_selector)
+        return await real_list(url, **kw)
 
     fake.list = counting  # type: ignore[method-assign]
     entry_lists = lambda: [u for u in lists if "/moontide.io/" in u]  # noqa: E731
