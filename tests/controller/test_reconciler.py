@@ -15,12 +15,21 @@ from moontide.controller.reconciler import Reconciler
 from moontide.lua import check_syntax
 
 
-def _setup(crs: list[dict[str, Any]]) -> tuple[FakeKube, Reconciler]:
+def _setup(crs: list[dict[str, Any]], **cfg: Any) -> tuple[FakeKube, Reconciler]:
     fake = FakeKube()
     for c in crs:
         fake.put(c)
-    rec = Reconciler(fake, OperatorConfig(worker_image="img"), check_lua=check_syntax, code_of=code_of)  # type: ignore[arg-type]
+    rec = Reconciler(fake, OperatorConfig(worker_image="img", **cfg), check_lua=check_syntax,  # type: ignore[arg-type]
+                     code_of=code_of)
     return fake, rec
+
+
+def _rolled_out(fake: FakeKube, owner: dict[str, Any], available: int = 1) -> dict[str, Any]:
+    """What the Deployment controller writes once the pods are up."""
+    dep = _deployment(fake, owner)
+    dep["status"] = {"observedGeneration": dep["metadata"]["generation"], "replicas": 1, "updatedReplicas": 1,
+                     "readyReplicas": available, "availableReplicas": available}
+    return dep
 
 
 def _status(fake: FakeKube, c: dict[str, Any]) -> dict[str, Any]:
@@ -50,11 +59,20 @@ async def test_valid_namespace_deploys_the_worker_and_marks_everything_ready() -
     crs = small_app()
     fake, rec = _setup(crs)
     await rec.reconcile("ns")
-    for c in crs:
-        assert _ready(fake, c)["status"] == "True", c["kind"]
-        assert _status(fake, c)["observedGeneration"] == 1
     worker = crs[1]
+    for c in crs:
+        assert _ready(fake, c)["status"] == ("False" if c is worker else "True"), c["kind"]
+        assert _status(fake, c)["observedGeneration"] == 1
+    # deployed, but no pod is available yet: the worker is not Ready
+    assert _ready(fake, worker)["reason"] == "Progressing"
+    assert _ready(fake, worker)["message"].startswith("0/1 pods available")
+    _rolled_out(fake, worker)
+    await rec.reconcile("ns")
+    ready = _ready(fake, worker)
+    assert ready["status"] == "True" and ready["reason"] == "Deployed"
+    assert ready["message"].startswith("1/1 pods available; bundle ") and "4 entries" in ready["message"]
     status = _status(fake, worker)
+    assert status["availableReplicas"] == 1
     dep = _deployment(fake, worker)
     assert dep["spec"]["template"]["metadata"]["annotations"][objects.ANNOTATION_BUNDLE_HASH] == status["bundleHash"]
     assert status["taskQueue"] == "q" and status["temporalAddress"] == "temporal:7233"
@@ -117,6 +135,8 @@ async def test_an_invalid_cr_without_a_good_version_is_left_out() -> None:
     await rec.reconcile("ns")
     assert _ready(fake, crs[-1])["status"] == "False"
     worker = crs[1]
+    _rolled_out(fake, worker)
+    await rec.reconcile("ns")
     assert _ready(fake, worker)["status"] == "True"
     assert "left out FunctionX" not in _ready(fake, worker)["message"]
     assert "left out LuaFunction/" in _ready(fake, worker)["message"]
@@ -159,3 +179,215 @@ def test_observe_ignores_status_only_changes() -> None:
     rec.observe("DELETED", body)
     assert poked == ["ns", "ns", "ns"]
     assert bundle.BUNDLE_KEY == "bundle.json"
+
+
+# -- Ready says whether pods serve (issue 14) -------------------------------------------------------------------
+
+def _pod(owner: dict[str, Any], name: str, digest: str, **container_status: Any) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": "ns",
+                         "labels": {"app.kubernetes.io/instance": owner["metadata"]["name"],
+                                    "app.kubernetes.io/component": "worker"},
+                         "annotations": {objects.ANNOTATION_BUNDLE_HASH: digest}},
+            "status": {"phase": "Running", "containerStatuses": [{"name": "worker", "ready": False,
+                                                                   **container_status}]}}
+
+
+async def test_pods_that_cannot_be_created_say_failed_create() -> None:
+    crs = small_app()
+    fake, rec = _setup(crs)
+    await rec.reconcile("ns")
+    worker = crs[1]
+    dep = _deployment(fake, worker)
+    dep["status"] = {"replicas": 0, "conditions": [
+        {"type": "Progressing", "status": "True", "reason": "NewReplicaSetCreated"},
+        {"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate",
+         "message": 'pods "w-1" is forbidden: error looking up service account ns/moontide-worker: '
+                    'serviceaccount "moontide-worker" not found'}]}
+    await rec.reconcile("ns")
+    ready = _ready(fake, worker)
+    assert ready["status"] == "False" and ready["reason"] == "FailedCreate"
+    assert ready["message"].startswith("0/1 pods available: pods \"w-1\" is forbidden") and \
+        "serviceaccount" in ready["message"]
+    assert _status(fake, worker)["replicas"] == 0
+    assert [e["type"] for e in fake.events if e["reason"] == "FailedCreate"] == ["Warning"]
+
+
+async def test_a_crashing_pod_names_itself_and_why() -> None:
+    crs = small_app()
+    fake, rec = _setup(crs)
+    await rec.reconcile("ns")
+    worker = crs[1]
+    digest = _status(fake, worker)["bundleHash"]
+    fake.put(_pod(worker, "w-abc", digest, restartCount=3,
+                  state={"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s restarting"}},
+                  lastState={"terminated": {"reason": "Error", "exitCode": 1, "message": "no Temporal at x:7233"}}))
+    await rec.reconcile("ns")
+    ready = _ready(fake, worker)
+    assert ready["status"] == "False" and ready["reason"] == "CrashLoopBackOff"
+    assert "pod w-abc, container worker: CrashLoopBackOff" in ready["message"]
+    assert "last exit: Error, exit code 1: no Temporal at x:7233" in ready["message"]
+    assert any(e["reason"] == "CrashLoopBackOff" and e["type"] == "Warning" for e in fake.events)
+
+
+async def test_deployment_events_and_rechecks_update_ready_without_rebuilding() -> None:
+    crs = small_app()
+    fake, rec = _setup(crs, recheck_seconds=0.01, settle_seconds=0.0)
+    worker = crs[1]
+    try:
+        rec.poke("ns")
+        await _until(lambda: worker_status(fake, worker).get("reason") == "Progressing")
+        applied = len(fake.applied)
+        # a pod appears and fails, with no Deployment event: the re-check timer sees it
+        digest = _status(fake, worker)["bundleHash"]
+        fake.put(_pod(worker, "w-1", digest, state={"waiting": {"reason": "ErrImageNeverPull",
+                                                                "message": "image img not present"}}))
+        await _until(lambda: worker_status(fake, worker).get("reason") == "ErrImageNeverPull")
+        # fixed: the Deployment controller reports an available pod
+        del fake.objects["/api/v1/namespaces/ns/pods/w-1"]
+        rec.deployment_event("MODIFIED", _rolled_out(fake, worker))
+        await _until(lambda: worker_status(fake, worker).get("status") == "True")
+        assert len(fake.applied) == applied  # no bundle, ConfigMap or Deployment applied again
+        assert worker["metadata"]["name"] not in rec._ns["ns"].recheck  # available: no more re-checks
+    finally:
+        await rec.stop()
+
+
+def worker_status(fake: FakeKube, worker: dict[str, Any]) -> dict[str, Any]:
+    conds = _status(fake, worker).get("conditions") or []
+    return next((c for c in conds if c["type"] == "Ready"), {})
+
+
+async def _until(check: Any, *, rounds: int = 2000) -> None:
+    import asyncio
+
+    for _ in range(rounds):
+        if check():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("condition never held")
+
+
+async def test_an_edited_or_deleted_deployment_is_applied_again() -> None:
+    crs = small_app()
+    fake, rec = _setup(crs, settle_seconds=0.0)
+    worker = crs[1]
+    try:
+        rec.poke("ns")
+        await _until(lambda: "ns" in rec.done)
+        dep = _deployment(fake, worker)
+        applied = len(fake.applied)
+        edited = json.loads(json.dumps(dep))
+        edited["metadata"]["generation"] += 1  # kubectl edit
+        rec.deployment_event("MODIFIED", edited)
+        await _until(lambda: len(fake.applied) > applied)
+    finally:
+        await rec.stop()
+
+
+# -- the worker service account (issue 14) -----------------------------------------------------------------------
+
+async def test_the_operator_makes_the_worker_service_account_where_pods_use_it() -> None:
+    crs = [*small_app(), cr("temporal.worker", "app:own", client="client", task_queue="q2",
+                            deployment={"serviceAccountName": "mine"})]
+    fake, rec = _setup(crs, worker_service_account="moontide-worker", create_worker_service_account=True)
+    await rec.reconcile("ns")
+    sa = fake.objects["/api/v1/namespaces/ns/serviceaccounts/moontide-worker"]
+    assert sa["automountServiceAccountToken"] is False
+    assert sa["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "moontide-operator"
+    # owned by the workers that use it (not the one with its own account): deleted with the last of them
+    assert [(r["kind"], r["name"], r["controller"]) for r in sa["metadata"]["ownerReferences"]] == \
+        [("TemporalWorker", crs[1]["metadata"]["name"], False)]
+    assert _deployment(fake, crs[1])["spec"]["template"]["spec"]["serviceAccountName"] == "moontide-worker"
+    assert _deployment(fake, crs[-1])["spec"]["template"]["spec"]["serviceAccountName"] == "mine"
+    assert "/api/v1/namespaces/ns/serviceaccounts/mine" not in fake.objects
+
+
+async def test_no_worker_service_account_is_made_unless_asked() -> None:
+    fake, rec = _setup(small_app(), worker_service_account="given")
+    await rec.reconcile("ns")
+    assert not [p for p in fake.objects if "/serviceaccounts/" in p]
+    assert _deployment(fake, small_app()[1])["spec"]["template"]["spec"]["serviceAccountName"] == "given"
+    fake, rec = _setup(small_app()[2:], worker_service_account="moontide-worker", create_worker_service_account=True)
+    await rec.reconcile("ns")  # no worker, no service: nothing uses it
+    assert not [p for p in fake.objects if "/serviceaccounts/" in p]
+
+
+async def test_a_validation_pass_marks_only_the_valid_and_deploys_nothing() -> None:
+    """While a burst has not settled: what is valid so far is Ready, nothing is Invalid for now, nothing rolls."""
+    crs = [*small_app(), cr("function.lua", "app:bad", source="return = 1")]
+    fake, rec = _setup(crs)
+    await rec.reconcile("ns", deploy=False)
+    assert _ready(fake, crs[2])["status"] == "True" and _ready(fake, crs[3])["status"] == "True"
+    assert "conditions" not in _status(fake, crs[-1])  # invalid for now: said after the burst
+    assert "conditions" not in _status(fake, crs[1])  # the worker: not deployed yet
+    assert not [p for p in fake.objects if "/deployments/" in p or "/configmaps/" in p]
+    assert not fake.events
+
+
+async def test_a_burst_is_one_reconcile_and_one_bundle() -> None:
+    crs = small_app()
+    fake, rec = _setup([], settle_seconds=0.05, settle_max_seconds=30.0)
+    try:
+        for c in crs:  # one CR at a time, as kubectl applies them
+            fake.put(c)
+            rec.observe("ADDED", c)
+            await _sleep(0.01)
+        await _until(lambda: "ns" in rec.done)
+        await _sleep(0.2)
+        bundles = [o for o in fake.applied if o["kind"] == "ConfigMap" and o["metadata"]["name"].endswith("-bundle")]
+        assert len(bundles) == 1 and len([o for o in fake.applied if o["kind"] == "Deployment"]) == 1
+        assert "4 entries" in worker_status(fake, crs[1])["message"]
+    finally:
+        await rec.stop()
+
+
+async def _sleep(seconds: float) -> None:
+    import asyncio
+
+    await asyncio.sleep(seconds)
+
+
+async def test_the_reconcile_after_a_validation_pass_reads_again_only_after_a_change() -> None:
+    crs = small_app()
+    fake, rec = _setup(crs)
+    lists: list[str] = []
+    real_list = fake.list
+
+    async def counting(url: str, **kw: Any) -> list[dict[str, Any]]:
+        lists.append(url)
+        return await real_list(url, **kw)
+
+    fake.list = counting  # type: ignore[method-assign]
+    entry_lists = lambda: [u for u in lists if "/moontide.io/" in u]  # noqa: E731
+    await rec.reconcile("ns", deploy=False)
+    read = len(entry_lists())
+    patches = len(fake.status_patches)
+    await rec.reconcile("ns")  # nothing changed since the pass: its view is used again
+    assert len(entry_lists()) == read
+    assert len(fake.status_patches) == patches + 1  # only the worker's: the others were written by the pass
+    await rec.reconcile("ns", deploy=False)
+    rec._ns["ns"].last = rec._ns["ns"].snapshot.taken + 1  # type: ignore[union-attr]  # a CR changed since
+    await rec.reconcile("ns")
+    assert len(entry_lists()) == 3 * read
+
+
+async def test_a_deployment_event_does_not_undo_an_invalid_ready() -> None:
+    crs = small_app()
+    fake, rec = _setup(crs, settle_seconds=0.0)
+    client, worker = crs[0], crs[1]
+    try:
+        rec.poke("ns")
+        await _until(lambda: worker_status(fake, worker).get("reason") == "Progressing")
+        changed = json.loads(json.dumps(fake.objects[_path(client)]))
+        del changed["spec"]["address"]  # the worker cannot be deployed any more
+        changed["metadata"]["generation"] = 2
+        fake.put(changed)
+        rec.observe("MODIFIED", changed)
+        await _until(lambda: worker_status(fake, worker).get("reason") == "NoTemporalAddress")
+        done = rec.done["ns"]
+        rec.deployment_event("MODIFIED", _rolled_out(fake, worker))  # the old pods are up
+        await _until(lambda: rec.done["ns"] > done)  # answered by a full reconcile, not the pods alone
+        assert worker_status(fake, worker)["reason"] == "NoTemporalAddress"
+    finally:
+        await rec.stop()

@@ -9,6 +9,7 @@ the same API server as the same user.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import ssl
@@ -119,7 +120,7 @@ def path(api_version: str, plural: str, namespace: str | None = None, name: str 
 
 
 _PLURALS = {"ConfigMap": "configmaps", "Deployment": "deployments", "Event": "events", "Lease": "leases",
-            "Secret": "secrets", "Pod": "pods"}
+            "Secret": "secrets", "Pod": "pods", "ServiceAccount": "serviceaccounts"}
 
 
 def object_path(obj: Mapping[str, Any]) -> str:
@@ -137,6 +138,9 @@ class Kube:
 
     def __init__(self, conn: Connection, *, timeout: float = 30.0, max_connections: int = 20) -> None:
         self.conn = conn
+        # At most as many requests in flight as connections: httpcore's pool does work per queued request
+        # and connection on every change, which made a burst of status writes CPU-bound.
+        self._slots = asyncio.Semaphore(max_connections)
         self.http = httpx.AsyncClient(
             base_url=conn.server, verify=conn.verify, headers=dict(conn.headers), timeout=timeout,
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections))
@@ -154,7 +158,8 @@ class Kube:
                       params: Mapping[str, str] | None = None) -> Any:
         content = None if body is None else json.dumps(body).encode()
         headers = {"Content-Type": content_type} if content is not None else {}
-        resp = await self.http.request(method, url, content=content, headers=headers, params=params)
+        async with self._slots:
+            resp = await self.http.request(method, url, content=content, headers=headers, params=params)
         if resp.status_code >= 400:
             try:
                 status = resp.json()
@@ -174,9 +179,13 @@ class Kube:
         except NotFound:
             return None
 
-    async def list(self, url: str, *, label_selector: str | None = None) -> list[dict[str, Any]]:
-        params = {"labelSelector": label_selector} if label_selector else None
-        out = await self.request("GET", url, params=params)
+    async def list(self, url: str, *, label_selector: str | None = None, cached: bool = False) -> list[dict[str, Any]]:
+        """The items of a collection. ``cached``: from the API server's watch cache (``resourceVersion=0``), which
+        costs it far less than a read from etcd and holds at least every change a watch has already seen."""
+        params = {"labelSelector": label_selector} if label_selector else {}
+        if cached:
+            params["resourceVersion"] = "0"
+        out = await self.request("GET", url, params=params or None)
         return list(out.get("items") or [])
 
     async def apply(self, obj: Mapping[str, Any], *, force: bool = True) -> dict[str, Any]:
