@@ -63,3 +63,29 @@ async def test_status_patch_sets_the_succeeded_condition() -> None:
     (cond,) = wf["status"]["conditions"]
     assert (cond["type"], cond["status"], cond["reason"], cond["message"]) == ("Succeeded", "False", "Failed", "boom")
     await sp.write_status(wf, {"phase": "Running"})
+
+
+async def test_options_are_read_as_luas_spawn_options_and_the_id_stays_the_crs() -> None:
+    from datetime import timedelta
+
+    from moontide import errors
+
+    fake = FakeKube()
+    for cr in small_app():
+        fake.put(cr)
+    await Reconciler(fake, OperatorConfig(), check_lua=check_syntax, code_of=code_of).reconcile("ns")  # type: ignore[arg-type]
+    sp = spawning.Spawner(fake, OperatorConfig(), code_of=code_of)  # type: ignore[arg-type]
+    spec = _workflow(options={"temporal.workflow.run_timeout": "1h", "workflow.task_timeout": 5000,
+                              "temporal.workflow.memo": {"team": "a"}},
+                     executionTimeout="24h")["spec"]
+    kw = spawning.start_options(spec, await sp.target("ns", spec))
+    assert kw["run_timeout"] == timedelta(hours=1)
+    assert kw["task_timeout"] == timedelta(seconds=5)  # a number is milliseconds, as in Lua
+    assert kw["execution_timeout"] == timedelta(hours=24)
+    assert kw["memo"] == {"team": "a"}
+    for bad, says in (({"temporal.workflow.id": "x"}, "a Workflow CR sets this itself"),
+                      ({"workflow.id_conflict_policy": "fail"}, "a Workflow CR sets this itself"),
+                      ({"temporal.workflow.run_timeout": "soon"}, "spec.options: "),
+                      ({"temporal.workflow.nope": 1}, "spec.options: ")):
+        with pytest.raises(errors.Invalid, match=says):
+            spawning.start_options({**spec, "options": bad}, await sp.target("ns", spec))

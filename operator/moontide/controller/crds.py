@@ -226,6 +226,14 @@ _WORKFLOW_SPEC: Schema = {
             default="Cancel",
         ),
         "executionTimeout": _duration("Limit of the whole execution, e.g. '24h'; default none."),
+        "options": {
+            "type": "object",
+            "description": "Start options with Wippy's names, as process.with_options takes them, e.g. "
+                           "{\"temporal.workflow.run_timeout\": \"1h\", \"temporal.workflow.retry_policy\": {...}, "
+                           "\"temporal.workflow.search_attributes\": {...}, \"temporal.workflow.memo\": {...}}. "
+                           "The ID and its policies come from the CR (workflowId; started exactly once).",
+            **_PRESERVE,
+        },
         "signals": {
             "type": "array",
             "description": "Messages to deliver to the execution, each exactly once (a Temporal signal, "

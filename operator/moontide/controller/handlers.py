@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 import kopf
 
+from .. import errors
 from . import spawning
 from ._kinds import ENTRY_RESOURCES, GROUP, LABEL_MANAGED_BY, MANAGED_BY, VERSION, WORKFLOW
 from .config import OperatorConfig
@@ -99,6 +100,10 @@ def register(registry: kopf.OperatorRegistry, ctx: Context) -> None:
                 if status.get("message") != e.message or status.get("phase") != "Pending":
                     await ctx.spawner.write_status(doc, {"phase": "Pending", "message": e.message})
                 raise kopf.TemporaryError(e.message, delay=e.delay) from None
+            except errors.Invalid as e:  # the spec itself is wrong: fix the CR (a new one) rather than retry
+                await ctx.spawner.write_status(doc, {"phase": "Failed", "message": e.message, "errorKind": e.kind})
+                kopf.warn(body, reason="Invalid", message=e.message)
+                raise kopf.PermanentError(e.message) from None
             kopf.info(body, reason="Started", message=f"started {fields['pid']} (run {fields['runId']})")
             doc["status"] = {**status, **fields}
             ctx.started_event(uid).set()

@@ -73,6 +73,33 @@ class Target:
     task_queue: str
     code_digest: str
     client_spec: Mapping[str, Any]
+    app: App | None = None
+    """The bundle's app (it types the options' search attributes)."""
+
+
+#: Options a Workflow CR sets elsewhere: its ID, and exactly-once starts.
+_CR_OWNED = ("id", "id_reuse_policy", "id_conflict_policy", "execution_error_when_already_started", "task_queue")
+
+
+def start_options(spec: Mapping[str, Any], target: Target) -> dict[str, Any]:
+    """Keyword arguments of the CR's start: ``spec.options`` read as Lua's spawn options, then
+    ``spec.executionTimeout``; raises errors.Invalid naming the option."""
+    from .. import durations
+    from ..workflows import spawn_options
+
+    options = dict(spec.get("options") or {})
+    for key in options:
+        name = str(key).removeprefix("temporal.").removeprefix("workflow.")
+        if name in _CR_OWNED:
+            raise errors.Invalid(f"spec.options[{key!r}]: a Workflow CR sets this itself "
+                                 "(spec.workflowId; it starts its execution exactly once)")
+    try:
+        kw = dict(spawn_options(options, child=False, app=target.app, client_id=target.client_id).kw)
+    except errors.Invalid as e:
+        raise errors.Invalid(f"spec.options: {e.message}") from None
+    if spec.get("executionTimeout"):
+        kw["execution_timeout"] = durations.to_timedelta(spec["executionTimeout"])
+    return kw
 
 
 def _time(value: dt.datetime | None) -> str | None:
@@ -147,7 +174,7 @@ class Spawner:
         client_spec = next((dict(r["spec"]) for r in resources if r.get("kind") == "TemporalClient"
                             and (r.get("spec") or {}).get("entryId") == client_id), {})
         return Target(worker_id, client_id, str(worker.data.get("task_queue") or worker_id),
-                      self.code_of(app, workflow)[0], client_spec)
+                      self.code_of(app, workflow)[0], client_spec, app)
 
     async def client(self, namespace: str, client_spec: Mapping[str, Any]) -> Any:
         """A connected Temporal client for a TemporalClient spec (secrets read from the API)."""
@@ -216,18 +243,15 @@ class Spawner:
         target = await self.target(namespace, spec)
         client = Client(await self.client(namespace, target.client_spec), client_id=target.client_id)
         wid = workflow_id(body)
-        kw: dict[str, Any] = {}
-        if spec.get("executionTimeout"):
-            from .. import durations
-
-            kw["execution_timeout"] = durations.to_timedelta(spec["executionTimeout"])
+        kw = start_options(spec, target)
         fields: dict[str, Any] = {"workflowId": wid, "codeDigest": target.code_digest}
         try:
             pid = await client.start(
                 str(spec["workflow"]), list(spec.get("input") or []), workflow_id=wid, task_queue=target.task_queue,
                 worker=target.worker_id, conflict="use_existing",
-                start_kw={"memo": {MEMO_CODE: target.code_digest, MEMO_K8S: f"{namespace}/{meta['name']}"},
-                          "id_reuse_policy": WorkflowIDReusePolicy.REJECT_DUPLICATE, **kw})
+                start_kw={**kw, "memo": {**kw.get("memo", {}), MEMO_CODE: target.code_digest,
+                                         MEMO_K8S: f"{namespace}/{meta['name']}"},
+                          "id_reuse_policy": WorkflowIDReusePolicy.REJECT_DUPLICATE})
             fields |= {"pid": str(pid), "runId": client.started_run(wid) or "", "phase": "Running",
                        "message": f"running on task queue {target.task_queue}", "startTime": conditions.now()}
             _SPAWNS.labels("started").inc()
