@@ -16,6 +16,7 @@ import ssl
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -61,18 +62,19 @@ def _ssl_context(info: Any) -> ssl.SSLContext | bool:
         data = info.ca_data if isinstance(info.ca_data, bytes) else info.ca_data.encode()
         ctx.load_verify_locations(cadata=base64.b64decode(data).decode())
     cert, key = info.certificate_path, info.private_key_path
-    files = []
-    for data in (info.certificate_data, info.private_key_data):
-        if data:
-            f = tempfile.NamedTemporaryFile(prefix="moontide-kube-", suffix=".pem", delete=False)  # noqa: SIM115
-            f.write(base64.b64decode(data if isinstance(data, bytes) else data.encode()))
-            f.close()
-            files.append(f.name)
-        else:
-            files.append(None)
-    cert, key = files[0] or cert, files[1] or key
-    if cert:
-        ctx.load_cert_chain(cert, key)
+    # ssl reads a client certificate and key only from files: inline ones (kubeconfig *-data) go to a
+    # private directory for the moment of loading, and are gone once loaded
+    with tempfile.TemporaryDirectory(prefix="moontide-kube-") as tmp:
+        written: dict[str, str] = {}
+        for name, data in (("cert", info.certificate_data), ("key", info.private_key_data)):
+            if data:
+                file = Path(tmp) / f"{name}.pem"
+                file.touch(mode=0o600)
+                file.write_bytes(base64.b64decode(data if isinstance(data, bytes) else data.encode()))
+                written[name] = str(file)
+        cert, key = written.get("cert", cert), written.get("key", key)
+        if cert:
+            ctx.load_cert_chain(cert, key)
     return ctx
 
 
