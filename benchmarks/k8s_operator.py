@@ -52,8 +52,8 @@ sys.path.append(str(REPO / "e2e"))
 sys.path.append(str(HERE))
 
 import _common  # noqa: E402
-import podrun  # noqa: E402
 import tools  # noqa: E402
+from moontide_testing import free_port  # noqa: E402
 
 MOONTIDE = str(Path(sys.executable).with_name("moontide"))
 
@@ -63,7 +63,7 @@ def _free_ports(n: int) -> int:
     import socket
 
     for _ in range(100):
-        base = podrun.free_port()
+        base = free_port()
         try:
             for p in range(base, base + n):
                 with socket.socket() as s:
@@ -194,7 +194,7 @@ def main() -> int:
         ns = f"bench-{uuid.uuid4().hex[:6]}"
         kubectl("create", "namespace", ns)
         log = open(Path(tempfile.gettempdir()) / f"moontide-bench-operator-{ns}.log", "wb")  # noqa: SIM115
-        port = podrun.free_port()
+        port = free_port()
         op = subprocess.Popen([MOONTIDE, "operator", "-n", ns, "--temporal-address", temporal, "--health-port",
                                str(port), "--worker-image", "bench"], env=kubectl.env, stdout=log,
                               stderr=subprocess.STDOUT)
