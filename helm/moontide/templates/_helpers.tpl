@@ -49,6 +49,18 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 {{- end -}}
 
+{{/* "true" when the operator elects a leader through a Lease, else empty. */}}
+{{- define "moontide.leaderElection" -}}
+{{- if or .Values.operator.leaderElection.enabled (gt (int .Values.operator.replicas) 1) -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{/* The cluster-scoped name of the operator's discovery ClusterRole (and its binding). */}}
+{{- define "moontide.discovery.name" -}}
+{{- printf "%s-%s-discovery" (include "moontide.fullname" .) .Release.Namespace -}}
+{{- end -}}
+
 {{- define "moontide.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}
@@ -104,6 +116,9 @@ app.kubernetes.io/component: {{ .component }}
 {{- with (include "moontide.worker.serviceAccountName" .) }}
 - --worker-service-account
 - {{ . | quote }}
+{{- if $.Values.worker.serviceAccount.create }}
+- --create-worker-service-account
+{{- end }}
 {{- end }}
 {{- with (include "moontide.temporal.address" .) }}
 - --temporal-address
@@ -115,7 +130,7 @@ app.kubernetes.io/component: {{ .component }}
 - {{ .Values.operator.httpPort | quote }}
 - --resync-seconds
 - {{ .Values.operator.resyncSeconds | quote }}
-{{- if or .Values.operator.leaderElection.enabled (gt (int .Values.operator.replicas) 1) }}
+{{- if include "moontide.leaderElection" . }}
 - --leader-election
 - --lease-namespace
 - {{ .Release.Namespace | quote }}

@@ -1,14 +1,23 @@
 {{/*
-The operator's rules, least privilege:
+The operator's rules, least privilege (a Role in each watched namespace, or one ClusterRole with
+watch.allNamespaces):
 - moontide.io: watch every kind; patch Workflows (Kopf's finalizer and progress annotations)
   and the status of every kind. It never creates, updates or deletes a CR.
 - ConfigMaps (bundles, code history, large Lua sources) and Deployments (workers, services):
   get and server-side apply (create + patch). Deletion is left to owner references.
-  Deployments are watched too (replicas in the owner's status; a deleted one comes back).
-- Pods: list (a ProcessService's restarts and last error).
+  Deployments are watched too (a worker's Ready follows their status; a deleted one comes back).
+- ServiceAccounts: server-side apply (create + patch) of the worker service account, which has no
+  permissions and no token (worker.serviceAccount.create); owner references delete it.
+- Pods: list (why a worker or service has no available pod: FailedCreate, CrashLoopBackOff ...;
+  a ProcessService's restarts and last error).
 - Secrets: get (a TemporalClient's apiKeySecretRef/tlsSecretRef, to start Workflows).
   Worker pods get secrets as secretKeyRef/volumes, never through the API.
 - Events: create and patch (Kopf and the reconciler report what happened).
+Cluster-wide in both modes ("moontide.operator.discovery.rules"): list and watch
+CustomResourceDefinitions, and with given namespaces also Namespaces. Kopf itself observes them (kinds
+installed later; which of the given namespaces exist); forbidden, it would retry for ~54 s before
+handling anything (the operator then turns Kopf's scanning off instead, see docs/kubernetes.md).
+The leader-election Role (rbac.yaml) and the uninstall hook's rules (cleanup-hook.yaml) are separate.
 */}}
 {{- define "moontide.operator.rules" -}}
 - apiGroups: [moontide.io]
@@ -26,6 +35,11 @@ The operator's rules, least privilege:
 - apiGroups: [apps]
   resources: [deployments]
   verbs: [get, list, watch, create, patch]
+{{- if .Values.worker.serviceAccount.create }}
+- apiGroups: [""]
+  resources: [serviceaccounts]
+  verbs: [create, patch]
+{{- end }}
 - apiGroups: [""]
   resources: [pods]
   verbs: [list]
@@ -35,4 +49,30 @@ The operator's rules, least privilege:
 - apiGroups: ["", events.k8s.io]
   resources: [events]
   verbs: [create, patch]
+{{- end -}}
+
+{{- define "moontide.operator.discovery.rules" -}}
+- apiGroups: [apiextensions.k8s.io]
+  resources: [customresourcedefinitions]
+  verbs: [list, watch]
+{{- if not .Values.watch.allNamespaces }}
+- apiGroups: [""]
+  resources: [namespaces]
+  verbs: [list, watch]
+{{- end }}
+{{- end -}}
+
+
+{{/*
+The uninstall hook's rules (cleanup-hook.yaml), in each watched namespace or cluster-wide: delete the
+worker and service Deployments the operator made (found by label: list), and take the operator's
+finalizer off Workflows (list, patch). Nothing else: CRs, ConfigMaps and Secrets stay.
+*/}}
+{{- define "moontide.cleanup.rules" -}}
+- apiGroups: [apps]
+  resources: [deployments]
+  verbs: [list, delete]
+- apiGroups: [moontide.io]
+  resources: [workflows]
+  verbs: [list, patch]
 {{- end -}}

@@ -134,9 +134,62 @@ deletes them. After upgrading the chart, apply them yourself:
 
 The operator's RBAC is namespaced by default (a Role in each of
 `watch.namespaces`, or the release namespace); `watch.allNamespaces=true`
-makes it a ClusterRole. It never deletes anything (owner references do), reads
-Secrets only to start Workflows through a TemporalClient with
-`apiKeySecretRef`/`tlsSecretRef`, and its Lease Role names one Lease.
+makes it a ClusterRole. In both modes a small ClusterRole lets Kopf list and
+watch CustomResourceDefinitions (and, with given namespaces, Namespaces).
+The operator never deletes anything (owner references do), reads Secrets only
+to start Workflows through a TemporalClient with
+`apiKeySecretRef`/`tlsSecretRef`, applies the worker ServiceAccount (no
+permissions, no token) where its pods run, and its Lease Role names one Lease.
+The rules and why each is there: `templates/_rbac.tpl`.
+
+## Uninstalling
+
+`helm uninstall` first runs a pre-delete hook: a Job `<fullname>-cleanup`
+running `moontide operator-cleanup`, with a ServiceAccount and rules of its
+own that exist only while it runs. It
+
+1. scales the operator to 0 and waits for its pods to go (nothing is
+   recreated after this);
+2. deletes the worker and service Deployments the operator made in the
+   watched namespaces: no Moontide pod keeps running;
+3. takes the finalizer `moontide.io/finalizer` off every Workflow there, so
+   deleting a Workflow or its namespace never waits for an operator that is
+   gone;
+4. deletes the leader-election Lease.
+
+Then Helm deletes the operator, its ServiceAccount and RBAC, the metrics
+Service and the Temporal dev server (and its executions: its state is an
+emptyDir).
+
+It leaves:
+
+- the CRDs (Helm never deletes a chart's `crds/`) and every custom resource:
+  the entries, and the Workflows with their status;
+- the bundle and code ConfigMaps and the worker ServiceAccount the operator
+  made: they are owned by the TemporalWorker and ProcessService CRs, so the
+  garbage collector deletes them with those CRs; the code history lets
+  executions started before an uninstall replay on the workers of the next
+  install;
+- the executions on your own Temporal server, running ones included (with no
+  worker they wait). To have each cancelled or terminated by its
+  `deletionPolicy`, delete the Workflows *before* uninstalling, while the
+  operator runs.
+
+Everything, in this order:
+
+```sh
+kubectl delete workflows.moontide.io --all -n NAMESPACE    # the operator applies each deletionPolicy
+helm uninstall moontide -n moontide-system
+kubectl delete moontide --all -n NAMESPACE                 # the entry CRs, and what the operator made for them
+kubectl delete crd -l app.kubernetes.io/part-of=moontide   # the CRDs, with any CR still in the cluster
+```
+
+A namespace can be deleted at any point after the uninstall: nothing in it
+waits for the operator. Should the Job fail (`kubectl logs
+job/<fullname>-cleanup`), the uninstall stops there with the operator scaled
+to 0; running it again is safe. `helm uninstall --no-hooks` skips the Job (run
+`moontide operator-cleanup -n NAMESPACE` yourself then), and
+`uninstall.cleanup=false` renders none.
 
 ## Values
 

@@ -1,4 +1,4 @@
-"""``moontide`` commands of the Kubernetes side: operator, worker, service, manifests, crds.
+"""``moontide`` commands of the Kubernetes side: operator, operator-cleanup, worker, service, manifests, crds.
 
 The CLI core calls ``register(sub)``; each parser sets ``handler=fn`` where
 ``fn(args)`` returns an exit code or a coroutine of one. Handlers import
@@ -21,7 +21,7 @@ def _env_default(name: str, default: str = "") -> str:
 
 
 def register(sub: Any) -> None:
-    """Add the operator, worker, service, manifests and crds commands to ``sub`` (argparse subparsers)."""
+    """Add the operator, operator-cleanup, worker, service, manifests and crds commands to ``sub``."""
     from .config import OperatorConfig
 
     d = OperatorConfig()
@@ -35,7 +35,10 @@ def register(sub: Any) -> None:
                     help="image of worker and service pods (env MOONTIDE_WORKER_IMAGE)")
     op.add_argument("--image-pull-policy", default=d.image_pull_policy, choices=["", "Always", "IfNotPresent", "Never"])
     op.add_argument("--worker-service-account", default=d.worker_service_account, metavar="NAME",
-                    help="service account of worker and service pods")
+                    help="service account of worker and service pods (default: the namespace's default)")
+    op.add_argument("--create-worker-service-account", action="store_true",
+                    help="make that service account (no permissions, no token) in each namespace where a worker "
+                         "or service pod uses it")
     op.add_argument("--temporal-address", default=_env_default("MOONTIDE_TEMPORAL_ADDRESS"), metavar="HOST:PORT",
                     help="Temporal frontend for TemporalClients without an address (env MOONTIDE_TEMPORAL_ADDRESS)")
     op.add_argument("--pod-http-port", type=int, default=d.http_port, metavar="PORT",
@@ -43,12 +46,30 @@ def register(sub: Any) -> None:
     op.add_argument("--health-port", type=int, default=8080, metavar="PORT",
                     help="the operator's own /healthz, /readyz, /metrics (0: none)")
     op.add_argument("--resync-seconds", type=float, default=d.resync_seconds)
+    op.add_argument("--settle-seconds", type=float, default=d.settle_seconds,
+                    help="reconcile a namespace once its entry CRs were quiet this long after a change (at most "
+                         f"{d.settle_max_seconds:.0f} s after the first): applying a whole app rolls the workers once")
     op.add_argument("--leader-election", action="store_true",
                     help="one active replica through a Lease (run two replicas safely)")
     op.add_argument("--lease-namespace", default=d.lease_namespace, metavar="NS")
     op.add_argument("--lease-name", default=d.lease_name, metavar="NAME")
     op.add_argument("--lease-seconds", type=float, default=d.lease_seconds)
     op.set_defaults(handler=_operator)
+
+    cl = sub.add_parser("operator-cleanup", help="before uninstalling: stop the operator, delete the worker and "
+                                                 "service Deployments it made, take its finalizer off Workflows")
+    where = cl.add_mutually_exclusive_group(required=True)
+    where.add_argument("-n", "--namespace", action="append", default=[], metavar="NS",
+                       help="a namespace the operator watched (repeat)")
+    where.add_argument("-A", "--all-namespaces", action="store_true", help="it watched every namespace")
+    cl.add_argument("--operator-deployment", default="", metavar="NAME",
+                    help="the operator's Deployment: scaled to 0 first, and its pods waited for")
+    cl.add_argument("--operator-namespace", default=_env_default("POD_NAMESPACE"), metavar="NS",
+                    help="its namespace, also the Lease's (env POD_NAMESPACE)")
+    cl.add_argument("--lease-name", default="", metavar="NAME", help="the leader-election Lease to delete")
+    cl.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS",
+                    help="how long to wait for the operator's pods to go")
+    cl.set_defaults(handler=_cleanup)
 
     wk = sub.add_parser("worker", help="run a temporal.worker from a bundle directory (what a worker pod runs)")
     wk.add_argument("--bundle", required=True, metavar="DIR", help="the mounted bundle ConfigMap")
@@ -83,13 +104,35 @@ def _operator(args: argparse.Namespace) -> Any:
     from . import operator_cmd
     from .config import OperatorConfig
 
+    if args.create_worker_service_account and not args.worker_service_account:
+        print("moontide operator: --create-worker-service-account needs --worker-service-account NAME",
+              file=sys.stderr)
+        return 2
     cfg = OperatorConfig(
         namespaces=tuple(args.namespace), clusterwide=args.all_namespaces, worker_image=args.worker_image,
         image_pull_policy=args.image_pull_policy, worker_service_account=args.worker_service_account,
+        create_worker_service_account=args.create_worker_service_account,
         temporal_address=args.temporal_address, http_port=args.pod_http_port, resync_seconds=args.resync_seconds,
+        settle_seconds=args.settle_seconds,
         leader_election=args.leader_election, lease_namespace=args.lease_namespace, lease_name=args.lease_name,
         lease_seconds=args.lease_seconds)
     return operator_cmd.run(cfg, health_port=args.health_port)
+
+
+async def _cleanup(args: argparse.Namespace) -> int:
+    from . import cleanup, kube
+
+    if (args.operator_deployment or args.lease_name) and not args.operator_namespace:
+        print("moontide operator-cleanup: --operator-namespace (or POD_NAMESPACE) is needed", file=sys.stderr)
+        return 2
+    async with kube.Kube(kube.connection()) as client:
+        report = await cleanup.cleanup(
+            client, namespaces=args.namespace, clusterwide=args.all_namespaces,
+            operator_deployment=args.operator_deployment, operator_namespace=args.operator_namespace,
+            lease_name=args.lease_name, timeout=args.timeout)
+    for line in report.lines():
+        print(line)
+    return 0
 
 
 def _worker(args: argparse.Namespace) -> Any:

@@ -21,14 +21,22 @@ class OperatorConfig:
     image_pull_policy: str = ""
     #: Service account of worker and service pods; empty: the namespace's default.
     worker_service_account: str = ""
+    #: Make ``worker_service_account`` (no permissions, no token) in each namespace where the operator deploys
+    #: a pod that uses it; False: it must exist already.
+    create_worker_service_account: bool = False
     #: Temporal frontend for TemporalClients without an address (e.g. the chart's dev server); empty: none.
     temporal_address: str = ""
     #: Port of /healthz, /readyz and /metrics in the pods the operator makes (and of the operator itself).
     http_port: int = 8080
     #: Seconds between full reconciles of every known namespace (besides watch events).
     resync_seconds: float = 60.0
-    #: Seconds to gather watch events before a namespace is reconciled.
-    debounce_seconds: float = 0.05
+    #: A namespace is reconciled once its entry CRs have been quiet this long (seconds) after a change, so a
+    #: burst (``kubectl apply`` of a whole app) makes one bundle and one roll ...
+    settle_seconds: float = 0.5
+    #: ... but never later than this after the first change of the burst.
+    settle_max_seconds: float = 5.0
+    #: Seconds between re-checks of a worker or service that is not available yet (pods starting or failing).
+    recheck_seconds: float = 2.0
     #: Results larger than this (bytes of JSON) are left out of a Workflow's status.
     result_limit: int = 16 * 1024
     #: Bytes of old Lua code versions kept for in-flight executions (per worker, in a ConfigMap).

@@ -118,6 +118,8 @@ def _entry_status(kind: str) -> Schema:
             "deployment": _string("The Deployment running the pods."),
             "replicas": {"type": "integer", "description": "Pods the Deployment has."},
             "readyReplicas": {"type": "integer", "description": "Pods ready."},
+            "availableReplicas": {"type": "integer",
+                                  "description": "Pods available (Ready is True only when at least one is)."},
             "updatedReplicas": {"type": "integer", "description": "Pods running the current bundle."},
         }
     if kind == "temporal.worker":
@@ -127,7 +129,8 @@ def _entry_status(kind: str) -> Schema:
         }
     if kind == "process.service":
         props |= {
-            "state": _string("Starting, Running or Failed (from the pod).", enum=["Starting", "Running", "Failed"]),
+            "state": _string("Running (a pod is available), Starting, or Failed (the pod-level reason is Ready's).",
+                             enum=["Starting", "Running", "Failed"]),
             "restarts": {"type": "integer", "description": "Restarts of the service's container."},
             "lastError": _string("Last termination message or reason of the service's container."),
         }

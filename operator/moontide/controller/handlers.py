@@ -3,20 +3,23 @@
 ``register(registry, ctx)`` adds every handler to a Kopf registry (never the
 global one, so importing this module changes nothing):
 
-- entry CRs (8 kinds), the Deployments the operator made: events poke the
-  namespace's reconciler (``reconciler.Reconciler``);
+- entry CRs (8 kinds): events poke the namespace's reconciler
+  (``reconciler.Reconciler``); the Deployments the operator made: their
+  status updates their owner's Ready (a deleted or edited one is applied again);
 - Workflow: create/resume/update start the execution once and deliver new
   signals; a daemon per CR waits for the execution to close and writes the
-  outcome; delete (behind the finalizer ``moontide.io/finalizer``) cancels,
-  terminates or abandons the execution by ``spec.deletionPolicy``.
+  outcome, and returns by itself then or at Kopf's stop signal; delete (behind
+  the finalizer ``moontide.io/finalizer``) cancels, terminates or abandons the
+  execution by ``spec.deletionPolicy``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import kopf
 
@@ -29,6 +32,7 @@ from .reconciler import Reconciler
 __all__ = ["Context", "register", "settings"]
 
 log = logging.getLogger("moontide.operator")
+T = TypeVar("T")
 
 
 @dataclass
@@ -78,10 +82,9 @@ def register(registry: kopf.OperatorRegistry, ctx: Context) -> None:
             ctx.reconciler.observe(type, body)
 
     @kopf.on.event("apps", "v1", "deployments", labels={LABEL_MANAGED_BY: MANAGED_BY}, registry=registry)
-    async def deployment_event(body: kopf.Body, **_: Any) -> None:
-        ns = body.metadata.namespace
-        if ns:
-            ctx.reconciler.poke(ns)  # replicas for the owner's status; a deleted Deployment comes back
+    async def deployment_event(type: str | None, body: kopf.Body, **_: Any) -> None:  # noqa: A002 - Kopf's name
+        # the owner's Ready from its pods; a deleted or edited Deployment is applied again
+        ctx.reconciler.deployment_event(type, body)
 
     # -- Workflow -------------------------------------------------------------------------
     async def spawn(body: kopf.Body, uid: str, **_: Any) -> None:
@@ -114,24 +117,32 @@ def register(registry: kopf.OperatorRegistry, ctx: Context) -> None:
         decorator(GROUP, VERSION, WORKFLOW.plural, registry=registry, id=f"spawn-{cause}",
                   backoff=2.0)(spawn)
 
-    @kopf.daemon(GROUP, VERSION, WORKFLOW.plural, registry=registry, id="watch", cancellation_timeout=1.0,
-                 when=lambda status, **_: status.get("phase") not in spawning.TERMINAL)
+    # The daemon exits by itself once the execution closed (it wrote the final phase) and within moments of
+    # Kopf's stop signal (the operator stopping, the CR deleted or final): it races every wait against
+    # ``stopped``, so Kopf never has to cancel it. cancellation_backoff is the grace Kopf gives before it would.
+    @kopf.daemon(GROUP, VERSION, WORKFLOW.plural, registry=registry, id="watch", cancellation_backoff=5.0,
+                 cancellation_timeout=1.0, when=lambda status, **_: status.get("phase") not in spawning.TERMINAL)
     async def watch(body: kopf.Body, uid: str, stopped: kopf.DaemonStopped, **_: Any) -> None:
         started = ctx.started_event(uid)
         try:
             while not (body.get("status") or {}).get("runId"):
+                if started.is_set():
+                    await stopped.wait(0.05)  # the status with the run is on its way to this body
+                else:
+                    await _unless_stopped(started.wait(), stopped, timeout=1.0)
                 if stopped:
                     return
-                try:
-                    await asyncio.wait_for(started.wait(), timeout=1.0)
-                except asyncio.TimeoutError:
-                    pass
             delay = 1.0
             while not stopped:
                 if (body.get("status") or {}).get("phase") in spawning.TERMINAL:
                     return
                 try:
-                    fields = await ctx.spawner.wait(_plain(body))
+                    waited = await _unless_stopped(ctx.spawner.wait(_plain(body)), stopped,
+                                                   grace=lambda: (body.get("status") or {}).get("phase")
+                                                   in spawning.TERMINAL)
+                    if waited is None:
+                        return  # stopped: a resumed daemon (this operator or the next) watches again
+                    fields = waited.result()
                     message = f"execution {fields['phase'].lower()}: {fields.get('message', '')}"
                     if fields["phase"] == "Succeeded":
                         kopf.info(body, reason=fields["phase"], message=message)
@@ -155,6 +166,25 @@ def register(registry: kopf.OperatorRegistry, ctx: Context) -> None:
         except Exception as e:
             raise kopf.TemporaryError(f"cannot apply the deletion policy yet: {e}", delay=5.0) from None
         kopf.info(body, reason="Deleted", message=f"deletion policy {body.spec.get('deletionPolicy') or 'Cancel'}: {done}")
+
+
+async def _unless_stopped(aw: Awaitable[T], stopped: kopf.DaemonStopped, *, timeout: float | None = None,
+                          grace: Callable[[], bool] = lambda: False) -> asyncio.Future[T] | None:
+    """Await ``aw`` until it is done (its finished task, to take the result or exception from), Kopf stops the
+    daemon or ``timeout`` passes (None; ``aw`` is cancelled). When stopped while ``grace()`` holds (the final
+    status is written, the rest is a moment's work), ``aw`` gets a second to finish."""
+    task = asyncio.ensure_future(aw)
+    stop = asyncio.ensure_future(stopped.wait())
+    try:
+        await asyncio.wait({task, stop}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        if not task.done() and stopped and grace():
+            await asyncio.wait({task}, timeout=1.0)
+        return task if task.done() else None
+    finally:
+        stop.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
 
 def _plain(body: kopf.Body) -> dict[str, Any]:

@@ -119,7 +119,7 @@ def path(api_version: str, plural: str, namespace: str | None = None, name: str 
 
 
 _PLURALS = {"ConfigMap": "configmaps", "Deployment": "deployments", "Event": "events", "Lease": "leases",
-            "Secret": "secrets", "Pod": "pods"}
+            "Secret": "secrets", "Pod": "pods", "ServiceAccount": "serviceaccounts"}
 
 
 def object_path(obj: Mapping[str, Any]) -> str:

@@ -58,6 +58,8 @@ class LeaderElector:
         self.identity = identity or os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
         self.url = path("coordination.k8s.io/v1", "leases", namespace, name)
         self.is_leader = False
+        #: How often a standby looks at the Lease: a released one is taken within this long.
+        self.poll_seconds = min(1.0, lease_seconds / 5)
 
     def _body(self, lease: dict[str, Any] | None, transitions: int) -> dict[str, Any]:
         now = _micro(_now())
@@ -103,7 +105,7 @@ class LeaderElector:
             if not announced:
                 log.info("standing by: another replica holds the Lease %s/%s", self.namespace, self.name)
                 announced = True
-            await asyncio.sleep(max(1.0, self.lease_seconds / 5))
+            await asyncio.sleep(self.poll_seconds)
         _LEADER.set(1)
         log.info("leading as %s (Lease %s/%s)", self.identity, self.namespace, self.name)
 

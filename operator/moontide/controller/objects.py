@@ -50,6 +50,7 @@ __all__ = [
     "service_deployment",
     "temporal_address",
     "worker_deployment",
+    "worker_service_account",
 ]
 
 BUNDLE_DIR = "/etc/moontide/bundle"
@@ -111,6 +112,21 @@ def code_configmap(cr: Mapping[str, Any], codes: Mapping[str, str], cfg: Operato
     meta = _metadata(cr, code_configmap_name(cr["metadata"]["name"]), "worker", cfg)
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta,
             "data": {f"{d}.json": text for d, text in codes.items()}}
+
+
+def worker_service_account(namespace: str, name: str, owners: list[Mapping[str, Any]],
+                           cfg: OperatorConfig) -> dict[str, Any]:
+    """The service account of worker and service pods: no permissions, no token (they never call the API).
+
+    Owned (not controlled) by every TemporalWorker and ProcessService of the namespace whose pods use it, so
+    the garbage collector deletes it with the last of them.
+    """
+    refs = [{**owner_reference(o), "controller": False, "blockOwnerDeletion": False}
+            for o in sorted(owners, key=lambda o: (o["kind"], o["metadata"]["name"]))]
+    labels = {**cfg.labels, LABEL_NAME: "moontide", LABEL_COMPONENT: "worker", LABEL_MANAGED_BY: MANAGED_BY}
+    return {"apiVersion": "v1", "kind": "ServiceAccount",
+            "metadata": {"name": name, "namespace": namespace, "labels": labels, "ownerReferences": refs},
+            "automountServiceAccountToken": False}
 
 
 def temporal_address(client_spec: Mapping[str, Any] | None, cfg: OperatorConfig) -> str:

@@ -48,14 +48,65 @@ def _namespace(default: str | None) -> str:
     return os.environ.get("POD_NAMESPACE") or default or "default"
 
 
+async def can_i(client: Any, verb: str, resource: str, group: str = "") -> bool:
+    """Whether this operator may ``verb`` ``resource`` cluster-wide (a SelfSubjectAccessReview, which every
+    authenticated user may create); True when the API server cannot say."""
+    from .kube import KubeError, path
+
+    review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+              "spec": {"resourceAttributes": {"verb": verb, "resource": resource, "group": group}}}
+    try:
+        answer = await client.create(path("authorization.k8s.io/v1", "selfsubjectaccessreviews"), review)
+    except (KubeError, OSError) as e:
+        log.debug("cannot review access to %s %s: %s", verb, resource, e)
+        return True
+    return bool(((answer or {}).get("status") or {}).get("allowed", True))
+
+
+async def kopf_settings(client: Any, cfg: OperatorConfig) -> Any:
+    """Kopf's settings; cluster scanning off when RBAC does not allow it.
+
+    Kopf lists and watches CustomResourceDefinitions (to notice kinds installed later) and, when it watches
+    given namespaces, Namespaces. Forbidden, it retries for about 54 s before it falls back and handles
+    anything; with scanning off it starts at once with what discovery shows and the namespaces it was given.
+    """
+    from . import handlers
+
+    settings = handlers.settings()
+    needed = [("customresourcedefinitions", "apiextensions.k8s.io")]
+    if not cfg.clusterwide:
+        needed.append(("namespaces", ""))
+    missing = [f"{verb} {resource}" for resource, group in needed for verb in ("list", "watch")
+               if not await can_i(client, verb, resource, group)]
+    if missing:
+        settings.scanning.disabled = True
+        log.warning("not allowed to %s cluster-wide: Kopf will not notice CRDs (or namespaces) created after it "
+                    "started (the Helm chart grants these)", ", ".join(missing))
+    return settings
+
+
 async def run(cfg: OperatorConfig, *, health_port: int = 8080) -> int:
-    """Run until SIGINT/SIGTERM (0), or until leadership is lost (1)."""
+    """Run until SIGINT/SIGTERM (0), or until leadership is lost (1).
+
+    A signal stops Kopf through its stop flag (Kopf's own signal handling would wait 5 s more for that
+    flag's waiter), then the Lease is released, so the next replica or pod leads at once.
+    """
+    import signal
+
     import kopf
 
     from ..lua import check_syntax
     from . import handlers, kube, leader, reconciler, spawning
 
     quiet_logs()
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+
+    def take_signals() -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+
+    take_signals()
     health = Health(port=health_port)
     health.start()
     client = kube.Kube(kube.connection())
@@ -70,20 +121,21 @@ async def run(cfg: OperatorConfig, *, health_port: int = 8080) -> int:
             elector = leader.LeaderElector(client, namespace=cfg.lease_namespace or home, name=cfg.lease_name,
                                            lease_seconds=cfg.lease_seconds)
             health.set_ready(True, "standby")
-            await elector.acquire()
+            if not await _first(elector.acquire(), stop):
+                return 0
         ctx = handlers.Context(
             kube=client, cfg=cfg,
             reconciler=reconciler.Reconciler(client, cfg, check_lua=check_syntax, code_of=code_of),
             spawner=spawning.Spawner(client, cfg, code_of=code_of))
         registry = kopf.OperatorRegistry()
         handlers.register(registry, ctx)
+        settings = await kopf_settings(client, cfg)
         ready = asyncio.Event()
-        stop = asyncio.Event()
         where = "all namespaces" if cfg.clusterwide else ", ".join(cfg.namespaces)
         log.info("moontide operator watching %s (worker image %s, Temporal %s)", where, cfg.worker_image,
                  cfg.temporal_address or "from each TemporalClient")
         operator = asyncio.create_task(kopf.operator(
-            registry=registry, settings=handlers.settings(), clusterwide=cfg.clusterwide,
+            registry=registry, settings=settings, clusterwide=cfg.clusterwide,
             namespaces=list(cfg.namespaces), standalone=True, ready_flag=ready, stop_flag=stop, memo=ctx))
         watchers: set[asyncio.Future[Any]] = {operator}
         lost: asyncio.Task[None] | None = None
@@ -92,6 +144,7 @@ async def run(cfg: OperatorConfig, *, health_port: int = 8080) -> int:
             watchers.add(lost)
         readiness = asyncio.create_task(ready.wait())
         await asyncio.wait({readiness, operator}, return_when=asyncio.FIRST_COMPLETED)
+        take_signals()  # Kopf installed its own handlers as it started
         if ready.is_set():
             health.set_ready(True, "leading" if elector else "running")
         done, _ = await asyncio.wait(watchers, return_when=asyncio.FIRST_COMPLETED)
@@ -104,7 +157,24 @@ async def run(cfg: OperatorConfig, *, health_port: int = 8080) -> int:
         operator.result()
         return 0
     finally:
+        health.set_ready(False, "stopping")
         if elector is not None:
             await elector.release()
         await client.close()
         health.stop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+async def _first(aw: Any, stop: asyncio.Event) -> bool:
+    """Await ``aw`` unless ``stop`` is set first (then False, ``aw`` cancelled)."""
+    task = asyncio.ensure_future(aw)
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if task.done():
+        task.result()
+        return True
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    return False

@@ -20,12 +20,13 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from .. import errors
 from ..entries import App, CheckLua, resolve_ref
 from . import bundle, conditions, objects
-from ._kinds import ANNOTATION_BUNDLE_HASH, API_VERSION, ENTRY_RESOURCES
+from ._kinds import ANNOTATION_BUNDLE_HASH, API_VERSION, ENTRY_RESOURCES, LABEL_COMPONENT, LABEL_INSTANCE
 from .config import OperatorConfig
 from .health import metric
 from .kube import Kube, KubeError, path
@@ -65,8 +66,46 @@ def _memo(check: CheckLua | None) -> CheckLua | None:
     return cached
 
 
+@dataclass
+class _Deployed:
+    """What the last full reconcile deployed for a TemporalWorker or ProcessService (a Deployment event or a
+    re-check then updates its Ready condition from the pods without building the bundle again)."""
+
+    kind: str
+    uid: str
+    generation: int | None
+    digest: str
+    fields: dict[str, Any]
+    #: What the Ready message says of the bundle ("bundle X: N entries; kept ...").
+    message: str
+    #: The CR's own problems, when its pods run the last good version instead.
+    invalid: str = ""
+
+
+@dataclass
+class _Namespace:
+    """A namespace's loop: what woke it, and what it knows of the workers and services it deployed."""
+
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    #: A full reconcile is wanted (an entry CR changed, a Deployment was deleted or edited, the resync).
+    full: bool = False
+    #: Monotonic times of the first and the last change not yet reconciled (settling a burst).
+    first: float | None = None
+    last: float = 0.0
+    #: Owners whose Deployment reported a change (status): their Ready is re-read from the Deployment.
+    changed: set[str] = field(default_factory=set)
+    #: Owners not available yet: name -> (when to look again, the interval after that).
+    recheck: dict[str, tuple[float, float]] = field(default_factory=dict)
+    deployed: dict[str, _Deployed] = field(default_factory=dict)
+    #: Deployment name -> the generation the operator's last apply gave it (other generations: edited by someone).
+    generations: dict[str, int] = field(default_factory=dict)
+    applying: set[str] = field(default_factory=set)
+    task: asyncio.Task[None] | None = None
+
+
 class Reconciler:
-    """One reconcile loop per namespace, woken by ``observe``/``poke`` and every ``resync_seconds``."""
+    """One reconcile loop per namespace, woken by ``observe``/``poke``/``deployment_event`` and every
+    ``resync_seconds``."""
 
     def __init__(self, kube: Kube, cfg: OperatorConfig, *, check_lua: CheckLua | None = None,
                  code_of: Callable[[App, str], tuple[str, str]] | None = None) -> None:
@@ -75,8 +114,7 @@ class Reconciler:
         self.check_lua = _memo(check_lua)
         #: ``code_of(app, entry_id)`` -> (digest, JSON) of a workflow's Lua code (lupa: given by the operator).
         self.code_of = code_of
-        self._dirty: dict[str, asyncio.Event] = {}
-        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._ns: dict[str, _Namespace] = {}
         self._seen: dict[str, int] = {}
         #: monotonic time each namespace was last reconciled without error (tests and benchmarks wait on it).
         self.done: dict[str, float] = {}
@@ -97,28 +135,76 @@ class Reconciler:
         self.poke(ns)
 
     def poke(self, namespace: str) -> None:
-        """Reconcile ``namespace`` soon (events within ``debounce_seconds`` make one reconcile)."""
-        event = self._dirty.setdefault(namespace, asyncio.Event())
-        event.set()
-        if namespace not in self._tasks or self._tasks[namespace].done():
-            self._tasks[namespace] = asyncio.create_task(self._loop(namespace), name=f"reconcile {namespace}")
+        """Reconcile ``namespace`` once its changes settle: ``settle_seconds`` without a new one, at most
+        ``settle_max_seconds`` after the first (a burst of changes makes one bundle, one roll)."""
+        st = self._state(namespace)
+        now = asyncio.get_running_loop().time()
+        if st.first is None:
+            st.first = now
+        st.last = now
+        st.full = True
+        st.wake.set()
+
+    def deployment_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        """A watch event of a Deployment the operator made: its owner's Ready is re-read from it; a deleted or
+        edited one (a generation the operator did not give it) is applied again by a full reconcile."""
+        meta = body.get("metadata") or {}
+        ns, name = meta.get("namespace"), meta.get("name")
+        if not ns or not name:
+            return
+        st = self._state(ns)
+        if event_type != "DELETED" and (name in st.applying or st.generations.get(name) == meta.get("generation")):
+            st.changed.add(name)
+            st.wake.set()
+        else:
+            self.poke(ns)
+
+    def _state(self, namespace: str) -> _Namespace:
+        st = self._ns.get(namespace)
+        if st is None:
+            st = self._ns[namespace] = _Namespace()
+        if st.task is None or st.task.done():
+            st.task = asyncio.create_task(self._loop(namespace, st), name=f"reconcile {namespace}")
+        return st
 
     async def stop(self) -> None:
-        for task in self._tasks.values():
+        tasks = [st.task for st in self._ns.values() if st.task is not None]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
-        self._tasks.clear()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._ns.clear()
 
-    async def _loop(self, namespace: str) -> None:
-        event = self._dirty[namespace]
+    async def _settle(self, st: _Namespace) -> None:
+        loop = asyncio.get_running_loop()
+        while st.first is not None:
+            wait = min(st.last + self.cfg.settle_seconds, st.first + self.cfg.settle_max_seconds) - loop.time()
+            if wait <= 0:
+                return
+            await asyncio.sleep(wait)
+
+    async def _loop(self, namespace: str, st: _Namespace) -> None:
+        loop = asyncio.get_running_loop()
         backoff = 1.0
+        resync_at = loop.time() + self.cfg.resync_seconds
         while True:
-            try:
-                await asyncio.wait_for(event.wait(), timeout=self.cfg.resync_seconds)
-            except asyncio.TimeoutError:
-                pass
-            await asyncio.sleep(self.cfg.debounce_seconds)
-            event.clear()
+            if not st.full and not st.changed:
+                due = min([resync_at, *(t for t, _ in st.recheck.values())])
+                try:
+                    await asyncio.wait_for(st.wake.wait(), timeout=max(0.0, due - loop.time()))
+                except asyncio.TimeoutError:
+                    pass
+            st.wake.clear()
+            if loop.time() >= resync_at:
+                st.full = True
+            if not st.full:
+                now = loop.time()
+                names = st.changed | {n for n, (t, _) in st.recheck.items() if t <= now}
+                st.changed.clear()
+                await self._refresh(namespace, st, names)
+                continue
+            await self._settle(st)
+            st.full, st.first = False, None
+            st.changed.clear()
             started = time.monotonic()
             try:
                 await self.reconcile(namespace)
@@ -130,9 +216,10 @@ class Reconciler:
                           exc_info=not isinstance(e, KubeError))
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 60.0)
-                event.set()
+                st.full = True
                 continue
             backoff = 1.0
+            resync_at = loop.time() + self.cfg.resync_seconds
             _RECONCILES.labels("ok").inc()
             _RECONCILE_SECONDS.observe(time.monotonic() - started)
             self.done[namespace] = time.monotonic()
@@ -176,7 +263,13 @@ class Reconciler:
                 writes.append(self._status(cr, {}, cond))
         _ENTRIES.labels(namespace, "true").set(ready)
         _ENTRIES.labels(namespace, "false").set(len(crs) - ready)
-        writes += [self._deploy(namespace, cr, crs, built, sources) for cr in crs if cr["kind"] in _OWNERS]
+        st = self._ns.setdefault(namespace, _Namespace())
+        owners = [cr for cr in crs if cr["kind"] in _OWNERS]
+        for gone in set(st.deployed) - {cr["metadata"]["name"] for cr in owners}:
+            st.deployed.pop(gone, None)
+            st.recheck.pop(gone, None)
+        await self._service_account(namespace, owners)
+        writes += [self._deploy(namespace, st, cr, crs, built, sources) for cr in owners]
         results = await asyncio.gather(*writes, return_exceptions=True)
         failed = [r for r in results if isinstance(r, BaseException)]
         if failed:
@@ -203,7 +296,7 @@ class Reconciler:
             raise
         first_valid = old is None and ok and reason == "Valid"  # no Event per CR for a plain apply
         if not first_valid and (old is None or old.get("status") != new["status"] or old.get("reason") != new["reason"]):
-            await self._event(cr, reason=reason, message=message, warning=not ok)
+            await self._event(cr, reason=reason, message=message, warning=not ok and reason not in conditions.TRANSIENT)
 
     async def _event(self, obj: Mapping[str, Any], *, reason: str, message: str, warning: bool = False) -> None:
         try:
@@ -255,7 +348,7 @@ class Reconciler:
             bad = again.files
         return [], None, fallbacks, dropped
 
-    async def _deploy(self, namespace: str, owner: dict[str, Any], crs: list[dict[str, Any]],
+    async def _deploy(self, namespace: str, st: _Namespace, owner: dict[str, Any], crs: list[dict[str, Any]],
                       built: bundle.Built, sources: Mapping[tuple[str, str], str]) -> None:
         kind, name = _key(owner)
         component = "worker" if kind == "TemporalWorker" else "service"
@@ -287,31 +380,109 @@ class Reconciler:
         else:
             deployment = objects.service_deployment(owner, entry_id=entry_id, entry_data=entry.data,
                                                     client_spec=client_spec, refs=refs, digest=digest, cfg=self.cfg)
-        applied = await self.kube.apply(deployment)
-        dstatus = applied.get("status") or {}
-        fields: dict[str, Any] = {
-            "bundleHash": digest, "bundleConfigMap": objects.bundle_configmap_name(name), "deployment": name,
-            "replicas": int(dstatus.get("replicas") or 0), "readyReplicas": int(dstatus.get("readyReplicas") or 0),
-            "updatedReplicas": int(dstatus.get("updatedReplicas") or 0),
-        }
+        st.applying.add(name)
+        try:
+            applied = await self.kube.apply(deployment)
+        finally:
+            st.applying.discard(name)
+        st.generations[name] = (applied.get("metadata") or {}).get("generation")
+        fields: dict[str, Any] = {"bundleHash": digest, "bundleConfigMap": objects.bundle_configmap_name(name),
+                                  "deployment": name}
         if kind == "TemporalWorker":
             fields |= {"taskQueue": str(entry.data.get("task_queue") or entry_id), "temporalAddress": address}
-        else:
-            fields |= await self._service_state(namespace, name, fields["readyReplicas"])
         notes = []
         if fallbacks:
             notes.append("kept the last deployed version of " + ", ".join(fallbacks))
         if dropped:
             notes.append("left out " + ", ".join(dropped))
-        if own:
-            cond = ("Ready", False, "Invalid", conditions.describe_problems(own) + " (running the last good version)")
-        else:
-            message = f"bundle {digest}: {len(chosen)} entries" + (f"; {'; '.join(notes)}" if notes else "")
-            cond = ("Ready", True, "Deployed", message)
+        note = _Deployed(kind=kind, uid=owner["metadata"]["uid"], generation=owner["metadata"].get("generation"),
+                         digest=digest, fields=fields,
+                         message=f"bundle {digest}: {len(chosen)} entries" + (f"; {'; '.join(notes)}" if notes else ""),
+                         invalid=conditions.describe_problems(own) + " (running the last good version)" if own else "")
+        st.deployed[name] = note
         old_hash = (owner.get("status") or {}).get("bundleHash")
-        await self._status(owner, fields, cond)
+        await self._report(namespace, st, owner, note, applied, rolled=bool(old_hash and old_hash != digest))
         if old_hash and old_hash != digest:
             await self._event(owner, reason="BundleUpdated", message=f"bundle {old_hash} -> {digest}: pods roll")
+
+    async def _report(self, namespace: str, st: _Namespace, owner: Mapping[str, Any], note: _Deployed,
+                      deployment: Mapping[str, Any], *, rolled: bool = False) -> None:
+        """Write an owner's status from its Deployment (and its pods while none is available): Ready only when
+        a pod is available, else the pod-level reason; look again soon while it is not."""
+        name = owner["metadata"]["name"]
+        dstatus = deployment.get("status") or {}
+        quick = conditions.availability(deployment)
+        pods: list[dict[str, Any]] = []
+        if not quick.ok or note.kind == "ProcessService":
+            component = "worker" if note.kind == "TemporalWorker" else "service"
+            pods = await self.kube.list(path("v1", "pods", namespace),
+                                        label_selector=f"{LABEL_INSTANCE}={name},{LABEL_COMPONENT}={component}")
+        avail = conditions.availability(deployment, pods, bundle_hash=note.digest)
+        fields = {**note.fields, "replicas": int(dstatus.get("replicas") or 0),
+                  "readyReplicas": int(dstatus.get("readyReplicas") or 0),
+                  "availableReplicas": avail.available,
+                  "updatedReplicas": int(dstatus.get("updatedReplicas") or 0)}
+        if note.kind == "ProcessService":
+            fields["state"] = "Running" if avail.ok else "Starting" if avail.reason in conditions.TRANSIENT \
+                else "Failed"
+            fields["restarts"] = avail.restarts
+            if avail.last_error:
+                fields["lastError"] = avail.last_error[:1000]
+        if note.invalid:
+            cond = ("Ready", False, "Invalid", f"{note.invalid}; {avail.message}")
+        elif avail.ok:
+            cond = ("Ready", True, "Deployed", f"{avail.message}; {note.message}")
+        else:
+            cond = ("Ready", False, avail.reason, f"{avail.message}; {note.message}")
+        await self._status(owner, fields, cond)
+        loop = asyncio.get_running_loop()
+        if avail.ok or avail.desired == 0:
+            st.recheck.pop(name, None)
+        else:
+            interval = self.cfg.recheck_seconds if rolled or name not in st.recheck \
+                else min(st.recheck[name][1] * 2, 30.0)
+            st.recheck[name] = (loop.time() + interval, interval)
+
+    async def _refresh(self, namespace: str, st: _Namespace, names: set[str]) -> None:
+        """Re-read the Ready of these owners from their Deployments (no bundle build)."""
+
+        async def one(name: str) -> None:
+            note = st.deployed.get(name)
+            if note is None:
+                st.recheck.pop(name, None)
+                self.poke(namespace)  # not deployed by this process yet: a full reconcile
+                return
+            owner = await self.kube.get_or_none(path(API_VERSION, _plural(note.kind), namespace, name))
+            if owner is None or owner["metadata"].get("uid") != note.uid:
+                st.deployed.pop(name, None)
+                st.recheck.pop(name, None)
+                return
+            if owner["metadata"].get("generation") != note.generation:
+                return  # its spec changed: the full reconcile on its way writes the status
+            deployment = await self.kube.get_or_none(path("apps/v1", "deployments", namespace, name))
+            if deployment is None:
+                self.poke(namespace)
+                return
+            owner["apiVersion"], owner["kind"] = API_VERSION, note.kind
+            await self._report(namespace, st, owner, note, deployment)
+
+        results = await asyncio.gather(*(one(n) for n in sorted(names)), return_exceptions=True)
+        for name, result in zip(sorted(names), results):
+            if isinstance(result, Exception):
+                log.warning("reading the rollout of %s/%s failed: %s", namespace, name, result)
+                st.recheck[name] = (asyncio.get_running_loop().time() + self.cfg.recheck_seconds,
+                                    self.cfg.recheck_seconds)
+            elif isinstance(result, BaseException):
+                raise result
+
+    async def _service_account(self, namespace: str, owners: list[dict[str, Any]]) -> None:
+        """Apply the worker service account where the operator makes it and some pod here uses it."""
+        if not (self.cfg.create_worker_service_account and self.cfg.worker_service_account):
+            return
+        users = [o for o in owners if not ((o.get("spec") or {}).get("deployment") or {}).get("serviceAccountName")]
+        if users:
+            await self.kube.apply(objects.worker_service_account(namespace, self.cfg.worker_service_account, users,
+                                                                 self.cfg))
 
     def _client_spec(self, app: App, chosen: list[Mapping[str, Any]], data: Mapping[str, Any], namespace: str,
                      kind: str) -> dict[str, Any] | None:
@@ -348,24 +519,6 @@ class Reconciler:
         cm = objects.code_configmap(owner, codes, self.cfg)
         cm["metadata"]["annotations"] = {_CODE_ORDER: ",".join(kept)}
         await self.kube.apply(cm)
-
-    async def _service_state(self, namespace: str, name: str, ready: int) -> dict[str, Any]:
-        pods = await self.kube.list(path("v1", "pods", namespace),
-                                    label_selector=f"app.kubernetes.io/instance={name},app.kubernetes.io/component=service")
-        state, restarts, last_error = ("Running" if ready else "Starting"), 0, ""
-        for pod in pods:
-            for cs in (pod.get("status") or {}).get("containerStatuses") or ():
-                restarts += int(cs.get("restartCount") or 0)
-                term = (cs.get("lastState") or {}).get("terminated") or {}
-                if term:
-                    last_error = term.get("message") or term.get("reason") or last_error
-                waiting = (cs.get("state") or {}).get("waiting") or {}
-                if waiting.get("reason") in ("CrashLoopBackOff", "Error"):
-                    state = "Failed"
-        out: dict[str, Any] = {"state": state, "restarts": restarts}
-        if last_error:
-            out["lastError"] = last_error[:1000]
-        return out
 
 
 def _plural(kind: str) -> str:
