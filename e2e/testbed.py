@@ -39,8 +39,8 @@ from pathlib import Path
 import k8s
 import tools
 
-__all__ = ["IMAGE_REPOSITORY", "cache_dir", "cluster", "connect", "image_ref", "prepare", "prepared", "rundir_of",
-           "scripts_dir", "start", "stop"]
+__all__ = ["IMAGE_REPOSITORY", "cache_dir", "cluster", "connect", "image_ref", "load_image", "prepare", "prepared",
+           "rundir_of", "scripts_dir", "start", "stop"]
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGE_REPOSITORY = "moontide.local/moontide"
@@ -254,10 +254,25 @@ def connect() -> Iterator[k8s.Cluster]:
     bins = tools.binaries()
     given = os.environ.get("KUBECONFIG")
     if given:
-        yield k8s.Cluster(given, str(bins["kubectl"]), str(bins["helm"]), rundir_of(given))
+        rundir = rundir_of(given)
+        if rundir is not None and prepared():
+            load_image(rundir)
+        yield k8s.Cluster(given, str(bins["kubectl"]), str(bins["helm"]), rundir)
         return
     with cluster() as kubeconfig:
         yield k8s.Cluster(str(kubeconfig), str(bins["kubectl"]), str(bins["helm"]), kubeconfig.parent)
+
+
+def load_image(rundir: Path) -> None:
+    """Import the project image into a running testbed cluster that lacks it (the code changed since it started)."""
+    ref = image_ref()
+    ctr = ["ctr", "--address", str(rundir / "containerd" / "containerd.sock"), "-n", "k8s.io"]
+    have = subprocess.run([*ctr, "images", "ls", "-q", f"name=={ref}"], capture_output=True, text=True)
+    if have.returncode == 0 and have.stdout.strip():
+        return
+    say(f"importing {ref} into the running cluster ...")
+    subprocess.run(["bash", str(scripts_dir() / "image.sh"), "load", str(rundir),
+                    str(cache_dir() / "images" / "moontide.tar")], check=True, capture_output=True)
 
 
 def rundir_of(kubeconfig: str) -> Path | None:
