@@ -10,6 +10,7 @@ is a container on the node.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -329,11 +330,19 @@ def test_a_start_the_operator_did_not_record_is_not_repeated(release: Release, w
 
 def test_killing_the_operator_mid_reconcile_starts_each_workflow_once(release: Release, workers: Apps) -> None:
     cluster, ns = release.cluster, release.signals_ns
-    names = [f"burst-{i}" for i in range(20)]
+    names = [f"burst-{i}" for i in range(30)]
     (pod,) = release.operator_pods()
-    cluster.apply(ns, [workflow(n, "e2e:collect", "e2e:worker", 0) for n in names])
-    time.sleep(0.15)
+    applying = threading.Thread(target=cluster.apply, args=(ns, [workflow(n, "e2e:collect", "e2e:worker", 0)
+                                                                 for n in names]))
+    applying.start()
+
+    def first_started() -> bool:
+        items = cluster.list("workflows.moontide.io", ns)
+        return any(((w.get("status") or {}).get("runId")) for w in items if w["metadata"]["name"] in names)
+
+    eventually(first_started, interval=0.05, what="the operator to start the first of the burst")
     how = cluster.crash(release.namespace, pod["metadata"]["name"])  # while it starts the burst
+    applying.join()
     uids = {n: cluster.get("workflows.moontide.io", n, ns)["metadata"]["uid"] for n in names}  # type: ignore[index]
     wids = {n: f"k8s-{ns}-{n}-{uids[n][:8]}" for n in names}
     recorded = [n for n in names if ((cluster.get("workflows.moontide.io", n, ns) or {})
@@ -345,7 +354,7 @@ def test_killing_the_operator_mid_reconcile_starts_each_workflow_once(release: R
         runs = executions(release.temporal, wids[n])
         assert len(runs) == 1, f"{n}: {len(runs)} executions"
         assert runs[0].run_id == status["runId"]
-    print(f"operator {how}: {len(started)} of {len(names)} started, {len(recorded)} recorded at that moment")
+    print(f"operator {how} mid-burst: {len(started)} of {len(names)} started, {len(recorded)} recorded just after")
 
 
 def test_a_new_operator_pod_handles_workflows_at_once_and_is_never_forbidden(release: Release,
