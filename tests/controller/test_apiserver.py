@@ -15,6 +15,7 @@ import importlib.util
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -269,13 +270,15 @@ def test_workflow_daemons_exit_by_themselves(api: Api, operators: list[Operator]
 def test_a_stopped_leader_releases_the_lease_and_a_standby_takes_over(api: Api, operators: list[Operator],
                                                                       tmp_path: Path) -> None:
     ns = api.namespace()
-    args = ("-n", ns, "--leader-election", "--lease-namespace", ns, "--lease-name", "op", "--lease-seconds", "60")
+    # a Lease of 300 s: the standby can only lead within the wait below if the leader released it
+    args = ("-n", ns, "--leader-election", "--lease-namespace", ns, "--lease-name", "op", "--lease-seconds", "300")
     first = _operator(api, operators, tmp_path, *args).wait("leading")
     second = _operator(api, operators, tmp_path, *args).wait("standby")
     assert first.stop() == 0
     lease = api.get("lease", "op", ns)
-    assert lease is not None and not lease["spec"].get("holderIdentity")  # released on SIGTERM
-    second.wait("leading")  # long before the 60 s lease would have expired
+    assert lease is not None
+    assert lease["spec"].get("holderIdentity") != f"{socket.gethostname()}-{first.proc.pid}"  # released
+    second.wait("leading")
     third = _operator(api, operators, tmp_path, *args).wait("standby")
     assert third.stop() == 0  # a standby stops cleanly too (a signal, not killed by it)
     assert "standing by" in third.output()

@@ -18,6 +18,7 @@ import yaml
 
 from moontide import cli, devserver
 from moontide.controller import chartdocs
+from moontide.controller._kinds import RESOURCES
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "moontide"
@@ -311,3 +312,180 @@ def test_namespaces_and_all_namespaces_conflict(helm: str) -> None:
     out = subprocess.run([helm, "template", "x", str(CHART), "--set", "watch.allNamespaces=true", "--set",
                           "watch.namespaces={a}"], capture_output=True, text=True)
     assert out.returncode != 0 and "not both" in out.stderr
+
+
+# -- the rules cover what the code does ------------------------------------------------------------------------
+
+def _request(method: str, url: str) -> tuple[str, str, str, str | None, str | None]:
+    """(verb, group, resource[/sub], namespace, name) of a request, as RBAC sees it."""
+    parts = url.strip("/").split("/")
+    group, rest = ("", parts[2:]) if parts[0] == "api" else (parts[1], parts[3:])
+    ns = None
+    if rest[:1] == ["namespaces"] and len(rest) > 2:
+        ns, rest = rest[1], rest[2:]
+    resource, name = rest[0], rest[1] if len(rest) > 1 else None
+    if len(rest) > 2:
+        resource += f"/{rest[2]}"
+    verb = {"GET": "get" if name else "list", "POST": "create", "PUT": "update", "PATCH": "patch",
+            "DELETE": "delete"}[method]
+    return verb, group, resource, ns, name
+
+
+def _allowed(docs: list[dict[str, Any]], account: str, request: tuple[str, str, str, str | None, str | None]) -> bool:
+    verb, group, resource, ns, name = request
+    roles = {(r["kind"], r["metadata"].get("namespace"), r["metadata"]["name"]): r for r in docs
+             if r["kind"] in ("Role", "ClusterRole")}
+    for b in _kind(docs, "RoleBinding") + _kind(docs, "ClusterRoleBinding"):
+        if not any(s["kind"] == "ServiceAccount" and s["name"] == account for s in b["subjects"]):
+            continue
+        if b["kind"] == "RoleBinding" and b["metadata"]["namespace"] != ns:
+            continue
+        role_ns = b["metadata"].get("namespace") if b["roleRef"]["kind"] == "Role" else None
+        for rule in roles[(b["roleRef"]["kind"], role_ns, b["roleRef"]["name"])]["rules"]:
+            if group in rule["apiGroups"] and resource in rule["resources"] and verb in rule["verbs"] \
+                    and (name in rule.get("resourceNames", [name])):
+                return True
+    return False
+
+
+class Recorder:
+    """Wraps the in-memory API and records each request as (method, url)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.calls: list[tuple[str, str]] = []
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self.inner, attr)
+
+    async def get(self, url: str) -> Any:
+        self.calls.append(("GET", url))
+        return await self.inner.get(url)
+
+    async def get_or_none(self, url: str) -> Any:
+        self.calls.append(("GET", url))
+        return await self.inner.get_or_none(url)
+
+    async def list(self, url: str, **kw: Any) -> Any:
+        self.calls.append(("GET", url))
+        return await self.inner.list(url, **kw)
+
+    async def apply(self, obj: dict[str, Any], **kw: Any) -> Any:
+        from moontide.controller.kube import object_path
+
+        url = object_path(obj)
+        self.calls += [("PATCH", url)] + ([] if url in self.inner.objects else [("POST", url.rsplit("/", 1)[0])])
+        return await self.inner.apply(obj, **kw)
+
+    async def merge_patch(self, url: str, patch: Any) -> Any:
+        self.calls.append(("PATCH", url))
+        return await self.inner.merge_patch(url, patch)
+
+    async def create(self, url: str, body: Any) -> Any:
+        self.calls.append(("POST", url))
+        return await self.inner.create(url, body)
+
+    async def replace(self, url: str, body: Any) -> Any:
+        self.calls.append(("PUT", url))
+        return await self.inner.replace(url, body)
+
+    async def delete(self, url: str, **kw: Any) -> Any:
+        self.calls.append(("DELETE", url))
+        return await self.inner.delete(url, **kw)
+
+    async def request(self, method: str, url: str, **kw: Any) -> Any:
+        self.calls.append((method, url))
+        return await self.inner.request(method, url, **kw)
+
+
+# What Kopf itself asks for with Moontide's handlers, namespaced: list and watch every kind it handles, patch
+# Workflows (finalizer, annotations), post Events; cluster-wide: list and watch CRDs and Namespaces.
+_KOPF = [("list", "moontide.io", r.plural) for r in RESOURCES] + [("watch", "moontide.io", r.plural) for r in RESOURCES] \
+    + [("list", "apps", "deployments"), ("watch", "apps", "deployments"), ("patch", "moontide.io", "workflows"),
+       ("create", "", "events")]
+
+
+@pytest.mark.parametrize("values", [{"watch__namespaces": ["ns"]}, {"watch__allNamespaces": True}])
+async def test_the_rules_allow_every_request_the_operator_makes(helm: str, values: dict[str, Any]) -> None:
+    """Every request of the reconciler, the spawner and the leader election (recorded against the in-memory
+    API) and Kopf's own are allowed by the rendered rules, and no more than that is granted (issue 14)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from _crs import small_app
+    from _fakekube import FakeKube
+
+    from moontide.controller import leader, spawning
+    from moontide.controller.config import OperatorConfig
+    from moontide.controller.operator_cmd import code_of
+    from moontide.controller.reconciler import Reconciler
+    from moontide.lua import check_syntax
+
+    docs = render(helm, **values)
+    api = Recorder(FakeKube())
+    crs = small_app()
+    for c in crs:
+        api.inner.put(c)
+    cfg = OperatorConfig(worker_image="img", worker_service_account="moontide-worker",
+                         create_worker_service_account=True)
+    rec = Reconciler(api, cfg, check_lua=check_syntax, code_of=code_of)  # type: ignore[arg-type]
+    await rec.reconcile("ns")
+    await rec._refresh("ns", rec._ns["ns"], {crs[1]["metadata"]["name"]})
+    workflow = {"apiVersion": "moontide.io/v1alpha1", "kind": "Workflow",
+                "metadata": {"name": "w", "namespace": "ns", "uid": "u", "generation": 1},
+                "spec": {"workflow": "app:wf", "worker": "app:worker"}}
+    api.inner.put(workflow)
+    spawner = spawning.Spawner(api, cfg, code_of=code_of)  # type: ignore[arg-type]
+    await spawner.target("ns", workflow["spec"])
+    await spawner.write_status(workflow, {"phase": "Pending", "message": "waiting"})
+    api.calls.append(("GET", "/api/v1/namespaces/ns/secrets/temporal-api-key"))  # a TemporalClient's secret ref
+    lead = leader.LeaderElector(api, namespace="moontide-system", name="moontide")  # type: ignore[arg-type]
+    await lead.try_acquire()
+    await lead.try_acquire()
+    await lead.release()
+    requests = {_request(m, u) for m, u in api.calls}
+    assert {(v, g, r) for v, g, r, _, _ in requests} >= {("patch", "", "serviceaccounts"), ("list", "", "pods"),
+                                                        ("patch", "moontide.io", "temporalworkers/status")}
+    requests |= {(v, g, r, "ns", None) for v, g, r in _KOPF}
+    requests |= {(v, "apiextensions.k8s.io", "customresourcedefinitions", None, None) for v in ("list", "watch")}
+    if not values.get("watch__allNamespaces"):
+        requests |= {(v, "", "namespaces", None, None) for v in ("list", "watch")}
+    denied = sorted(str(r) for r in requests if not _allowed(docs, "moontide", r))
+    assert denied == []
+    # least privilege: each granted (group, resource, verb) is asked for (the eight entry kinds alike)
+    def kind(group: str, resource: str) -> str:
+        if group != "moontide.io" or resource.startswith("workflows"):
+            return resource
+        return "<entry kind>" + ("/status" if resource.endswith("/status") else "")
+
+    asked = {(g, kind(g, r), v) for v, g, r, _, _ in requests}
+    asked |= {(g, r, "get") for g, r, v in asked if v == "list"}  # get shows nothing a list does not
+    granted = {(g, kind(g, res), v) for role in [*_kind(docs, "Role"), *_kind(docs, "ClusterRole")]
+               if role["metadata"]["labels"]["app.kubernetes.io/component"] == "operator"
+               for rule in role["rules"] for g in rule["apiGroups"] for res in rule["resources"]
+               for v in rule["verbs"]}
+    assert granted - asked == set()
+
+
+def test_the_uninstall_hook_may_do_what_cleanup_does(helm: str) -> None:
+    import asyncio
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from _fakekube import FakeKube
+    from test_cleanup import _installed
+
+    from moontide.controller import cleanup
+
+    docs = _hooks(render(helm, watch__namespaces=["ns"]))
+
+    async def run() -> set[tuple[str, str, str, str | None, str | None]]:
+        fake: FakeKube = await _installed()
+        api = Recorder(fake)
+        await cleanup.cleanup(api, namespaces=["ns"], operator_deployment="moontide",  # type: ignore[arg-type]
+                              operator_namespace="moontide-system", lease_name="moontide", timeout=0)
+        return {_request(m, u) for m, u in api.calls}
+
+    requests = asyncio.run(run())
+    assert {r[0] for r in requests} >= {"list", "delete", "patch"}
+    assert sorted(str(r) for r in requests if not _allowed(docs, "moontide-cleanup", r)) == []

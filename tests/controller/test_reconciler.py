@@ -311,3 +311,83 @@ async def test_no_worker_service_account_is_made_unless_asked() -> None:
     fake, rec = _setup(small_app()[2:], worker_service_account="moontide-worker", create_worker_service_account=True)
     await rec.reconcile("ns")  # no worker, no service: nothing uses it
     assert not [p for p in fake.objects if "/serviceaccounts/" in p]
+
+
+async def test_a_validation_pass_marks_only_the_valid_and_deploys_nothing() -> None:
+    """While a burst has not settled: what is valid so far is Ready, nothing is Invalid for now, nothing rolls."""
+    crs = [*small_app(), cr("function.lua", "app:bad", source="return = 1")]
+    fake, rec = _setup(crs)
+    await rec.reconcile("ns", deploy=False)
+    assert _ready(fake, crs[2])["status"] == "True" and _ready(fake, crs[3])["status"] == "True"
+    assert "conditions" not in _status(fake, crs[-1])  # invalid for now: said after the burst
+    assert "conditions" not in _status(fake, crs[1])  # the worker: not deployed yet
+    assert not [p for p in fake.objects if "/deployments/" in p or "/configmaps/" in p]
+    assert not fake.events
+
+
+async def test_a_burst_is_one_reconcile_and_one_bundle() -> None:
+    crs = small_app()
+    fake, rec = _setup([], settle_seconds=0.05, settle_max_seconds=30.0)
+    try:
+        for c in crs:  # one CR at a time, as kubectl applies them
+            fake.put(c)
+            rec.observe("ADDED", c)
+            await _sleep(0.01)
+        await _until(lambda: "ns" in rec.done)
+        await _sleep(0.2)
+        bundles = [o for o in fake.applied if o["kind"] == "ConfigMap" and o["metadata"]["name"].endswith("-bundle")]
+        assert len(bundles) == 1 and len([o for o in fake.applied if o["kind"] == "Deployment"]) == 1
+        assert "4 entries" in worker_status(fake, crs[1])["message"]
+    finally:
+        await rec.stop()
+
+
+async def _sleep(seconds: float) -> None:
+    import asyncio
+
+    await asyncio.sleep(seconds)
+
+
+async def test_the_reconcile_after_a_validation_pass_reads_again_only_after_a_change() -> None:
+    crs = small_app()
+    fake, rec = _setup(crs)
+    lists: list[str] = []
+    real_list = fake.list
+
+    async def counting(url: str, *, label_selector: str | None = None) -> list[dict[str, Any]]:
+        lists.append(url)
+        return await real_list(url, label_selector=label_selector)
+
+    fake.list = counting  # type: ignore[method-assign]
+    entry_lists = lambda: [u for u in lists if "/moontide.io/" in u]  # noqa: E731
+    await rec.reconcile("ns", deploy=False)
+    read = len(entry_lists())
+    patches = len(fake.status_patches)
+    await rec.reconcile("ns")  # nothing changed since the pass: its view is used again
+    assert len(entry_lists()) == read
+    assert len(fake.status_patches) == patches + 1  # only the worker's: the others were written by the pass
+    await rec.reconcile("ns", deploy=False)
+    rec._ns["ns"].last = rec._ns["ns"].snapshot.taken + 1  # type: ignore[union-attr]  # a CR changed since
+    await rec.reconcile("ns")
+    assert len(entry_lists()) == 3 * read
+
+
+async def test_a_deployment_event_does_not_undo_an_invalid_ready() -> None:
+    crs = small_app()
+    fake, rec = _setup(crs, settle_seconds=0.0)
+    client, worker = crs[0], crs[1]
+    try:
+        rec.poke("ns")
+        await _until(lambda: worker_status(fake, worker).get("reason") == "Progressing")
+        changed = json.loads(json.dumps(fake.objects[_path(client)]))
+        del changed["spec"]["address"]  # the worker cannot be deployed any more
+        changed["metadata"]["generation"] = 2
+        fake.put(changed)
+        rec.observe("MODIFIED", changed)
+        await _until(lambda: worker_status(fake, worker).get("reason") == "NoTemporalAddress")
+        done = rec.done["ns"]
+        rec.deployment_event("MODIFIED", _rolled_out(fake, worker))  # the old pods are up
+        await _until(lambda: rec.done["ns"] > done)  # answered by a full reconcile, not the pods alone
+        assert worker_status(fake, worker)["reason"] == "NoTemporalAddress"
+    finally:
+        await rec.stop()

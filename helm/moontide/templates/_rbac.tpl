@@ -1,8 +1,8 @@
 {{/*
 The operator's rules, least privilege (a Role in each watched namespace, or one ClusterRole with
 watch.allNamespaces):
-- moontide.io: watch every kind; patch Workflows (Kopf's finalizer and progress annotations)
-  and the status of every kind. It never creates, updates or deletes a CR.
+- moontide.io: get, list and watch every kind; patch Workflows (Kopf's finalizer and progress
+  annotations) and the status of every kind. It never creates, updates or deletes a CR.
 - ConfigMaps (bundles, code history, large Lua sources) and Deployments (workers, services):
   get and server-side apply (create + patch). Deletion is left to owner references.
   Deployments are watched too (a worker's Ready follows their status; a deleted one comes back).
@@ -12,12 +12,14 @@ watch.allNamespaces):
   a ProcessService's restarts and last error).
 - Secrets: get (a TemporalClient's apiKeySecretRef/tlsSecretRef, to start Workflows).
   Worker pods get secrets as secretKeyRef/volumes, never through the API.
-- Events: create and patch (Kopf and the reconciler report what happened).
+- Events (core v1): create (Kopf and the reconciler report what happened; neither patches one).
 Cluster-wide in both modes ("moontide.operator.discovery.rules"): list and watch
 CustomResourceDefinitions, and with given namespaces also Namespaces. Kopf itself observes them (kinds
 installed later; which of the given namespaces exist); forbidden, it would retry for ~54 s before
 handling anything (the operator then turns Kopf's scanning off instead, see docs/kubernetes.md).
 The leader-election Role (rbac.yaml) and the uninstall hook's rules (cleanup-hook.yaml) are separate.
+tests/controller/test_helm_chart.py records what the code asks for and checks that these rules allow
+all of it and grant nothing else.
 */}}
 {{- define "moontide.operator.rules" -}}
 - apiGroups: [moontide.io]
@@ -28,7 +30,7 @@ The leader-election Role (rbac.yaml) and the uninstall hook's rules (cleanup-hoo
   verbs: [patch]
 - apiGroups: [moontide.io]
   resources: [luafunctions/status, luaworkflows/status, luaprocesses/status, lualibraries/status, processhosts/status, processservices/status, temporalclients/status, temporalworkers/status, workflows/status]
-  verbs: [get, patch]
+  verbs: [patch]
 - apiGroups: [""]
   resources: [configmaps]
   verbs: [get, create, patch]
@@ -46,9 +48,9 @@ The leader-election Role (rbac.yaml) and the uninstall hook's rules (cleanup-hoo
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get]
-- apiGroups: ["", events.k8s.io]
+- apiGroups: [""]
   resources: [events]
-  verbs: [create, patch]
+  verbs: [create]
 {{- end -}}
 
 {{- define "moontide.operator.discovery.rules" -}}

@@ -34,7 +34,7 @@ class OperatorConfig:
     #: burst (``kubectl apply`` of a whole app) makes one bundle and one roll ...
     settle_seconds: float = 0.5
     #: ... but never later than this after the first change of the burst.
-    settle_max_seconds: float = 5.0
+    settle_max_seconds: float = 10.0
     #: Seconds between re-checks of a worker or service that is not available yet (pods starting or failing).
     recheck_seconds: float = 2.0
     #: Results larger than this (bytes of JSON) are left out of a Workflow's status.

@@ -9,6 +9,7 @@ the same API server as the same user.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import ssl
@@ -137,6 +138,9 @@ class Kube:
 
     def __init__(self, conn: Connection, *, timeout: float = 30.0, max_connections: int = 20) -> None:
         self.conn = conn
+        # At most as many requests in flight as connections: httpcore's pool does work per queued request
+        # and connection on every change, which made a burst of status writes CPU-bound.
+        self._slots = asyncio.Semaphore(max_connections)
         self.http = httpx.AsyncClient(
             base_url=conn.server, verify=conn.verify, headers=dict(conn.headers), timeout=timeout,
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections))
@@ -154,7 +158,8 @@ class Kube:
                       params: Mapping[str, str] | None = None) -> Any:
         content = None if body is None else json.dumps(body).encode()
         headers = {"Content-Type": content_type} if content is not None else {}
-        resp = await self.http.request(method, url, content=content, headers=headers, params=params)
+        async with self._slots:
+            resp = await self.http.request(method, url, content=content, headers=headers, params=params)
         if resp.status_code >= 400:
             try:
                 status = resp.json()

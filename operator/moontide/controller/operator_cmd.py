@@ -39,8 +39,9 @@ class _QuietWatchEvents(logging.Filter):
 
 
 def quiet_logs() -> None:
-    """httpx logs every request at INFO; Kopf every watch event."""
+    """httpx logs every request at INFO (httpcore each step of it at DEBUG); Kopf every watch event."""
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.INFO)
     logging.getLogger("kopf.objects").addFilter(_QuietWatchEvents())
 
 

@@ -41,6 +41,8 @@ _RECONCILE_SECONDS = metric("Histogram", "moontide_operator_reconcile_seconds", 
 _ENTRIES = metric("Gauge", "moontide_operator_entries", "Entry CRs by Ready status.", ("namespace", "ready"))
 _CODE_ORDER = "moontide.io/code-order"
 _OWNERS = ("TemporalWorker", "ProcessService")
+#: While changes have not settled, the valid CRs are marked Ready this often (seconds).
+_VALIDATE_SECONDS = 1.0
 
 Key = tuple[str, str]  # (kind, name)
 
@@ -83,6 +85,17 @@ class _Deployed:
 
 
 @dataclass
+class _Snapshot:
+    """A validation pass's view of the namespace: the full reconcile right after it uses it again when no CR
+    changed since it was listed (``taken``, the loop's time)."""
+
+    taken: float
+    crs: list[dict[str, Any]]
+    sources: dict[tuple[str, str], str]
+    built: bundle.Built
+
+
+@dataclass
 class _Namespace:
     """A namespace's loop: what woke it, and what it knows of the workers and services it deployed."""
 
@@ -100,6 +113,7 @@ class _Namespace:
     #: Deployment name -> the generation the operator's last apply gave it (other generations: edited by someone).
     generations: dict[str, int] = field(default_factory=dict)
     applying: set[str] = field(default_factory=set)
+    snapshot: _Snapshot | None = None
     task: asyncio.Task[None] | None = None
 
 
@@ -147,13 +161,16 @@ class Reconciler:
 
     def deployment_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         """A watch event of a Deployment the operator made: its owner's Ready is re-read from it; a deleted or
-        edited one (a generation the operator did not give it) is applied again by a full reconcile."""
+        edited one (a generation past the one the operator's last apply gave it) is applied again by a full
+        reconcile."""
         meta = body.get("metadata") or {}
         ns, name = meta.get("namespace"), meta.get("name")
         if not ns or not name:
             return
         st = self._state(ns)
-        if event_type != "DELETED" and (name in st.applying or st.generations.get(name) == meta.get("generation")):
+        generation, applied = meta.get("generation"), st.generations.get(name)
+        ours = name in st.applying or (generation is not None and applied is not None and generation <= applied)
+        if event_type != "DELETED" and ours:
             st.changed.add(name)
             st.wake.set()
         else:
@@ -174,13 +191,26 @@ class Reconciler:
         await asyncio.gather(*tasks, return_exceptions=True)
         self._ns.clear()
 
-    async def _settle(self, st: _Namespace) -> None:
+    async def _settle(self, namespace: str, st: _Namespace) -> None:
+        """Wait until the namespace's changes settle. Meanwhile, once a second, mark the CRs that are valid so
+        far Ready (a validation pass: no Invalid, no deploy), so a long burst leaves little to write at its end."""
         loop = asyncio.get_running_loop()
+        validated = st.first
         while st.first is not None:
-            wait = min(st.last + self.cfg.settle_seconds, st.first + self.cfg.settle_max_seconds) - loop.time()
-            if wait <= 0:
+            now = loop.time()
+            due = min(st.last + self.cfg.settle_seconds, st.first + self.cfg.settle_max_seconds)
+            if due <= now:
                 return
-            await asyncio.sleep(wait)
+            if validated is not None and st.last > validated and now - validated >= _VALIDATE_SECONDS:
+                validated = now
+                try:
+                    await self.reconcile(namespace, deploy=False)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as e:  # the full reconcile after the burst reports and retries
+                    log.debug("validation pass in %s: %s", namespace, e)
+                continue
+            await asyncio.sleep(min(due - now, _VALIDATE_SECONDS))
 
     async def _loop(self, namespace: str, st: _Namespace) -> None:
         loop = asyncio.get_running_loop()
@@ -202,7 +232,7 @@ class Reconciler:
                 st.changed.clear()
                 await self._refresh(namespace, st, names)
                 continue
-            await self._settle(st)
+            await self._settle(namespace, st)
             st.full, st.first = False, None
             st.changed.clear()
             started = time.monotonic()
@@ -245,39 +275,66 @@ class Reconciler:
         return await asyncio.to_thread(bundle.build, crs, sources=lambda n, k: sources.get((n, k)),
                                        check_lua=self.check_lua)
 
-    async def reconcile(self, namespace: str) -> None:
-        """Validate every entry CR of ``namespace`` and deploy its workers and services."""
-        crs = await self._list(namespace)
-        sources = await self._sources(namespace, bundle.source_refs(crs))
-        built = await self._build(crs, sources)
+    async def reconcile(self, namespace: str, *, deploy: bool = True) -> None:
+        """Validate every entry CR of ``namespace`` and deploy its workers and services.
+
+        ``deploy=False`` (a validation pass while changes have not settled yet) only marks the valid CRs
+        Ready: a CR that is invalid for now (it refers to one not applied yet) is not reported, and nothing is
+        deployed."""
+        st = self._ns.setdefault(namespace, _Namespace())
+        snapshot, st.snapshot = st.snapshot, None
+        t0 = time.monotonic()
+        if deploy and snapshot is not None and snapshot.taken > st.last:
+            crs, sources, built = snapshot.crs, snapshot.sources, snapshot.built  # nothing changed since
+            t1 = t2 = t0
+        else:
+            taken = asyncio.get_running_loop().time()
+            crs = await self._list(namespace)
+            sources = await self._sources(namespace, bundle.source_refs(crs))
+            t1 = time.monotonic()
+            built = await self._build(crs, sources)
+            t2 = time.monotonic()
+            if not deploy:
+                st.snapshot = _Snapshot(taken, crs, sources, built)
         writes = []
         ready = 0
         for cr in crs:
             problems = built.of(*_key(cr))
             ready += not problems
-            if cr["kind"] not in _OWNERS:
+            if cr["kind"] not in _OWNERS and (deploy or not problems):
                 if problems:
                     cond = ("Ready", False, "Invalid", conditions.describe_problems(problems))
                 else:
                     cond = ("Ready", True, "Valid", "valid")
                 writes.append(self._status(cr, {}, cond))
+        if not deploy:
+            patched = sum(r is True for r in await self._gather(writes))
+            log.debug("validated %s: %d CRs (read %.3fs, built %.3fs), %d marked Ready in %.3fs", namespace,
+                      len(crs), t1 - t0, t2 - t1, patched, time.monotonic() - t2)
+            return
         _ENTRIES.labels(namespace, "true").set(ready)
         _ENTRIES.labels(namespace, "false").set(len(crs) - ready)
-        st = self._ns.setdefault(namespace, _Namespace())
         owners = [cr for cr in crs if cr["kind"] in _OWNERS]
         for gone in set(st.deployed) - {cr["metadata"]["name"] for cr in owners}:
             st.deployed.pop(gone, None)
             st.recheck.pop(gone, None)
         await self._service_account(namespace, owners)
         writes += [self._deploy(namespace, st, cr, crs, built, sources) for cr in owners]
+        patched = sum(r is True for r in await self._gather(writes))
+        log.debug("reconciled %s: %d CRs (read %.3fs, built %.3fs), %d statuses written and %d deployed in %.3fs",
+                  namespace, len(crs), t1 - t0, t2 - t1, patched, len(owners), time.monotonic() - t2)
+
+    @staticmethod
+    async def _gather(writes: list[Any]) -> list[Any]:
         results = await asyncio.gather(*writes, return_exceptions=True)
         failed = [r for r in results if isinstance(r, BaseException)]
         if failed:
             raise failed[0]
+        return results
 
     async def _status(self, cr: Mapping[str, Any], fields: Mapping[str, Any],
-                      cond: tuple[str, bool, str, str]) -> None:
-        """Patch ``status`` when it differs; an Event when Ready changes."""
+                      cond: tuple[str, bool, str, str]) -> bool:
+        """Patch ``status`` when it differs (True); an Event when Ready changes."""
         meta, status = cr["metadata"], cr.get("status") or {}
         generation = meta.get("generation")
         type_, ok, reason, message = cond
@@ -285,18 +342,21 @@ class Reconciler:
         wanted = {**fields, "observedGeneration": generation,
                   "conditions": conditions.set_condition(status.get("conditions"), new)}
         if all(status.get(k) == v for k, v in wanted.items()):
-            return
+            return False
         old = next((c for c in status.get("conditions") or () if c.get("type") == type_), None)
         url = path(API_VERSION, _plural(cr["kind"]), meta["namespace"], meta["name"], "status")
         try:
             await self.kube.merge_patch(url, {"status": wanted})
         except KubeError as e:
             if e.status == 404:
-                return  # deleted meanwhile
+                return False  # deleted meanwhile
             raise
+        if isinstance(cr, dict):
+            cr["status"] = {**status, **wanted}  # as written (a snapshot of this CR may be used again)
         first_valid = old is None and ok and reason == "Valid"  # no Event per CR for a plain apply
         if not first_valid and (old is None or old.get("status") != new["status"] or old.get("reason") != new["reason"]):
             await self._event(cr, reason=reason, message=message, warning=not ok and reason not in conditions.TRANSIENT)
+        return True
 
     async def _event(self, obj: Mapping[str, Any], *, reason: str, message: str, warning: bool = False) -> None:
         try:
@@ -353,10 +413,13 @@ class Reconciler:
         kind, name = _key(owner)
         component = "worker" if kind == "TemporalWorker" else "service"
         own = built.of(kind, name)
-        previous, _ = await self._previous(namespace, name)
+        # the last deployed bundle matters only when some CR is invalid (it keeps its last good version)
+        previous, _ = await self._previous(namespace, name) if built.app is None else ({}, None)
         chosen, app, fallbacks, dropped = await self._deployable(crs, built, previous, sources)
         mine = next((c for c in chosen if _key(c) == (kind, name)), None)
         if app is None or mine is None:
+            st.deployed.pop(name, None)  # its Ready is this until a reconcile says otherwise
+            st.recheck.pop(name, None)
             message = conditions.describe_problems(own) if own else "nothing valid to deploy: " + ", ".join(dropped)
             await self._status(owner, {}, ("Ready", False, "Invalid", message))
             return
@@ -366,15 +429,19 @@ class Reconciler:
         try:
             address = objects.temporal_address(client_spec, self.cfg) if kind == "TemporalWorker" else ""
         except errors.Invalid as e:
+            st.deployed.pop(name, None)
+            st.recheck.pop(name, None)
             await self._status(owner, {}, ("Ready", False, "NoTemporalAddress", e.message))
             return
         document = bundle.bundle_document(chosen, namespace=namespace)
         text = bundle.dumps(document)
         refs = bundle.source_refs(chosen)
         digest = bundle.digest(text, {r: sources[r] for r in refs if r in sources})
-        await self.kube.apply(objects.bundle_configmap(owner, text, digest, component, self.cfg))
+        configmaps = [self.kube.apply(objects.bundle_configmap(owner, text, digest, component, self.cfg))]
         if kind == "TemporalWorker":
-            await self._code_history(owner, app)
+            configmaps.append(self._code_history(owner, app))
+        await self._gather(configmaps)  # before the Deployment: new pods mount the new bundle
+        if kind == "TemporalWorker":
             deployment = objects.worker_deployment(owner, entry_id=entry_id, entry_data=entry.data,
                                                    client_spec=client_spec, refs=refs, digest=digest, cfg=self.cfg)
         else:
@@ -466,12 +533,14 @@ class Reconciler:
             owner["apiVersion"], owner["kind"] = API_VERSION, note.kind
             await self._report(namespace, st, owner, note, deployment)
 
+        later = asyncio.get_running_loop().time() + self.cfg.recheck_seconds
+        for name in names & set(st.recheck):  # not again at once, whatever happens below (_report reschedules)
+            st.recheck[name] = (later, st.recheck[name][1])
         results = await asyncio.gather(*(one(n) for n in sorted(names)), return_exceptions=True)
         for name, result in zip(sorted(names), results):
             if isinstance(result, Exception):
                 log.warning("reading the rollout of %s/%s failed: %s", namespace, name, result)
-                st.recheck[name] = (asyncio.get_running_loop().time() + self.cfg.recheck_seconds,
-                                    self.cfg.recheck_seconds)
+                st.recheck[name] = (later, self.cfg.recheck_seconds)
             elif isinstance(result, BaseException):
                 raise result
 
