@@ -259,10 +259,12 @@ def main() -> int:
                     t_lua = time.time()
                 return len(ok) == len(crs)
 
-            k8s.eventually(entries_ready, timeout=600, what="every entry CR Ready", interval=0.1)
+            k8s.eventually(entries_ready, timeout=600, what="every entry CR Ready", interval=0.05)
             t_all = time.time()
             row(f"{args.entries} entry CRs: created at once (API requests)", t_e_created - t_e)
             row(f"{args.entries} entry CRs: first create -> every Lua entry Ready", (t_lua or t_all) - t_e)
+            row(f"{args.entries} entry CRs: all created -> every Lua entry Ready (goal <= 2 s)",
+                (t_lua or t_all) - t_e_created)
             row(f"{args.entries} entry CRs: first create -> all Ready (the worker's pod serving all)", t_all - t_e)
         finally:
             rel.remove()
