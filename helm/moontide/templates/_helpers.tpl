@@ -93,7 +93,7 @@ true
 {{- end -}}
 {{- end -}}
 
-{{/* The operator's arguments (e2e runs the operator locally with exactly these). */}}
+{{/* The operator's arguments (its pod's args; the e2e suite installs the chart and runs them in that pod). */}}
 {{- define "moontide.operator.args" -}}
 {{- if .Values.operator.verbose }}
 - --verbose
