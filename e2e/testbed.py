@@ -13,6 +13,7 @@ Debian's own packages and cached in ``~/.cache/moontide-k8s-testbed``
                                         # project image (rebuilt only when its inputs changed)
     python e2e/testbed.py image         # the project image's reference: moontide.local/moontide:<hash>
     python e2e/testbed.py start RUNDIR  # start-cluster.sh: one cluster per machine; RUNDIR/kubeconfig
+                                        # (first undoes what a killed cluster left: bridge, mounts, chains)
     python e2e/testbed.py stop RUNDIR   # stop-cluster.sh: stops it and undoes its host changes
 
 The image's tag is a hash of what the Dockerfile copies (``Dockerfile``,
@@ -202,8 +203,46 @@ def prepare() -> str:
     return ref
 
 
+def _live_cluster_process() -> str | None:
+    """A running process of a testbed cluster (one of the cache's binaries or its containerd), if any."""
+    bins, me = str(cache_dir() / "bin") + "/", os.getpid()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == me:
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        cmd = [a.decode(errors="replace") for a in argv if a]
+        if cmd and (cmd[0].startswith(bins) or (Path(cmd[0]).name == "containerd" and "/containerd/" in " ".join(cmd))):
+            return f"pid {proc.name}: {' '.join(cmd)[:120]}"
+    return None
+
+
+def _clear_stale_cluster(rundir: Path) -> None:
+    """Undo what a killed cluster left on the host (its bridge, mounts, chains), so a new one can start.
+
+    A run killed before its stop (a lost session, SIGKILL) leaves ``mtnode0`` and its mounts but no
+    process; start-cluster.sh then refuses with "another cluster seems to run here". A live cluster
+    is never touched: that one must be stopped by whoever started it.
+    """
+    if not Path("/sys/class/net/mtnode0").exists():
+        return
+    live = _live_cluster_process()
+    if live:
+        raise RuntimeError(f"another test cluster is running here ({live}); stop it first "
+                           "(python e2e/testbed.py stop ITS_RUNDIR)")
+    # its RUNDIR: where its mounts are (start-cluster.sh wrote host/existed.before there)
+    points = [Path(line.split()[1]) for line in Path("/proc/mounts").read_text().splitlines()]
+    stale = sorted({d for m in points for d in m.parents if (d / "host" / "existed.before").is_file()})
+    for old in stale or [rundir]:
+        say(f"clearing what a killed cluster left on the host ({old}) ...")
+        stop(old)
+
+
 def start(rundir: Path) -> Path:
     """start-cluster.sh RUNDIR; the kubeconfig. On failure the half-started cluster is stopped."""
+    _clear_stale_cluster(rundir)
     say(f"starting the cluster in {rundir} ...")
     t0 = time.monotonic()
     r = subprocess.run(["bash", str(scripts_dir() / "start-cluster.sh"), str(rundir)], capture_output=True, text=True)
