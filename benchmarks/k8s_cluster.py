@@ -67,7 +67,7 @@ def _workflow(name: str) -> dict[str, Any]:
 async def _create_all(kubeconfig: str, ns: str, docs: list[dict[str, Any]]) -> dict[str, float]:
     """Create the objects at once (one API request each, concurrently); name -> wall time its create returned."""
     os.environ["KUBECONFIG"] = kubeconfig
-    from moontide.controller import kube
+    from moontide.k8s import kube
 
     created: dict[str, float] = {}
     async with kube.Kube(kube.connection()) as k:
@@ -82,7 +82,7 @@ async def _create_all(kubeconfig: str, ns: str, docs: list[dict[str, Any]]) -> d
 
 
 def _plural(kind: str) -> str:
-    from moontide.controller._kinds import BY_KIND
+    from moontide.k8s.kinds import BY_KIND
 
     return BY_KIND[kind].plural
 

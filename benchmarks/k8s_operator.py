@@ -98,7 +98,7 @@ def _app(n_entries: int) -> list[dict[str, Any]]:
     crs: list[dict[str, Any]] = []
 
     def cr(kind: str, entry_id: str, **spec: Any) -> None:
-        from moontide.controller.manifests import cr_name
+        from moontide.tools.manifests import cr_name
 
         crs.append({"apiVersion": "moontide.io/v1alpha1", "kind": kind, "metadata": {"name": cr_name(entry_id)},
                     "spec": {"entryId": entry_id, **spec}})
@@ -131,8 +131,8 @@ async def _until_all_ready(kubeconfig: str, ns: str, n: int) -> float:
     holds them all, then every CR every 100 ms (listing 200 CRs 20 times a second would load the API server
     the operator writes to)."""
     os.environ["KUBECONFIG"] = kubeconfig
-    from moontide.controller import kube
-    from moontide.controller._kinds import API_VERSION, ENTRY_RESOURCES
+    from moontide.k8s import kube
+    from moontide.k8s.kinds import API_VERSION, ENTRY_RESOURCES
 
     deadline = time.monotonic() + 300
     async with kube.Kube(kube.connection()) as k:
@@ -169,7 +169,7 @@ async def _sequential(kubeconfig: str, ns: str, temporal: str, n: int) -> tuple[
     os.environ["KUBECONFIG"] = kubeconfig
     from temporalio.client import Client
 
-    from moontide.controller import kube
+    from moontide.k8s import kube
 
     client = await Client.connect(temporal)
     started, recorded = [], []

@@ -46,7 +46,7 @@ def _have_module(name: str) -> bool:
         return False
 
 
-_COMMAND_MODULES = [m for m in ("moontide.processes.commands", "moontide.controller.commands") if _have_module(m)]
+_COMMAND_MODULES = [m for m in ("moontide.processes.commands", "moontide.kubernetes_commands") if _have_module(m)]
 
 log = logging.getLogger("moontide")
 

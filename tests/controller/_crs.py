@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from moontide.controller import manifests
-from moontide.controller._kinds import API_VERSION, BY_ENTRY_KIND
+from moontide.tools import manifests
+from moontide.k8s.kinds import API_VERSION, BY_ENTRY_KIND
 
 
 def cr(kind: str, entry_id: str, **spec: Any) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from moontide.controller import kube
+from moontide.k8s import kube
 
 
 class FakeKube:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from moontide import errors
-from moontide.controller import bundle
+from moontide.k8s import bundle
 from moontide.lua import check_syntax
 
 from _crs import cr, small_app

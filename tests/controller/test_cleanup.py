@@ -8,7 +8,7 @@ from _crs import small_app
 from _fakekube import FakeKube
 
 from moontide.controller import cleanup
-from moontide.controller.config import OperatorConfig
+from moontide.k8s.config import OperatorConfig
 from moontide.controller.operator_cmd import code_of
 from moontide.controller.reconciler import Reconciler
 from moontide.lua import check_syntax
@@ -89,10 +89,10 @@ async def test_a_conflicting_write_is_retried() -> None:
 def test_the_command_parses_what_the_chart_gives_it() -> None:
     import argparse
 
-    from moontide.controller import commands
+    from moontide import kubernetes_commands
 
     p = argparse.ArgumentParser()
-    commands.register(p.add_subparsers(dest="command"))
+    kubernetes_commands.register(p.add_subparsers(dest="command"))
     args = p.parse_args(["operator-cleanup", "-n", "a", "-n", "b", "--operator-deployment", "moontide",
                          "--operator-namespace", "ops", "--lease-name", "moontide"])
     assert args.namespace == ["a", "b"] and callable(args.handler)

@@ -6,12 +6,13 @@ import argparse
 import subprocess
 import sys
 
-from moontide.controller import commands, crds
+from moontide import kubernetes_commands
+from moontide.tools import crds
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser()
-    commands.register(p.add_subparsers(dest="command"))
+    kubernetes_commands.register(p.add_subparsers(dest="command"))
     return p
 
 
@@ -31,10 +32,10 @@ def test_crds_command_prints_every_crd(capsys: object) -> None:
 
 
 def test_the_controller_does_not_load_lupa_or_the_temporal_worker_at_import() -> None:
-    code = ("import sys; import moontide.controller.commands, moontide.controller.handlers, "
-            "moontide.controller.reconciler, moontide.controller.spawning, moontide.controller.crds, "
-            "moontide.controller.manifests, moontide.controller.bundle, moontide.controller.operator_cmd, "
-            "moontide.controller.worker_cmd; "
+    code = ("import sys; import moontide.kubernetes_commands, moontide.controller.handlers, "
+            "moontide.controller.reconciler, moontide.controller.spawning, moontide.tools.crds, "
+            "moontide.tools.manifests, moontide.k8s.bundle, moontide.controller.operator_cmd, "
+            "moontide.pod.serve; "
             "bad = [m for m in sys.modules if m.startswith(('lupa', 'temporalio.worker', 'moontide.lua', "
             "'moontide.workflows', 'moontide.runtime'))]; print(bad); assert not bad")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import yaml
 
-from moontide.controller import crds
-from moontide.controller._kinds import ENTRY_RESOURCES, RESOURCES, WORKFLOW
+from moontide.tools import crds
+from moontide.k8s.kinds import ENTRY_RESOURCES, RESOURCES, WORKFLOW
 from moontide.entries import LUA_KINDS, SCHEMAS
 
 ROOT = Path(__file__).resolve().parents[2]

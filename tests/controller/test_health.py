@@ -8,7 +8,7 @@ import time
 import urllib.error
 import urllib.request
 
-from moontide.controller.health import Health
+from moontide.k8s.health import Health
 from moontide_testing import free_port
 
 

@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from moontide import cli, devserver
-from moontide.controller import chartdocs
-from moontide.controller._kinds import RESOURCES
+from moontide.tools import chartdocs
+from moontide.k8s.kinds import RESOURCES
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "moontide"
@@ -72,8 +72,17 @@ def test_rendered_output_is_valid_kubernetes(helm: str, variant: str) -> None:
 
 def test_readme_and_schema_match_values() -> None:
     text = (CHART / "values.yaml").read_text()
-    assert (CHART / "README.md").read_text() == chartdocs.readme(text), "python -m moontide.controller.chartdocs"
+    assert (CHART / "README.md").read_text() == chartdocs.readme(text), "python -m moontide.tools.chartdocs"
     assert json.loads((CHART / "values.schema.json").read_text()) == chartdocs.schema(text)
+
+
+def test_chartdocs_writes_the_chart_it_is_given_and_names_a_missing_one(tmp_path: Path, capsys: Any) -> None:
+    # the chart is found by its path, never relative to the installed package
+    (tmp_path / "values.yaml").write_text((CHART / "values.yaml").read_text())
+    assert chartdocs.main([str(tmp_path)]) == 0
+    assert (tmp_path / "README.md").read_text() == (CHART / "README.md").read_text()
+    assert chartdocs.main([str(tmp_path / "nowhere")]) == 2
+    assert f"no {tmp_path / 'nowhere' / 'values.yaml'}" in capsys.readouterr().err
 
 
 def test_every_value_is_documented() -> None:
@@ -371,7 +380,7 @@ class Recorder:
         return await self.inner.list(url, **kw)
 
     async def apply(self, obj: dict[str, Any], **kw: Any) -> Any:
-        from moontide.controller.kube import object_path
+        from moontide.k8s.kube import object_path
 
         url = object_path(obj)
         self.calls += [("PATCH", url)] + ([] if url in self.inner.objects else [("POST", url.rsplit("/", 1)[0])])
@@ -416,7 +425,7 @@ async def test_the_rules_allow_every_request_the_operator_makes(helm: str, value
     from _fakekube import FakeKube
 
     from moontide.controller import leader, spawning
-    from moontide.controller.config import OperatorConfig
+    from moontide.k8s.config import OperatorConfig
     from moontide.controller.operator_cmd import code_of
     from moontide.controller.reconciler import Reconciler
     from moontide.lua import check_syntax

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from moontide.controller import kube
+from moontide.k8s import kube
 
 
 def _pair() -> tuple[bytes, bytes]:

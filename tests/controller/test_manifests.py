@@ -10,8 +10,9 @@ import pytest
 import yaml
 
 from moontide import errors
-from moontide.controller import bundle, crds, manifests
-from moontide.controller._kinds import BY_KIND
+from moontide.k8s import bundle
+from moontide.tools import crds, manifests
+from moontide.k8s.kinds import BY_KIND
 from moontide.entries import load_app
 from moontide.lua import check_syntax
 

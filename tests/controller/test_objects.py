@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from moontide import errors
-from moontide.controller import objects
-from moontide.controller.config import OperatorConfig
+from moontide.k8s import objects
+from moontide.k8s.config import OperatorConfig
 
 from _crs import cr
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from moontide.controller import operator_cmd
-from moontide.controller.config import OperatorConfig
+from moontide.k8s.config import OperatorConfig
 
 
 class Reviews:

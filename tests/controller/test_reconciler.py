@@ -8,8 +8,8 @@ from typing import Any
 from _crs import WORKFLOW_LUA, cr, small_app
 from _fakekube import FakeKube
 
-from moontide.controller import bundle, objects
-from moontide.controller.config import OperatorConfig
+from moontide.k8s import bundle, objects
+from moontide.k8s.config import OperatorConfig
 from moontide.controller.operator_cmd import code_of
 from moontide.controller.reconciler import Reconciler
 from moontide.lua import check_syntax
@@ -37,7 +37,7 @@ def _status(fake: FakeKube, c: dict[str, Any]) -> dict[str, Any]:
 
 
 def _path(c: dict[str, Any]) -> str:
-    from moontide.controller.kube import object_path
+    from moontide.k8s.kube import object_path
 
     return object_path(c)
 

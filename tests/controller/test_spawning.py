@@ -10,7 +10,7 @@ from _crs import small_app
 from _fakekube import FakeKube
 
 from moontide.controller import spawning
-from moontide.controller.config import OperatorConfig
+from moontide.k8s.config import OperatorConfig
 from moontide.controller.operator_cmd import code_of
 from moontide.controller.reconciler import Reconciler
 from moontide.lua import check_syntax

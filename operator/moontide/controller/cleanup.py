@@ -27,8 +27,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._kinds import API_VERSION, GROUP, LABEL_MANAGED_BY, MANAGED_BY, WORKFLOW
-from .kube import Conflict, Kube, NotFound, path
+from ..k8s.kinds import API_VERSION, GROUP, LABEL_MANAGED_BY, MANAGED_BY, WORKFLOW
+from ..k8s.kube import Conflict, Kube, NotFound, path
 
 __all__ = ["FINALIZER", "Report", "cleanup"]
 

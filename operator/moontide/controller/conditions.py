@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import EntryProblem
-from ._kinds import ANNOTATION_BUNDLE_HASH
+from ..k8s.kinds import ANNOTATION_BUNDLE_HASH
 
 __all__ = ["TRANSIENT", "Availability", "availability", "condition", "describe_problems", "event", "now",
            "set_condition"]

@@ -25,9 +25,9 @@ import kopf
 
 from .. import errors
 from . import spawning
-from ._kinds import ENTRY_RESOURCES, GROUP, LABEL_MANAGED_BY, MANAGED_BY, VERSION, WORKFLOW
-from .config import OperatorConfig
-from .kube import Kube
+from ..k8s.kinds import ENTRY_RESOURCES, GROUP, LABEL_MANAGED_BY, MANAGED_BY, VERSION, WORKFLOW
+from ..k8s.config import OperatorConfig
+from ..k8s.kube import Kube
 from .reconciler import Reconciler
 
 __all__ = ["Context", "register", "settings"]
@@ -69,9 +69,9 @@ def register(registry: kopf.OperatorRegistry, ctx: Context) -> None:
 
     @kopf.on.login(registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:
-        from .kube import login_info
+        from ..k8s.kube import login_info
 
-        return login_info()  # type: ignore[no-any-return]
+        return login_info()
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(**_: Any) -> None:

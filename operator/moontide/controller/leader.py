@@ -18,8 +18,8 @@ import os
 import socket
 from typing import Any
 
-from .health import metric
-from .kube import Conflict, Kube, KubeError, NotFound, path
+from ..k8s.health import metric
+from ..k8s.kube import Conflict, Kube, KubeError, NotFound, path
 
 __all__ = ["LeaderElector"]
 

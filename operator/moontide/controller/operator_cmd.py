@@ -14,8 +14,8 @@ import os
 from typing import Any
 
 from ..entries import App
-from .config import OperatorConfig
-from .health import Health
+from ..k8s.config import OperatorConfig
+from ..k8s.health import Health
 
 __all__ = ["code_of", "run"]
 
@@ -52,7 +52,7 @@ def _namespace(default: str | None) -> str:
 async def can_i(client: Any, verb: str, resource: str, group: str = "") -> bool:
     """Whether this operator may ``verb`` ``resource`` cluster-wide (a SelfSubjectAccessReview, which every
     authenticated user may create); True when the API server cannot say."""
-    from .kube import KubeError, path
+    from ..k8s.kube import KubeError, path
 
     review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
               "spec": {"resourceAttributes": {"verb": verb, "resource": resource, "group": group}}}
@@ -97,7 +97,8 @@ async def run(cfg: OperatorConfig, *, health_port: int = 8080) -> int:
     import kopf
 
     from ..lua import check_syntax
-    from . import handlers, kube, leader, reconciler, spawning
+    from . import handlers, leader, reconciler, spawning
+    from ..k8s import kube
 
     quiet_logs()
     loop = asyncio.get_running_loop()

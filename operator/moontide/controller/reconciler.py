@@ -19,17 +19,18 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from .. import errors
 from ..entries import App, CheckLua, resolve_ref
-from . import bundle, conditions, objects
-from ._kinds import ANNOTATION_BUNDLE_HASH, API_VERSION, ENTRY_RESOURCES, LABEL_COMPONENT, LABEL_INSTANCE
-from .config import OperatorConfig
-from .health import metric
-from .kube import Kube, KubeError, path
+from ..k8s import bundle, objects
+from . import conditions
+from ..k8s.kinds import ANNOTATION_BUNDLE_HASH, API_VERSION, ENTRY_RESOURCES, LABEL_COMPONENT, LABEL_INSTANCE
+from ..k8s.config import OperatorConfig
+from ..k8s.health import metric
+from ..k8s.kube import Kube, KubeError, path
 
 __all__ = ["Reconciler"]
 
@@ -111,7 +112,7 @@ class _Namespace:
     recheck: dict[str, tuple[float, float]] = field(default_factory=dict)
     deployed: dict[str, _Deployed] = field(default_factory=dict)
     #: Deployment name -> the generation the operator's last apply gave it (other generations: edited by someone).
-    generations: dict[str, int] = field(default_factory=dict)
+    generations: dict[str, int | None] = field(default_factory=dict)
     applying: set[str] = field(default_factory=set)
     snapshot: _Snapshot | None = None
     task: asyncio.Task[None] | None = None
@@ -129,7 +130,7 @@ class Reconciler:
         #: ``code_of(app, entry_id)`` -> (digest, JSON) of a workflow's Lua code (lupa: given by the operator).
         self.code_of = code_of
         self._ns: dict[str, _Namespace] = {}
-        self._seen: dict[str, int] = {}
+        self._seen: dict[str, int | None] = {}
         #: monotonic time each namespace was last reconciled without error (tests and benchmarks wait on it).
         self.done: dict[str, float] = {}
 
@@ -272,7 +273,7 @@ class Reconciler:
         data = {n: (cm or {}).get("data") or {} for n, cm in zip(names, found)}
         return {(cm, key): data[cm][key] for cm, key in refs if key in data[cm]}
 
-    async def _build(self, crs: list[Mapping[str, Any]], sources: Mapping[tuple[str, str], str]) -> bundle.Built:
+    async def _build(self, crs: Sequence[Mapping[str, Any]], sources: Mapping[tuple[str, str], str]) -> bundle.Built:
         return await asyncio.to_thread(bundle.build, crs, sources=lambda n, k: sources.get((n, k)),
                                        check_lua=self.check_lua)
 
@@ -297,7 +298,7 @@ class Reconciler:
             t2 = time.monotonic()
             if not deploy:
                 st.snapshot = _Snapshot(taken, crs, sources, built)
-        writes = []
+        writes: list[Coroutine[Any, Any, Any]] = []
         ready = 0
         for cr in crs:
             problems = built.of(*_key(cr))
@@ -438,7 +439,7 @@ class Reconciler:
         text = bundle.dumps(document)
         refs = bundle.source_refs(chosen)
         digest = bundle.digest(text, {r: sources[r] for r in refs if r in sources})
-        configmaps = [self.kube.apply(objects.bundle_configmap(owner, text, digest, component, self.cfg))]
+        configmaps: list[Coroutine[Any, Any, Any]] = [self.kube.apply(objects.bundle_configmap(owner, text, digest, component, self.cfg))]
         if kind == "TemporalWorker":
             configmaps.append(self._code_history(owner, app))
         await self._gather(configmaps)  # before the Deployment: new pods mount the new bundle
@@ -576,7 +577,7 @@ class Reconciler:
             if digest in order:
                 order.remove(digest)
             order.insert(0, digest)
-        keep_bytes, kept = 0, []
+        keep_bytes, kept = 0, list[str]()
         for digest in order:
             keep_bytes += len(data[f"{digest}.json"])
             if keep_bytes > self.cfg.code_history_bytes and kept:
@@ -592,6 +593,6 @@ class Reconciler:
 
 
 def _plural(kind: str) -> str:
-    from ._kinds import BY_KIND
+    from ..k8s.kinds import BY_KIND
 
     return BY_KIND[kind].plural

@@ -29,11 +29,12 @@ from typing import Any
 from .. import errors
 from ..protocol import WorkflowPid
 from ..entries import App, resolve_ref
-from . import bundle, conditions, objects
-from ._kinds import ANNOTATION_BUNDLE_HASH, API_VERSION, WORKFLOW
-from .config import OperatorConfig
-from .health import metric
-from .kube import Kube, KubeError, path
+from ..k8s import bundle, objects
+from . import conditions
+from ..k8s.kinds import ANNOTATION_BUNDLE_HASH, API_VERSION, WORKFLOW
+from ..k8s.config import OperatorConfig
+from ..k8s.health import metric
+from ..k8s.kube import Kube, KubeError, path
 
 __all__ = ["TERMINAL", "Spawner", "Target", "Waiting", "workflow_id"]
 

@@ -22,7 +22,7 @@ import yaml
 
 from .. import errors
 from ..entries import LUA_KINDS, SCHEMAS, App, Entry, apply_defaults, load_app
-from ._kinds import ANNOTATION_SOURCE_FILE, API_VERSION, BY_ENTRY_KIND, LABEL_MANAGED_BY
+from ..k8s.kinds import ANNOTATION_SOURCE_FILE, API_VERSION, BY_ENTRY_KIND, LABEL_MANAGED_BY
 
 __all__ = ["INLINE_LIMIT", "SOURCE_KEY", "cr_name", "dump", "manifests", "manifests_of_dir"]
 

@@ -27,7 +27,7 @@ log = logging.getLogger("moontide.health")
 try:
     import prometheus_client
 except ImportError:  # pragma: no cover - the operator extra installs it
-    prometheus_client = None
+    prometheus_client = None  # type: ignore[assignment]
 
 
 _METRICS: dict[str, Any] = {}

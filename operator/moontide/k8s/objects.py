@@ -15,12 +15,12 @@ a read-only root filesystem (``/tmp`` is an emptyDir).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .. import durations, errors
 from . import bundle
-from ._kinds import (
+from .kinds import (
     ANNOTATION_BUNDLE_HASH,
     API_VERSION,
     LABEL_COMPONENT,
@@ -114,7 +114,7 @@ def code_configmap(cr: Mapping[str, Any], codes: Mapping[str, str], cfg: Operato
             "data": {f"{d}.json": text for d, text in codes.items()}}
 
 
-def worker_service_account(namespace: str, name: str, owners: list[Mapping[str, Any]],
+def worker_service_account(namespace: str, name: str, owners: Sequence[Mapping[str, Any]],
                            cfg: OperatorConfig) -> dict[str, Any]:
     """The service account of worker and service pods: no permissions, no token (they never call the API).
 

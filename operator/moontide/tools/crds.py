@@ -8,7 +8,7 @@ Deployment). ``Workflow`` (a spawn) is defined here. The schemas are deep
 copies made structural (OpenAPI v3 as Kubernetes wants it), so the API server
 itself refuses a bad enum, pattern, type or minimum with a 422.
 
-``python -m moontide.controller.crds`` (or ``moontide crds --write``)
+``python -m moontide.tools.crds`` (or ``moontide crds --write``)
 rewrites ``crds/`` and ``helm/moontide/crds/``; tests/controller/test_crds.py
 fails when they drift from the schemas.
 """
@@ -25,7 +25,7 @@ import yaml
 from .. import durations
 from ..entries import LUA_KINDS, SCHEMAS, Schema
 from ..entries._schemas import NAME_PATTERN
-from ._kinds import CATEGORY, ENTRY_RESOURCES, GROUP, VERSION, WORKFLOW, Resource
+from ..k8s.kinds import CATEGORY, ENTRY_RESOURCES, GROUP, K8S_ONLY_FIELDS, VERSION, WORKFLOW, Resource
 
 __all__ = ["ENTRY_ID_PATTERN", "K8S_ONLY_FIELDS", "PHASES", "crd", "crds", "render", "write"]
 
@@ -34,8 +34,6 @@ _NAME = NAME_PATTERN.strip("^$")
 ENTRY_ID_PATTERN = f"^{_NAME}:{_NAME}$"
 #: Phases of a Workflow's execution.
 PHASES = ("Pending", "Running", "Succeeded", "Failed", "Canceled", "Terminated", "TimedOut")
-#: Spec fields that exist only in custom resources, never in an entry.
-K8S_ONLY_FIELDS = frozenset({"entryId", "sourceFrom", "apiKeySecretRef", "tlsSecretRef", "deployment"})
 
 _PRESERVE = {"x-kubernetes-preserve-unknown-fields": True}
 

@@ -22,7 +22,7 @@ def _env_default(name: str, default: str = "") -> str:
 
 def register(sub: Any) -> None:
     """Add the operator, operator-cleanup, worker, service, manifests and crds commands to ``sub``."""
-    from .config import OperatorConfig
+    from .k8s.config import OperatorConfig
 
     d = OperatorConfig()
     op = sub.add_parser("operator", help="run the Kubernetes operator (Kopf): entry CRs -> workers, Workflow CRs "
@@ -101,8 +101,8 @@ def register(sub: Any) -> None:
 
 
 def _operator(args: argparse.Namespace) -> Any:
-    from . import operator_cmd
-    from .config import OperatorConfig
+    from .controller import operator_cmd
+    from .k8s.config import OperatorConfig
 
     if args.create_worker_service_account and not args.worker_service_account:
         print("moontide operator: --create-worker-service-account needs --worker-service-account NAME",
@@ -120,7 +120,8 @@ def _operator(args: argparse.Namespace) -> Any:
 
 
 async def _cleanup(args: argparse.Namespace) -> int:
-    from . import cleanup, kube
+    from .controller import cleanup
+    from .k8s import kube
 
     if (args.operator_deployment or args.lease_name) and not args.operator_namespace:
         print("moontide operator-cleanup: --operator-namespace (or POD_NAMESPACE) is needed", file=sys.stderr)
@@ -136,29 +137,29 @@ async def _cleanup(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> Any:
-    from . import worker_cmd
+    from .pod import serve
 
-    return worker_cmd.run_worker(bundle_dir=args.bundle, worker_id=args.worker, code_history=args.code_history,
-                                 code_store=args.code_store, http_port=args.http_port, temporal=args.temporal,
-                                 reload_seconds=args.reload_seconds)
+    return serve.run_worker(bundle_dir=args.bundle, worker_id=args.worker, code_history=args.code_history,
+                            code_store=args.code_store, http_port=args.http_port, temporal=args.temporal,
+                            reload_seconds=args.reload_seconds)
 
 
 def _service(args: argparse.Namespace) -> Any:
-    from . import worker_cmd
+    from .pod import serve
 
-    return worker_cmd.run_service(bundle_dir=args.bundle, service_id=args.service, http_port=args.http_port,
-                                  temporal=args.temporal)
+    return serve.run_service(bundle_dir=args.bundle, service_id=args.service, http_port=args.http_port,
+                             temporal=args.temporal)
 
 
 def _manifests(args: argparse.Namespace) -> int:
-    from . import manifests
+    from .tools import manifests
 
     sys.stdout.write(manifests.dump(manifests.manifests_of_dir(args.app, namespace=args.namespace)))
     return 0
 
 
 def _crds(args: argparse.Namespace) -> int:
-    from . import crds
+    from .tools import crds
 
     if args.write is not None:
         for p in crds.write(Path(args.write)):

@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from ._kinds import FIELD_MANAGER
+from .kinds import FIELD_MANAGER
 
 __all__ = ["Conflict", "Connection", "Kube", "KubeError", "NotFound", "connection", "login_info", "object_path", "path"]
 
@@ -127,7 +127,7 @@ _PLURALS = {"ConfigMap": "configmaps", "Deployment": "deployments", "Event": "ev
 
 def object_path(obj: Mapping[str, Any]) -> str:
     """The path of a full object (apiVersion, kind, metadata.name/namespace)."""
-    from ._kinds import BY_KIND
+    from .kinds import BY_KIND
 
     kind = obj["kind"]
     plural = _PLURALS.get(kind) or BY_KIND[kind].plural
@@ -173,7 +173,7 @@ class Kube:
         return resp.json() if resp.content else None
 
     async def get(self, url: str) -> dict[str, Any]:
-        return await self.request("GET", url)  # type: ignore[no-any-return]
+        return await self.request("GET", url)
 
     async def get_or_none(self, url: str) -> dict[str, Any] | None:
         try:
@@ -193,18 +193,18 @@ class Kube:
     async def apply(self, obj: Mapping[str, Any], *, force: bool = True) -> dict[str, Any]:
         """Server-side apply: the object as the operator wants it (fields it leaves out are not its own)."""
         params = {"fieldManager": FIELD_MANAGER, "force": "true" if force else "false"}
-        return await self.request("PATCH", object_path(obj), body=obj,  # type: ignore[no-any-return]
+        return await self.request("PATCH", object_path(obj), body=obj,
                                   content_type="application/apply-patch+yaml", params=params)
 
     async def merge_patch(self, url: str, patch: Mapping[str, Any]) -> dict[str, Any]:
-        return await self.request("PATCH", url, body=patch,  # type: ignore[no-any-return]
+        return await self.request("PATCH", url, body=patch,
                                   content_type="application/merge-patch+json")
 
     async def create(self, url: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        return await self.request("POST", url, body=body)  # type: ignore[no-any-return]
+        return await self.request("POST", url, body=body)
 
     async def replace(self, url: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        return await self.request("PUT", url, body=body)  # type: ignore[no-any-return]
+        return await self.request("PUT", url, body=body)
 
     async def delete(self, url: str, *, propagation: str = "Background") -> None:
         try:

@@ -15,7 +15,7 @@ Temporal SDK's own (workflow and activity counts, task latencies), plus
 Moontide's per function (calls, errors by kind, Lua errors, seconds).
 
 This module is imported by the CLI only when one of these commands runs; it
-is the one controller module that loads lupa and the Temporal worker.
+is the one Kubernetes-side module that loads lupa and the Temporal worker.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ from typing import Any
 from .. import errors
 from ..entries import App, Entry, resolve_ref
 from ..entries import expand_env as _env
-from . import bundle, objects
-from .health import Health, metric
+from ..k8s import bundle, objects
+from ..k8s.health import Health, metric
 
 __all__ = ["run_service", "run_worker", "temporal_settings"]
 

@@ -91,3 +91,6 @@ RESOURCES: tuple[Resource, ...] = (*ENTRY_RESOURCES, WORKFLOW)
 BY_KIND = {r.kind: r for r in RESOURCES}
 BY_PLURAL = {r.plural: r for r in RESOURCES}
 BY_ENTRY_KIND = {r.entry_kind: r for r in ENTRY_RESOURCES}
+
+#: Spec fields that exist only in custom resources, never in an entry.
+K8S_ONLY_FIELDS = frozenset({"entryId", "sourceFrom", "apiKeySecretRef", "tlsSecretRef", "deployment"})

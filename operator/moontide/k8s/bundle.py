@@ -27,8 +27,7 @@ from typing import Any
 from .. import errors
 from ..entries import LUA_KINDS, App, CheckLua, RawEntry, build_app, split_id
 from ..errors import EntryProblem
-from ._kinds import API_VERSION, BY_KIND, ENTRY_RESOURCES
-from .crds import K8S_ONLY_FIELDS
+from .kinds import API_VERSION, BY_KIND, ENTRY_RESOURCES, K8S_ONLY_FIELDS
 
 __all__ = [
     "BUNDLE_KEY",

@@ -2,8 +2,10 @@
 
 Each value is documented where it is set: a ``# -- text`` comment (continued
 by more ``#`` lines) right above the key, as helm-docs reads them.
-``python -m moontide.controller.chartdocs`` rewrites both files;
-tests/controller/test_helm_chart.py fails when they drift from values.yaml.
+``python -m moontide.tools.chartdocs [CHART_DIR]`` (default ``helm/moontide``
+under the current directory: the chart lives in the repository, not in the
+installed package) rewrites both files; tests/controller/test_helm_chart.py
+fails when they drift from values.yaml.
 """
 
 from __future__ import annotations
@@ -16,9 +18,8 @@ from typing import Any
 
 import yaml
 
-__all__ = ["CHART", "descriptions", "readme", "schema", "write"]
+__all__ = ["descriptions", "main", "readme", "schema", "write"]
 
-CHART = Path(__file__).resolve().parents[3] / "helm" / "moontide"
 _KEY = re.compile(r"^(\s*)([A-Za-z_][A-Za-z0-9_]*):")
 
 
@@ -116,7 +117,7 @@ def readme(text: str) -> str:
 
 _README = """# moontide (Helm chart)
 
-<!-- generated from values.yaml by `python -m moontide.controller.chartdocs`; do not edit -->
+<!-- generated from values.yaml by `python -m moontide.tools.chartdocs`; do not edit -->
 
 Durable Lua workflows on Temporal, operated on Kubernetes: the moontide.io
 CRDs, the operator (Kopf) with least-privilege RBAC, and optionally a Temporal
@@ -199,11 +200,23 @@ to 0; running it again is safe. `helm uninstall --no-hooks` skips the Job (run
 """
 
 
-def write(chart: Path = CHART) -> None:
+def write(chart: Path) -> None:
+    """Rewrite ``chart``'s README.md and values.schema.json from its values.yaml."""
     text = (chart / "values.yaml").read_text()
     (chart / "values.schema.json").write_text(json.dumps(schema(text), indent=2) + "\n")
     (chart / "README.md").write_text(readme(text))
 
 
+def main(argv: list[str]) -> int:
+    chart = Path(argv[0] if argv else "helm/moontide")
+    if not (chart / "values.yaml").is_file():
+        print(f"chartdocs: no {chart / 'values.yaml'}: give the chart's directory (run from the repository root)",
+              file=sys.stderr)
+        return 2
+    write(chart)
+    print(f"chartdocs: wrote {chart / 'README.md'} and {chart / 'values.schema.json'}")
+    return 0
+
+
 if __name__ == "__main__":
-    write(Path(sys.argv[1]) if len(sys.argv) > 1 else CHART)
+    sys.exit(main(sys.argv[1:]))
