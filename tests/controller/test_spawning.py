@@ -89,3 +89,15 @@ async def test_options_are_read_as_luas_spawn_options_and_the_id_stays_the_crs()
                       ({"temporal.workflow.nope": 1}, "spec.options: ")):
         with pytest.raises(errors.Invalid, match=says):
             spawning.start_options({**spec, "options": bad}, await sp.target("ns", spec))
+
+
+def test_an_ended_execution_gives_its_phase_and_error_kind() -> None:
+    from temporalio.exceptions import ApplicationError, CancelledError, TerminatedError, TimeoutError, TimeoutType
+
+    assert spawning.failed_fields(ApplicationError("no stock", type="NotFound")) == {
+        "phase": "Failed", "message": "no stock", "errorKind": "NotFound"}
+    assert spawning.failed_fields(CancelledError("by the user")) == {"phase": "Canceled", "message": "by the user"}
+    assert spawning.failed_fields(TerminatedError("ops")) == {"phase": "Terminated", "message": "ops"}
+    assert spawning.failed_fields(TimeoutError("late", type=TimeoutType.START_TO_CLOSE, last_heartbeat_details=[])) \
+        == {"phase": "TimedOut", "message": "late"}
+    assert spawning.failed_fields(RuntimeError("odd")) == {"phase": "Failed", "message": "odd", "errorKind": "Internal"}

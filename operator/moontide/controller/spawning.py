@@ -36,7 +36,7 @@ from ..k8s.config import OperatorConfig
 from ..k8s.health import metric
 from ..k8s.kube import Kube, KubeError, path
 
-__all__ = ["TERMINAL", "Spawner", "Target", "Waiting", "workflow_id"]
+__all__ = ["TERMINAL", "Spawner", "Target", "Waiting", "failed_fields", "workflow_id"]
 
 log = logging.getLogger("moontide.operator")
 
@@ -63,6 +63,19 @@ def workflow_id(body: Mapping[str, Any]) -> str:
         return str(explicit)
     meta = body["metadata"]
     return f"k8s-{meta['namespace']}-{meta['name']}-{str(meta['uid'])[:8]}"
+
+
+#: The phase of a Workflow CR whose execution ended with an error of this kind (other kinds: ``Failed``).
+_ENDED = {"Canceled": "Canceled", "Terminated": "Terminated", "Timeout": "TimedOut"}
+
+
+def failed_fields(cause: BaseException | None) -> dict[str, Any]:
+    """The status fields of a Workflow CR whose execution ended in ``cause`` (``WorkflowFailureError.cause``)."""
+    from ..failures import workflow_failed
+
+    failed = workflow_failed(cause)
+    phase = _ENDED.get(failed.kind, "Failed")
+    return {"phase": phase, "message": failed.message} | ({"errorKind": failed.kind} if phase == "Failed" else {})
 
 
 @dataclass(frozen=True)
@@ -310,7 +323,6 @@ class Spawner:
     async def wait(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """Wait for the execution to close; write and return its final status fields."""
         from temporalio.client import WorkflowFailureError
-        from temporalio.exceptions import ApplicationError, CancelledError, TerminatedError, TimeoutError
         from temporalio.service import RPCError, RPCStatusCode
 
         meta, spec, status = body["metadata"], body.get("spec") or {}, body.get("status") or {}
@@ -330,17 +342,7 @@ class Spawner:
                            "message": f"succeeded; result of {len(text)} bytes not shown (moontide result "
                                       f"'{status.get('pid', wid)}')"}
         except WorkflowFailureError as e:
-            cause = e.cause
-            if isinstance(cause, CancelledError):
-                fields |= {"phase": "Canceled", "message": cause.message or "canceled"}
-            elif isinstance(cause, TerminatedError):
-                fields |= {"phase": "Terminated", "message": cause.message or "terminated"}
-            elif isinstance(cause, TimeoutError):
-                fields |= {"phase": "TimedOut", "message": cause.message or "timed out"}
-            elif isinstance(cause, ApplicationError):
-                fields |= {"phase": "Failed", "message": cause.message, "errorKind": cause.type or "Internal"}
-            else:
-                fields |= {"phase": "Failed", "message": str(cause or e)}
+            fields |= failed_fields(e.cause)
         except RPCError as e:
             if e.status != RPCStatusCode.NOT_FOUND:
                 raise
