@@ -101,3 +101,20 @@ def test_an_ended_execution_gives_its_phase_and_error_kind() -> None:
     assert spawning.failed_fields(TimeoutError("late", type=TimeoutType.START_TO_CLOSE, last_heartbeat_details=[])) \
         == {"phase": "TimedOut", "message": "late"}
     assert spawning.failed_fields(RuntimeError("odd")) == {"phase": "Failed", "message": "odd", "errorKind": "Internal"}
+
+
+async def test_input_too_deep_for_lua_fails_the_cr_naming_the_path_before_any_start() -> None:
+    from moontide import errors
+    from moontide.values import MAX_DEPTH
+
+    fake = FakeKube()
+    for cr in small_app():
+        fake.put(cr)
+    await Reconciler(fake, OperatorConfig(), check_lua=check_syntax, code_of=code_of).reconcile("ns")  # type: ignore[arg-type]
+    sp = spawning.Spawner(fake, OperatorConfig(), code_of=code_of)  # type: ignore[arg-type]
+    deep: Any = "bottom"
+    for _ in range(MAX_DEPTH + 1):
+        deep = [deep]
+    # no Temporal server here: the check must refuse before the spawner connects
+    with pytest.raises(errors.Invalid, match=r"spec\.input\[1\]\[1\].*nested deeper than 256"):
+        await sp.start(_workflow(input=[deep]))

@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .. import errors
+from .. import errors, values
 from ..protocol import WorkflowPid
 from ..entries import App, resolve_ref
 from ..k8s import bundle, objects
@@ -255,13 +255,15 @@ class Spawner:
         meta, spec = body["metadata"], body.get("spec") or {}
         namespace = meta["namespace"]
         target = await self.target(namespace, spec)
+        args = list(spec.get("input") or [])
+        values.encode(args, "spec.input")  # too deep to cross into Lua: Invalid naming the path, before Temporal
+        kw = start_options(spec, target)
         client = Client(await self.client(namespace, target.client_spec), client_id=target.client_id)
         wid = workflow_id(body)
-        kw = start_options(spec, target)
         fields: dict[str, Any] = {"workflowId": wid, "codeDigest": target.code_digest}
         try:
             pid = await client.start(
-                str(spec["workflow"]), list(spec.get("input") or []), workflow_id=wid, task_queue=target.task_queue,
+                str(spec["workflow"]), args, workflow_id=wid, task_queue=target.task_queue,
                 worker=target.worker_id, conflict="use_existing",
                 start_kw={**kw, "memo": {**kw.get("memo", {}), MEMO_CODE: target.code_digest,
                                          MEMO_K8S: f"{namespace}/{meta['name']}"},
