@@ -60,6 +60,14 @@ async def test_queued_calls_all_longer_than_the_timeout_return_their_results() -
     assert executor.calls == 4
 
 
+async def test_a_call_that_starts_after_its_timer_is_due_returns_its_result() -> None:
+    # another callback holds the loop right after the submitting step: the timer is due before the call runs
+    loop = asyncio.get_running_loop()
+    waiter = asyncio.ensure_future(sdk_activation(OnLoopExecutor(), str, "quick"))
+    loop.call_soon(time.sleep, LONG)
+    assert await waiter == "quick"
+
+
 async def test_a_failing_call_raises_in_the_waiter() -> None:
     def fails() -> None:
         time.sleep(LONG)
@@ -93,10 +101,18 @@ async def test_a_call_cancelled_while_queued_never_runs() -> None:
     assert ran == [] and executor.calls == 0
 
 
+async def under_a_cancelling_timeout(fn: Any, *args: Any) -> Any:
+    """The SDK's activation under ``asyncio.timeout``: how ``wait_for`` works from Python 3.12 on."""
+    async with asyncio.timeout(TIMEOUT):
+        return await asyncio.get_running_loop().run_in_executor(OnLoopExecutor(), fn, *args)
+
+
 async def test_a_timeout_that_cancels_its_task_would_lose_the_result() -> None:
-    """Why the executor relies on Python 3.11's ``wait_for``: the same call under ``asyncio.timeout``
-    (how ``wait_for`` works from Python 3.12 on) loses its result to the timeout."""
-    loop = asyncio.get_running_loop()
+    """Why the executor relies on Python 3.11's ``wait_for``: under a timeout that cancels its task,
+    a result that arrives with the timeout is lost (hence the worker's threads on later Pythons)."""
     with pytest.raises(TimeoutError):
-        async with asyncio.timeout(TIMEOUT):
-            await loop.run_in_executor(OnLoopExecutor(), blocking, "lost")
+        await under_a_cancelling_timeout(blocking, "lost")
+    waiter = asyncio.ensure_future(under_a_cancelling_timeout(str, "quick"))
+    asyncio.get_running_loop().call_soon(time.sleep, LONG)
+    with pytest.raises(TimeoutError):
+        await waiter
