@@ -17,6 +17,8 @@ Variants:
 - ``native-sandboxed``: the same classes on the SDK's default sandboxed runner.
 - ``native-async`` (only when asked for): ``native`` with the activity as an ``async def``
   run on the event loop, to show what the thread-pool hop of a sync activity costs.
+- ``lua-threads`` (only when asked for): ``lua`` with ``inline_activations: false``, each
+  workflow activation on the SDK's thread pool instead of the worker's event loop.
 
 Native activities are plain sync Python functions on a ``ThreadPoolExecutor`` of
 100 threads, like Moontide's function activities that may block (pure ones run
@@ -56,9 +58,10 @@ README = HERE / "README.md"
 
 VARIANTS = ("lua", "native", "native-sandboxed")
 #: Not run unless asked for (``--variants``): the native workflow with async activities, the Lua one in typed Lua.
-EXTRA_VARIANTS = ("native-async", "lua-typed")
+EXTRA_VARIANTS = ("native-async", "lua-typed", "lua-threads")
 LABELS = {"lua": "Lua (Moontide)", "native": "native Python, unsandboxed", "native-sandboxed": "native Python, sandboxed",
-          "native-async": "native Python, unsandboxed, async activities", "lua-typed": "Lua (Moontide), typed Lua"}
+          "native-async": "native Python, unsandboxed, async activities", "lua-typed": "Lua (Moontide), typed Lua",
+          "lua-threads": "Lua (Moontide), activations on threads"}
 
 # -- the Temporal dev server ---------------------------------------------------------------
 
@@ -134,7 +137,7 @@ def label(variant: str) -> str:
 
 
 def is_lua(variant: str) -> bool:
-    return variant in ("lua", "lua-typed") or variant.startswith("lua@")
+    return variant in ("lua", "lua-typed", "lua-threads") or variant.startswith("lua@")
 
 
 def known_variant(variant: str) -> bool:
@@ -174,6 +177,8 @@ def write_app(root: Path, task_queue: str, *, max_cached: int = 1000, variant: s
         "  - name: worker", "    kind: temporal.worker", "    client: client", f"    task_queue: {task_queue}",
         "    worker_options:", f"      max_cached_workflows: {max_cached}",
     ]
+    if variant == "lua-threads":  # the SDK's thread per activation (inline_activations: false)
+        lines.append("      inline_activations: false")
     for kind, table in (("workflow.lua", LUA_WORKFLOWS), ("function.lua", LUA_FUNCTIONS)):
         for name, (modules, src) in table.items():
             if name.endswith("_typed") and variant.startswith("lua@"):

@@ -17,6 +17,7 @@ import json
 import logging
 import subprocess
 import textwrap
+import threading
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -32,6 +33,7 @@ from temporalio.worker import Replayer
 from moontide_testing import TEMPORAL_ENTRIES, eventually, running, temporal_binary
 from moontide.runtime import AppRuntime, Pid, load
 from moontide.workflows import CodeBook, WorkflowSettings, workflow_class
+from moontide.workflows._inline import OnLoopExecutor
 
 T = TypeVar("T")
 
@@ -568,12 +570,13 @@ async def test_a_workflow_echoing_empty_lists_returns_them(
 
 # -- where activations run ------------------------------------------------------------
 
-@pytest.mark.parametrize("inline,thread", [(None, "MainThread"), (False, "temporal_workflow_")])
+@pytest.mark.parametrize("inline", [None, False])
 async def test_activations_run_on_the_event_loop_unless_told_otherwise(
         make_app: Callable[..., Path], temporal_address: str, caplog: pytest.LogCaptureFixture,
-        inline: bool | None, thread: str) -> None:
-    """By default an activation runs on the worker's event loop (the main thread here), with no
-    thread hand-off per activation; ``inline_activations: false`` hands each to the SDK's pool."""
+        inline: bool | None) -> None:
+    """By default an activation runs on the worker's event loop (this test's thread), through the
+    worker's own executor, with no thread hand-off per activation; ``inline_activations: false``
+    hands each to the SDK's pool."""
     src = """
     return function()
       logger.info("before the call")
@@ -583,12 +586,44 @@ async def test_activations_run_on_the_event_loop_unless_told_otherwise(
     end
     """
     options = None if inline is None else {"inline_activations": inline}
+    app = make_lua_app(make_app, {"wf": src}, worker_options=options)
+    loop_thread = threading.get_ident()
     with caplog.at_level(logging.INFO, logger="moontide.workflow"):
-        result, _ = await run_flow(make_app, temporal_address, src, worker_options=options)
-    assert result == 7
+        async with running(app, temporal_address) as rt:
+            assert await result_of(rt, await rt.spawn("app:wf")) == 7
+            executor = rt.workers["app:worker"].config().get("workflow_task_executor")
     records = [r for r in caplog.records if r.name == "moontide.workflow" and "the call" in r.getMessage()]
     assert len(records) == 2, [r.getMessage() for r in records]
-    assert all(r.threadName.startswith(thread) for r in records), [r.threadName for r in records]
+    if inline is None:
+        assert [r.thread for r in records] == [loop_thread] * 2
+        assert isinstance(executor, OnLoopExecutor) and executor.calls >= 2  # the two activations, an eviction
+    else:
+        assert executor is None
+        assert all(r.thread != loop_thread and r.threadName.startswith("temporal_workflow_") for r in records), \
+            [r.threadName for r in records]
+
+
+async def test_an_activation_longer_than_the_sdk_deadlock_timeout_completes_on_the_loop(
+        make_app: Callable[..., Path], temporal_address: str) -> None:
+    """An activation may legitimately run for seconds below a raised instruction budget (~3 s of Lua here):
+    on the event loop the SDK's 2 s deadlock timeout around it never fires (docs/architecture.md)."""
+    src = """
+    return function()
+      local x = 0
+      for i = 1, 120000000 do x = x + i % 7 end
+      time.sleep("10ms")
+      return x
+    end
+    """
+    app = make_lua_app(make_app, {"wf": src}, worker_options={"instruction_budget": 2_000_000_000})
+    async with running(app, temporal_address) as rt:
+        pid = await rt.spawn("app:wf")
+        assert await result_of(rt, pid) == sum(i % 7 for i in range(1, 8)) * (120000000 // 7) + \
+            sum(i % 7 for i in range(1, 120000000 % 7 + 1))
+        evs = await events(rt, pid)
+        executor = rt.workers["app:worker"].config().get("workflow_task_executor")
+    assert of_type(evs, "WORKFLOW_TASK_FAILED") == []
+    assert isinstance(executor, OnLoopExecutor) and executor.calls >= 2
 
 
 # -- runaway code -------------------------------------------------------------------

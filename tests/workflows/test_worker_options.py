@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import sys
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -25,6 +26,7 @@ from moontide import errors
 from moontide.entries import SCHEMAS, apply_defaults
 from moontide.runtime import load
 from moontide.workflows import build_worker
+from moontide.workflows._inline import OnLoopExecutor
 
 
 def worker_config(app_dir: Path, client: Client, data: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -51,7 +53,9 @@ async def test_defaults_come_from_the_schema(make_app: Callable[..., Path], temp
         assert config["max_cached_workflows"] == defaults["max_cached_workflows"]
         assert config["sticky_queue_schedule_to_start_timeout"] == timedelta(seconds=1)
         assert config["graceful_shutdown_timeout"] == timedelta(0)
-        assert config["debug_mode"] is True  # inline_activations
+        # inline_activations: the worker's own executor, never the SDK's debug mode (a debugger aid)
+        assert isinstance(config["workflow_task_executor"], OnLoopExecutor)
+        assert config["debug_mode"] is False
         # "0" / empty: the SDK's own default
         for key in ("identity", "max_activities_per_second", "max_task_queue_activities_per_second",
                     "build_id", "deployment_config"):
@@ -77,12 +81,37 @@ async def test_defaults_come_from_the_schema(make_app: Callable[..., Path], temp
     ("disable_workflow_worker", True, "workflows", []),
     ("build_id", "v7", "build_id", "v7"),
     ("max_cached_workflows", 7, "max_cached_workflows", 7),
-    ("inline_activations", False, "debug_mode", False),
+    ("inline_activations", False, "workflow_task_executor", None),
 ])
 async def test_each_option_reaches_the_sdk_worker(make_app: Callable[..., Path], temporal_address: str,
                                                   option: str, value: Any, key: str, expected: Any) -> None:
     client = await Client.connect(temporal_address)
     assert worker_config(app_with(make_app, {option: value}), client)[key] == expected
+
+
+async def test_inline_activations_leave_the_sdk_debugger_aids_off(
+        make_app: Callable[..., Path], temporal_address: str) -> None:
+    """The SDK's debug mode would install its workflow breakpoint hook and relax the sandbox: not here."""
+    hook = sys.breakpointhook
+    config = worker_config(make_app({"app.yaml": TEMPORAL_ENTRIES}), await Client.connect(temporal_address))
+    assert sys.breakpointhook is hook
+    assert not getattr(sys.breakpointhook, "__module__", "").startswith("temporalio")
+    assert config["debug_mode"] is False and isinstance(config["workflow_task_executor"], OnLoopExecutor)
+
+
+async def test_inline_activations_fall_back_to_threads_where_wait_for_would_lose_results(
+        make_app: Callable[..., Path], temporal_address: str, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """From Python 3.12 on, the SDK's deadlock ``wait_for`` cancels a task whose result comes with its
+    timeout (tests/workflows/test_on_loop_executor.py): there the worker keeps the SDK's threads, and says so."""
+    from moontide.workflows import _worker
+
+    monkeypatch.setattr(_worker, "INLINE_ACTIVATIONS_SUPPORTED", False)
+    with caplog.at_level(logging.WARNING, logger=_worker.__name__):
+        config = worker_config(make_app({"app.yaml": TEMPORAL_ENTRIES}), await Client.connect(temporal_address))
+    assert config.get("workflow_task_executor") is None and config["debug_mode"] is False
+    assert any("app:worker: worker_options.inline_activations needs Python 3.11" in r.getMessage()
+               for r in caplog.records), [r.getMessage() for r in caplog.records]
 
 
 async def test_the_options_that_cap_nothing_here_load_and_change_nothing(
@@ -93,8 +122,9 @@ async def test_the_options_that_cap_nothing_here_load_and_change_nothing(
                                                "disable_registration_aliasing": True,
                                                "default_versioning_behavior": "auto_upgrade"}),
                            await Client.connect(temporal_address))  # one worker per client and task queue
-    assert {k: v for k, v in config.items() if k not in ("client", "workflows", "activities", "activity_executor")} == \
-        {k: v for k, v in base.items() if k not in ("client", "workflows", "activities", "activity_executor")}
+    made = ("client", "workflows", "activities", "activity_executor", "workflow_task_executor")  # one per worker
+    assert {k: v for k, v in config.items() if k not in made} == {k: v for k, v in base.items() if k not in made}
+    assert type(config["workflow_task_executor"]) is type(base["workflow_task_executor"])
 
 
 async def test_build_id_comes_from_the_environment_when_the_worker_starts(

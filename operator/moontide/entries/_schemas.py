@@ -377,7 +377,8 @@ _WORKER_OPTIONS: dict[str, Schema] = {
         "description": "Run workflow activations on the worker's event loop rather than handing each to a "
         "thread: ~10% less worker CPU per workflow. The instruction budget bounds every activation (a runaway "
         "one holds the loop ~0.2-1s before it fails), in place of the SDK's 2s deadlock detector, which only "
-        "watches threads. false: a thread per activation (Moontide).",
+        "watches threads. Needs Python 3.11 (the image's): on later Pythons activations run on threads. "
+        "false: a thread per activation (Moontide).",
     },
 }
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -16,10 +18,13 @@ from ..entries import SCHEMAS, apply_defaults, expand_env
 from ._codebook import CodeBook
 from . import _context
 from ._functions import Functions, activity_for
+from ._inline import INLINE_ACTIVATIONS_SUPPORTED, OnLoopExecutor
 from ._system import SYSTEM_ACTIVITIES
 from ._workflow import WorkflowSettings, workflow_class
 
 __all__ = ["build_worker", "workflow_settings"]
+
+log = logging.getLogger(__name__)
 
 
 def build_worker(client: Client, app: Any, worker_entry: Any, *, code_store: Path | None = None,
@@ -63,10 +68,8 @@ def build_worker(client: Client, app: Any, worker_entry: Any, *, code_store: Pat
         # Temporal's 10 s default made recovery after a worker SIGKILL take ~12.6 s.
         sticky_queue_schedule_to_start_timeout=_duration(opts["sticky_schedule_to_start_timeout"]),
         graceful_shutdown_timeout=_duration(opts["worker_stop_timeout"]),
-        # The SDK's one switch for running activations on the event loop (no thread
-        # hand-off each time): its other effects are for Python debuggers, which Lua
-        # never meets, and the deadlock detector it turns off is the instruction budget's job.
-        debug_mode=bool(opts["inline_activations"]),
+        # None: the SDK's own thread pool
+        workflow_task_executor=_activation_executor(bool(opts["inline_activations"]), worker_entry.id),
         **_optional(opts, worker_entry.id),
     )
 
@@ -86,6 +89,20 @@ def workflow_settings(app: Any, worker_entry: Any, **extra: Any) -> WorkflowSett
                             auto_upgrade=frozenset(e.id for e in app.of_kind("workflow.lua")
                                                    if app.versioning_behavior(e, worker_entry) == "auto_upgrade"),
                             **extra)
+
+
+def _activation_executor(inline: bool, worker_id: str) -> Any:
+    """What runs the worker's workflow activations: the event loop (``inline_activations``), or None (threads).
+
+    Typed Any: the SDK's parameter says ThreadPoolExecutor, and uses only ``submit`` of it.
+    """
+    if not inline:
+        return None
+    if not INLINE_ACTIVATIONS_SUPPORTED:
+        log.warning("%s: worker_options.inline_activations needs Python 3.11; on Python %d.%d workflow "
+                    "activations run on the SDK's threads", worker_id, *sys.version_info[:2])
+        return None
+    return OnLoopExecutor()
 
 
 def _duration(text: str) -> timedelta:
