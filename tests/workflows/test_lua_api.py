@@ -591,14 +591,14 @@ async def test_activations_run_on_the_event_loop_unless_told_otherwise(
     with caplog.at_level(logging.INFO, logger="moontide.workflow"):
         async with running(app, temporal_address) as rt:
             assert await result_of(rt, await rt.spawn("app:wf")) == 7
-            executor = rt.workers["app:worker"].config().get("workflow_task_executor")
+            executor = rt.workers["app:worker"].config()["workflow_task_executor"].inner
     records = [r for r in caplog.records if r.name == "moontide.workflow" and "the call" in r.getMessage()]
     assert len(records) == 2, [r.getMessage() for r in records]
     if inline is None:
         assert [r.thread for r in records] == [loop_thread] * 2
         assert isinstance(executor, OnLoopExecutor) and executor.calls >= 2  # the two activations, an eviction
     else:
-        assert executor is None
+        assert not isinstance(executor, OnLoopExecutor)
         assert all(r.thread != loop_thread and r.threadName.startswith("temporal_workflow_") for r in records), \
             [r.threadName for r in records]
 
@@ -621,7 +621,7 @@ async def test_an_activation_longer_than_the_sdk_deadlock_timeout_completes_on_t
         assert await result_of(rt, pid) == sum(i % 7 for i in range(1, 8)) * (120000000 // 7) + \
             sum(i % 7 for i in range(1, 120000000 % 7 + 1))
         evs = await events(rt, pid)
-        executor = rt.workers["app:worker"].config().get("workflow_task_executor")
+        executor = rt.workers["app:worker"].config()["workflow_task_executor"].inner
     assert of_type(evs, "WORKFLOW_TASK_FAILED") == []
     assert isinstance(executor, OnLoopExecutor) and executor.calls >= 2
 

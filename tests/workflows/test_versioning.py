@@ -16,7 +16,7 @@ import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
-from temporalio.api.enums.v1 import EventType
+from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause
 from temporalio.client import WorkflowExecutionStatus
 
 from moontide_testing import TEMPORAL_ENTRIES, eventually, running
@@ -52,10 +52,11 @@ end
 """
 
 
-def make_versioned_app(make_app: Callable[..., Path]) -> Path:
-    yaml = textwrap.dedent(TEMPORAL_ENTRIES).strip("\n") + """
+def make_versioned_app(make_app: Callable[..., Path], *, inline_activations: bool = True) -> Path:
+    yaml = textwrap.dedent(TEMPORAL_ENTRIES).strip("\n") + f"""
     worker_options:
       default_versioning_behavior: auto_upgrade
+      inline_activations: {str(inline_activations).lower()}
   - name: guarded
     kind: workflow.lua
     source: file://guarded.lua
@@ -77,7 +78,8 @@ def make_versioned_app(make_app: Callable[..., Path]) -> Path:
     kind: function.lua
     source: "return function(v) return v end"
 """
-    return make_app({"app.yaml": yaml, "guarded.lua": OLD, "unguarded.lua": OLD, "pinned.lua": OLD})
+    return make_app({"app.yaml": yaml, "guarded.lua": OLD, "unguarded.lua": OLD, "pinned.lua": OLD},
+                    name=f"versioned-{inline_activations}")
 
 
 async def test_pinned_keeps_its_code_auto_upgrade_runs_the_newest_behind_its_guard(
@@ -116,6 +118,9 @@ async def test_pinned_keeps_its_code_auto_upgrade_runs_the_newest_behind_its_gua
             return any(e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED for e in evs)
 
         await eventually(failed_task, bool, what="the unguarded execution's failed workflow task", timeout=HANG)
+        failed = [e.workflow_task_failed_event_attributes async for e in
+                  (await rt.handle(pids["unguarded"])).fetch_history_events()
+                  if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED]
         desc = await (await rt.handle(pids["unguarded"])).describe()
         guarded_calls = [e async for e in (await rt.handle(pids["guarded"])).fetch_history_events()
                          if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED]
@@ -126,8 +131,38 @@ async def test_pinned_keeps_its_code_auto_upgrade_runs_the_newest_behind_its_gua
     assert guarded_calls == []  # behind the guard: it slept before the change, so it skipped the new call
     assert pinned == "old code for pinned"  # pinned: its own code, though the file now calls first
     assert desc.status == WorkflowExecutionStatus.RUNNING  # stuck, not failed: fix the code and it goes on
+    # the failed task names the Lua line and both commands, as moontide replay does (not only TMPRL1100)
+    assert failed[0].cause == WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_NON_DETERMINISTIC_ERROR
+    assert "unguarded.lua:2: history has timer 3s, code made activity app:echo" in failed[0].failure.message, \
+        failed[0].failure.message
     # status: the code each runs, and whether the app has newer code for it
     assert pinned_code["versioning_behavior"] == "pinned" and pinned_code["newer_code"] is True
     assert pinned_code["runs"] == pinned_code["started_with"] != pinned_code["newest"]
     assert guarded_code["versioning_behavior"] == "auto_upgrade" and guarded_code["newer_code"] is False
     assert guarded_code["runs"] == guarded_code["newest"] != guarded_code["started_with"]
+
+
+async def test_a_divergence_on_threads_names_the_lua_line_too(make_app: Callable[..., Path],
+                                                              temporal_address: str) -> None:
+    """inline_activations: false runs activations on threads; the replay guard checks them the same way."""
+    app = make_versioned_app(make_app, inline_activations=False)
+    async with running(app, temporal_address) as rt:
+        pid = await rt.spawn("app:unguarded", None, "t", "1h")
+
+        async def parked() -> bool:
+            return any([e.event_type == EventType.EVENT_TYPE_TIMER_STARTED
+                        async for e in (await rt.handle(pid)).fetch_history_events()])
+
+        await eventually(parked, bool, what="the execution asleep", timeout=HANG)
+    (app / "unguarded.lua").write_text(UNGUARDED)
+    async with running(app, temporal_address) as rt:
+        await rt.send(pid, "wake", None)  # a workflow task: the new worker replays the history first
+
+        async def failures() -> list[str]:
+            return [e.workflow_task_failed_event_attributes.failure.message
+                    async for e in (await rt.handle(pid)).fetch_history_events()
+                    if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED]
+
+        failed = await eventually(failures, bool, what="a failed workflow task", timeout=HANG)
+        await rt.terminate(pid, "test over")
+    assert "unguarded.lua:2: history has timer 1h, code made activity app:echo" in failed[0], failed

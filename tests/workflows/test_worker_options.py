@@ -54,7 +54,7 @@ async def test_defaults_come_from_the_schema(make_app: Callable[..., Path], temp
         assert config["sticky_queue_schedule_to_start_timeout"] == timedelta(seconds=1)
         assert config["graceful_shutdown_timeout"] == timedelta(0)
         # inline_activations: the worker's own executor, never the SDK's debug mode (a debugger aid)
-        assert isinstance(config["workflow_task_executor"], OnLoopExecutor)
+        assert isinstance(config["workflow_task_executor"].inner, OnLoopExecutor)
         assert config["debug_mode"] is False
         # "0" / empty: the SDK's own default
         for key in ("identity", "max_activities_per_second", "max_task_queue_activities_per_second",
@@ -81,12 +81,23 @@ async def test_defaults_come_from_the_schema(make_app: Callable[..., Path], temp
     ("disable_workflow_worker", True, "workflows", []),
     ("build_id", "v7", "build_id", "v7"),
     ("max_cached_workflows", 7, "max_cached_workflows", 7),
-    ("inline_activations", False, "workflow_task_executor", None),
 ])
 async def test_each_option_reaches_the_sdk_worker(make_app: Callable[..., Path], temporal_address: str,
                                                   option: str, value: Any, key: str, expected: Any) -> None:
     client = await Client.connect(temporal_address)
     assert worker_config(app_with(make_app, {option: value}), client)[key] == expected
+
+
+def _on_threads(executor: Any) -> bool:
+    """The worker's activations run on a pool of the SDK's kind (behind its replay guard)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    return isinstance(executor.inner, ThreadPoolExecutor) and executor.inner._thread_name_prefix == "temporal_workflow_"
+
+
+async def test_inline_activations_false_runs_them_on_threads(make_app: Callable[..., Path], temporal_address: str) -> None:
+    config = worker_config(app_with(make_app, {"inline_activations": False}), await Client.connect(temporal_address))
+    assert _on_threads(config["workflow_task_executor"])
 
 
 async def test_inline_activations_leave_the_sdk_debugger_aids_off(
@@ -96,7 +107,7 @@ async def test_inline_activations_leave_the_sdk_debugger_aids_off(
     config = worker_config(make_app({"app.yaml": TEMPORAL_ENTRIES}), await Client.connect(temporal_address))
     assert sys.breakpointhook is hook
     assert not getattr(sys.breakpointhook, "__module__", "").startswith("temporalio")
-    assert config["debug_mode"] is False and isinstance(config["workflow_task_executor"], OnLoopExecutor)
+    assert config["debug_mode"] is False and isinstance(config["workflow_task_executor"].inner, OnLoopExecutor)
 
 
 async def test_inline_activations_fall_back_to_threads_where_wait_for_would_lose_results(
@@ -109,7 +120,7 @@ async def test_inline_activations_fall_back_to_threads_where_wait_for_would_lose
     monkeypatch.setattr(_worker, "INLINE_ACTIVATIONS_SUPPORTED", False)
     with caplog.at_level(logging.WARNING, logger=_worker.__name__):
         config = worker_config(make_app({"app.yaml": TEMPORAL_ENTRIES}), await Client.connect(temporal_address))
-    assert config.get("workflow_task_executor") is None and config["debug_mode"] is False
+    assert _on_threads(config["workflow_task_executor"]) and config["debug_mode"] is False
     assert any("app:worker: worker_options.inline_activations needs Python 3.11" in r.getMessage()
                for r in caplog.records), [r.getMessage() for r in caplog.records]
 
@@ -124,7 +135,7 @@ async def test_the_options_that_cap_nothing_here_load_and_change_nothing(
                            await Client.connect(temporal_address))  # one worker per client and task queue
     made = ("client", "workflows", "activities", "activity_executor", "workflow_task_executor")  # one per worker
     assert {k: v for k, v in config.items() if k not in made} == {k: v for k, v in base.items() if k not in made}
-    assert type(config["workflow_task_executor"]) is type(base["workflow_task_executor"])
+    assert type(config["workflow_task_executor"].inner) is type(base["workflow_task_executor"].inner)
 
 
 async def test_build_id_comes_from_the_environment_when_the_worker_starts(

@@ -1,21 +1,25 @@
 """The Temporal commands a Lua workflow makes, each with the Lua line that made it.
 
 When a replay diverges from history, Temporal names only a history event
-("HistoryEvent(id: 5, TimerStarted)"); ``moontide.replay`` names both sides:
-what history recorded there and what the code did instead, at which line.
+("HistoryEvent(id: 5, TimerStarted)"); ``moontide replay`` and a worker's
+``ReplayGuard`` name both sides: what history recorded there and what the code
+did instead, at which line (``divergence``).
 Activities, local activities, children, signals and continue-as-new are seen
 by a workflow interceptor, timers by ``sleep`` (the SDK has no hook for them).
-Only a replay check registers the interceptor and keeps the notes: workers
-serving executions pay nothing for it.
+An execution keeps notes only when its replay is checked (``Execution.noting``):
+a replay check, or a worker replaying other code than the execution started with.
 Commands are described the way ``describe_event`` describes history events,
 so the two compare as text.
 """
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from typing import Any
 
 from temporalio import workflow
+from temporalio.client import WorkflowHistory
 from temporalio.worker import (
     ContinueAsNewInput,
     Interceptor,
@@ -31,7 +35,7 @@ from temporalio.worker import (
 
 from .. import durations
 
-__all__ = ["INTERCEPTOR", "describe_event", "sleep", "timer"]
+__all__ = ["INTERCEPTOR", "Divergence", "describe_event", "divergence", "recorded_commands", "same", "sleep", "timer"]
 
 
 def timer(microseconds: int) -> str:
@@ -110,3 +114,57 @@ class CommandInterceptor(Interceptor):
 
 #: The one workers and replayers register (it holds no state).
 INTERCEPTOR = CommandInterceptor()
+
+
+_EVENT_ID = re.compile(r"HistoryEvent\(id: (\d+)")
+
+
+@dataclass(frozen=True)
+class Divergence:
+    """Where replaying code left the recorded path."""
+
+    history: str | None
+    """The command history recorded there (``activity app.api:charge_card``); None: history had no more."""
+    code: str | None
+    """The command the code made instead (``timer 24h``); None: it made none there."""
+    where: str | None
+    """``file:line`` of the Lua that made the code's command (or where the code was when it made none)."""
+    temporal: str
+    """Temporal's own message."""
+
+    def __str__(self) -> str:
+        had = f"history has {self.history}" if self.history else "history has no further command"
+        did = f"code made {self.code}" if self.code else "code made no command there"
+        return f"{self.where or '?'}: {had}, {did}"
+
+
+def recorded_commands(history: WorkflowHistory) -> list[tuple[int, str]]:
+    """(event ID, description) of each command event in ``history``, in order."""
+    return [(e.event_id, d) for e in history.events if (d := describe_event(e)) is not None]
+
+
+def same(had: str | None, did: str | None) -> bool:
+    """Whether two commands match as Temporal matches them: a timer's duration may change, its place not."""
+    if had is not None and did is not None and had.startswith("timer ") and did.startswith("timer "):
+        return True
+    return had == did
+
+
+def divergence(history: WorkflowHistory, execution: Any, message: str) -> Divergence:
+    """The first command where code and history part ways (``execution``: an ``Execution`` that noted its commands)."""
+    recorded = recorded_commands(history)
+    made: list[tuple[str, str | None]] = list(execution.commands) if execution is not None else []
+    for i in range(max(len(recorded), len(made))):
+        had = recorded[i][1] if i < len(recorded) else None
+        did, where = made[i] if i < len(made) else (None, None)
+        if not same(had, did):
+            if where is None and execution is not None and execution.thread is not None:
+                where = execution.thread.where()  # it made none: where it was instead
+            return Divergence(had, did, where, message)
+    # the commands agree: Temporal saw a difference they do not show (e.g. an activity's ID)
+    m = _EVENT_ID.search(message)
+    event_id = int(m.group(1)) if m else None
+    index = next((i for i, (eid, _) in enumerate(recorded) if event_id is not None and eid >= event_id), None)
+    did, where = made[index] if index is not None and index < len(made) else (None, None)
+    had = recorded[index][1] if index is not None else None
+    return Divergence(had, did, where, message)

@@ -12,7 +12,6 @@ and the Lua line that did it (``_commands``).
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,33 +22,12 @@ from temporalio.worker import Replayer
 
 from .. import errors
 from . import _commands, _context
+from ._commands import Divergence
 from ._codebook import CodeBook
 from ._worker import workflow_settings
 from ._workflow import WorkflowSettings, workflow_class
 
 __all__ = ["Divergence", "ReplayReport", "fetch_histories", "history_from_file", "replay"]
-
-_EVENT_ID = re.compile(r"HistoryEvent\(id: (\d+)")
-
-
-@dataclass(frozen=True)
-class Divergence:
-    """Where replaying code left the recorded path."""
-
-    history: str | None
-    """The command history recorded there (``activity app.api:charge_card``); None: history had no more."""
-    code: str | None
-    """The command the code made instead (``timer 24h``); None: it made none there."""
-    where: str | None
-    """``file:line`` of the Lua that made the code's command (or where the code was when it made none)."""
-    temporal: str
-    """Temporal's own message."""
-
-    def __str__(self) -> str:
-        had = f"history has {self.history}" if self.history else "history has no further command"
-        did = f"code made {self.code}" if self.code else "code made no command there"
-        return f"{self.where or '?'}: {had}, {did}"
-
 
 @dataclass(frozen=True)
 class ReplayReport:
@@ -131,7 +109,7 @@ async def replay(app: Any, histories: Iterable[WorkflowHistory]) -> AsyncIterato
                 if failure is None:
                     yield _report(result.history)
                 elif "nondetermin" in str(failure).lower() or "TMPRL1100" in str(failure):
-                    yield _report(result.history, divergence=_divergence(result.history, execution, str(failure)))
+                    yield _report(result.history, divergence=_commands.divergence(result.history, execution, str(failure)))
                 else:
                     yield _report(result.history, error=str(failure))
 
@@ -148,30 +126,3 @@ def _run_id(history: WorkflowHistory) -> str:
 def _report(history: WorkflowHistory, **outcome: Any) -> ReplayReport:
     wf_type = history.events[0].workflow_execution_started_event_attributes.workflow_type.name
     return ReplayReport(history.workflow_id, _run_id(history), wf_type, **outcome)
-
-
-def _same(had: str | None, did: str | None) -> bool:
-    """Whether two commands match as Temporal matches them: a timer's duration may change, its place not."""
-    if had is not None and did is not None and had.startswith("timer ") and did.startswith("timer "):
-        return True
-    return had == did
-
-
-def _divergence(history: WorkflowHistory, execution: Any, message: str) -> Divergence:
-    """The first command where code and history part ways."""
-    recorded = [(e.event_id, d) for e in history.events if (d := _commands.describe_event(e)) is not None]
-    made: list[tuple[str, str | None]] = list(execution.commands) if execution is not None else []
-    for i in range(max(len(recorded), len(made))):
-        had = recorded[i][1] if i < len(recorded) else None
-        did, where = made[i] if i < len(made) else (None, None)
-        if not _same(had, did):
-            if where is None and execution is not None and execution.thread is not None:
-                where = execution.thread.where()  # it made none: where it was instead
-            return Divergence(had, did, where, message)
-    # the commands agree: Temporal saw a difference they do not show (e.g. an activity's ID)
-    m = _EVENT_ID.search(message)
-    event_id = int(m.group(1)) if m else None
-    index = next((i for i, (eid, _) in enumerate(recorded) if event_id is not None and eid >= event_id), None)
-    did, where = made[index] if index is not None and index < len(made) else (None, None)
-    had = recorded[index][1] if index is not None else None
-    return Divergence(had, did, where, message)

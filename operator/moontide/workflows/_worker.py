@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import sys
 from datetime import timedelta
@@ -16,9 +17,10 @@ from temporalio.worker import Worker, WorkerDeploymentConfig
 from .. import durations
 from ..entries import SCHEMAS, apply_defaults, expand_env
 from ._codebook import CodeBook
-from . import _context
+from . import _commands, _context
 from ._functions import Functions, activity_for
 from ._inline import INLINE_ACTIVATIONS_SUPPORTED, OnLoopExecutor
+from ._replay_guard import ReplayGuard
 from ._system import SYSTEM_ACTIVITIES
 from ._workflow import WorkflowSettings, workflow_class
 
@@ -40,7 +42,8 @@ def build_worker(client: Client, app: Any, worker_entry: Any, *, code_store: Pat
     """
     opts = _options(worker_entry)
     memory_limit = int(opts["memory_limit_mb"]) << 20
-    settings = workflow_settings(app, worker_entry)
+    watched: dict[str, Any] = {}  # executions replaying other code than they started with (ReplayGuard)
+    settings = workflow_settings(app, worker_entry, watched=watched)
     book = CodeBook(app, store_dir=code_store)
     max_activities = int(opts["max_concurrent_activity_execution_size"])
     loop = asyncio.get_running_loop() if processes is not None else None
@@ -56,7 +59,8 @@ def build_worker(client: Client, app: Any, worker_entry: Any, *, code_store: Pat
         # the others on functions.executor (also the executor of sync activities here)
         activities=[activity_for(functions, served), *SYSTEM_ACTIVITIES],
         activity_executor=functions.executor,
-        interceptors=[_context.INTERCEPTOR],  # the ctx module's values, from workflows to their activities
+        # the ctx module's values, from workflows to their activities; commands noted with their Lua line
+        interceptors=[_context.INTERCEPTOR, _commands.INTERCEPTOR],
         max_cached_workflows=int(opts["max_cached_workflows"]),
         max_concurrent_workflow_tasks=int(opts["max_concurrent_workflow_task_execution_size"]),
         max_concurrent_activities=max_activities,
@@ -68,8 +72,11 @@ def build_worker(client: Client, app: Any, worker_entry: Any, *, code_store: Pat
         # Temporal's 10 s default made recovery after a worker SIGKILL take ~12.6 s.
         sticky_queue_schedule_to_start_timeout=_duration(opts["sticky_schedule_to_start_timeout"]),
         graceful_shutdown_timeout=_duration(opts["worker_stop_timeout"]),
-        # None: the SDK's own thread pool
-        workflow_task_executor=_activation_executor(bool(opts["inline_activations"]), worker_entry.id),
+        # what runs activations, checking replays of other code against history (ReplayGuard)
+        workflow_task_executor=ReplayGuard(  # type: ignore[arg-type]  # the SDK uses only submit()
+            _activation_executor(bool(opts["inline_activations"]), worker_entry.id,
+                                 int(opts["max_concurrent_workflow_task_execution_size"])),
+            client, watched),
         **_optional(opts, worker_entry.id),
     )
 
@@ -91,18 +98,15 @@ def workflow_settings(app: Any, worker_entry: Any, **extra: Any) -> WorkflowSett
                             **extra)
 
 
-def _activation_executor(inline: bool, worker_id: str) -> Any:
-    """What runs the worker's workflow activations: the event loop (``inline_activations``), or None (threads).
-
-    Typed Any: the SDK's parameter says ThreadPoolExecutor, and uses only ``submit`` of it.
-    """
-    if not inline:
-        return None
-    if not INLINE_ACTIVATIONS_SUPPORTED:
+def _activation_executor(inline: bool, worker_id: str, max_tasks: int) -> concurrent.futures.Executor:
+    """What runs the worker's workflow activations: the event loop (``inline_activations``), or threads
+    as the SDK's own pool (``temporal_workflow_`` threads, one per concurrent task)."""
+    if inline and INLINE_ACTIVATIONS_SUPPORTED:
+        return OnLoopExecutor()
+    if inline:
         log.warning("%s: worker_options.inline_activations needs Python 3.11; on Python %d.%d workflow "
                     "activations run on the SDK's threads", worker_id, *sys.version_info[:2])
-        return None
-    return OnLoopExecutor()
+    return concurrent.futures.ThreadPoolExecutor(max_workers=max_tasks or 500, thread_name_prefix="temporal_workflow_")
 
 
 def _duration(text: str) -> timedelta:

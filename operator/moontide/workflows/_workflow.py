@@ -77,6 +77,9 @@ class WorkflowSettings:
     """Entry IDs of the workflows whose executions run the newest code (versioning behavior auto_upgrade)."""
     executions: dict[str, Any] | None = None
     """Run ID -> its ``Execution``, for a replay check to read what each did (None: not kept)."""
+    watched: dict[str, Any] | None = None
+    """Run ID -> its ``Execution``, for each that replays other code than the one it started with (the
+    worker's ``ReplayGuard`` compares what it does with its history; None: no guard)."""
 
 
 def _lua_failure(err: errors.MoontideError) -> BaseException:
@@ -108,8 +111,10 @@ class Execution(host_mod.BaseHost):
         self.cancel_requested = False
         self.cancel_from: str | None = None
         self.thread: rt_mod.Thread | None = None
-        #: (command, Lua line) of each Temporal command made, in order (``_commands``)
+        #: (command, Lua line) of each Temporal command made, in order (``_commands``), when noted
         self.commands: list[tuple[str, str | None]] = []
+        self.noting = settings.executions is not None
+        self.workflow_id = ""
         #: running children started with process.spawn -> their parent close policy
         self.children: dict[str, Any] = {}
         #: once Lua has waited on process.events(), a failed linked child is only an event
@@ -146,8 +151,14 @@ class Execution(host_mod.BaseHost):
     async def run(self, raw_args: Sequence[RawValue]) -> Any:
         info = workflow.info()
         self.code = self._pinned_code(info.workflow_type)
+        self.workflow_id = info.workflow_id
         if self.settings.executions is not None:
             self.settings.executions[info.run_id] = self
+        if self.settings.watched is not None and workflow.unsafe.is_replaying() \
+                and self.code.digest != workflow.memo_value(MEMO_CODE, None):
+            # its history was (or may have been) made by other code: the guard checks the replay
+            self.noting = True
+            self.settings.watched[info.run_id] = self
         # left unread by the run before continue-as-new; they came first
         self.mailbox.messages[:0] = list(workflow.memo_value(MEMO_INBOX, None) or [])
         self.mailbox.events[:0] = list(workflow.memo_value(MEMO_EVENTS, None) or [])
@@ -209,8 +220,8 @@ class Execution(host_mod.BaseHost):
         return self._result(step.values)
 
     def note(self, command: str) -> None:
-        """Remember a command this execution makes and the Lua line it is at (only for a replay check)."""
-        if self.settings.executions is not None:
+        """Remember a command this execution makes and the Lua line it is at (when its replay is checked)."""
+        if self.noting:
             self.commands.append((command, self.thread.where() if self.thread is not None else None))
 
     def _note_cancel(self, *, only_if_requested: bool = False) -> None:
