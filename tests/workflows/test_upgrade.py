@@ -118,6 +118,8 @@ async def test_a_compatible_change_upgrades_them_live_and_after_a_restart(
         assert await finish(rt, live) == "new: charged o1, shipped o1"
         kept_code = (await now.status(kept))["code"]
         assert kept_code["runs"] == old_code and kept_code["upgraded_to"] is None and kept_code["newer_code"]
+        table = await cli("status", "--app", str(app), "--temporal", temporal_address, str(later))
+        assert f"  code:     {new_code[:12]} (pinned), upgraded from {old_code[:12]}\n" in table.stdout, table
 
         again = await cli("upgrade", "--app", str(app), "--temporal", temporal_address, str(later))
         assert again.returncode == 0, again.stdout + again.stderr
@@ -170,3 +172,47 @@ async def test_upgrade_by_query_skips_what_needs_none(make_app: Callable[..., Pa
         (closed,) = [r async for r in now.upgrade([done])]
         assert (closed.outcome, closed.reason) == ("skipped", "not running (COMPLETED)")
         assert [await finish(rt, p) for p in (a, b)] == ["new: charged o1, shipped o1", "new: charged o2, shipped o2"]
+
+
+#: Goes on after a second go, and charges again in between: the new code ships again there instead.
+TWICE = """\
+return function(order)
+  local charged = funcs.call("charge", order)
+  local shipped = funcs.call("ship", order)
+  process.listen("go"):receive()
+  funcs.call("charge", order .. " again")
+  process.listen("go"):receive()
+  return "old: " .. charged .. ", " .. shipped
+end
+"""
+TWICE_NEW = TWICE.replace('funcs.call("charge", order .. " again")', 'funcs.call("ship", order .. " again")') \
+    .replace('return "old: "', 'return "new: "')
+
+
+async def test_an_execution_that_goes_on_while_it_is_checked_keeps_its_code(
+        make_app: Callable[..., Path], temporal_address: str) -> None:
+    app = make_order_app(make_app)
+    (app / "order.lua").write_text(TWICE)
+
+    async def calls(rt: AppRuntime, pid: Pid) -> int:
+        return (await event_types(rt, pid)).count("EVENT_TYPE_ACTIVITY_TASK_COMPLETED")
+
+    async with running(app, temporal_address) as rt:
+        ahead, behind = await park(rt, ["o1", "o2"])
+        await rt.send(ahead, "go", True)  # past the change: it cannot be upgraded
+        await eventually(lambda: calls(rt, ahead), lambda n: n == 3, what="o1 charged again", timeout=HANG)
+        (app / "order.lua").write_text(TWICE_NEW)
+        upgrading = AppRuntime(app, temporal=temporal_address).upgrade([ahead, behind])
+        # the reports come as they are decided: o1's refusal before o2, which replays, is recorded
+        first = await upgrading.__anext__()
+        assert (first.workflow_id, first.outcome) == (ahead.workflow_id, "refused"), str(first)
+        assert str(first).endswith("order.lua:5: history has activity app:charge, code made activity app:ship")
+        await rt.send(behind, "go", True)  # now o2 goes past the change too, on its old code
+        await eventually(lambda: calls(rt, behind), lambda n: n == 3, what="o2 charged again", timeout=HANG)
+        (second,) = [r async for r in upgrading]
+        assert (second.workflow_id, second.outcome) == (behind.workflow_id, "refused"), str(second)
+        assert "it went on while it was checked" in second.reason
+        assert second.reason.endswith("order.lua:5: history has activity app:charge, code made activity app:ship")
+        assert upgrade_records(app) == []  # taken back
+        assert [await finish(rt, p) for p in (ahead, behind)] == ["old: charged o1, shipped o1",
+                                                                 "old: charged o2, shipped o2"]

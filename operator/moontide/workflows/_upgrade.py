@@ -120,39 +120,46 @@ async def upgrade(app: Any, book: CodeBook, client: Client, targets: Iterable[tu
     for run in runs:
         run.history = await client.get_workflow_handle(run.workflow_id, run_id=run.run_id).fetch_history()
     checked = await _check(app, book, runs)
-    recorded: list[_Run] = []
-    for run in runs:
-        report = checked[run.workflow_id]
-        if not report.ok:
-            yield run.report("refused", f"its history does not replay on the newest code: {_why(report)}", report)
-            continue
-        outcome = await _record(book, client, run)
-        if outcome is not None:
-            yield outcome
-        else:
-            recorded.append(run)
-    # 5. the history through the signal, checked again
-    settled: list[_Run] = []
-    for run in recorded:
-        history = await _through_signal(client, run, settle)
-        if history is None:
+    #: recorded, not yet confirmed by step 5: taken back should this end early (Ctrl-C, Temporal gone)
+    unconfirmed: list[_Run] = []
+    try:
+        for run in runs:
+            report = checked[run.workflow_id]
+            if not report.ok:
+                yield run.report("refused", f"its history does not replay on the newest code: {_why(report)}",
+                                 report)
+                continue
+            unconfirmed.append(run)
+            closed = await _record(book, client, run)
+            if closed is not None:
+                unconfirmed.remove(run)
+                yield closed
+        # 5. the history through the signal, checked again
+        settled: list[_Run] = []
+        for run in list(unconfirmed):
+            history = await _through_signal(client, run, settle)
+            if history is None:
+                book.record_upgrade(run.run_id, run.previous)
+                unconfirmed.remove(run)
+                yield run.report("refused", f"its upgrade signal did not reach its history in {settle:.0f}s (a "
+                                            "workflow task in flight that does not end?): not upgraded, try again")
+                continue
+            run.history = history
+            settled.append(run)
+        again = await _check(app, book, settled) if settled else {}
+        for run in settled:
+            report = again[run.workflow_id]
+            if not report.ok:
+                book.record_upgrade(run.run_id, run.previous)  # back to its old code
+            unconfirmed.remove(run)
+            if report.ok:
+                yield run.report("upgraded", f"{run.current[:12]} -> {run.newest[:12]}")
+            else:
+                yield run.report("refused", "it went on while it was checked and its history no longer replays "
+                                            f"on the newest code: {_why(report)}", report)
+    finally:
+        for run in unconfirmed:
             book.record_upgrade(run.run_id, run.previous)
-            yield run.report("refused", f"its upgrade signal did not reach its history in {settle:.0f}s (a "
-                                        "workflow task in flight that does not end?): not upgraded, try again")
-            continue
-        run.history = history
-        settled.append(run)
-    if not settled:
-        return
-    again = await _check(app, book, settled)
-    for run in settled:
-        report = again[run.workflow_id]
-        if report.ok:
-            yield run.report("upgraded", f"{run.current[:12]} -> {run.newest[:12]}")
-        else:
-            book.record_upgrade(run.run_id, run.previous)  # back to its old code, before any worker replays it
-            yield run.report("refused", "it went on while it was checked and its history no longer replays on "
-                                        f"the newest code: {_why(report)}", report)
 
 
 async def _classify(app: Any, book: CodeBook, client: Client, workflow_id: str,
