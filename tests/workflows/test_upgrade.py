@@ -19,8 +19,10 @@ from typing import Any
 
 from temporalio.api.enums.v1 import EventType
 
-from moontide_testing import TEMPORAL_ENTRIES, eventually, moontide, running
+from moontide.devserver import running_address
 from moontide.runtime import AppRuntime, Pid
+from moontide.testing import client as client_of
+from moontide_testing import TEMPORAL_ENTRIES, eventually, moontide, moontide_run, running
 
 HANG = 90  # guard against a hang, not a speed check
 
@@ -47,8 +49,12 @@ end
 """
 
 
-def make_order_app(make_app: Callable[..., Path]) -> Path:
-    yaml = textwrap.dedent(TEMPORAL_ENTRIES).strip("\n") + """
+def make_order_app(make_app: Callable[..., Path], *, embedded: bool = False) -> Path:
+    """The app; ``embedded``: its client names no server (``moontide run`` starts its embedded one)."""
+    entries = textwrap.dedent(TEMPORAL_ENTRIES).strip("\n")
+    if embedded:
+        entries = entries.replace("    address: 127.0.0.1:1\n", "")
+    yaml = entries + """
   - name: order
     kind: workflow.lua
     source: file://order.lua
@@ -216,3 +222,27 @@ async def test_an_execution_that_goes_on_while_it_is_checked_keeps_its_code(
         assert upgrade_records(app) == []  # taken back
         assert [await finish(rt, p) for p in (ahead, behind)] == ["old: charged o1, shipped o1",
                                                                  "old: charged o2, shipped o2"]
+
+
+async def test_moontide_upgrade_of_an_app_that_moontide_run_serves(make_app: Callable[..., Path],
+                                                                    tmp_path: Path) -> None:
+    """The local stack as a user runs it: ``moontide run`` on its embedded server, the commands beside it."""
+    app = make_order_app(make_app, embedded=True)
+    with moontide_run(app, tmp_path / "run.log", "--no-ui"):
+        spawned = moontide("spawn", "app:order", '"o1"', "--app", str(app))
+        assert spawned.returncode == 0, spawned.stderr
+        pid = spawned.stdout.strip()
+        address = running_address(app / ".moontide")
+        assert address is not None
+        outside = await client_of(address)
+        await eventually(lambda: outside.status(pid), lambda s: "receive" in str(s.get("lua", {}).get("blocking")),
+                         what="o1 waiting for go", timeout=HANG)
+        (app / "order.lua").write_text(COMPATIBLE)
+        out = moontide("upgrade", "--app", str(app), pid)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert out.stdout.startswith(f"UPGRADED app:order {Pid.parse(pid).workflow_id}: "), out.stdout
+        assert len(upgrade_records(app)) == 1
+        assert moontide("send", pid, "go", "true", "--app", str(app)).returncode == 0
+        result = moontide("result", pid, "--app", str(app))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == "new: charged o1, shipped o1"
