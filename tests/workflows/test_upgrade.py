@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import yaml
 from temporalio.api.enums.v1 import EventType
 
 from moontide.devserver import running_address
@@ -170,13 +171,15 @@ async def test_upgrade_by_query_skips_what_needs_none(make_app: Callable[..., Pa
         await finish(rt, done)
         (app / "order.lua").write_text(COMPATIBLE)
         queue = rt.app.task_queue(rt.app.get("app:worker"))  # this test's: the server is shared
-        now = AppRuntime(app, temporal=temporal_address)  # the app as changed (``rt`` serves it as it was)
-        upgraded = [r async for r in now.upgrade(query=f'WorkflowType="app:order" AND TaskQueue="{queue}"')]
-        # the closed one is not among the query's running executions; a pid of it is skipped
-        assert sorted((r.workflow_id, r.outcome) for r in upgraded) == \
-            sorted([(a.workflow_id, "upgraded"), (b.workflow_id, "upgraded")]), [str(r) for r in upgraded]
-        (closed,) = [r async for r in now.upgrade([done])]
-        assert (closed.outcome, closed.reason) == ("skipped", "not running (COMPLETED)")
+        out = await cli("upgrade", "--app", str(app), "--temporal", temporal_address, str(done), str(a),
+                        "--query", f'WorkflowType="app:order" AND TaskQueue="{queue}"', "-o", "yaml")
+        assert out.returncode == 0, out.stdout + out.stderr
+        reports = {r["workflow_id"]: r for r in yaml.safe_load(out.stdout)}
+        # a pid and the query name ``a`` both: one report; the closed one is not running
+        assert len(reports) == 3 and "3 executions: 2 upgraded, 0 refused, 1 skipped" in out.stderr, out.stderr
+        assert (reports[done.workflow_id]["outcome"], reports[done.workflow_id]["reason"]) == \
+            ("skipped", "not running (COMPLETED)")
+        assert reports[a.workflow_id]["outcome"] == reports[b.workflow_id]["outcome"] == "upgraded"
         assert [await finish(rt, p) for p in (a, b)] == ["new: charged o1, shipped o1", "new: charged o2, shipped o2"]
 
 

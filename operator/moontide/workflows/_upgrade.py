@@ -108,11 +108,16 @@ async def upgrade(app: Any, book: CodeBook, client: Client, targets: Iterable[tu
     """A report per (workflow ID, run ID or None: its latest run) in ``targets``, upgrading those that
     replay on ``book``'s newest code; the record goes to ``book``'s store, which the workers must read."""
     runs: list[_Run] = []
+    seen: set[str] = set()  # run IDs: one asked for twice (a pid and a query) is reported once
     for workflow_id, run_id in targets:
         run = await _classify(app, book, client, workflow_id, run_id)
+        if run.run_id is not None and run.run_id in seen:
+            continue
+        if run.run_id is not None:
+            seen.add(run.run_id)
         if isinstance(run, UpgradeReport):
             yield run
-        elif all(r.run_id != run.run_id for r in runs):  # asked for twice (a pid and a query)
+        else:
             runs.append(run)
     if not runs:
         return
