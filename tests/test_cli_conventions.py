@@ -144,7 +144,8 @@ async def test_the_app_directory_is_the_same_option_everywhere(app: Path) -> Non
     here = await asyncio.to_thread(subprocess.run, [MOONTIDE, "check"], capture_output=True, text=True,
                                    cwd=app, env=env(), timeout=HANG)
     assert here.returncode == 0 and "no problems" in here.stdout, here
-    for command in ("run", "spawn", "send", "cancel", "terminate", "status", "result", "list", "ps", "check"):
+    for command in ("run", "spawn", "send", "cancel", "terminate", "status", "result", "list", "ps", "check",
+                    "replay", "upgrade"):
         out = await moontide(command, "--help")
         assert "-a APP_DIR, --app APP_DIR" in out.stdout, (command, out.stdout)
 

@@ -83,6 +83,15 @@ def _connection(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--profile", metavar="NAME", help="temporal.toml profile (default: TEMPORAL_PROFILE or default)")
 
 
+def _query_options(sp: argparse.ArgumentParser, *, query: str, limit: str, client: str) -> None:
+    """--query, --limit, --client and --temporal of the app commands that reach executions (replay, upgrade)."""
+    sp.add_argument("--query", metavar="QUERY", help=f"{query}, e.g. 'WorkflowType=\"app:order\"', newest first")
+    sp.add_argument("--limit", type=int, metavar="N", help=limit)
+    sp.add_argument("--client", metavar="CLIENT_ID", help=f"{client} (default: the app's only one)")
+    sp.add_argument("--temporal", "--address", dest="temporal", metavar="HOST:PORT",
+                    help="use this Temporal server instead of the app's client's")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="moontide", description="Durable business processes in plain Lua, on Temporal.")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logs")
@@ -169,13 +178,18 @@ def _parser() -> argparse.ArgumentParser:
                         help="a history in Temporal's JSON (temporal workflow show -o json); repeat for more")
     replay.add_argument("--workflow-id", action="append", default=[], metavar="ID",
                         help="the latest run of this workflow, from the server; repeat for more")
-    replay.add_argument("--query", metavar="QUERY", help="workflows of a visibility query, e.g. "
-                                                         "'WorkflowType=\"app:order\"', newest first")
-    replay.add_argument("--limit", type=int, metavar="N", help="replay at most N histories")
-    replay.add_argument("--client", metavar="CLIENT_ID",
-                        help="the temporal.client entry to fetch with (default: the app's only one)")
-    replay.add_argument("--temporal", "--address", dest="temporal", metavar="HOST:PORT",
-                        help="fetch from this Temporal server instead of the app's client's")
+    _query_options(replay, query="workflows of a visibility query", limit="replay at most N histories",
+                   client="the temporal.client entry to fetch with")
+
+    upg = sub.add_parser("upgrade", help="move pinned workflow executions to the app's newest Lua, each only if its "
+                                         "history replays on it; exit 1 if any is refused")
+    upg.add_argument("pids", nargs="*", metavar="PID",
+                     help="a workflow pid ({client@worker|workflow_id}) or workflow ID; repeat for more")
+    _app_option(upg, required_here=True)
+    _query_options(upg, query="also the running executions of a visibility query",
+                   limit="at most N executions of --query", client="the temporal.client entry for --query and "
+                                                                   "workflow IDs")
+    _output(upg, "table")
 
     dev = sub.add_parser("devserver", help="run Moontide's tuned Temporal dev server in the foreground until "
                                            "Ctrl-C or SIGTERM (the Helm chart's dev server runs this)")
@@ -443,8 +457,10 @@ def _workflow_status(st: dict[str, Any]) -> str:
     if code.get("runs"):
         runs = str(code["runs"])[:12]
         how = f" ({code['versioning_behavior']})" if code.get("versioning_behavior") else ""
-        newer = f"; newer code in the app: {code['newest'][:12]} (moontide replay checks it)" \
+        newer = f"; newer code in the app: {code['newest'][:12]} (moontide upgrade moves it there)" \
             if code.get("newer_code") else ""
+        if code.get("upgraded_to"):
+            how += f", upgraded from {str(code['started_with'])[:12]}"
         lines.append(f"  code:     {runs}{how}{newer}")
     if "messages_waiting" in lua:
         dropped = lua.get("messages_dropped")
@@ -528,12 +544,7 @@ async def _replay(args: argparse.Namespace) -> int:
     rt = Runtime(_app_dir(args), temporal=args.temporal)
     histories = [history_from_file(f) for f in args.history]
     if args.workflow_id or args.query:
-        clients = [e.id for e in rt.app.of_kind("temporal.client")]
-        client_id = args.client or (clients[0] if len(clients) == 1 else None)
-        if client_id is None:
-            raise errors.Invalid(f"the app has {len(clients)} temporal.client entries: choose one with --client "
-                                 f"({', '.join(clients) or 'none'})")
-        histories += await fetch_histories(await rt.client(client_id), workflow_ids=args.workflow_id,
+        histories += await fetch_histories(await rt.client(rt.client_id(args.client)), workflow_ids=args.workflow_id,
                                            query=args.query, limit=args.limit)
     if args.limit is not None:
         histories = histories[:args.limit]
@@ -546,10 +557,26 @@ async def _replay(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
+async def _upgrade(args: argparse.Namespace) -> int:
+    if not (args.pids or args.query):
+        raise errors.Invalid("nothing to upgrade: give PIDs or --query QUERY")
+    rt = Runtime(_app_dir(args), temporal=args.temporal)
+    reports = []
+    async for report in rt.upgrade(args.pids, query=args.query, limit=args.limit, client_id=args.client):
+        reports.append(report)
+        if args.output == "table":
+            print(report, flush=True)  # one line each as it is decided: a refusal shows its replay report
+    if args.output != "table":
+        _emit(args.output, [r.as_dict() for r in reports])
+    counts = {o: sum(r.outcome == o for r in reports) for o in ("upgraded", "refused", "skipped")}
+    print(f"{len(reports)} executions: " + ", ".join(f"{n} {o}" for o, n in counts.items()), file=sys.stderr)
+    return 1 if counts["refused"] else 0
+
+
 #: Commands that talk to Temporal through a client, then exit (``run`` too: after
 #: ``--spawn`` or Ctrl-C it exits the same way, and aborted with -6 without this).
 _CLIENT_COMMANDS = frozenset({"run", "spawn", "send", "cancel", "terminate", "status", "result", "devserver",
-                              "list", "replay"})
+                              "list", "replay", "upgrade"})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -578,6 +605,17 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
+def _core_logs_to_logging() -> None:
+    """Temporal's core logs (its console: stdout) go to the ``temporalio.core`` logger instead: a replay that
+    diverges makes core warn, and stdout is for the report (shown with -v)."""
+    from temporalio.runtime import LogForwardingConfig, LoggingConfig, TelemetryConfig, TelemetryFilter
+    from temporalio.runtime import Runtime as TemporalRuntime
+
+    TemporalRuntime.set_default(TemporalRuntime(telemetry=TelemetryConfig(logging=LoggingConfig(
+        filter=TelemetryFilter(core_level="WARN", other_level="ERROR"),
+        forwarding=LogForwardingConfig(logger=logging.getLogger("temporalio.core"))))))
+
+
 def _main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)-5s %(name)s: %(message)s", datefmt="%H:%M:%S")
@@ -585,9 +623,12 @@ def _main(args: argparse.Namespace) -> int:
         # our own lines say what failed; the SDK's add a traceback per attempt
         logging.getLogger("temporalio").setLevel(logging.ERROR)
     try:
+        if args.command in ("replay", "upgrade"):
+            _core_logs_to_logging()
         builtin = {"run": _run, "spawn": _spawn, "result": _result_cmd, "send": _send, "cancel": _cancel,
                    "terminate": _terminate, "status": _status, "devserver": _devserver, "list": _list,
-                   "check": _check, "completion": _completion, "replay": _replay}
+                   "check": _check, "completion": _completion, "replay": _replay,
+                   "upgrade": _upgrade}
         handler = builtin.get(args.command) or args.handler
         out = handler(args)
         return int(cast(int, asyncio.run(out) if inspect.iscoroutine(out) else out))

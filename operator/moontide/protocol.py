@@ -30,6 +30,8 @@ Reserved names
 ``moontide.cancel_from``   signal naming the canceller, sent just before a cancel
 ``moontide.terminate``     activity a workflow runs to terminate another execution
 ``moontide.status``        query: where a workflow's Lua is (``moontide status``)
+``moontide.upgrade``       signal from ``moontide upgrade``: this run now runs other code
+                           (its worker's code store says which); a no-op on that code
 ``moontide.code``          memo: digest of the Lua code an execution is pinned to
 ``moontide.ctx``           memo: the values its ctx module answers
 ``moontide.k8s``           memo: the Workflow custom resource it was started for
@@ -51,7 +53,7 @@ from . import errors
 
 __all__ = [
     "CANCEL_FROM_SIGNAL", "CONTROL", "DELIVER_ACTIVITY", "FROM_METADATA", "MEMO_CODE", "MEMO_CONTEXT", "MEMO_EVENTS", "MEMO_INBOX", "MEMO_K8S",
-    "RESERVED_PREFIX", "STATE_DIR", "STATUS_FILE", "STATUS_QUERY", "TERMINATE_ACTIVITY", "ProcessPid", "WorkflowPid",
+    "RESERVED_PREFIX", "STATE_DIR", "STATUS_FILE", "STATUS_QUERY", "TERMINATE_ACTIVITY", "UPGRADE_SIGNAL", "ProcessPid", "WorkflowPid",
     "deliver_task_queue", "host_task_queue", "is_process_pid", "is_workflow_pid", "parse_pid",
 ]
 
@@ -68,6 +70,9 @@ CANCEL_FROM_SIGNAL = "moontide.cancel_from"
 TERMINATE_ACTIVITY = "moontide.terminate"
 #: Query answering where a running workflow's Lua is.
 STATUS_QUERY = "moontide.status"
+#: Signal ``moontide upgrade`` sends a pinned run after recording that it runs other code: a worker holding
+#: the run on its old code fails that workflow task, and replays the run on the new code (on which it is a no-op).
+UPGRADE_SIGNAL = "moontide.upgrade"
 #: Memo key holding the digest of the Lua code a workflow execution is pinned to.
 MEMO_CODE = "moontide.code"
 #: Memo key holding the values a workflow's ctx module answers.

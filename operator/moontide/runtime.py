@@ -18,7 +18,7 @@ import asyncio
 import logging
 import os
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -32,9 +32,10 @@ from .app import load
 from .client import Client, connect_options, connect_temporal, encode_args, encode_messages
 from .errors import ProcessFailed, WorkflowFailed
 from .lifecycle import Startable, stop_workers
-from .protocol import MEMO_CODE, MEMO_CONTEXT, STATE_DIR, ProcessPid, is_process_pid
+from .protocol import MEMO_CODE, MEMO_CONTEXT, STATE_DIR, ProcessPid, is_process_pid, is_workflow_pid
 from .protocol import WorkflowPid as Pid
-from .workflows import CodeBook, build_worker, spawn_options
+from .workflows import CodeBook, UpgradeReport, build_worker, spawn_options, versioning_behavior
+from .workflows import upgrade as upgrade_runs
 
 __all__ = ["AppRuntime", "Pid", "ProcessFailed", "Runtime", "STATE_DIR", "WorkflowFailed", "connect_options", "load",
            "process_client_id"]
@@ -320,21 +321,59 @@ class Runtime(Startable):
         out = await (await self._reach(pid)).status(pid)
         if "workflow_type" in out:
             out["code"] = self._code_status(out["workflow_type"], (out.get("code") or {}).get("started_with"),
-                                            (out.get("lua") or {}).get("code"))
+                                            (out.get("lua") or {}).get("code"), out.get("run_id"))
         return out
 
-    def _code_status(self, workflow_type: str, started: str | None, running: str | None) -> dict[str, Any]:
-        """The Lua an execution started with (its pin), this app's newest for its type, and which it runs
-        (``running``: what its worker said, else what its versioning behavior implies)."""
+    def _code_status(self, workflow_type: str, started: str | None, running: str | None,
+                     run_id: str | None = None) -> dict[str, Any]:
+        """The Lua an execution started with (its pin), the code ``moontide upgrade`` moved it to (if it did),
+        this app's newest for its type, and which it runs (``running``: what its worker said, else what its
+        versioning behavior and upgrade imply)."""
         book = self._book()
         entry_id = book.types.get(workflow_type, workflow_type)
         newest = book.workflows[entry_id].digest if entry_id in book.workflows else None
-        entry = self.app.entries.get(entry_id)
-        workers = [w for w in self.app.of_kind("temporal.worker") if entry is not None and self.app.runs_on(entry, w.id)]
-        behavior = self.app.versioning_behavior(entry, workers[0]) if entry is not None and workers else None
-        runs = running or (newest if behavior == "auto_upgrade" or not started else started)
-        return {"started_with": started, "newest": newest, "versioning_behavior": behavior, "runs": runs,
-                "newer_code": bool(newest and runs and newest != runs)}
+        behavior = versioning_behavior(self.app, entry_id)
+        upgraded = book.upgraded(run_id) if run_id else None
+        runs = running or (newest if behavior == "auto_upgrade" or not started else upgraded or started)
+        return {"started_with": started, "upgraded_to": upgraded, "newest": newest, "versioning_behavior": behavior,
+                "runs": runs, "newer_code": bool(newest and runs and newest != runs)}
+
+    async def upgrade(self, pids: Iterable[Pid | str] = (), *, query: str | None = None, limit: int | None = None,
+                      client_id: str | None = None) -> AsyncIterator[UpgradeReport]:
+        """Move pinned executions to this app's newest code, each only if its history replays on it
+        (``moontide upgrade``; ``moontide.workflows._upgrade`` says how): a report per execution.
+
+        ``pids``: workflow pids, or workflow IDs of ``client_id``'s server; ``query``: the running executions
+        of a visibility query (at most ``limit``), through ``client_id`` (default: the app's only client).
+        The upgrade is recorded in this app's code store (``.moontide/code``), which its workers read:
+        executions that a Kubernetes worker runs cannot be upgraded from here.
+        """
+        by_client: dict[str, list[tuple[str, str | None]]] = {}
+        for pid in pids:
+            text = str(pid).strip()
+            if is_workflow_pid(text):
+                p = Pid.parse(text)
+                by_client.setdefault(p.client, []).append((p.workflow_id, None))
+            else:
+                by_client.setdefault(self.client_id(client_id), []).append((text, None))
+        if query is not None:
+            cid = self.client_id(client_id)
+            found = await (await self.connection(cid)).list(f"({query}) AND ExecutionStatus = 'Running'",
+                                                             limit=limit)
+            by_client.setdefault(cid, []).extend((r["workflow_id"], r["run_id"]) for r in found)
+        for cid, targets in by_client.items():
+            async for report in upgrade_runs(self.app, self._book(), await self.client(cid), targets):
+                yield report
+
+    def client_id(self, client_id: str | None) -> str:
+        """``client_id``, or the app's only temporal.client (Invalid when it has several, or none)."""
+        if client_id is not None:
+            return client_id
+        clients = [e.id for e in self.app.of_kind("temporal.client")]
+        if len(clients) != 1:
+            raise errors.Invalid(f"the app has {len(clients)} temporal.client entries: choose one with --client "
+                                 f"({', '.join(clients) or 'none'})")
+        return clients[0]
 
     async def handle(self, pid: Pid | str, *, started_run: bool = False) -> WorkflowHandle[Any, Any]:
         """The workflow ID's handle; ``started_run``: bound to the run this runtime started, if it did."""

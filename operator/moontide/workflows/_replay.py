@@ -77,10 +77,12 @@ async def fetch_histories(client: Client, *, workflow_ids: Iterable[str] = (), q
     return out[:limit] if limit is not None else out
 
 
-async def replay(app: Any, histories: Iterable[WorkflowHistory]) -> AsyncIterator[ReplayReport]:
+async def replay(app: Any, histories: Iterable[WorkflowHistory], *, book: CodeBook | None = None
+                 ) -> AsyncIterator[ReplayReport]:
     """A report per history, replayed on ``app``'s current Lua code: in order within each worker's
-    workflow types (one Temporal ``Replayer`` per worker, which replays its histories one after another)."""
-    book = CodeBook(app)
+    workflow types (one Temporal ``Replayer`` per worker, which replays its histories one after another).
+    ``book``: the app's code book, if the caller has one (it reads no upgrade records: pins are ignored)."""
+    book = CodeBook(app) if book is None else book
     workers = app.of_kind("temporal.worker")
     groups: dict[str | None, list[WorkflowHistory]] = {}
     for history in histories:

@@ -34,7 +34,7 @@ from temporalio.exceptions import (
 from .. import durations, errors, values
 from ..failures import error_of as failure_of
 from ..protocol import (CANCEL_FROM_SIGNAL, DELIVER_ACTIVITY, MEMO_CODE, MEMO_CONTEXT, MEMO_EVENTS, MEMO_INBOX, STATUS_QUERY,
-                        WorkflowPid,
+                        UPGRADE_SIGNAL, WorkflowPid,
                         deliver_task_queue)
 from ..protocol import is_process_pid as is_local_pid
 from ..lua import code as code_mod
@@ -247,10 +247,17 @@ class Execution(host_mod.BaseHost):
                            "workflow.continue_as_new(...) to start a fresh run before the server refuses it",
                            info.workflow_type, info.workflow_id, info.get_current_history_length())
 
+    def _pinned(self, workflow_type: str) -> bool:
+        """Whether this execution runs the code it is pinned to (else the book's newest)."""
+        return not self.settings.newest_code and \
+            self.book.types.get(workflow_type, workflow_type) not in self.settings.auto_upgrade
+
     def _pinned_code(self, workflow_type: str) -> code_mod.LuaCode:
-        digest = workflow.memo_value(MEMO_CODE, None)
-        if digest and not self.settings.newest_code and self.book.types.get(workflow_type, workflow_type) \
-                not in self.settings.auto_upgrade:
+        # an upgrade of this run (``moontide upgrade``) before the pin it started with
+        digest = None
+        if self._pinned(workflow_type):
+            digest = self.book.upgraded(workflow.info().run_id) or workflow.memo_value(MEMO_CODE, None)
+        if digest:
             code = self.book.by_digest(str(digest))
             if code is None:
                 raise RuntimeError(f"this execution runs Lua code {digest[:12]} which this worker does not have; "
@@ -266,6 +273,21 @@ class Execution(host_mod.BaseHost):
                                    f"meta.temporal.workflow.worker), not on {self.settings.worker_id}",
                                    type="NotFound", non_retryable=True)
         return code
+
+    def upgrade_requested(self) -> None:
+        """``moontide upgrade`` recorded other code for this run: fail this workflow task if it runs older code.
+
+        The worker then drops the run from its cache and the retried task replays it from the start, where
+        ``_pinned_code`` takes the recorded code. On that code this signal changes nothing, so it is no
+        command either way (``moontide upgrade`` checked that the history replays on it before recording it).
+        """
+        info = workflow.info()
+        if self.code is None or not self._pinned(info.workflow_type):
+            return  # the first activation has not chosen yet, or the run takes the newest code anyway
+        digest = self.book.upgraded(info.run_id)
+        if digest is not None and digest != self.code.digest:
+            raise RuntimeError(f"[moontide upgrade] this run was upgraded from Lua code {self.code.digest[:12]} "
+                               f"to {digest[:12]}: the worker replays it on that code")
 
     def _result(self, values: tuple[Any, ...]) -> Any:
         value = values[0] if values else None
@@ -844,6 +866,10 @@ class LuaWorkflow:
     @workflow.signal(name=CANCEL_FROM_SIGNAL)
     def cancel_from(self, sender: str) -> None:
         self.execution.cancel_from = str(sender)
+
+    @workflow.signal(name=UPGRADE_SIGNAL)
+    def upgrade(self, request: Any = None) -> None:
+        self.execution.upgrade_requested()
 
     @workflow.query(name=STATUS_QUERY)
     def status(self) -> dict[str, Any]:
