@@ -1,4 +1,4 @@
-"""The operator on a real node: helm install -> first Workflow, failover, 100 Workflows at once, 200 entries.
+"""The operator on a real node: helm install -> first Workflow, a changed entry, failover, 100 Workflows, 200 entries.
 
 On the cluster ``KUBECONFIG`` names, or the testbed of e2e/testbed.py
 (``python e2e/testbed.py prepare`` first), started here and stopped at the end.
@@ -9,17 +9,20 @@ test: prints a table (``--readme`` also writes it into benchmarks/README.md).
 1. ``helm install`` -> the operator leads and the dev server is Ready ->
    examples/orders applied -> its worker pod Ready -> the first Workflow CR
    ``Succeeded``.
-2. Failover: the operator pod deleted (``kubectl delete pod``: SIGTERM) and a
+2. A changed LuaWorkflow (order_processor with one more field in its result)
+   applied -> a Workflow created after it returns that field (Workflows made
+   one after another until one does: today the change rolls the worker pods).
+3. Failover: the operator pod deleted (``kubectl delete pod``: SIGTERM) and a
    Workflow CR created at that moment -> its execution started (Temporal's
    start time); the same after a crash (SIGKILL through the node's containerd,
    then the pod force-deleted: the Lease is not released, the standby waits it
    out, ``operator.leaderElection.leaseSeconds`` 15 by default). ``--failovers``
    rounds each.
-3. ``--n`` Workflow CRs created at once (concurrent API requests) -> all
+4. ``--n`` Workflow CRs created at once (concurrent API requests) -> all
    ``Succeeded``; create -> execution started, p50/p99 (Temporal's start time:
    same clock, the node is this machine); the operator's memory (peak RSS
    from its /metrics, sampled, and its container's cgroup peak).
-4. ``--entries`` entry CRs (a client, a worker, workflow.lua and function.lua
+5. ``--entries`` entry CRs (a client, a worker, workflow.lua and function.lua
    entries half and half) created at once -> every Lua entry Ready at its
    generation; -> the TemporalWorker Ready (its pod serving the bundle of all).
 
@@ -133,6 +136,25 @@ class _Memory:
         self.thread.join()
 
 
+def _changed_code(c: k8s.Cluster, ns: str, manifests: str) -> float:
+    """Seconds from ``kubectl apply`` of the app with a changed order_processor (a compatible change: one
+    more field in its result) until a Workflow created after it returns that field. Workflows are created
+    one after another, each waited for, as a user retrying would."""
+    changed = manifests.replace("return { charged = charge.id, status = status }",
+                                "return { charged = charge.id, status = status, version = 2 }")
+    assert changed != manifests, "order_processor.lua no longer ends as this benchmark expects"
+    t0 = time.time()
+    c.kubectl("apply", "-n", ns, "-f", "-", input=changed)
+    for i in range(600):
+        name = f"changed-{i}"
+        c.apply(ns, [_workflow(name)])
+        status = k8s.eventually(lambda name=name: (s := _phase(c, ns, name)).get("phase") in ("Succeeded", "Failed")
+                                and s, timeout=300, what=f"Workflow {name}", interval=0.1)
+        if (status.get("result") or {}).get("version") == 2:
+            return time.time() - t0
+    raise RuntimeError("no Workflow ran the changed code")
+
+
 def _cgroup_peak(c: k8s.Cluster, ns: str, pod: str) -> float | None:
     """The operator container's cgroup memory peak (cgroup v1 max_usage, or v2 memory.peak), bytes."""
     for f in ("/sys/fs/cgroup/memory/memory.max_usage_in_bytes", "/sys/fs/cgroup/memory.peak"):
@@ -203,7 +225,11 @@ def main() -> int:
             row("... Workflow applied -> Succeeded", time.time() - t_worker)
             row("helm install -> first Workflow Succeeded (total)", time.time() - t0)
 
-            # 2. failover
+            # 2. a changed Lua entry: apply -> a new execution runs the new code
+            row("a LuaWorkflow changed (kubectl apply) -> a new Workflow runs the new code (pods roll)",
+                _changed_code(c, rel.namespace, text))
+
+            # 3. failover
             for crash in (False, True):
                 took = [_failover(c, rel, f"failover-{'crash' if crash else 'delete'}-{i}", crash)
                         for i in range(args.failovers)]
@@ -212,7 +238,7 @@ def main() -> int:
                 row(f"{what} -> a new Workflow started, median of {len(took)}", statistics.median(took))
                 notes.append(f"{what}: " + ", ".join(f"{t:.1f}" for t in took) + " s")
 
-            # 3. a burst of Workflows
+            # 4. a burst of Workflows
             (op,) = rel.operator_pods()
             op_name = op["metadata"]["name"]
             names = [f"burst-{i}" for i in range(args.n)]
@@ -243,7 +269,7 @@ def main() -> int:
             if peak:
                 rows.append(("operator container cgroup memory peak since its start (MiB)", f"{peak / 2**20:.0f}"))
 
-            # 4. entry CRs
+            # 5. entry CRs
             crs = _app(args.entries)
             t_e = time.time()
             asyncio.run(_create_all(c.kubeconfig, entries_ns, crs))
