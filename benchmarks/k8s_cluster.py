@@ -56,7 +56,7 @@ sys.path.append(str(HERE))
 import _common  # noqa: E402
 import k8s  # noqa: E402
 import testbed  # noqa: E402
-from k8s_operator import _app, _pct, _ready  # noqa: E402
+from k8s_operator import _app, _pct  # noqa: E402
 
 MOONTIDE = str(Path(sys.executable).with_name("moontide"))
 ORDER = {"payment": {"amount": 1}, "wait": "10ms"}
@@ -134,6 +134,13 @@ class _Memory:
     def __exit__(self, *exc: object) -> None:
         self.stop.set()
         self.thread.join()
+
+
+def _ready(cr: dict[str, Any]) -> bool:
+    """Ready=True for its generation (on a real node a TemporalWorker is Ready only with a pod available)."""
+    return any(c["type"] == "Ready" and c["status"] == "True"
+               and c.get("observedGeneration") == cr["metadata"]["generation"]
+               for c in (cr.get("status") or {}).get("conditions") or [])
 
 
 def _changed_code(c: k8s.Cluster, ns: str, manifests: str) -> float:
@@ -280,7 +287,7 @@ def main() -> int:
             def entries_ready() -> bool:
                 nonlocal t_lua
                 items = c.list("moontide", entries_ns)
-                ok = {i["metadata"]["name"] for i in items if _ready(i)}
+                ok = {i["metadata"]["name"] for i in items if _ready(i)}  # the worker: its pod available too
                 if t_lua is None and lua <= ok:
                     t_lua = time.time()
                 return len(ok) == len(crs)
