@@ -132,17 +132,17 @@ async def _until_all_ready(kubeconfig: str, ns: str, n: int) -> float:
     the operator writes to)."""
     os.environ["KUBECONFIG"] = kubeconfig
     from moontide.k8s import kube
-    from moontide.k8s.kinds import API_VERSION, ENTRY_RESOURCES
+    from moontide.k8s.kinds import BY_KIND, ENTRY_RESOURCES
 
     deadline = time.monotonic() + 300
-    async with kube.Kube(kube.connection()) as k:
+    async with kube.Kube() as k:
         while time.monotonic() < deadline:
-            workers = await k.list(kube.path(API_VERSION, "temporalworkers", ns))
+            workers = await k.list(kube.custom_resource(BY_KIND["TemporalWorker"]), ns)
             if workers and _ready({**workers[0], "kind": "TemporalWorker"}, n):
                 break
             await asyncio.sleep(0.05)
         while time.monotonic() < deadline:
-            lists = await asyncio.gather(*(k.list(kube.path(API_VERSION, r.plural, ns)) for r in ENTRY_RESOURCES))
+            lists = await asyncio.gather(*(k.list(kube.custom_resource(r), ns) for r in ENTRY_RESOURCES))
             items = [{**i, "kind": r.kind} for r, found in zip(ENTRY_RESOURCES, lists) for i in found]
             if len(items) == n and all(_ready(i, n) for i in items):
                 return time.monotonic()
@@ -170,19 +170,19 @@ async def _sequential(kubeconfig: str, ns: str, temporal: str, n: int) -> tuple[
     from temporalio.client import Client
 
     from moontide.k8s import kube
+    from moontide.k8s.kinds import WORKFLOW
 
     client = await Client.connect(temporal)
     started, recorded = [], []
-    async with kube.Kube(kube.connection()) as k:
-        url = kube.path("moontide.io/v1alpha1", "workflows", ns)
+    async with kube.Kube() as k:
         for i in range(n):
             name = f"seq-{i}"
             body = {"apiVersion": "moontide.io/v1alpha1", "kind": "Workflow", "metadata": {"name": name},
                     "spec": {"workflow": "bench.wf:w0", "worker": "bench:worker", "input": [i]}}
             t0 = time.time()
-            await k.create(url, body)
+            await k.create(body, namespace=ns)
             while True:
-                cr = await k.get(f"{url}/{name}")
+                cr = await k.get(kube.custom_resource(WORKFLOW), name, namespace=ns)
                 status = cr.get("status") or {}
                 if status.get("runId"):
                     recorded.append(time.time() - t0)

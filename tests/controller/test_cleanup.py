@@ -8,6 +8,8 @@ from _crs import small_app
 from _fakekube import FakeKube
 
 from moontide.controller import cleanup
+from moontide.k8s.kinds import WORKFLOW
+from moontide.k8s.kube import custom_resource
 from moontide.k8s.config import OperatorConfig
 from moontide.controller.operator_cmd import code_of
 from moontide.controller.reconciler import Reconciler
@@ -75,11 +77,12 @@ async def test_a_conflicting_write_is_retried() -> None:
     fake = FakeKube()
     fake.put(_workflow("busy"))
     url = "/apis/moontide.io/v1alpha1/namespaces/ns/workflows/busy"
-    listed = await fake.list("/apis/moontide.io/v1alpha1/namespaces/ns/workflows")
-    fake.objects[url]["metadata"]["resourceVersion"] = "8"  # Kopf wrote meanwhile
+    workflows = custom_resource(WORKFLOW)
+    listed = await fake.list(workflows, "ns")
+    fake.put(fake.objects[url])  # Kopf wrote meanwhile: a new resourceVersion
 
-    async def stale_list(u: str, *, label_selector: str | None = None) -> list[dict[str, Any]]:
-        return listed if u.endswith("/workflows") else []
+    async def stale_list(res: Any, namespace: str | None, **_: Any) -> list[dict[str, Any]]:
+        return listed if res is workflows else []
 
     fake.list = stale_list  # type: ignore[method-assign]
     assert await cleanup.remove_finalizers(fake, ["ns"]) == ["ns/busy"]  # type: ignore[arg-type]
