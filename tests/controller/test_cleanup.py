@@ -73,6 +73,14 @@ async def test_cleanup_stops_the_operator_deletes_what_runs_and_frees_workflows(
     assert again.deployments == [] and again.finalizers_removed == [] and not again.lease_deleted
 
 
+async def test_all_namespaces_means_every_namespace() -> None:
+    fake = await _installed()
+    report = await cleanup.cleanup(fake, clusterwide=True)
+    assert sorted(report.finalizers_removed) == ["ns/other-finalizer-too", "ns/running", "other/elsewhere"]
+    assert [p for p in fake.objects if "/deployments/" in p] == ["/apis/apps/v1/namespaces/ops/deployments/moontide"]
+    assert ("GET", "/apis/moontide.io/v1alpha1/workflows") in fake.requests  # one list across namespaces
+
+
 async def test_a_conflicting_write_is_retried() -> None:
     fake = FakeKube()
     fake.put(_workflow("busy"))

@@ -434,7 +434,8 @@ async def test_the_rules_allow_every_request_the_operator_makes(helm: str, value
     assert granted - asked == set()
 
 
-def test_the_uninstall_hook_may_do_what_cleanup_does(helm: str) -> None:
+@pytest.mark.parametrize("clusterwide", [False, True])
+def test_the_uninstall_hook_may_do_what_cleanup_does(helm: str, clusterwide: bool) -> None:
     import asyncio
     import sys
 
@@ -444,16 +445,18 @@ def test_the_uninstall_hook_may_do_what_cleanup_does(helm: str) -> None:
 
     from moontide.controller import cleanup
 
-    docs = _hooks(render(helm, watch__namespaces=["ns"]))
+    docs = _hooks(render(helm, **({"watch__allNamespaces": True} if clusterwide else {"watch__namespaces": ["ns"]})))
 
     async def run() -> set[tuple[str, str, str, str | None, str | None]]:
         fake: FakeKube = await _installed()
         fake.requests.clear()
         fake.created_by_apply.clear()
-        await cleanup.cleanup(fake, namespaces=["ns"], operator_deployment="moontide",
-                              operator_namespace="moontide-system", lease_name="moontide", timeout=0)
+        await cleanup.cleanup(fake, namespaces=[] if clusterwide else ["ns"], clusterwide=clusterwide,
+                              operator_deployment="moontide", operator_namespace="moontide-system",
+                              lease_name="moontide", timeout=0)
         return _requests(fake)
 
     requests = asyncio.run(run())
     assert {r[0] for r in requests} >= {"list", "delete", "patch"}
+    assert {r[3] for r in requests if r[0] == "list" and r[2] != "pods"} == {None if clusterwide else "ns"}
     assert sorted(str(r) for r in requests if not _allowed(docs, "moontide-cleanup", r)) == []
