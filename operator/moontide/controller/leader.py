@@ -18,9 +18,9 @@ import os
 import socket
 from typing import Any
 
-from ..k8s.health import metric
 from lightkube.resources.coordination_v1 import Lease
 
+from ..k8s.health import metric
 from ..k8s.kube import Conflict, Kube, KubeError, NotFound
 
 __all__ = ["LeaderElector"]
