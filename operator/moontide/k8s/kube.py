@@ -207,6 +207,8 @@ class Kube:
 
     ``client`` is the lightkube ``AsyncClient`` underneath. Namespaced objects are addressed by resource class,
     name and namespace: ``await kube.get(ConfigMap, "x", namespace="ns")``; objects are plain dicts.
+    ``transport`` (tests): lightkube deep-copies its connection parameters, so a transport that holds state
+    must return itself from ``__deepcopy__``.
     """
 
     def __init__(self, config: SingleConfig | None = None, *, timeout: float = 30.0, max_connections: int = 20,
