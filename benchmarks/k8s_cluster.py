@@ -73,21 +73,13 @@ async def _create_all(kubeconfig: str, ns: str, docs: list[dict[str, Any]]) -> d
     from moontide.k8s import kube
 
     created: dict[str, float] = {}
-    async with kube.Kube(kube.connection()) as k:
+    async with kube.Kube() as k:
         async def one(doc: dict[str, Any]) -> None:
-            group, version = doc["apiVersion"].split("/")
-            plural = {"Workflow": "workflows"}.get(doc["kind"]) or _plural(doc["kind"])
-            await k.create(kube.path(f"{group}/{version}", plural, ns), doc)
+            await k.create(doc, namespace=ns)
             created[doc["metadata"]["name"]] = time.time()
 
         await asyncio.gather(*(one(d) for d in docs))
     return created
-
-
-def _plural(kind: str) -> str:
-    from moontide.k8s.kinds import BY_KIND
-
-    return BY_KIND[kind].plural
 
 
 def _start_times(address: str, wids: list[str]) -> dict[str, float]:

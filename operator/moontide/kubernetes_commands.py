@@ -126,7 +126,7 @@ async def _cleanup(args: argparse.Namespace) -> int:
     if (args.operator_deployment or args.lease_name) and not args.operator_namespace:
         print("moontide operator-cleanup: --operator-namespace (or POD_NAMESPACE) is needed", file=sys.stderr)
         return 2
-    async with kube.Kube(kube.connection()) as client:
+    async with kube.Kube() as client:
         report = await cleanup.cleanup(
             client, namespaces=args.namespace, clusterwide=args.all_namespaces,
             operator_deployment=args.operator_deployment, operator_namespace=args.operator_namespace,

@@ -8,6 +8,8 @@ from _crs import small_app
 from _fakekube import FakeKube
 
 from moontide.controller import cleanup
+from moontide.k8s.kinds import WORKFLOW
+from moontide.k8s.kube import custom_resource
 from moontide.k8s.config import OperatorConfig
 from moontide.controller.operator_cmd import code_of
 from moontide.controller.reconciler import Reconciler
@@ -71,15 +73,24 @@ async def test_cleanup_stops_the_operator_deletes_what_runs_and_frees_workflows(
     assert again.deployments == [] and again.finalizers_removed == [] and not again.lease_deleted
 
 
+async def test_all_namespaces_means_every_namespace() -> None:
+    fake = await _installed()
+    report = await cleanup.cleanup(fake, clusterwide=True)
+    assert sorted(report.finalizers_removed) == ["ns/other-finalizer-too", "ns/running", "other/elsewhere"]
+    assert [p for p in fake.objects if "/deployments/" in p] == ["/apis/apps/v1/namespaces/ops/deployments/moontide"]
+    assert ("GET", "/apis/moontide.io/v1alpha1/workflows") in fake.requests  # one list across namespaces
+
+
 async def test_a_conflicting_write_is_retried() -> None:
     fake = FakeKube()
     fake.put(_workflow("busy"))
     url = "/apis/moontide.io/v1alpha1/namespaces/ns/workflows/busy"
-    listed = await fake.list("/apis/moontide.io/v1alpha1/namespaces/ns/workflows")
-    fake.objects[url]["metadata"]["resourceVersion"] = "8"  # Kopf wrote meanwhile
+    workflows = custom_resource(WORKFLOW)
+    listed = await fake.list(workflows, "ns")
+    fake.put(fake.objects[url])  # Kopf wrote meanwhile: a new resourceVersion
 
-    async def stale_list(u: str, *, label_selector: str | None = None) -> list[dict[str, Any]]:
-        return listed if u.endswith("/workflows") else []
+    async def stale_list(res: Any, namespace: str | None, **_: Any) -> list[dict[str, Any]]:
+        return listed if res is workflows else []
 
     fake.list = stale_list  # type: ignore[method-assign]
     assert await cleanup.remove_finalizers(fake, ["ns"]) == ["ns/busy"]  # type: ignore[arg-type]

@@ -357,54 +357,11 @@ def _allowed(docs: list[dict[str, Any]], account: str, request: tuple[str, str, 
     return False
 
 
-class Recorder:
-    """Wraps the in-memory API and records each request as (method, url)."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.calls: list[tuple[str, str]] = []
-
-    def __getattr__(self, attr: str) -> Any:
-        return getattr(self.inner, attr)
-
-    async def get(self, url: str) -> Any:
-        self.calls.append(("GET", url))
-        return await self.inner.get(url)
-
-    async def get_or_none(self, url: str) -> Any:
-        self.calls.append(("GET", url))
-        return await self.inner.get_or_none(url)
-
-    async def list(self, url: str, **kw: Any) -> Any:
-        self.calls.append(("GET", url))
-        return await self.inner.list(url, **kw)
-
-    async def apply(self, obj: dict[str, Any], **kw: Any) -> Any:
-        from moontide.k8s.kube import object_path
-
-        url = object_path(obj)
-        self.calls += [("PATCH", url)] + ([] if url in self.inner.objects else [("POST", url.rsplit("/", 1)[0])])
-        return await self.inner.apply(obj, **kw)
-
-    async def merge_patch(self, url: str, patch: Any) -> Any:
-        self.calls.append(("PATCH", url))
-        return await self.inner.merge_patch(url, patch)
-
-    async def create(self, url: str, body: Any) -> Any:
-        self.calls.append(("POST", url))
-        return await self.inner.create(url, body)
-
-    async def replace(self, url: str, body: Any) -> Any:
-        self.calls.append(("PUT", url))
-        return await self.inner.replace(url, body)
-
-    async def delete(self, url: str, **kw: Any) -> Any:
-        self.calls.append(("DELETE", url))
-        return await self.inner.delete(url, **kw)
-
-    async def request(self, method: str, url: str, **kw: Any) -> Any:
-        self.calls.append((method, url))
-        return await self.inner.request(method, url, **kw)
+def _requests(fake: Any) -> set[tuple[str, str, str, str | None, str | None]]:
+    """What RBAC checks of each request the fake API server saw; a server-side apply that created its object
+    also needs ``create``."""
+    out = {_request(m, u) for m, u in fake.requests}
+    return out | {_request("POST", p.rsplit("/", 1)[0]) for p in fake.created_by_apply}
 
 
 # What Kopf itself asks for with Moontide's handlers, namespaced: list and watch every kind it handles, patch
@@ -431,10 +388,10 @@ async def test_the_rules_allow_every_request_the_operator_makes(helm: str, value
     from moontide.lua import check_syntax
 
     docs = render(helm, **values)
-    api = Recorder(FakeKube())
+    api = FakeKube()  # the real client, requests recorded by the in-memory API server
     crs = small_app()
     for c in crs:
-        api.inner.put(c)
+        api.put(c)
     cfg = OperatorConfig(worker_image="img", worker_service_account="moontide-worker",
                          create_worker_service_account=True)
     rec = Reconciler(api, cfg, check_lua=check_syntax, code_of=code_of)  # type: ignore[arg-type]
@@ -443,16 +400,17 @@ async def test_the_rules_allow_every_request_the_operator_makes(helm: str, value
     workflow = {"apiVersion": "moontide.io/v1alpha1", "kind": "Workflow",
                 "metadata": {"name": "w", "namespace": "ns", "uid": "u", "generation": 1},
                 "spec": {"workflow": "app:wf", "worker": "app:worker"}}
-    api.inner.put(workflow)
+    api.put(workflow)
     spawner = spawning.Spawner(api, cfg, code_of=code_of)  # type: ignore[arg-type]
     await spawner.target("ns", workflow["spec"])
     await spawner.write_status(workflow, {"phase": "Pending", "message": "waiting"})
-    api.calls.append(("GET", "/api/v1/namespaces/ns/secrets/temporal-api-key"))  # a TemporalClient's secret ref
+    # a TemporalClient's secret ref (Spawner.client reads it on its way to connect to Temporal)
+    api.requests.append(("GET", "/api/v1/namespaces/ns/secrets/temporal-api-key"))
     lead = leader.LeaderElector(api, namespace="moontide-system", name="moontide")  # type: ignore[arg-type]
     await lead.try_acquire()
     await lead.try_acquire()
     await lead.release()
-    requests = {_request(m, u) for m, u in api.calls}
+    requests = _requests(api)
     assert {(v, g, r) for v, g, r, _, _ in requests} >= {("patch", "", "serviceaccounts"), ("list", "", "pods"),
                                                         ("patch", "moontide.io", "temporalworkers/status")}
     requests |= {(v, g, r, "ns", None) for v, g, r in _KOPF}
@@ -476,7 +434,8 @@ async def test_the_rules_allow_every_request_the_operator_makes(helm: str, value
     assert granted - asked == set()
 
 
-def test_the_uninstall_hook_may_do_what_cleanup_does(helm: str) -> None:
+@pytest.mark.parametrize("clusterwide", [False, True])
+def test_the_uninstall_hook_may_do_what_cleanup_does(helm: str, clusterwide: bool) -> None:
     import asyncio
     import sys
 
@@ -486,15 +445,18 @@ def test_the_uninstall_hook_may_do_what_cleanup_does(helm: str) -> None:
 
     from moontide.controller import cleanup
 
-    docs = _hooks(render(helm, watch__namespaces=["ns"]))
+    docs = _hooks(render(helm, **({"watch__allNamespaces": True} if clusterwide else {"watch__namespaces": ["ns"]})))
 
     async def run() -> set[tuple[str, str, str, str | None, str | None]]:
         fake: FakeKube = await _installed()
-        api = Recorder(fake)
-        await cleanup.cleanup(api, namespaces=["ns"], operator_deployment="moontide",  # type: ignore[arg-type]
-                              operator_namespace="moontide-system", lease_name="moontide", timeout=0)
-        return {_request(m, u) for m, u in api.calls}
+        fake.requests.clear()
+        fake.created_by_apply.clear()
+        await cleanup.cleanup(fake, namespaces=[] if clusterwide else ["ns"], clusterwide=clusterwide,
+                              operator_deployment="moontide", operator_namespace="moontide-system",
+                              lease_name="moontide", timeout=0)
+        return _requests(fake)
 
     requests = asyncio.run(run())
     assert {r[0] for r in requests} >= {"list", "delete", "patch"}
+    assert {r[3] for r in requests if r[0] == "list" and r[2] != "pods"} == {None if clusterwide else "ns"}
     assert sorted(str(r) for r in requests if not _allowed(docs, "moontide-cleanup", r)) == []

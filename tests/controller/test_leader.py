@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+from typing import Any
 
 from _fakekube import FakeKube
 
 from moontide.controller.leader import LeaderElector
+
+LEASE = "/apis/coordination.k8s.io/v1/namespaces/ops/leases/moontide"
 
 
 def _elector(fake: FakeKube, who: str) -> LeaderElector:
@@ -19,7 +23,7 @@ async def test_one_leader_and_a_standby() -> None:
     assert await a.try_acquire() is True
     assert await b.try_acquire() is False
     assert await a.try_acquire() is True  # renewing
-    lease = fake.objects[a.url]
+    lease = fake.objects[LEASE]
     assert lease["spec"]["holderIdentity"] == "a" and lease["spec"]["leaseDurationSeconds"] == 15
 
 
@@ -28,10 +32,10 @@ async def test_an_expired_lease_is_taken_over() -> None:
     a, b = _elector(fake, "a"), _elector(fake, "b")
     await a.try_acquire()
     old = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=20)
-    fake.objects[a.url]["spec"]["renewTime"] = old.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    fake.objects[LEASE]["spec"]["renewTime"] = old.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     assert await b.try_acquire() is True
-    assert fake.objects[a.url]["spec"]["holderIdentity"] == "b"
-    assert fake.objects[a.url]["spec"]["leaseTransitions"] == 1
+    assert fake.objects[LEASE]["spec"]["holderIdentity"] == "b"
+    assert fake.objects[LEASE]["spec"]["leaseTransitions"] == 1
 
 
 async def test_a_released_lease_is_free_at_once() -> None:
@@ -48,13 +52,13 @@ async def test_a_stale_write_loses() -> None:
     a, b = _elector(fake, "a"), _elector(fake, "b")
     await a.try_acquire()
     old = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=20)
-    fake.objects[a.url]["spec"]["renewTime"] = old.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    stale = await fake.get(a.url)
+    fake.objects[LEASE]["spec"]["renewTime"] = old.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    stale = json.loads(json.dumps(fake.objects[LEASE]))
     assert await a.try_acquire() is True
 
-    async def stale_get(url: str) -> dict:  # type: ignore[type-arg]
+    async def stale_get(*_: Any, **__: Any) -> dict[str, Any]:
         return stale
 
     fake.get = stale_get  # type: ignore[method-assign]
     assert await b.try_acquire() is False
-    assert fake.objects[a.url]["spec"]["holderIdentity"] == "a"
+    assert fake.objects[LEASE]["spec"]["holderIdentity"] == "a"

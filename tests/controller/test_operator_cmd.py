@@ -15,8 +15,8 @@ class Reviews:
         self.denied = set(denied)
         self.asked: list[tuple[str, str]] = []
 
-    async def create(self, url: str, body: dict[str, Any]) -> dict[str, Any]:
-        assert url == "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
+    async def create(self, body: dict[str, Any]) -> dict[str, Any]:
+        assert (body["apiVersion"], body["kind"]) == ("authorization.k8s.io/v1", "SelfSubjectAccessReview")
         attrs = body["spec"]["resourceAttributes"]
         self.asked.append((attrs["verb"], attrs["resource"]))
         return {**body, "status": {"allowed": attrs["resource"] not in self.denied}}

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from _crs import WORKFLOW_LUA, cr, small_app
-from _fakekube import FakeKube
+from _fakekube import FakeKube, object_path
 
 from moontide.k8s import bundle, objects
 from moontide.k8s.config import OperatorConfig
@@ -37,8 +37,6 @@ def _status(fake: FakeKube, c: dict[str, Any]) -> dict[str, Any]:
 
 
 def _path(c: dict[str, Any]) -> str:
-    from moontide.k8s.kube import object_path
-
     return object_path(c)
 
 
@@ -351,15 +349,8 @@ async def _sleep(seconds: float) -> None:
 async def test_the_reconcile_after_a_validation_pass_reads_again_only_after_a_change() -> None:
     crs = small_app()
     fake, rec = _setup(crs)
-    lists: list[str] = []
-    real_list = fake.list
-
-    async def counting(url: str, **kw: Any) -> list[dict[str, Any]]:
-        lists.append(url)
-        return await real_list(url, **kw)
-
-    fake.list = counting  # type: ignore[method-assign]
-    entry_lists = lambda: [u for u in lists if "/moontide.io/" in u]  # noqa: E731
+    entry_lists = lambda: [u for m, u in fake.requests if m == "GET" and u.startswith("/apis/moontide.io/")  # noqa: E731
+                           and len(u.split("/")) == 7]  # /apis/moontide.io/v1alpha1/namespaces/ns/<plural>
     await rec.reconcile("ns", deploy=False)
     read = len(entry_lists())
     patches = len(fake.status_patches)

@@ -27,8 +27,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..k8s.kinds import API_VERSION, GROUP, LABEL_MANAGED_BY, MANAGED_BY, WORKFLOW
-from ..k8s.kube import Conflict, Kube, NotFound, path
+from lightkube.resources.apps_v1 import Deployment
+from lightkube.resources.coordination_v1 import Lease
+from lightkube.resources.core_v1 import Pod
+
+from ..k8s.kinds import GROUP, LABEL_MANAGED_BY, MANAGED_BY, WORKFLOW
+from ..k8s.kube import Conflict, Kube, NotFound, custom_resource
 
 __all__ = ["FINALIZER", "Report", "cleanup"]
 
@@ -36,7 +40,7 @@ log = logging.getLogger("moontide.cleanup")
 
 #: Kopf's finalizer on Workflow CRs (handlers.settings sets it).
 FINALIZER = f"{GROUP}/finalizer"
-_MANAGED = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
+_MANAGED = {LABEL_MANAGED_BY: MANAGED_BY}
 
 
 @dataclass
@@ -69,19 +73,17 @@ def _ref(obj: dict[str, Any]) -> str:
 
 async def stop_operator(kube: Kube, namespace: str, name: str, *, timeout: float, poll: float = 1.0) -> bool:
     """Scale the operator's Deployment to 0 and wait until its pods are gone; False when there is none."""
-    url = path("apps/v1", "deployments", namespace, name)
     try:
-        deployment = await kube.merge_patch(url, {"spec": {"replicas": 0}})
+        deployment = await kube.merge_patch(Deployment, name, {"spec": {"replicas": 0}}, namespace=namespace)
     except NotFound:
         return False
     labels = ((deployment.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
-    selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
-    if not selector:
+    if not labels:
         return True
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
-        pods = await kube.list(path("v1", "pods", namespace), label_selector=selector)
+        pods = await kube.list(Pod, namespace, labels=labels)
         if not pods:
             return True
         if loop.time() >= deadline:
@@ -95,9 +97,9 @@ async def delete_deployments(kube: Kube, scopes: Sequence[str | None]) -> list[s
     """Delete the worker and service Deployments the operator made (their ReplicaSets and pods follow)."""
     gone = []
     for ns in scopes:
-        for dep in await kube.list(path("apps/v1", "deployments", ns), label_selector=_MANAGED):
+        for dep in await kube.list(Deployment, ns, labels=_MANAGED):
             meta = dep["metadata"]
-            await kube.delete(path("apps/v1", "deployments", meta["namespace"], meta["name"]))
+            await kube.delete(Deployment, meta["name"], namespace=meta["namespace"])
             gone.append(_ref(dep))
     return gone
 
@@ -105,10 +107,11 @@ async def delete_deployments(kube: Kube, scopes: Sequence[str | None]) -> list[s
 async def remove_finalizers(kube: Kube, scopes: Sequence[str | None]) -> list[str]:
     """Take ``moontide.io/finalizer`` off every Workflow (resourceVersion-checked; retried on a conflict)."""
     done = []
+    workflow = custom_resource(WORKFLOW)
     for ns in scopes:
-        for wf in await kube.list(path(API_VERSION, WORKFLOW.plural, ns)):
+        for wf in await kube.list(workflow, ns):
             meta = wf["metadata"]
-            url = path(API_VERSION, WORKFLOW.plural, meta["namespace"], meta["name"])
+            name, namespace = meta["name"], meta["namespace"]
             for _ in range(5):
                 finalizers = list(meta.get("finalizers") or [])
                 if FINALIZER not in finalizers:
@@ -116,13 +119,13 @@ async def remove_finalizers(kube: Kube, scopes: Sequence[str | None]) -> list[st
                 patch = {"metadata": {"finalizers": [f for f in finalizers if f != FINALIZER] or None,
                                       "resourceVersion": meta.get("resourceVersion")}}
                 try:
-                    await kube.merge_patch(url, patch)
+                    await kube.merge_patch(workflow, name, patch, namespace=namespace)
                     done.append(_ref(wf))
                     break
                 except NotFound:
                     break
                 except Conflict:
-                    fresh = await kube.get_or_none(url)
+                    fresh = await kube.get_or_none(workflow, name, namespace=namespace)
                     if fresh is None:
                         break
                     meta = fresh["metadata"]
@@ -141,9 +144,5 @@ async def cleanup(kube: Kube, *, namespaces: Sequence[str] = (), clusterwide: bo
     report.deployments = await delete_deployments(kube, scopes)
     report.finalizers_removed = await remove_finalizers(kube, scopes)
     if lease_name:
-        try:
-            await kube.request("DELETE", path("coordination.k8s.io/v1", "leases", operator_namespace, lease_name))
-            report.lease_deleted = True
-        except NotFound:
-            pass
+        report.lease_deleted = await kube.delete(Lease, lease_name, namespace=operator_namespace)
     return report

@@ -18,8 +18,10 @@ import os
 import socket
 from typing import Any
 
+from lightkube.resources.coordination_v1 import Lease
+
 from ..k8s.health import metric
-from ..k8s.kube import Conflict, Kube, KubeError, NotFound, path
+from ..k8s.kube import Conflict, Kube, KubeError, NotFound
 
 __all__ = ["LeaderElector"]
 
@@ -56,7 +58,6 @@ class LeaderElector:
         self.name = name
         self.lease_seconds = lease_seconds
         self.identity = identity or os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
-        self.url = path("coordination.k8s.io/v1", "leases", namespace, name)
         self.is_leader = False
         #: How often a standby looks at the Lease: a released one is taken within this long.
         self.poll_seconds = min(1.0, lease_seconds / 5)
@@ -74,11 +75,10 @@ class LeaderElector:
     async def try_acquire(self) -> bool:
         """One attempt: take the Lease when it is free, expired or ours. True when we hold it."""
         try:
-            lease = await self.kube.get(self.url)
+            lease = await self.kube.get(Lease, self.name, namespace=self.namespace)
         except NotFound:
             try:
-                await self.kube.create(path("coordination.k8s.io/v1", "leases", self.namespace),
-                                       self._body(None, 0))
+                await self.kube.create(self._body(None, 0))
             except Conflict:
                 return False
             self.is_leader = True
@@ -92,7 +92,7 @@ class LeaderElector:
             return False
         transitions = int(spec.get("leaseTransitions") or 0) + (0 if holder == self.identity else 1)
         try:
-            await self.kube.replace(self.url, self._body(lease, transitions))
+            await self.kube.replace(self._body(lease, transitions))
         except Conflict:
             return False
         self.is_leader = True
@@ -137,11 +137,11 @@ class LeaderElector:
         if not self.is_leader:
             return
         try:
-            lease = await self.kube.get(self.url)
+            lease = await self.kube.get(Lease, self.name, namespace=self.namespace)
             if (lease.get("spec") or {}).get("holderIdentity") == self.identity:
                 lease["spec"]["holderIdentity"] = None
                 lease["spec"]["renewTime"] = _micro(dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc))
-                await self.kube.replace(self.url, lease)
+                await self.kube.replace(lease)
         except Exception as e:
             log.warning("releasing the Lease: %s", e)
         self.is_leader = False

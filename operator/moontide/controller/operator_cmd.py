@@ -52,12 +52,12 @@ def _namespace(default: str | None) -> str:
 async def can_i(client: Any, verb: str, resource: str, group: str = "") -> bool:
     """Whether this operator may ``verb`` ``resource`` cluster-wide (a SelfSubjectAccessReview, which every
     authenticated user may create); True when the API server cannot say."""
-    from ..k8s.kube import KubeError, path
+    from ..k8s.kube import KubeError
 
     review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
               "spec": {"resourceAttributes": {"verb": verb, "resource": resource, "group": group}}}
     try:
-        answer = await client.create(path("authorization.k8s.io/v1", "selfsubjectaccessreviews"), review)
+        answer = await client.create(review)
     except (KubeError, OSError) as e:
         log.debug("cannot review access to %s %s: %s", verb, resource, e)
         return True
@@ -111,10 +111,10 @@ async def run(cfg: OperatorConfig, *, health_port: int = 8080) -> int:
     take_signals()
     health = Health(port=health_port)
     health.start()
-    client = kube.Kube(kube.connection())
+    client = kube.Kube()
     elector: leader.LeaderElector | None = None
     try:
-        home = _namespace(client.conn.default_namespace)
+        home = _namespace(client.config.context.namespace)
         if not cfg.clusterwide and not cfg.namespaces:
             from dataclasses import replace
 

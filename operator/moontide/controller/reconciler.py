@@ -23,6 +23,9 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from lightkube.resources.apps_v1 import Deployment
+from lightkube.resources.core_v1 import ConfigMap, Pod
+
 from .. import errors
 from ..entries import App, CheckLua, resolve_ref
 from ..k8s import bundle, objects
@@ -30,7 +33,7 @@ from . import conditions
 from ..k8s.kinds import ANNOTATION_BUNDLE_HASH, API_VERSION, ENTRY_RESOURCES, LABEL_COMPONENT, LABEL_INSTANCE
 from ..k8s.config import OperatorConfig
 from ..k8s.health import metric
-from ..k8s.kube import Kube, KubeError, path
+from ..k8s.kube import CUSTOM_RESOURCES, Kube, KubeError, custom_resource
 
 __all__ = ["Reconciler"]
 
@@ -258,7 +261,7 @@ class Reconciler:
     # -- one reconcile ----------------------------------------------------------
     async def _list(self, namespace: str) -> list[dict[str, Any]]:
         # from the watch cache: a change not in it yet has an event on its way, which reconciles again
-        lists = await asyncio.gather(*(self.kube.list(path(API_VERSION, r.plural, namespace), cached=True)
+        lists = await asyncio.gather(*(self.kube.list(custom_resource(r), namespace, cached=True)
                                        for r in ENTRY_RESOURCES))
         crs = []
         for resource, items in zip(ENTRY_RESOURCES, lists):
@@ -269,7 +272,7 @@ class Reconciler:
 
     async def _sources(self, namespace: str, refs: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
         names = sorted({cm for cm, _ in refs})
-        found = await asyncio.gather(*(self.kube.get_or_none(path("v1", "configmaps", namespace, n)) for n in names))
+        found = await asyncio.gather(*(self.kube.get_or_none(ConfigMap, n, namespace=namespace) for n in names))
         data = {n: (cm or {}).get("data") or {} for n, cm in zip(names, found)}
         return {(cm, key): data[cm][key] for cm, key in refs if key in data[cm]}
 
@@ -346,9 +349,9 @@ class Reconciler:
         if all(status.get(k) == v for k, v in wanted.items()):
             return False
         old = next((c for c in status.get("conditions") or () if c.get("type") == type_), None)
-        url = path(API_VERSION, _plural(cr["kind"]), meta["namespace"], meta["name"], "status")
         try:
-            await self.kube.merge_patch(url, {"status": wanted})
+            await self.kube.merge_patch(CUSTOM_RESOURCES[cr["kind"]].Status, meta["name"], {"status": wanted},
+                                        namespace=meta["namespace"])
         except KubeError as e:
             if e.status == 404:
                 return False  # deleted meanwhile
@@ -362,15 +365,14 @@ class Reconciler:
 
     async def _event(self, obj: Mapping[str, Any], *, reason: str, message: str, warning: bool = False) -> None:
         try:
-            await self.kube.create(path("v1", "events", obj["metadata"]["namespace"]),
-                                   conditions.event(obj, reason=reason, message=message, warning=warning))
+            await self.kube.create(conditions.event(obj, reason=reason, message=message, warning=warning))
         except KubeError as e:  # an Event is best effort
             log.debug("event on %s/%s not posted: %s", obj["kind"], obj["metadata"]["name"], e)
 
     # -- workers and services -----------------------------------------------------
     async def _previous(self, namespace: str, owner: str) -> tuple[dict[Key, dict[str, Any]], str | None]:
         """The bundle last deployed for ``owner``: its resources by key, and its hash."""
-        cm = await self.kube.get_or_none(path("v1", "configmaps", namespace, objects.bundle_configmap_name(owner)))
+        cm = await self.kube.get_or_none(ConfigMap, objects.bundle_configmap_name(owner), namespace=namespace)
         if not cm:
             return {}, None
         try:
@@ -484,8 +486,7 @@ class Reconciler:
         pods: list[dict[str, Any]] = []
         if not quick.ok or note.kind == "ProcessService":
             component = "worker" if note.kind == "TemporalWorker" else "service"
-            pods = await self.kube.list(path("v1", "pods", namespace),
-                                        label_selector=f"{LABEL_INSTANCE}={name},{LABEL_COMPONENT}={component}")
+            pods = await self.kube.list(Pod, namespace, labels={LABEL_INSTANCE: name, LABEL_COMPONENT: component})
         avail = conditions.availability(deployment, pods, bundle_hash=note.digest)
         fields = {**note.fields, "replicas": int(dstatus.get("replicas") or 0),
                   "readyReplicas": int(dstatus.get("readyReplicas") or 0),
@@ -521,14 +522,14 @@ class Reconciler:
                 st.recheck.pop(name, None)
                 self.poke(namespace)  # not deployed by this process yet: a full reconcile
                 return
-            owner = await self.kube.get_or_none(path(API_VERSION, _plural(note.kind), namespace, name))
+            owner = await self.kube.get_or_none(CUSTOM_RESOURCES[note.kind], name, namespace=namespace)
             if owner is None or owner["metadata"].get("uid") != note.uid:
                 st.deployed.pop(name, None)
                 st.recheck.pop(name, None)
                 return
             if owner["metadata"].get("generation") != note.generation:
                 return  # its spec changed: the full reconcile on its way writes the status
-            deployment = await self.kube.get_or_none(path("apps/v1", "deployments", namespace, name))
+            deployment = await self.kube.get_or_none(Deployment, name, namespace=namespace)
             if deployment is None:
                 self.poke(namespace)
                 return
@@ -568,7 +569,7 @@ class Reconciler:
             return
         namespace, name = owner["metadata"]["namespace"], owner["metadata"]["name"]
         current = [self.code_of(app, e.id) for e in app.of_kind("workflow.lua")]
-        existing = await self.kube.get_or_none(path("v1", "configmaps", namespace, objects.code_configmap_name(name)))
+        existing = await self.kube.get_or_none(ConfigMap, objects.code_configmap_name(name), namespace=namespace)
         data = dict((existing or {}).get("data") or {})
         order = [d for d in (((existing or {}).get("metadata") or {}).get("annotations") or {})
                  .get(_CODE_ORDER, "").split(",") if f"{d}.json" in data]
@@ -590,9 +591,3 @@ class Reconciler:
         cm = objects.code_configmap(owner, codes, self.cfg)
         cm["metadata"]["annotations"] = {_CODE_ORDER: ",".join(kept)}
         await self.kube.apply(cm)
-
-
-def _plural(kind: str) -> str:
-    from ..k8s.kinds import BY_KIND
-
-    return BY_KIND[kind].plural

@@ -26,15 +26,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from lightkube.resources.core_v1 import ConfigMap, Secret
+
 from .. import errors, values
 from ..protocol import WorkflowPid
 from ..entries import App, resolve_ref
 from ..k8s import bundle, objects
 from . import conditions
-from ..k8s.kinds import ANNOTATION_BUNDLE_HASH, API_VERSION, WORKFLOW
+from ..k8s.kinds import ANNOTATION_BUNDLE_HASH, WORKFLOW
 from ..k8s.config import OperatorConfig
 from ..k8s.health import metric
-from ..k8s.kube import Kube, KubeError, path
+from ..k8s.kube import CUSTOM_RESOURCES, Kube, KubeError, custom_resource
 
 __all__ = ["TERMINAL", "Spawner", "Target", "Waiting", "failed_fields", "workflow_id"]
 
@@ -157,12 +159,12 @@ class Spawner:
 
     async def _resolve(self, namespace: str, spec: Mapping[str, Any]) -> Target:
         worker_id, workflow = str(spec["worker"]), str(spec["workflow"])
-        workers = await self.kube.list(path(API_VERSION, "temporalworkers", namespace))
+        workers = await self.kube.list(CUSTOM_RESOURCES["TemporalWorker"], namespace)
         worker_cr = next((w for w in workers if (w.get("spec") or {}).get("entryId") == worker_id), None)
         if worker_cr is None:
             raise Waiting(f"no TemporalWorker with entryId {worker_id} in namespace {namespace}")
         cm_name = objects.bundle_configmap_name(worker_cr["metadata"]["name"])
-        cm = await self.kube.get_or_none(path("v1", "configmaps", namespace, cm_name))
+        cm = await self.kube.get_or_none(ConfigMap, cm_name, namespace=namespace)
         if cm is None:
             raise Waiting(f"TemporalWorker {worker_cr['metadata']['name']} has no bundle yet (see its Ready condition)",
                           delay=2.0)
@@ -174,7 +176,7 @@ class Spawner:
             refs = bundle.source_refs(resources)
             texts: dict[tuple[str, str], str] = {}
             for name, key in refs:
-                src = await self.kube.get_or_none(path("v1", "configmaps", namespace, name))
+                src = await self.kube.get_or_none(ConfigMap, name, namespace=namespace)
                 if src and key in (src.get("data") or {}):
                     texts[(name, key)] = src["data"][key]
             app = bundle.load(resources, sources=lambda n, k: texts.get((n, k)))
@@ -201,13 +203,13 @@ class Spawner:
         api_key = None
         ref = client_spec.get("apiKeySecretRef")
         if ref:
-            secret = await self.kube.get(path("v1", "secrets", namespace, ref["name"]))
+            secret = await self.kube.get(Secret, ref["name"], namespace=namespace)
             api_key = base64.b64decode((secret.get("data") or {}).get(ref["key"], "")).decode()
         tls: Any = None
         tls_spec = client_spec.get("tls") or {}
         tls_secret = (client_spec.get("tlsSecretRef") or {}).get("name")
         if tls_secret:
-            data = (await self.kube.get(path("v1", "secrets", namespace, tls_secret))).get("data") or {}
+            data = (await self.kube.get(Secret, tls_secret, namespace=namespace)).get("data") or {}
 
             def raw(k: str) -> bytes | None:
                 return base64.b64decode(data[k]) if k in data else None
@@ -237,9 +239,9 @@ class Spawner:
             message = patch.get("message", status.get("message")) or phase
             patch["conditions"] = _phase_condition(phase, message, meta.get("generation"), status.get("conditions"))
         patch["observedGeneration"] = meta.get("generation")
-        url = path(API_VERSION, WORKFLOW.plural, meta["namespace"], meta["name"], "status")
         try:
-            await self.kube.merge_patch(url, {"status": patch})
+            await self.kube.merge_patch(custom_resource(WORKFLOW).Status, meta["name"], {"status": patch},
+                                        namespace=meta["namespace"])
         except KubeError as e:
             if e.status != 404:
                 raise

@@ -1,29 +1,66 @@
-"""A small asynchronous Kubernetes API client on httpx: get, list, server-side apply, patch, delete.
+"""The Kubernetes API client: lightkube, with what Moontide adds to it.
 
 Kopf watches and calls handlers; this client is what the operator's own code
-uses to write objects (bundle ConfigMaps, Deployments, statuses, Events,
-Leases). Credentials come from the same places Kopf looks (a kubeconfig or the
-pod's service account) through Kopf's own login functions, so both talk to
-the same API server as the same user.
+(and ``moontide operator-cleanup``) uses to read and write objects: bundle
+ConfigMaps, Deployments, statuses, Events, Leases. Credentials, TLS and HTTP
+are lightkube's (``lightkube.AsyncClient`` on httpx); the kubeconfig is
+found in the order Kopf's login uses (``kube_config``), and Kopf logs in
+with the same credentials (``login_info``), so both act as the same user.
+
+Built-in kinds are lightkube's (``lightkube.resources.*``); the moontide.io
+kinds are lightkube generic resources made from ``kinds.RESOURCES``
+(``custom_resource``). Objects go in and come out as plain dicts (what Kopf
+hands the handlers and ``objects`` builds), addressed by resource class,
+namespace and name. What this module adds: the errors callers catch
+(``NotFound``, ``Conflict``, ``KubeError`` from lightkube's ``ApiError``), a
+cap on requests in flight, lists from the API server's watch cache
+(``cached``), server-side apply as ``kinds.FIELD_MANAGER`` (forced), and an
+inline client key that is on disk only while the TLS context loads it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
-import ssl
+import dataclasses
+import os
 import tempfile
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
+from lightkube import ApiError, AsyncClient, codecs
+from lightkube.config.kubeconfig import KubeConfig, SingleConfig
+from lightkube.core import resource as lkr
+from lightkube.core.exceptions import ConfigError
+from lightkube.core.resource_registry import resource_registry
+from lightkube.generic_resource import GenericNamespacedResource, create_namespaced_resource
+from lightkube.types import CascadeType, PatchType
 
-from .kinds import FIELD_MANAGER
+from .kinds import FIELD_MANAGER, GROUP, RESOURCES, VERSION, Resource
 
-__all__ = ["Conflict", "Connection", "Kube", "KubeError", "NotFound", "connection", "login_info", "object_path", "path"]
+__all__ = ["CUSTOM_RESOURCES", "Conflict", "Kube", "KubeError", "NotFound", "custom_resource", "kube_config",
+           "login_info", "resource_of"]
+
+#: A lightkube resource class (``lightkube.resources.core_v1.ConfigMap``, ``custom_resource(WORKFLOW)``, ...),
+#: or a subresource of one (``Deployment.Status``).
+ResourceType = type[lkr.Resource]
+
+#: The moontide.io kinds as lightkube generic resources, by kind.
+CUSTOM_RESOURCES: dict[str, type[GenericNamespacedResource]] = {
+    r.kind: create_namespaced_resource(GROUP, VERSION, r.kind, r.plural) for r in RESOURCES}
+
+
+def custom_resource(resource: Resource) -> type[GenericNamespacedResource]:
+    """The lightkube class of a moontide.io kind (``custom_resource(WORKFLOW).Status`` is its status)."""
+    return CUSTOM_RESOURCES[resource.kind]
+
+
+def resource_of(obj: Mapping[str, Any]) -> ResourceType:
+    """The lightkube class of an object by its apiVersion and kind."""
+    return resource_registry.load(obj["apiVersion"], obj["kind"])
 
 
 class KubeError(Exception):
@@ -44,108 +81,151 @@ class Conflict(KubeError):
     """409: a stale resourceVersion, an object that exists, or a field owned by another manager."""
 
 
-@dataclass(frozen=True)
-class Connection:
-    """Where the API server is and how to log in."""
-
-    server: str
-    verify: ssl.SSLContext | bool
-    headers: Mapping[str, str]
-    default_namespace: str | None = None
-
-
-def _ssl_context(info: Any) -> ssl.SSLContext | bool:
-    if info.insecure:
-        return False
-    ctx = ssl.create_default_context(cafile=info.ca_path) if info.ca_path else ssl.create_default_context()
-    if info.ca_data:
-        data = info.ca_data if isinstance(info.ca_data, bytes) else info.ca_data.encode()
-        ctx.load_verify_locations(cadata=base64.b64decode(data).decode())
-    cert, key = info.certificate_path, info.private_key_path
-    # ssl reads a client certificate and key only from files: inline ones (kubeconfig *-data) go to a
-    # private directory for the moment of loading, and are gone once loaded
-    with tempfile.TemporaryDirectory(prefix="moontide-kube-") as tmp:
-        written: dict[str, str] = {}
-        for name, data in (("cert", info.certificate_data), ("key", info.private_key_data)):
-            if data:
-                file = Path(tmp) / f"{name}.pem"
-                file.touch(mode=0o600)
-                file.write_bytes(base64.b64decode(data if isinstance(data, bytes) else data.encode()))
-                written[name] = str(file)
-        cert, key = written.get("cert", cert), written.get("key", key)
-        if cert:
-            ctx.load_cert_chain(cert, key)
-    return ctx
+def _error(e: httpx.HTTPStatusError) -> KubeError:
+    if isinstance(e, ApiError):
+        status, reason, message = e.status.code or e.response.status_code, e.status.reason or "", e.status.message
+    else:  # not a JSON Status (a proxy's answer, say)
+        status, reason, message = e.response.status_code, "", e.response.text
+    cls = NotFound if status == 404 else Conflict if status == 409 else KubeError
+    return cls(status, reason, message or "")
 
 
-def login_info() -> Any:
-    """Kopf's ``ConnectionInfo``: $KUBECONFIG when set, else the pod's service account, else ~/.kube/config."""
-    import os
+# -- where the API server is and who we are ----------------------------------------------------------------------
 
+def _from_files(paths: list[str]) -> KubeConfig:
+    """$KUBECONFIG's files merged as kubectl merges them: the first file to name a cluster, context or user (or to
+    set current-context) wins."""
+    if len(paths) == 1:
+        return KubeConfig.from_file(paths[0])
+    merged: dict[str, Any] = {"current-context": None, "clusters": [], "contexts": [], "users": []}
+    for p in paths:
+        file = Path(p).expanduser()
+        if not file.is_file():  # kubectl skips a missing file of the list
+            continue
+        conf = yaml.safe_load(file.read_text()) or {}
+        merged["current-context"] = merged["current-context"] or conf.get("current-context")
+        for key in ("clusters", "contexts", "users"):
+            seen = {item["name"] for item in merged[key]}
+            merged[key] += [item for item in conf.get(key) or [] if item["name"] not in seen]
+    return KubeConfig.from_dict(merged, fname=Path(paths[0]).expanduser())
+
+
+def kube_config() -> SingleConfig:
+    """The cluster and credentials: $KUBECONFIG when set, else the pod's service account, else ~/.kube/config
+    (the order of Kopf's own login, which ``login_info`` gives these same credentials)."""
+    env = os.environ.get("KUBECONFIG")
+    if env:
+        config = _from_files([p for p in env.split(os.pathsep) if p])
+    else:
+        try:
+            config = KubeConfig.from_service_account()
+        except (ConfigError, KeyError):  # no token file, or not in a pod (no KUBERNETES_SERVICE_HOST)
+            config = KubeConfig.from_file("~/.kube/config")
+    single = config.get()
+    assert single is not None
+    if single.context.namespace:  # the service account's namespace file may end in a newline
+        single = single._replace(context=dataclasses.replace(single.context,
+                                                             namespace=single.context.namespace.strip()))
+    return single
+
+
+def login_info(config: SingleConfig | None = None) -> Any:
+    """Kopf's ``ConnectionInfo`` for the credentials of ``kube_config()``: Kopf and this client log in alike.
+    A service account's token is read from its file each time (Kopf logs in again when a token expires)."""
     import kopf
 
-    settings = kopf.OperatorSettings()
-    if os.environ.get("KUBECONFIG"):
-        info = kopf.login_with_kubeconfig(settings=settings)
-    else:
-        info = kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(settings=settings)
-    if info is None or not info.server:
-        raise kopf.LoginError("no Kubernetes credentials: no service account token and no kubeconfig")
-    return info
+    try:
+        config = config or kube_config()
+    except ConfigError as e:
+        raise kopf.LoginError(f"no Kubernetes credentials: {e}") from None
+    cluster, user = config.cluster, config.user
+
+    def path(p: str | None) -> str | None:
+        return str(config.abs_file(p)) if p else None
+
+    token = user.token if user else None
+    if user and user.token_file:
+        token = Path(path(user.token_file) or "").read_text().strip()
+    elif user and user.exec and not token:  # a credential plugin: its token now (Kopf asks again when it expires)
+        token = _exec_token(user.exec)
+    return kopf.ConnectionInfo(
+        server=cluster.server, ca_path=path(cluster.certificate_auth), ca_data=cluster.certificate_auth_data,
+        insecure=cluster.insecure or None, token=token, scheme="Bearer" if token else None,
+        username=user.username if user else None, password=user.password if user else None,
+        certificate_path=path(user.client_cert) if user else None,
+        certificate_data=user.client_cert_data if user else None,
+        private_key_path=path(user.client_key) if user else None,
+        private_key_data=user.client_key_data if user else None,
+        default_namespace=config.context.namespace)
 
 
-def connection() -> Connection:
-    """Where the API server is and how to log in (see ``login_info``)."""
-    info = login_info()
-    headers = {}
-    if info.token:
-        headers["Authorization"] = f"{info.scheme or 'Bearer'} {info.token}"
-    elif info.username and info.password:
-        basic = base64.b64encode(f"{info.username}:{info.password}".encode()).decode()
-        headers["Authorization"] = f"Basic {basic}"
-    return Connection(str(info.server).rstrip("/"), _ssl_context(info), headers, info.default_namespace)
+def _exec_token(plugin: Any) -> str:
+    """Run a kubeconfig ``exec`` credential plugin as lightkube does; the token of its ExecCredential."""
+    import json
+
+    from lightkube.config.client_adapter import ExecAuth, sync_check_output
+
+    command, env = ExecAuth(plugin)._prepare()
+    return str(json.loads(sync_check_output(command, env=env))["status"]["token"])
 
 
-def path(api_version: str, plural: str, namespace: str | None = None, name: str | None = None,
-         subresource: str | None = None) -> str:
-    """The URL path of a collection or an object: ``path("apps/v1", "deployments", "ns", "x")``."""
-    base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
-    parts = [base]
-    if namespace:
-        parts.append(f"namespaces/{namespace}")
-    parts.append(plural)
-    if name:
-        parts.append(name)
-    if subresource:
-        parts.append(subresource)
-    return "/".join(parts)
+@contextmanager
+def _inline_files(config: SingleConfig) -> Iterator[SingleConfig]:
+    """``config`` with its inline CA, client certificate and key (kubeconfig ``*-data``) as files of a private
+    directory, removed when the block ends. ssl loads them only from files; lightkube would write them to
+    temporary files that live as long as its objects do. The client loads them once, when it is made."""
+    cluster, user = config.cluster, config.user
+    if not (cluster.certificate_auth_data or (user and (user.client_cert_data or user.client_key_data))):
+        yield config
+        return
+    import base64
+
+    with tempfile.TemporaryDirectory(prefix="moontide-kube-") as tmp:
+        def file(name: str, data: str | None) -> str | None:
+            if not data:
+                return None
+            f = Path(tmp) / name
+            f.touch(mode=0o600)
+            f.write_bytes(base64.b64decode(data))
+            return str(f)
+
+        cluster = dataclasses.replace(
+            cluster, certificate_auth=file("ca.pem", cluster.certificate_auth_data) or cluster.certificate_auth,
+            certificate_auth_data=None)
+        if user:
+            user = dataclasses.replace(
+                user, client_cert=file("cert.pem", user.client_cert_data) or user.client_cert,
+                client_key=file("key.pem", user.client_key_data) or user.client_key,
+                client_cert_data=None, client_key_data=None)
+        yield config._replace(cluster=cluster, user=user)
 
 
-_PLURALS = {"ConfigMap": "configmaps", "Deployment": "deployments", "Event": "events", "Lease": "leases",
-            "Secret": "secrets", "Pod": "pods", "ServiceAccount": "serviceaccounts"}
-
-
-def object_path(obj: Mapping[str, Any]) -> str:
-    """The path of a full object (apiVersion, kind, metadata.name/namespace)."""
-    from .kinds import BY_KIND
-
-    kind = obj["kind"]
-    plural = _PLURALS.get(kind) or BY_KIND[kind].plural
-    meta = obj["metadata"]
-    return path(obj["apiVersion"], plural, meta.get("namespace"), meta["name"])
-
+# -- the client -------------------------------------------------------------------------------------------------
 
 class Kube:
-    """An API client; ``async with Kube(connection()) as kube:``."""
+    """An API client; ``async with Kube() as kube:`` (credentials from ``kube_config()``).
 
-    def __init__(self, conn: Connection, *, timeout: float = 30.0, max_connections: int = 20) -> None:
-        self.conn = conn
-        # At most as many requests in flight as connections: httpcore's pool does work per queued request
-        # and connection on every change, which made a burst of status writes CPU-bound.
+    ``client`` is the lightkube ``AsyncClient`` underneath. Namespaced objects are addressed by resource class,
+    name and namespace: ``await kube.get(ConfigMap, "x", namespace="ns")``; objects are plain dicts.
+    ``transport`` (tests): lightkube deep-copies its connection parameters, so a transport that holds state
+    must return itself from ``__deepcopy__``.
+    """
+
+    def __init__(self, config: SingleConfig | None = None, *, timeout: float = 30.0, max_connections: int = 20,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        config = config or kube_config()
+        if config.user is None:  # lightkube wants a user, even an anonymous one
+            from lightkube.config.models import User
+
+            config = config._replace(user=User())
+        # At most this many requests in flight (httpx's pool holds more connections than that): httpcore's
+        # pool does work per queued request and connection on every change, which made a burst of status
+        # writes CPU-bound.
         self._slots = asyncio.Semaphore(max_connections)
-        self.http = httpx.AsyncClient(
-            base_url=conn.server, verify=conn.verify, headers=dict(conn.headers), timeout=timeout,
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections))
+        with _inline_files(config) as files:
+            self.client = AsyncClient(files, timeout=httpx.Timeout(timeout), field_manager=FIELD_MANAGER,
+                                      transport=transport)
+        self.config = config
 
     async def __aenter__(self) -> Kube:
         return self
@@ -154,60 +234,82 @@ class Kube:
         await self.close()
 
     async def close(self) -> None:
-        await self.http.aclose()
+        await self.client.close()
 
-    async def request(self, method: str, url: str, *, body: Any = None, content_type: str = "application/json",
-                      params: Mapping[str, str] | None = None) -> Any:
-        content = None if body is None else json.dumps(body).encode()
-        headers = {"Content-Type": content_type} if content is not None else {}
+    async def _call(self, method: Any, *args: Any, **kwargs: Any) -> Any:
         async with self._slots:
-            resp = await self.http.request(method, url, content=content, headers=headers, params=params)
-        if resp.status_code >= 400:
             try:
-                status = resp.json()
-                reason, message = status.get("reason", ""), status.get("message", resp.text)
-            except ValueError:
-                reason, message = "", resp.text
-            cls = NotFound if resp.status_code == 404 else Conflict if resp.status_code == 409 else KubeError
-            raise cls(resp.status_code, reason, message)
-        return resp.json() if resp.content else None
+                return await method(*args, **kwargs)
+            except httpx.HTTPStatusError as e:
+                raise _error(e) from e
 
-    async def get(self, url: str) -> dict[str, Any]:
-        return await self.request("GET", url)
+    @staticmethod
+    def _plain(obj: Any) -> dict[str, Any]:
+        # lightkube decodes lazily: an object nobody looked into goes back to a dict without decoding it
+        return obj.to_dict()
 
-    async def get_or_none(self, url: str) -> dict[str, Any] | None:
+    async def get(self, res: ResourceType, name: str, *, namespace: str | None = None) -> dict[str, Any]:
+        return self._plain(await self._call(self.client.get, res, name, namespace=namespace))
+
+    async def get_or_none(self, res: ResourceType, name: str, *, namespace: str | None = None) -> dict[str, Any] | None:
         try:
-            return await self.get(url)
+            return await self.get(res, name, namespace=namespace)
         except NotFound:
             return None
 
-    async def list(self, url: str, *, label_selector: str | None = None, cached: bool = False) -> list[dict[str, Any]]:
-        """The items of a collection. ``cached``: from the API server's watch cache (``resourceVersion=0``), which
-        costs it far less than a read from etcd and holds at least every change a watch has already seen."""
-        params = {"labelSelector": label_selector} if label_selector else {}
-        if cached:
-            params["resourceVersion"] = "0"
-        out = await self.request("GET", url, params=params or None)
-        return list(out.get("items") or [])
+    async def list(self, res: ResourceType, namespace: str | None, *, labels: Mapping[str, str] | None = None,
+                   cached: bool = False) -> list[dict[str, Any]]:
+        """The objects of a kind in ``namespace`` (None: in every namespace), those with ``labels`` if given.
+        ``cached``: from the API server's watch cache (``resourceVersion=0``), which costs it far less than a read
+        from etcd and holds at least every change a watch has already seen."""
+        ns = namespace if namespace is not None else "*"
+        if cached:  # lightkube's list takes no resourceVersion: its own request with that one more parameter
+            generic = self.client._client
+            selector = ",".join(f"{k}={v}" for k, v in labels.items()) if labels else None
+            request = generic.prepare_request("list", res=res, namespace=ns,
+                                              params={"labelSelector": selector, "resourceVersion": "0"})
+            items = generic.list(request)
+        else:
+            items = self.client.list(res, namespace=ns, labels=dict(labels) if labels else None)
+
+        async def collect() -> list[dict[str, Any]]:
+            return [self._plain(o) async for o in items]
+
+        return await self._call(collect)
 
     async def apply(self, obj: Mapping[str, Any], *, force: bool = True) -> dict[str, Any]:
         """Server-side apply: the object as the operator wants it (fields it leaves out are not its own)."""
-        params = {"fieldManager": FIELD_MANAGER, "force": "true" if force else "false"}
-        return await self.request("PATCH", object_path(obj), body=obj,
-                                  content_type="application/apply-patch+yaml", params=params)
+        meta = obj["metadata"]
+        return self._plain(await self._call(
+            self.client.patch, resource_of(obj), meta["name"], dict(obj), namespace=meta.get("namespace"),
+            patch_type=PatchType.APPLY, field_manager=FIELD_MANAGER, force=force))
 
-    async def merge_patch(self, url: str, patch: Mapping[str, Any]) -> dict[str, Any]:
-        return await self.request("PATCH", url, body=patch,
-                                  content_type="application/merge-patch+json")
+    async def merge_patch(self, res: ResourceType, name: str, patch: Mapping[str, Any], *,
+                          namespace: str | None = None) -> dict[str, Any]:
+        """A JSON merge patch; ``res`` may be a status subresource (``custom_resource(WORKFLOW).Status``)."""
+        return self._plain(await self._call(self.client.patch, res, name, dict(patch), namespace=namespace,
+                                            patch_type=PatchType.MERGE))
 
-    async def create(self, url: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        return await self.request("POST", url, body=body)
+    async def create(self, obj: Mapping[str, Any], *, namespace: str | None = None) -> dict[str, Any]:
+        """Create an object (in ``namespace`` when its metadata names none); Conflict when it exists."""
+        return self._plain(await self._call(self.client.create, _model(obj), namespace=namespace))
 
-    async def replace(self, url: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        return await self.request("PUT", url, body=body)
+    async def replace(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+        """Replace an object; its metadata.resourceVersion must be the current one (else Conflict)."""
+        return self._plain(await self._call(self.client.replace, _model(obj)))
 
-    async def delete(self, url: str, *, propagation: str = "Background") -> None:
+    async def delete(self, res: ResourceType, name: str, *, namespace: str | None = None,
+                     propagation: str = "Background", missing_ok: bool = True) -> bool:
+        """Delete an object; False if there was none (NotFound instead unless ``missing_ok``)."""
         try:
-            await self.request("DELETE", url, body={"propagationPolicy": propagation})
+            await self._call(self.client.delete, res, name, namespace=namespace, cascade=CascadeType(propagation))
         except NotFound:
-            pass
+            if not missing_ok:
+                raise
+            return False
+        return True
+
+
+def _model(obj: Mapping[str, Any]) -> Any:
+    """A lightkube object of ``obj`` (for create and replace, which take one): lazy, so it goes out as it came in."""
+    return codecs.from_dict(dict(obj))
