@@ -202,7 +202,7 @@ class Release:
         the release (unless a test uninstalled it) and its namespace."""
         if self._forward is not None:
             self._forward.kill()
-            self._forward.wait()
+            self._forward.communicate()  # reaped, and its pipe closed (else a ResourceWarning fails the test)
             self._forward = None
         delete_namespaces(self.cluster, [ns for ns in self.app_namespaces if ns != self.namespace])
         if not self.uninstalled:
@@ -231,7 +231,7 @@ def _port_forward(cluster: Cluster, namespace: str, target: str, port: int) -> t
     m = re.search(r"127\.0\.0\.1:(\d+) ->", line)
     if not m:
         proc.kill()
-        raise RuntimeError(f"kubectl port-forward: {line}{proc.stdout.read()[:2000]}")
+        raise RuntimeError(f"kubectl port-forward: {line}{proc.communicate()[0][:2000]}")
     return proc, int(m.group(1))
 
 
