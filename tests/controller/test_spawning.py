@@ -22,6 +22,15 @@ def _workflow(name: str = "w1", **spec: Any) -> dict[str, Any]:
             "spec": {"workflow": "app:wf", "worker": "app:worker", "input": [], **spec}}
 
 
+async def _deployed() -> tuple[FakeKube, spawning.Spawner]:
+    """The small app's CRs, reconciled (its bundle and code history deployed), and a spawner on them."""
+    fake = FakeKube()
+    for cr in small_app():
+        fake.put(cr)
+    await Reconciler(fake, OperatorConfig(), check_lua=check_syntax, code_of=code_of).reconcile("ns")  # type: ignore[arg-type]
+    return fake, spawning.Spawner(fake, OperatorConfig(), code_of=code_of)  # type: ignore[arg-type]
+
+
 def test_workflow_id_is_derived_from_the_cr_or_explicit() -> None:
     assert spawning.workflow_id(_workflow()) == "k8s-ns-w1-01234567"
     assert spawning.workflow_id(_workflow(workflowId="mine")) == "mine"
@@ -39,11 +48,7 @@ async def test_waiting_for_a_worker_and_its_bundle() -> None:
 
 
 async def test_target_comes_from_the_deployed_bundle() -> None:
-    fake = FakeKube()
-    for cr in small_app():
-        fake.put(cr)
-    await Reconciler(fake, OperatorConfig(), check_lua=check_syntax, code_of=code_of).reconcile("ns")  # type: ignore[arg-type]
-    sp = spawning.Spawner(fake, OperatorConfig(), code_of=code_of)  # type: ignore[arg-type]
+    fake, sp = await _deployed()
     target = await sp.target("ns", _workflow()["spec"])
     assert (target.worker_id, target.client_id, target.task_queue) == ("app:worker", "app:client", "q")
     assert target.client_spec["address"] == "temporal:7233"
@@ -70,11 +75,7 @@ async def test_options_are_read_as_luas_spawn_options_and_the_id_stays_the_crs()
 
     from moontide import errors
 
-    fake = FakeKube()
-    for cr in small_app():
-        fake.put(cr)
-    await Reconciler(fake, OperatorConfig(), check_lua=check_syntax, code_of=code_of).reconcile("ns")  # type: ignore[arg-type]
-    sp = spawning.Spawner(fake, OperatorConfig(), code_of=code_of)  # type: ignore[arg-type]
+    fake, sp = await _deployed()
     spec = _workflow(options={"temporal.workflow.run_timeout": "1h", "workflow.task_timeout": 5000,
                               "temporal.workflow.memo": {"team": "a"}},
                      executionTimeout="24h")["spec"]
@@ -107,11 +108,7 @@ async def test_input_too_deep_for_lua_fails_the_cr_naming_the_path_before_any_st
     from moontide import errors
     from moontide.values import MAX_DEPTH
 
-    fake = FakeKube()
-    for cr in small_app():
-        fake.put(cr)
-    await Reconciler(fake, OperatorConfig(), check_lua=check_syntax, code_of=code_of).reconcile("ns")  # type: ignore[arg-type]
-    sp = spawning.Spawner(fake, OperatorConfig(), code_of=code_of)  # type: ignore[arg-type]
+    fake, sp = await _deployed()
     deep: Any = "bottom"
     for _ in range(MAX_DEPTH + 1):
         deep = [deep]
