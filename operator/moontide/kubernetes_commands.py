@@ -49,6 +49,11 @@ def register(sub: Any) -> None:
     op.add_argument("--settle-seconds", type=float, default=d.settle_seconds,
                     help="reconcile a namespace once its entry CRs were quiet this long after a change (at most "
                          f"{d.settle_max_seconds:.0f} s after the first): applying a whole app rolls the workers once")
+    op.add_argument("--replay-sample", type=int, default=d.replay_sample, metavar="N",
+                    help="before a worker gets changed Lua, replay this many of the newest running executions per "
+                         "changed workflow type that would run it; a divergence holds the change back (0: no check)")
+    op.add_argument("--code-gc-seconds", type=float, default=d.code_gc_seconds, metavar="SECONDS",
+                    help="how often to ask Temporal which old code versions open executions still run")
     op.add_argument("--leader-election", action="store_true",
                     help="one active replica through a Lease (run two replicas safely)")
     op.add_argument("--lease-namespace", default=d.lease_namespace, metavar="NS")
@@ -79,7 +84,7 @@ def register(sub: Any) -> None:
     wk.add_argument("--code-store", default=None, metavar="DIR", help="writable code store (default /tmp/moontide/code)")
     wk.add_argument("--http-port", type=int, default=8080, metavar="PORT", help="/healthz /readyz /metrics (0: none)")
     wk.add_argument("--temporal", default=None, metavar="HOST:PORT", help="override MOONTIDE_TEMPORAL_ADDRESS")
-    wk.add_argument("--reload-seconds", type=float, default=5.0, help="bundle change poll interval (0: never reload)")
+    wk.add_argument("--reload-seconds", type=float, default=1.0, help="bundle change poll interval (0: never reload)")
     wk.set_defaults(handler=_worker)
 
     sv = sub.add_parser("service", help="run a process.service from a bundle directory (what a service pod runs)")
@@ -113,7 +118,7 @@ def _operator(args: argparse.Namespace) -> Any:
         image_pull_policy=args.image_pull_policy, worker_service_account=args.worker_service_account,
         create_worker_service_account=args.create_worker_service_account,
         temporal_address=args.temporal_address, http_port=args.pod_http_port, resync_seconds=args.resync_seconds,
-        settle_seconds=args.settle_seconds,
+        settle_seconds=args.settle_seconds, replay_sample=args.replay_sample, code_gc_seconds=args.code_gc_seconds,
         leader_election=args.leader_election, lease_namespace=args.lease_namespace, lease_name=args.lease_name,
         lease_seconds=args.lease_seconds)
     return operator_cmd.run(cfg, health_port=args.health_port)

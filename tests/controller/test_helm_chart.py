@@ -18,7 +18,7 @@ import yaml
 
 from moontide import cli, devserver
 from moontide.tools import chartdocs
-from moontide.k8s.kinds import RESOURCES
+from moontide.k8s.kinds import LABEL_COMPONENT, LABEL_INSTANCE, RESOURCES
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "moontide"
@@ -397,6 +397,11 @@ async def test_the_rules_allow_every_request_the_operator_makes(helm: str, value
     rec = Reconciler(api, cfg, check_lua=check_syntax, code_of=code_of)  # type: ignore[arg-type]
     await rec.reconcile("ns")
     await rec._refresh("ns", rec._ns["ns"], {crs[1]["metadata"]["name"]})
+    # a worker pod told of a new bundle (it reloads in place)
+    worker = next(c for c in crs if c["kind"] == "TemporalWorker")["metadata"]["name"]
+    api.put({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"{worker}-1", "namespace": "ns", "labels": {
+        LABEL_INSTANCE: worker, LABEL_COMPONENT: "worker"}}})
+    assert await rec._hand_over("ns", worker, "newbundle") == 1
     workflow = {"apiVersion": "moontide.io/v1alpha1", "kind": "Workflow",
                 "metadata": {"name": "w", "namespace": "ns", "uid": "u", "generation": 1},
                 "spec": {"workflow": "app:wf", "worker": "app:worker"}}
@@ -412,6 +417,7 @@ async def test_the_rules_allow_every_request_the_operator_makes(helm: str, value
     await lead.release()
     requests = _requests(api)
     assert {(v, g, r) for v, g, r, _, _ in requests} >= {("patch", "", "serviceaccounts"), ("list", "", "pods"),
+                                                        ("patch", "", "pods"),
                                                         ("patch", "moontide.io", "temporalworkers/status")}
     requests |= {(v, g, r, "ns", None) for v, g, r in _KOPF}
     requests |= {(v, "apiextensions.k8s.io", "customresourcedefinitions", None, None) for v in ("list", "watch")}

@@ -37,9 +37,25 @@ def test_worker_pod_runs_the_bundle_with_temporal_from_the_client() -> None:
     env = _env(dep)
     assert env[objects.ENV_ADDRESS] == "temporal.example:7233"
     assert env[objects.ENV_NAMESPACE] == "orders"
-    assert pod["metadata"]["annotations"][objects.ANNOTATION_BUNDLE_HASH] == "abc123"
+    # the bundle is reloaded in place: only what the pod cannot reload is in its template
+    assert objects.ANNOTATION_BUNDLE_HASH not in pod["metadata"]["annotations"]
+    assert dep["metadata"]["annotations"][objects.ANNOTATION_BUNDLE_HASH] == "abc123"
     assert container["image"] == "img:1"
     assert pod["spec"]["terminationGracePeriodSeconds"] == 65
+
+
+def test_worker_pods_roll_for_their_worker_or_client_not_for_a_new_bundle() -> None:
+    def template_hash(dep: dict[str, Any]) -> str:
+        return str(dep["spec"]["template"]["metadata"]["annotations"][objects.ANNOTATION_CONFIG_HASH])
+
+    client = {"entryId": "app:client", "address": "temporal.example:7233"}
+    base = template_hash(_worker(client))
+    owner = cr("temporal.worker", "app:worker", client="client")
+    other_bundle = objects.worker_deployment(owner, entry_id="app:worker", entry_data={}, client_spec=client,
+                                             refs=[("big", "a.lua")], digest="another", cfg=CFG)
+    assert template_hash(other_bundle) == base
+    assert template_hash(_worker({**client, "namespace": "other"})) != base
+    assert template_hash(_worker(client, replicas=2)) != base
 
 
 def test_owner_reference_points_at_the_cr() -> None:

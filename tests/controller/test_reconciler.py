@@ -72,7 +72,7 @@ async def test_valid_namespace_deploys_the_worker_and_marks_everything_ready() -
     status = _status(fake, worker)
     assert status["availableReplicas"] == 1
     dep = _deployment(fake, worker)
-    assert dep["spec"]["template"]["metadata"]["annotations"][objects.ANNOTATION_BUNDLE_HASH] == status["bundleHash"]
+    assert dep["metadata"]["annotations"][objects.ANNOTATION_BUNDLE_HASH] == status["bundleHash"]
     assert status["taskQueue"] == "q" and status["temporalAddress"] == "temporal:7233"
     assert {r["spec"]["entryId"] for r in _bundle(fake, worker)["resources"]} == {"app:client", "app:worker",
                                                                                  "app:wf", "app:fn"}
@@ -108,23 +108,56 @@ async def test_a_bad_change_keeps_the_last_good_version_deployed() -> None:
     assert any(e["reason"] == "Invalid" and e["type"] == "Warning" for e in fake.events)
 
 
-async def test_a_good_change_rolls_the_workers_and_keeps_old_code() -> None:
+def _worker_pod(fake: FakeKube, worker: dict[str, Any], name: str) -> str:
+    """A pod of the worker's Deployment, as its ReplicaSet would make it."""
+    template = _deployment(fake, worker)["spec"]["template"]
+    path = f"/api/v1/namespaces/ns/pods/{name}"
+    fake.put({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "ns", **template["metadata"]},
+              "spec": template["spec"]})
+    return path
+
+
+async def test_a_lua_change_reaches_the_worker_pods_without_a_roll_and_keeps_old_code() -> None:
     crs = small_app()
     fake, rec = _setup(crs)
     await rec.reconcile("ns")
     worker, wf = crs[1], crs[2]
     first = _status(fake, worker)["bundleHash"]
+    template = _deployment(fake, worker)["spec"]["template"]
+    pods = [_worker_pod(fake, worker, f"w-{i}") for i in range(2)]
     changed = json.loads(json.dumps(fake.objects[_path(wf)]))
     changed["spec"]["source"] = WORKFLOW_LUA.replace("return x", "return { x = x }")
     fake.put(changed)
     await rec.reconcile("ns")
     second = _status(fake, worker)["bundleHash"]
     assert second != first
-    assert _deployment(fake, worker)["spec"]["template"]["metadata"]["annotations"][objects.ANNOTATION_BUNDLE_HASH] \
-        == second
+    assert _deployment(fake, worker)["metadata"]["annotations"][objects.ANNOTATION_BUNDLE_HASH] == second
+    assert _deployment(fake, worker)["spec"]["template"] == template  # no roll
+    # each pod is told (the kubelet then refreshes its bundle volume), once
+    for path in pods:
+        assert fake.objects[path]["metadata"]["annotations"][objects.ANNOTATION_BUNDLE_HASH] == second
+    patches = [p for m, p in fake.requests if m == "PATCH" and "/pods/" in p]
+    assert sorted(patches) == sorted(pods)
+    await rec.reconcile("ns")
+    assert [p for m, p in fake.requests if m == "PATCH" and "/pods/" in p] == patches
     code = fake.objects[f"/api/v1/namespaces/ns/configmaps/{objects.code_configmap_name(worker['metadata']['name'])}"]
     assert len(code["data"]) == 2  # the old version stays for executions pinned to it
-    assert any(e["reason"] == "BundleUpdated" for e in fake.events)
+    assert [e["message"] for e in fake.events if e["reason"] == "BundleUpdated"] == [
+        f"bundle {first} -> {second}: 2 pods reload it in place"]
+
+
+async def test_a_worker_change_rolls_its_pods() -> None:
+    crs = small_app()
+    fake, rec = _setup(crs)
+    await rec.reconcile("ns")
+    worker = crs[1]
+    template = _deployment(fake, worker)["spec"]["template"]
+    changed = json.loads(json.dumps(fake.objects[_path(worker)]))
+    changed["spec"]["deployment"] = {"replicas": 2}
+    fake.put(changed)
+    await rec.reconcile("ns")
+    after = _deployment(fake, worker)["spec"]["template"]["metadata"]["annotations"]
+    assert after[objects.ANNOTATION_CONFIG_HASH] != template["metadata"]["annotations"][objects.ANNOTATION_CONFIG_HASH]
 
 
 async def test_an_invalid_cr_without_a_good_version_is_left_out() -> None:

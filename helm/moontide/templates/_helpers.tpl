@@ -130,6 +130,10 @@ true
 - {{ .Values.operator.httpPort | quote }}
 - --resync-seconds
 - {{ .Values.operator.resyncSeconds | quote }}
+- --replay-sample
+- {{ .Values.operator.replaySample | quote }}
+- --code-gc-seconds
+- {{ .Values.operator.codeGcSeconds | quote }}
 {{- if include "moontide.leaderElection" . }}
 - --leader-election
 - --lease-namespace

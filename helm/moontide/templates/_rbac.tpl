@@ -9,7 +9,8 @@ watch.allNamespaces):
 - ServiceAccounts: server-side apply (create + patch) of the worker service account, which has no
   permissions and no token (worker.serviceAccount.create); owner references delete it.
 - Pods: list (why a worker or service has no available pod: FailedCreate, CrashLoopBackOff ...;
-  a ProcessService's restarts and last error).
+  a ProcessService's restarts and last error); patch (annotate worker pods with a new bundle's hash:
+  the kubelet then refreshes their bundle volume at once, and they reload it without a restart).
 - Secrets: get (a TemporalClient's apiKeySecretRef/tlsSecretRef, to start Workflows).
   Worker pods get secrets as secretKeyRef/volumes, never through the API.
 - Events (core v1): create (Kopf and the reconciler report what happened; neither patches one).
@@ -44,7 +45,7 @@ all of it and grant nothing else.
 {{- end }}
 - apiGroups: [""]
   resources: [pods]
-  verbs: [list]
+  verbs: [list, patch]
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get]

@@ -98,6 +98,7 @@ async def run(cfg: OperatorConfig, *, health_port: int = 8080) -> int:
 
     from ..lua import check_syntax
     from . import handlers, leader, reconciler, spawning
+    from .rollout import Rollouts
     from ..k8s import kube
 
     quiet_logs()
@@ -125,10 +126,12 @@ async def run(cfg: OperatorConfig, *, health_port: int = 8080) -> int:
             health.set_ready(True, "standby")
             if not await _first(elector.acquire(), stop):
                 return 0
+        spawner = spawning.Spawner(client, cfg, code_of=code_of)
         ctx = handlers.Context(
             kube=client, cfg=cfg,
-            reconciler=reconciler.Reconciler(client, cfg, check_lua=check_syntax, code_of=code_of),
-            spawner=spawning.Spawner(client, cfg, code_of=code_of))
+            reconciler=reconciler.Reconciler(client, cfg, check_lua=check_syntax, code_of=code_of,
+                                             rollouts=Rollouts(spawner.client, sample=cfg.replay_sample)),
+            spawner=spawner)
         registry = kopf.OperatorRegistry()
         handlers.register(registry, ctx)
         settings = await kopf_settings(client, cfg)

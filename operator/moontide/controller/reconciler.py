@@ -11,6 +11,19 @@ A bad change never rolls the workers into a crash: the bundle takes each
 valid CR as it is and, for a CR with problems, the version last deployed (from
 the bundle ConfigMap), or leaves it out when there is none. The CR itself
 says Ready=False with the field and line.
+
+Nor does a change that running executions would not replay on: before a
+TemporalWorker gets a new bundle, the running executions that would run its
+new code are replayed on it (``rollout``); on divergence the workers keep the
+previous bundle and the TemporalWorker and the diverging LuaWorkflows say
+Ready=False, ``ReplayDivergence``, with the Lua line, until the change is
+fixed or the TemporalWorker's ``moontide.io/accept-bundle`` names the new bundle.
+
+Worker pods reload a new bundle in place: after the ConfigMap, the operator
+annotates each pod with the bundle's hash, and that pod update makes the
+kubelet refresh the pod's ConfigMap volumes at once (instead of at its next
+periodic sync, up to a minute or more). Only a changed TemporalWorker or
+TemporalClient rolls them (``objects.config_hash``).
 """
 
 from __future__ import annotations
@@ -30,10 +43,18 @@ from .. import errors
 from ..entries import App, CheckLua, resolve_ref
 from ..k8s import bundle, objects
 from . import conditions
-from ..k8s.kinds import ANNOTATION_BUNDLE_HASH, API_VERSION, ENTRY_RESOURCES, LABEL_COMPONENT, LABEL_INSTANCE
+from ..k8s.kinds import (
+    ANNOTATION_ACCEPT_BUNDLE,
+    ANNOTATION_BUNDLE_HASH,
+    API_VERSION,
+    ENTRY_RESOURCES,
+    LABEL_COMPONENT,
+    LABEL_INSTANCE,
+)
 from ..k8s.config import OperatorConfig
 from ..k8s.health import metric
 from ..k8s.kube import CUSTOM_RESOURCES, Kube, KubeError, custom_resource
+from .rollout import Rollouts
 
 __all__ = ["Reconciler"]
 
@@ -117,6 +138,8 @@ class _Namespace:
     #: Deployment name -> the generation the operator's last apply gave it (other generations: edited by someone).
     generations: dict[str, int | None] = field(default_factory=dict)
     applying: set[str] = field(default_factory=set)
+    #: CRs whose change the replay check holds back, with why (from the last full reconcile).
+    held: dict[Key, str] = field(default_factory=dict)
     snapshot: _Snapshot | None = None
     task: asyncio.Task[None] | None = None
 
@@ -126,14 +149,19 @@ class Reconciler:
     ``resync_seconds``."""
 
     def __init__(self, kube: Kube, cfg: OperatorConfig, *, check_lua: CheckLua | None = None,
-                 code_of: Callable[[App, str], tuple[str, str]] | None = None) -> None:
+                 code_of: Callable[[App, str], tuple[str, str]] | None = None,
+                 rollouts: Rollouts | None = None) -> None:
         self.kube = kube
         self.cfg = cfg
         self.check_lua = _memo(check_lua)
         #: ``code_of(app, entry_id)`` -> (digest, JSON) of a workflow's Lua code (lupa: given by the operator).
         self.code_of = code_of
+        #: Asks Temporal before a rollout and before old code is dropped (None: neither is asked).
+        self.rollouts = rollouts
         self._ns: dict[str, _Namespace] = {}
-        self._seen: dict[str, int | None] = {}
+        self._seen: dict[str, tuple[Any, ...]] = {}
+        #: (namespace, worker) -> monotonic time of the last look for unused code versions.
+        self._collected: dict[tuple[str, str], float] = {}
         #: monotonic time each namespace was last reconciled without error (tests and benchmarks wait on it).
         self.done: dict[str, float] = {}
 
@@ -141,15 +169,17 @@ class Reconciler:
     def observe(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         """A watch event of an entry CR: reconcile its namespace when the spec changed (or it was deleted)."""
         meta = body.get("metadata") or {}
-        uid, generation, ns = meta.get("uid"), meta.get("generation"), meta.get("namespace")
+        uid, ns = meta.get("uid"), meta.get("namespace")
         if not ns or not uid:
             return
+        # the spec, or the bundle a user accepts despite a replay divergence
+        seen = (meta.get("generation"), (meta.get("annotations") or {}).get(ANNOTATION_ACCEPT_BUNDLE))
         if event_type == "DELETED":
             self._seen.pop(uid, None)
-        elif self._seen.get(uid) == generation:
+        elif self._seen.get(uid) == seen:
             return  # a status or metadata change (often our own)
         else:
-            self._seen[uid] = generation
+            self._seen[uid] = seen
         self.poke(ns)
 
     def poke(self, namespace: str) -> None:
@@ -301,6 +331,17 @@ class Reconciler:
             t2 = time.monotonic()
             if not deploy:
                 st.snapshot = _Snapshot(taken, crs, sources, built)
+        # deployed first: a change held back by the replay check says so on its CRs (``held``)
+        held: dict[Key, str] = {} if deploy else st.held
+        owners = [cr for cr in crs if cr["kind"] in _OWNERS] if deploy else []
+        for gone in set(st.deployed) - {cr["metadata"]["name"] for cr in owners} if deploy else ():
+            st.deployed.pop(gone, None)
+            st.recheck.pop(gone, None)
+        if owners:
+            await self._service_account(namespace, owners)
+            await self._gather([self._deploy(namespace, st, cr, crs, built, sources, held) for cr in owners])
+        if deploy:
+            st.held = held
         writes: list[Coroutine[Any, Any, Any]] = []
         ready = 0
         for cr in crs:
@@ -309,6 +350,8 @@ class Reconciler:
             if cr["kind"] not in _OWNERS and (deploy or not problems):
                 if problems:
                     cond = ("Ready", False, "Invalid", conditions.describe_problems(problems))
+                elif _key(cr) in held:
+                    cond = ("Ready", False, "ReplayDivergence", held[_key(cr)])
                 else:
                     cond = ("Ready", True, "Valid", "valid")
                 writes.append(self._status(cr, {}, cond))
@@ -319,12 +362,6 @@ class Reconciler:
             return
         _ENTRIES.labels(namespace, "true").set(ready)
         _ENTRIES.labels(namespace, "false").set(len(crs) - ready)
-        owners = [cr for cr in crs if cr["kind"] in _OWNERS]
-        for gone in set(st.deployed) - {cr["metadata"]["name"] for cr in owners}:
-            st.deployed.pop(gone, None)
-            st.recheck.pop(gone, None)
-        await self._service_account(namespace, owners)
-        writes += [self._deploy(namespace, st, cr, crs, built, sources) for cr in owners]
         patched = sum(r is True for r in await self._gather(writes))
         log.debug("reconciled %s: %d CRs (read %.3fs, built %.3fs), %d statuses written and %d deployed in %.3fs",
                   namespace, len(crs), t1 - t0, t2 - t1, patched, len(owners), time.monotonic() - t2)
@@ -413,7 +450,7 @@ class Reconciler:
         return [], None, fallbacks, dropped
 
     async def _deploy(self, namespace: str, st: _Namespace, owner: dict[str, Any], crs: list[dict[str, Any]],
-                      built: bundle.Built, sources: Mapping[tuple[str, str], str]) -> None:
+                      built: bundle.Built, sources: Mapping[tuple[str, str], str], held: dict[Key, str]) -> None:
         kind, name = _key(owner)
         component = "worker" if kind == "TemporalWorker" else "service"
         own = built.of(kind, name)
@@ -441,9 +478,14 @@ class Reconciler:
         text = bundle.dumps(document)
         refs = bundle.source_refs(chosen)
         digest = bundle.digest(text, {r: sources[r] for r in refs if r in sources})
+        old_hash = (owner.get("status") or {}).get("bundleHash")
+        if kind == "TemporalWorker" and old_hash and old_hash != digest \
+                and await self._held_back(namespace, st, owner, app, entry_id, client_spec, old_hash, digest, crs,
+                                          sources, held):
+            return
         configmaps: list[Coroutine[Any, Any, Any]] = [self.kube.apply(objects.bundle_configmap(owner, text, digest, component, self.cfg))]
         if kind == "TemporalWorker":
-            configmaps.append(self._code_history(owner, app))
+            configmaps.append(self._code_history(owner, app, entry_id, client_spec))
         await self._gather(configmaps)  # before the Deployment: new pods mount the new bundle
         if kind == "TemporalWorker":
             deployment = objects.worker_deployment(owner, entry_id=entry_id, entry_data=entry.data,
@@ -457,6 +499,7 @@ class Reconciler:
         finally:
             st.applying.discard(name)
         st.generations[name] = (applied.get("metadata") or {}).get("generation")
+        reloading = await self._hand_over(namespace, name, digest) if kind == "TemporalWorker" else 0
         fields: dict[str, Any] = {"bundleHash": digest, "bundleConfigMap": objects.bundle_configmap_name(name),
                                   "deployment": name}
         if kind == "TemporalWorker":
@@ -471,10 +514,67 @@ class Reconciler:
                          message=f"bundle {digest}: {len(chosen)} entries" + (f"; {'; '.join(notes)}" if notes else ""),
                          invalid=conditions.describe_problems(own) + " (running the last good version)" if own else "")
         st.deployed[name] = note
-        old_hash = (owner.get("status") or {}).get("bundleHash")
         await self._report(namespace, st, owner, note, applied, rolled=bool(old_hash and old_hash != digest))
         if old_hash and old_hash != digest:
-            await self._event(owner, reason="BundleUpdated", message=f"bundle {old_hash} -> {digest}: pods roll")
+            how = ("1 pod reloads it" if reloading == 1 else f"{reloading} pods reload it") + " in place" \
+                if reloading else "pods roll"
+            await self._event(owner, reason="BundleUpdated", message=f"bundle {old_hash} -> {digest}: {how}")
+
+    async def _hand_over(self, namespace: str, name: str, digest: str) -> int:
+        """Annotate the worker pods not told of bundle ``digest`` yet with it: the pod update makes the kubelet
+        refresh their bundle volume now, and ``moontide worker`` reloads it. How many were told."""
+        pods = await self.kube.list(Pod, namespace, labels={LABEL_INSTANCE: name, LABEL_COMPONENT: "worker"})
+        told = 0
+        for pod in pods:
+            meta = pod.get("metadata") or {}
+            if meta.get("deletionTimestamp") or (meta.get("annotations") or {}).get(ANNOTATION_BUNDLE_HASH) == digest:
+                continue
+            try:
+                await self.kube.merge_patch(Pod, meta["name"], {"metadata": {"annotations": {
+                    ANNOTATION_BUNDLE_HASH: digest}}}, namespace=namespace)
+                told += 1
+            except KubeError as e:
+                if e.status != 404:  # gone meanwhile: its replacement mounts the new bundle
+                    raise
+        return told
+
+    async def _held_back(self, namespace: str, st: _Namespace, owner: Mapping[str, Any], app: App, entry_id: str,
+                         client_spec: Mapping[str, Any] | None, old_hash: str, digest: str,
+                         crs: list[dict[str, Any]], sources: Mapping[tuple[str, str], str],
+                         held: dict[Key, str]) -> bool:
+        """Whether bundle ``digest`` must wait: running executions that would run its code do not replay on
+        it. Then the owner and the diverging LuaWorkflows say why (``held``), and nothing is applied."""
+        name = owner["metadata"]["name"]
+        accepted = ((owner["metadata"].get("annotations") or {}).get(ANNOTATION_ACCEPT_BUNDLE) == digest)
+        if self.rollouts is None or accepted:
+            return False
+        previous, _ = await self._previous(namespace, name)
+        old = await self._build(list(previous.values()), sources) if previous else None
+        try:
+            check = await self.rollouts.check(namespace, client_spec, old.app if old else None, app, entry_id)
+        except Exception as e:
+            st.deployed.pop(name, None)
+            await self._status(owner, {}, ("Ready", False, "ReplayCheckFailed",
+                                           f"bundle {digest} waits: its replay check did not run ({e}); the "
+                                           f"workers keep bundle {old_hash}"))
+            raise
+        if check.ok:
+            return False
+        first = check.reports[0]
+        message = (f"bundle {digest} held back: {len(check.reports)} of {check.checked} running executions checked "
+                   f"do not replay on its code, first: {first}. The workers keep bundle {old_hash}. Fix the "
+                   f"change, or roll it out anyway: kubectl annotate temporalworker/{name} "
+                   f"{ANNOTATION_ACCEPT_BUNDLE}={digest}")
+        log.warning("%s/%s: %s", namespace, name, message)
+        by_entry = {str((cr.get("spec") or {}).get("entryId")): _key(cr) for cr in crs if cr["kind"] == "LuaWorkflow"}
+        for report in check.reports:
+            key = by_entry.get(check.entry_of.get(report.run_id, ""))
+            if key is not None and key not in held:
+                held[key] = f"held back by TemporalWorker/{name} (bundle {digest}): {report}"
+        st.deployed.pop(name, None)
+        st.recheck.pop(name, None)
+        await self._status(owner, {}, ("Ready", False, "ReplayDivergence", message))
+        return True
 
     async def _report(self, namespace: str, st: _Namespace, owner: Mapping[str, Any], note: _Deployed,
                       deployment: Mapping[str, Any], *, rolled: bool = False) -> None:
@@ -563,8 +663,13 @@ class Reconciler:
             return clients.get(resolve_ref(str(data["client"]), namespace))
         return next(iter(clients.values())) if len(clients) == 1 else None
 
-    async def _code_history(self, owner: Mapping[str, Any], app: App) -> None:
-        """Keep every workflow code version the workers ran (newest first, up to ``code_history_bytes``)."""
+    async def _code_history(self, owner: Mapping[str, Any], app: App, entry_id: str,
+                            client_spec: Mapping[str, Any] | None) -> None:
+        """Keep every workflow code version that open executions may still run (newest first).
+
+        A version no workflow entry has now goes only once Temporal says no open execution on the worker's
+        task queue is pinned to it (asked at most every ``code_gc_seconds``; never when it cannot be asked);
+        past ``code_history_bytes`` (a ConfigMap holds 1 MiB) the oldest go, with a warning."""
         if self.code_of is None:
             return
         namespace, name = owner["metadata"]["namespace"], owner["metadata"]["name"]
@@ -578,10 +683,18 @@ class Reconciler:
             if digest in order:
                 order.remove(digest)
             order.insert(0, digest)
+        unused = await self._unused_codes(owner, app, entry_id, client_spec, set(order) - {d for d, _ in current})
+        if unused:
+            log.info("%s/%s: dropping code versions no open execution runs: %s", namespace, name,
+                     ", ".join(sorted(unused)))
+            order = [d for d in order if d not in unused]
         keep_bytes, kept = 0, list[str]()
         for digest in order:
             keep_bytes += len(data[f"{digest}.json"])
             if keep_bytes > self.cfg.code_history_bytes and kept:
+                log.warning("%s/%s: code history over %d bytes: dropping versions %s (executions pinned to them "
+                            "can no longer replay)", namespace, name, self.cfg.code_history_bytes,
+                            ", ".join(order[len(kept):]))
                 break
             kept.append(digest)
         codes = {d: data[f"{d}.json"] for d in kept}
@@ -591,3 +704,21 @@ class Reconciler:
         cm = objects.code_configmap(owner, codes, self.cfg)
         cm["metadata"]["annotations"] = {_CODE_ORDER: ",".join(kept)}
         await self.kube.apply(cm)
+
+    async def _unused_codes(self, owner: Mapping[str, Any], app: App, entry_id: str,
+                            client_spec: Mapping[str, Any] | None, old: set[str]) -> set[str]:
+        """Of the ``old`` code versions, those no open execution is pinned to (empty when Temporal is not
+        asked: no rollouts, asked less than ``code_gc_seconds`` ago, or unreachable)."""
+        namespace, name = owner["metadata"]["namespace"], owner["metadata"]["name"]
+        now = time.monotonic()
+        last = self._collected.get((namespace, name))
+        if not old or self.rollouts is None or (last is not None and now - last < self.cfg.code_gc_seconds):
+            return set()
+        self._collected[(namespace, name)] = now
+        try:
+            in_use = await self.rollouts.codes_in_use(namespace, client_spec, app, entry_id)
+        except Exception as e:  # keep everything: a version dropped too early breaks its executions for good
+            log.warning("%s/%s: cannot ask Temporal which code versions are in use (keeping them all): %s",
+                        namespace, name, e)
+            return set()
+        return old - in_use

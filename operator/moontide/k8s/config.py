@@ -41,6 +41,10 @@ class OperatorConfig:
     result_limit: int = 16 * 1024
     #: Bytes of old Lua code versions kept for in-flight executions (per worker, in a ConfigMap).
     code_history_bytes: int = 900 * 1024
+    #: Seconds between asks to Temporal which old code versions open executions still run (the others go).
+    code_gc_seconds: float = 300.0
+    #: Running executions replayed per changed workflow type before a worker gets new Lua; 0: no check.
+    replay_sample: int = 20
     #: Elect one active replica through a Lease (coordination.k8s.io) so two replicas are safe.
     leader_election: bool = False
     #: Namespace and name of the Lease; empty namespace: the pod's namespace (POD_NAMESPACE) or "default".

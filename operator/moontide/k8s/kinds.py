@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
+    "ANNOTATION_ACCEPT_BUNDLE",
     "ANNOTATION_BUNDLE_HASH",
+    "ANNOTATION_CONFIG_HASH",
     "ANNOTATION_SOURCE_FILE",
     "API_VERSION",
     "BY_ENTRY_KIND",
@@ -49,8 +51,14 @@ LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 #: On objects the operator makes: ``<Kind>.<name>`` of the custom resource that owns them.
 LABEL_OWNER = "moontide.io/owner"
 
-#: Pod template annotation: hash of the bundle the pods run (a change rolls them).
+#: Hash of a bundle: on its ConfigMap; in a ProcessService's pod template (a change rolls its pod); on worker pods,
+#: set by the operator when it hands them a new bundle (the kubelet then refreshes their bundle volume).
 ANNOTATION_BUNDLE_HASH = "moontide.io/bundle-hash"
+#: Worker pod template annotation: hash of what a worker pod cannot reload in place (its TemporalWorker's
+#: spec, its TemporalClient); a change rolls the pods, a change of Lua alone does not.
+ANNOTATION_CONFIG_HASH = "moontide.io/config-hash"
+#: On a TemporalWorker: the bundle hash the user lets roll out although running executions diverge on it.
+ANNOTATION_ACCEPT_BUNDLE = "moontide.io/accept-bundle"
 #: On generated custom resources: the file the entry's Lua came from (informational).
 ANNOTATION_SOURCE_FILE = "moontide.io/source-file"
 

@@ -6,7 +6,9 @@ so every field of a worker pod is unit-tested (tests/controller/test_objects.py)
 and the e2e suite runs the exact command and environment a Deployment holds.
 
 A worker pod: ``moontide worker --bundle /etc/moontide/bundle --worker ID``,
-the bundle ConfigMap (and ConfigMaps of large sources) mounted read-only, old
+the bundle ConfigMap (and ConfigMaps of large sources) mounted read-only and
+reloaded in place when it changes (the pods roll only for a changed
+TemporalWorker or TemporalClient: ``config_hash``), old
 code versions (for executions pinned to them) from a second ConfigMap,
 Temporal's address and namespace from the referenced TemporalClient as
 environment, secrets only as ``secretKeyRef`` or mounted Secrets, non-root with
@@ -22,6 +24,7 @@ from .. import durations, errors
 from . import bundle
 from .kinds import (
     ANNOTATION_BUNDLE_HASH,
+    ANNOTATION_CONFIG_HASH,
     API_VERSION,
     LABEL_COMPONENT,
     LABEL_INSTANCE,
@@ -46,6 +49,7 @@ __all__ = [
     "bundle_configmap_name",
     "code_configmap",
     "code_configmap_name",
+    "config_hash",
     "owner_reference",
     "service_deployment",
     "temporal_address",
@@ -181,8 +185,14 @@ def _grace_seconds(entry_data: Mapping[str, Any]) -> int:
     return max(30, int(durations.parse(stop) / 1e9) + 5)
 
 
+def config_hash(cr: Mapping[str, Any], client_spec: Mapping[str, Any] | None) -> str:
+    """What a worker pod cannot reload in place: its TemporalWorker's spec (worker options, pod settings) and
+    its TemporalClient's (the connection). Other entries (Lua) reach running pods with their bundle."""
+    return bundle.digest(bundle.dumps({"worker": dict(cr.get("spec") or {}), "client": dict(client_spec or {})}))
+
+
 def _deployment(cr: Mapping[str, Any], *, component: str, args: list[str], entry_data: Mapping[str, Any],
-                client_spec: Mapping[str, Any] | None, refs: list[tuple[str, str]], digest: str,
+                client_spec: Mapping[str, Any] | None, refs: list[tuple[str, str]], restart: tuple[str, str],
                 replicas: int, strategy: str, extra_volumes: list[dict[str, Any]],
                 extra_mounts: list[dict[str, Any]], cfg: OperatorConfig) -> dict[str, Any]:
     name = cr["metadata"]["name"]
@@ -225,7 +235,7 @@ def _deployment(cr: Mapping[str, Any], *, component: str, args: list[str], entry
     for key in ("nodeSelector", "tolerations", "affinity"):
         if pod.get(key):
             pod_spec[key] = pod[key]
-    annotations = {**(pod.get("podAnnotations") or {}), ANNOTATION_BUNDLE_HASH: digest,
+    annotations = {**(pod.get("podAnnotations") or {}), restart[0]: restart[1],
                    "prometheus.io/scrape": "true", "prometheus.io/port": str(port), "prometheus.io/path": "/metrics"}
     spec: dict[str, Any] = {
         "replicas": replicas,
@@ -241,15 +251,21 @@ def _deployment(cr: Mapping[str, Any], *, component: str, args: list[str], entry
 def worker_deployment(cr: Mapping[str, Any], *, entry_id: str, entry_data: Mapping[str, Any],
                       client_spec: Mapping[str, Any] | None, refs: list[tuple[str, str]], digest: str,
                       cfg: OperatorConfig) -> dict[str, Any]:
-    """The Deployment of a TemporalWorker: ``moontide worker`` on the bundle, env from the TemporalClient."""
+    """The Deployment of a TemporalWorker: ``moontide worker`` on the bundle, env from the TemporalClient.
+
+    Its pods reload a changed bundle in place (``digest`` is only on the Deployment, for people to read);
+    they roll when ``config_hash`` changes."""
     replicas = int(((cr.get("spec") or {}).get("deployment") or {}).get("replicas", 1))
     code_volume = {"name": "code", "configMap": {"name": code_configmap_name(cr["metadata"]["name"]),
                                                  "optional": True}}
     code_mount = {"name": "code", "mountPath": CODE_DIR, "readOnly": True}
     args = ["worker", "--bundle", BUNDLE_DIR, "--worker", entry_id, "--code-history", CODE_DIR]
-    return _deployment(cr, component="worker", args=args, entry_data=entry_data, client_spec=client_spec,
-                       refs=refs, digest=digest, replicas=replicas, strategy="RollingUpdate",
-                       extra_volumes=[code_volume], extra_mounts=[code_mount], cfg=cfg)
+    deployment = _deployment(cr, component="worker", args=args, entry_data=entry_data, client_spec=client_spec,
+                             refs=refs, restart=(ANNOTATION_CONFIG_HASH, config_hash(cr, client_spec)),
+                             replicas=replicas, strategy="RollingUpdate", extra_volumes=[code_volume],
+                             extra_mounts=[code_mount], cfg=cfg)
+    deployment["metadata"]["annotations"] = {ANNOTATION_BUNDLE_HASH: digest}
+    return deployment
 
 
 def service_deployment(cr: Mapping[str, Any], *, entry_id: str, entry_data: Mapping[str, Any],
@@ -258,5 +274,5 @@ def service_deployment(cr: Mapping[str, Any], *, entry_id: str, entry_data: Mapp
     """The Deployment of a ProcessService: one pod (Recreate: never two copies) running ``moontide service``."""
     args = ["service", "--bundle", BUNDLE_DIR, "--service", entry_id]
     return _deployment(cr, component="service", args=args, entry_data=entry_data, client_spec=client_spec,
-                       refs=refs, digest=digest, replicas=1, strategy="Recreate", extra_volumes=[],
-                       extra_mounts=[], cfg=cfg)
+                       refs=refs, restart=(ANNOTATION_BUNDLE_HASH, digest), replicas=1, strategy="Recreate",
+                       extra_volumes=[], extra_mounts=[], cfg=cfg)

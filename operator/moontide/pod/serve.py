@@ -194,7 +194,7 @@ def _stop_event() -> asyncio.Event:
 
 async def run_worker(*, bundle_dir: str, worker_id: str | None, code_history: str | None = None,
                      code_store: str | None = None, http_port: int = 8080, temporal: str | None = None,
-                     reload_seconds: float = 5.0) -> int:
+                     reload_seconds: float = 1.0) -> int:
     """Serve one temporal.worker entry of a bundle until SIGTERM; 0 on a clean stop."""
     from ..workflows import build_worker
 

@@ -1,0 +1,50 @@
+"""What the reconciler asks Temporal before it changes a worker's Lua, and before it forgets old code.
+
+- ``check``: would the running executions that move to the new bundle's code
+  (``auto_upgrade`` ones, and those started without a code pin) replay on it?
+  A bounded sample per changed workflow type, newest first
+  (``moontide.workflows.check_rollout``). On divergence the reconciler keeps the
+  previous bundle serving (``ReplayDivergence``).
+- ``codes_in_use``: the code digests open executions on a worker's task queue
+  are pinned to; the code history drops no other version before Temporal says so.
+
+The Temporal client comes from the Spawner (one per TemporalClient spec, its
+secrets read from the API); ``moontide.workflows`` (lupa, the Temporal
+worker's replayer) loads on the first check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from ..entries import App
+
+__all__ = ["Rollouts"]
+
+#: ``client_of(namespace, client_spec)`` -> a connected Temporal client.
+ClientOf = Callable[[str, Mapping[str, Any]], Awaitable[Any]]
+
+
+class Rollouts:
+    def __init__(self, client_of: ClientOf, *, sample: int) -> None:
+        self.client_of = client_of
+        #: Executions replayed per changed workflow type; 0 turns the check off.
+        self.sample = sample
+
+    async def check(self, namespace: str, client_spec: Mapping[str, Any] | None, old_app: App | None,
+                    new_app: App, worker_id: str) -> Any:
+        """A ``moontide.workflows.RolloutCheck`` of ``new_app`` against the executions ``old_app`` runs."""
+        from ..workflows import RolloutCheck, check_rollout
+
+        if self.sample <= 0 or old_app is None:
+            return RolloutCheck()
+        client = await self.client_of(namespace, client_spec or {})
+        return await check_rollout(client, old_app, new_app, worker_id, sample=self.sample)
+
+    async def codes_in_use(self, namespace: str, client_spec: Mapping[str, Any] | None, app: App,
+                           worker_id: str) -> set[str]:
+        from ..workflows import codes_in_use
+
+        client = await self.client_of(namespace, client_spec or {})
+        return await codes_in_use(client, app, worker_id)
