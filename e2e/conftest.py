@@ -206,7 +206,9 @@ def apps(release: Release) -> Apps:
                     if cm is None or dep is None or len(json.loads(cm["data"]["bundle.json"])["resources"]) != len(docs):
                         return False
                     digest = cm["metadata"]["annotations"]["moontide.io/bundle-hash"]
-                    if dep["spec"]["template"]["metadata"]["annotations"]["moontide.io/bundle-hash"] != digest \
+                    # a worker's Deployment names its bundle (its pods reload it); a service's pods carry it
+                    made_from = dep["metadata"] if c["kind"] == "TemporalWorker" else dep["spec"]["template"]["metadata"]
+                    if made_from["annotations"]["moontide.io/bundle-hash"] != digest \
                             or (dep.get("status") or {}).get("observedGeneration") != dep["metadata"]["generation"]:
                         return False
                     continue

@@ -27,7 +27,6 @@ from conftest import (
     phase,
     pods_of,
     ready,
-    rolled_out,
     workflow,
 )
 from k8s import Release, eventually, pod_ready, temporal_call
@@ -98,8 +97,9 @@ def test_manifests_become_ready_worker_pods(release: Release, workers: Apps) -> 
     dev_server = f"{release.fullname}-temporal.{release.namespace}.svc:7233"
     assert env["MOONTIDE_TEMPORAL_ADDRESS"] == dev_server and status["temporalAddress"] == dev_server
     assert container["image"] == release.image
-    digest = dep["spec"]["template"]["metadata"]["annotations"]["moontide.io/bundle-hash"]
+    digest = dep["metadata"]["annotations"]["moontide.io/bundle-hash"]
     assert digest == status["bundleHash"] == cm["metadata"]["annotations"]["moontide.io/bundle-hash"]
+    assert "moontide.io/config-hash" in dep["spec"]["template"]["metadata"]["annotations"]
     for obj in (dep, cm):
         (owner,) = obj["metadata"]["ownerReferences"]
         assert (owner["kind"], owner["uid"], owner["controller"]) == ("TemporalWorker", tw["metadata"]["uid"], True)
@@ -402,53 +402,116 @@ def test_two_operator_replicas_one_leads(release: Release, workers: Apps) -> Non
         release.scale_operator(1)
 
 
-# -- a code change rolls the pods; what runs keeps its code ---------------------------------------------------------
+# -- a Lua change reaches the running pods; what runs keeps its code; a breaking change waits ----------------------
+
+
+def _restore(release: Release, kind: str, entry_id: str) -> Iterator[dict[str, Any]]:
+    cr = by_entry(release.cluster, release.signals_ns, kind, entry_id)
+    yield cr
+    release.cluster.kubectl("patch", kind, cr["metadata"]["name"], "-n", release.signals_ns, "--type",
+                            "merge", "-p", json.dumps({"spec": {"source": cr["spec"]["source"]}}), check=False)
 
 
 @pytest.fixture
 def collect_source(release: Release) -> Iterator[dict[str, Any]]:
-    lw = by_entry(release.cluster, release.signals_ns, "luaworkflows", "e2e:collect")
-    yield lw
-    release.cluster.kubectl("patch", "luaworkflows", lw["metadata"]["name"], "-n", release.signals_ns, "--type",
-                            "merge", "-p", json.dumps({"spec": {"source": lw["spec"]["source"]}}), check=False)
+    yield from _restore(release, "luaworkflows", "e2e:collect")
 
 
-def test_a_changed_lua_workflow_rolls_the_pods_and_a_waiting_execution_keeps_its_code(
+@pytest.fixture
+def nap_source(release: Release) -> Iterator[dict[str, Any]]:
+    yield from _restore(release, "luaworkflows", "e2e:nap")
+
+
+def _changed(cr: dict[str, Any], source: str) -> dict[str, Any]:
+    assert source != cr["spec"]["source"]
+    return {**cr, "metadata": {"name": cr["metadata"]["name"]}, "spec": {**cr["spec"], "source": source}}
+
+
+def _served(cluster: Any, ns: str, name: str, digest: str) -> dict[str, Any] | None:
+    """The worker's one pod once it serves bundle ``digest``."""
+    (pod,) = pods_of(cluster, ns, name)
+    return pod if cluster.pod_get(ns, pod["metadata"]["name"], "/readyz").startswith(f"serving bundle {digest}") \
+        else None
+
+
+def test_a_changed_lua_workflow_reaches_the_running_pod_and_a_waiting_execution_keeps_its_code(
         release: Release, workers: Apps, collect_source: dict[str, Any]) -> None:
-    """``kubectl apply`` of a new LuaWorkflow while an execution waits on a worker pod: the pods roll, and the
-    execution finishes on a new pod with the code it started with; new executions get the new code."""
+    """``kubectl apply`` of a new LuaWorkflow while an execution waits on a worker pod: the same pod (no restart)
+    serves the new bundle; the execution finishes with the code it started with; new executions get the new code."""
     cluster, ns, name = release.cluster, release.signals_ns, workers.signals_worker
     tw = by_entry(cluster, ns, "temporalworkers", "e2e:worker")
     before = tw["status"]["bundleHash"]
     (old_pod,) = pods_of(cluster, ns, name)
-    # In flight across the change: it waits for one signal, on the old pod.
+    template = (cluster.get("deployments", name, ns) or {})["spec"]["template"]
+    # In flight across the change: it waits for one signal.
     cluster.apply(ns, [workflow("pinned-1", "e2e:collect", "e2e:worker", 1)])
     status = phase(cluster, ns, "pinned-1", "Running")["status"]
     pinned = status["codeDigest"]
     eventually(lambda: describe(release.temporal, status["workflowId"]).history_length >= 4,
-               what="the old pod to complete the first workflow task")
+               what="the pod to complete the first workflow task")
     source = collect_source["spec"]["source"].replace("return got\n", "return { got = got, version = 2 }\n")
-    assert source != collect_source["spec"]["source"]
-    changed = {**collect_source, "metadata": {"name": collect_source["metadata"]["name"]},
-               "spec": {**collect_source["spec"], "source": source}}
-    cluster.apply(ns, [changed])
+    cluster.apply(ns, [_changed(collect_source, source)])
 
-    def rolled() -> str | None:
-        dep = cluster.get("deployments", name, ns) or {}
-        digest = dep["spec"]["template"]["metadata"]["annotations"]["moontide.io/bundle-hash"]
+    def deployed() -> str | None:
+        digest = by_entry(cluster, ns, "temporalworkers", "e2e:worker")["status"]["bundleHash"]
         return digest if digest != before else None
 
-    after = eventually(rolled, what="the Deployment's bundle hash to change")
+    after = eventually(deployed, what="the TemporalWorker's bundle hash to change")
     code = cluster.get("configmaps", f"{name}-code", ns)
     assert code is not None and f"{pinned}.json" in code["data"]  # the old code stays for what runs on it
-    rolled_out(cluster, ns, name)
-    eventually(lambda: not any(p["metadata"]["name"] == old_pod["metadata"]["name"]
-                               for p in cluster.list("pods", ns)), timeout=120, what="the old pod to be gone")
-    (new_pod,) = pods_of(cluster, ns, name)
-    assert cluster.pod_get(ns, new_pod["metadata"]["name"], "/readyz").startswith(f"serving bundle {after}")
-    assert phase(cluster, ns, "pinned-1", "Running")
+    pod = eventually(lambda: _served(cluster, ns, name, after), timeout=30, what="the pod to serve the new bundle")
+    assert pod["metadata"]["uid"] == old_pod["metadata"]["uid"]  # the same pod, its container not restarted:
+    assert pod["status"]["containerStatuses"][0]["restartCount"] == 0
+    assert (cluster.get("deployments", name, ns) or {})["spec"]["template"] == template  # nothing rolls
+    assert any(e.get("message") == f"bundle {before} -> {after}: 1 pod reloads it in place" for e in cluster.events(
+        ns, f"involvedObject.name={tw['metadata']['name']}", "reason=BundleUpdated"))
     cluster.kubectl("patch", "workflows.moontide.io", "pinned-1", "-n", ns, "--type", "merge", "-p",
                     json.dumps({"spec": {"signals": [{"name": "go", "topic": "approve", "payload": "go"}]}}))
     assert phase(cluster, ns, "pinned-1", "Succeeded")["status"]["result"] == ["go"]  # the old code's result
     cluster.apply(ns, [workflow("fresh-1", "e2e:collect", "e2e:worker", 0)])
     assert phase(cluster, ns, "fresh-1", "Succeeded")["status"]["result"] == {"got": {}, "version": 2}
+
+
+def test_a_change_running_executions_would_not_replay_on_is_held_back(
+        release: Release, workers: Apps, nap_source: dict[str, Any]) -> None:
+    """An ``auto_upgrade`` workflow sleeps; a change that calls a function before its timer is held back
+    (``ReplayDivergence`` with the Lua line, an Event, the pod keeps the old bundle); a compatible change rolls
+    out in place, and the sleeping execution goes on."""
+    cluster, ns, name = release.cluster, release.signals_ns, workers.signals_worker
+    tw = by_entry(cluster, ns, "temporalworkers", "e2e:worker")
+    before = tw["status"]["bundleHash"]
+    cluster.apply(ns, [workflow("napping-1", "e2e:nap", "e2e:worker")])
+    wid = phase(cluster, ns, "napping-1", "Running")["status"]["workflowId"]
+    eventually(lambda: describe(release.temporal, wid).history_length >= 5, what="the execution to start its timer")
+    breaking = nap_source["spec"]["source"].replace('time.sleep("1h")', 'funcs.call("e2e:echo", 1)\n  time.sleep("1h")')
+    cluster.apply(ns, [_changed(nap_source, breaking)])
+
+    def held() -> dict[str, Any] | None:
+        cond = ready(by_entry(cluster, ns, "temporalworkers", "e2e:worker"))
+        return cond if cond.get("reason") == "ReplayDivergence" else None
+
+    cond = eventually(held, what="the TemporalWorker to say ReplayDivergence")
+    assert cond["status"] == "False" and wid in cond["message"] and "history has timer" in cond["message"]
+    assert "moontide.io/accept-bundle=" in cond["message"]
+    lw = ready(by_entry(cluster, ns, "luaworkflows", "e2e:nap"))
+    assert lw["status"] == "False" and lw["reason"] == "ReplayDivergence" and ":2:" in lw["message"]
+    assert cluster.events(ns, f"involvedObject.name={tw['metadata']['name']}", "reason=ReplayDivergence")
+    # the workers keep serving the bundle they had
+    cm = cluster.get("configmaps", f"{name}-bundle", ns) or {}
+    assert cm["metadata"]["annotations"]["moontide.io/bundle-hash"] == before
+    assert by_entry(cluster, ns, "temporalworkers", "e2e:worker")["status"]["bundleHash"] == before
+    assert _served(cluster, ns, name, before) is not None
+    # a compatible change (after the timer) goes out, without a restart
+    compatible = nap_source["spec"]["source"].replace('return "v1"', 'return "v2"')
+    cluster.apply(ns, [_changed(nap_source, compatible)])
+
+    def deployed() -> str | None:
+        tw = by_entry(cluster, ns, "temporalworkers", "e2e:worker")
+        digest = tw["status"]["bundleHash"]
+        return digest if digest != before and ready(tw).get("status") == "True" else None
+
+    after = eventually(deployed, what="the compatible change to be deployed")
+    eventually(lambda: _served(cluster, ns, name, after), timeout=30, what="the pod to serve the compatible change")
+    assert ready(by_entry(cluster, ns, "luaworkflows", "e2e:nap"))["status"] == "True"
+    assert phase(cluster, ns, "napping-1", "Running")
+    cluster.kubectl("delete", "workflows.moontide.io", "napping-1", "-n", ns)
