@@ -48,6 +48,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.append(str(REPO / "e2e"))
@@ -135,21 +137,26 @@ def _ready(cr: dict[str, Any]) -> bool:
                for c in (cr.get("status") or {}).get("conditions") or [])
 
 
-def _changed_code(c: k8s.Cluster, ns: str, manifests: str) -> float:
-    """Seconds from ``kubectl apply`` of the app with a changed order_processor (a compatible change: one
-    more field in its result) until a Workflow created after it returns that field. Workflows are created
-    one after another, each waited for, as a user retrying would."""
+def _changed_code(c: k8s.Cluster, ns: str, manifests: str, version: int, *, roll: bool) -> float:
+    """Seconds from ``kubectl apply`` of the app with a changed order_processor (a compatible change: a
+    ``version`` field in its result) until a Workflow created after it returns that field. Workflows are
+    created one after another, each waited for, as a user retrying would. ``roll``: the same apply also
+    changes the TemporalWorker (a pod annotation), which rolls its pods; else the pods reload in place."""
     changed = manifests.replace("return { charged = charge.id, status = status }",
-                                "return { charged = charge.id, status = status, version = 2 }")
+                                f"return {{ charged = charge.id, status = status, version = {version} }}")
     assert changed != manifests, "order_processor.lua no longer ends as this benchmark expects"
+    docs = list(yaml.safe_load_all(changed))
+    if roll:
+        worker = next(d for d in docs if d["kind"] == "TemporalWorker")
+        worker["spec"].setdefault("deployment", {})["podAnnotations"] = {"bench/version": str(version)}
     t0 = time.time()
-    c.kubectl("apply", "-n", ns, "-f", "-", input=changed)
+    c.kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump_all(docs))
     for i in range(600):
-        name = f"changed-{i}"
+        name = f"changed-{version}-{i}"
         c.apply(ns, [_workflow(name)])
         status = k8s.eventually(lambda name=name: (s := _phase(c, ns, name)).get("phase") in ("Succeeded", "Failed")
                                 and s, timeout=300, what=f"Workflow {name}", interval=0.1)
-        if (status.get("result") or {}).get("version") == 2:
+        if (status.get("result") or {}).get("version") == version:
             return time.time() - t0
     raise RuntimeError("no Workflow ran the changed code")
 
@@ -225,8 +232,10 @@ def main() -> int:
             row("helm install -> first Workflow Succeeded (total)", time.time() - t0)
 
             # 2. a changed Lua entry: apply -> a new execution runs the new code
-            row("a LuaWorkflow changed (kubectl apply) -> a new Workflow runs the new code (pods roll)",
-                _changed_code(c, rel.namespace, text))
+            row("a LuaWorkflow changed (kubectl apply) -> a new Workflow runs the new code (reloaded in place)",
+                _changed_code(c, rel.namespace, text, 2, roll=False))
+            row("... the same with the TemporalWorker changed too (pods roll)",
+                _changed_code(c, rel.namespace, text, 3, roll=True))
 
             # 3. failover
             for crash in (False, True):

@@ -331,17 +331,17 @@ class Reconciler:
             t2 = time.monotonic()
             if not deploy:
                 st.snapshot = _Snapshot(taken, crs, sources, built)
-        # deployed first: a change held back by the replay check says so on its CRs (``held``)
-        held: dict[Key, str] = {} if deploy else st.held
-        owners = [cr for cr in crs if cr["kind"] in _OWNERS] if deploy else []
-        for gone in set(st.deployed) - {cr["metadata"]["name"] for cr in owners} if deploy else ():
-            st.deployed.pop(gone, None)
-            st.recheck.pop(gone, None)
-        if owners:
+        # deployed first: a change the replay check holds back says so on its CRs (``held``)
+        owners = [cr for cr in crs if cr["kind"] in _OWNERS]
+        if deploy:
+            held: dict[Key, str] = {}
+            for gone in set(st.deployed) - {cr["metadata"]["name"] for cr in owners}:
+                st.deployed.pop(gone, None)
+                st.recheck.pop(gone, None)
             await self._service_account(namespace, owners)
             await self._gather([self._deploy(namespace, st, cr, crs, built, sources, held) for cr in owners])
-        if deploy:
             st.held = held
+        held = st.held
         writes: list[Coroutine[Any, Any, Any]] = []
         ready = 0
         for cr in crs:

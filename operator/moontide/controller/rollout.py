@@ -35,9 +35,10 @@ class Rollouts:
     async def check(self, namespace: str, client_spec: Mapping[str, Any] | None, old_app: App | None,
                     new_app: App, worker_id: str) -> Any:
         """A ``moontide.workflows.RolloutCheck`` of ``new_app`` against the executions ``old_app`` runs."""
-        from ..workflows import RolloutCheck, check_rollout
+        from ..workflows import RolloutCheck, changed_workflows, check_rollout
 
-        if self.sample <= 0 or old_app is None:
+        # no workflow code changed (a function, a library no workflow imports): Temporal is not asked
+        if self.sample <= 0 or old_app is None or not changed_workflows(old_app, new_app, worker_id):
             return RolloutCheck()
         client = await self.client_of(namespace, client_spec or {})
         return await check_rollout(client, old_app, new_app, worker_id, sample=self.sample)

@@ -28,7 +28,7 @@ from ..protocol import MEMO_CODE
 from ._codebook import CodeBook
 from ._replay import ReplayReport, replay
 
-__all__ = ["RolloutCheck", "check_rollout", "codes_in_use"]
+__all__ = ["RolloutCheck", "changed_workflows", "check_rollout", "codes_in_use"]
 
 #: Events that close a run: one that closed after it was listed moves to no code.
 _CLOSED = frozenset({
@@ -62,29 +62,39 @@ def _running_on(task_queue: str) -> str:
     return f'ExecutionStatus="Running" AND TaskQueue={quoted(task_queue)}'
 
 
-async def check_rollout(client: Client, old_app: Any, new_app: Any, worker_id: str, *,
-                        sample: int = 20) -> RolloutCheck:
-    """Replay on ``new_app``'s code at most ``sample`` (newest first) of the open executions of each workflow
-    whose code changed on worker ``worker_id`` (workflows new in ``new_app`` have none) that would run it.
-    ``old_app`` None: nothing to compare, nothing checked. Errors talking to Temporal propagate."""
-    if old_app is None:
-        return RolloutCheck()
+def changed_workflows(old_app: Any, new_app: Any, worker_id: str) -> list[str]:
+    """The workflow entries on worker ``worker_id`` whose code differs between the apps (those new in
+    ``new_app`` have no executions yet: left out)."""
     book = CodeBook(new_app)
-    worker = new_app.get(worker_id)
-    task_queue = new_app.task_queue(worker)
-    histories: list[WorkflowHistory] = []
+    changed = []
     for entry in new_app.of_kind("workflow.lua"):
         old = old_app.entries.get(entry.id)
         if not new_app.runs_on(entry, worker_id) or old is None or old.kind != "workflow.lua":
             continue
-        if LuaCode.from_entry(old_app, old).digest == book.workflows[entry.id].digest:
-            continue
+        if LuaCode.from_entry(old_app, old).digest != book.workflows[entry.id].digest:
+            changed.append(entry.id)
+    return changed
+
+
+async def check_rollout(client: Client, old_app: Any, new_app: Any, worker_id: str, *,
+                        sample: int = 20) -> RolloutCheck:
+    """Replay on ``new_app``'s code at most ``sample`` (newest first) of the open executions of each workflow
+    whose code changed on worker ``worker_id`` (``changed_workflows``) that would run it.
+    ``old_app`` None: nothing to compare, nothing checked. Errors talking to Temporal propagate."""
+    if old_app is None:
+        return RolloutCheck()
+    worker = new_app.get(worker_id)
+    task_queue = new_app.task_queue(worker)
+    histories: list[WorkflowHistory] = []
+    for entry_id in changed_workflows(old_app, new_app, worker_id):
+        entry = new_app.get(entry_id)
         every = new_app.versioning_behavior(entry, worker) == "auto_upgrade"
         query = f"WorkflowType={quoted(new_app.workflow_type(entry))} AND {_running_on(task_queue)}"
         moving = [wf async for wf in _moving(client.list_workflows(query), every, sample)]
         histories += await _open_histories(client, moving)
     if not histories:
         return RolloutCheck()
+    book = CodeBook(new_app)
     failed = [r async for r in replay(new_app, histories, book=book) if not r.ok]
     return RolloutCheck(len(histories), tuple(failed),
                         {r.run_id: book.types.get(r.workflow_type, r.workflow_type) for r in failed})
