@@ -195,7 +195,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=100, help="Workflow CRs created at once")
     ap.add_argument("--entries", type=int, default=200, help="entry CRs created at once")
-    ap.add_argument("--failovers", type=int, default=3, help="rounds of each failover")
+    ap.add_argument("--failovers", type=int, default=3, help="rounds of each failover and of each code change")
     ap.add_argument("--readme", action="store_true", help="write the table into benchmarks/README.md")
     args = ap.parse_args()
     rows: list[tuple[str, str]] = []
@@ -232,10 +232,16 @@ def main() -> int:
             row("helm install -> first Workflow Succeeded (total)", time.time() - t0)
 
             # 2. a changed Lua entry: apply -> a new execution runs the new code
-            row("a LuaWorkflow changed (kubectl apply) -> a new Workflow runs the new code (reloaded in place)",
-                _changed_code(c, rel.namespace, text, 2, roll=False))
-            row("... the same with the TemporalWorker changed too (pods roll)",
-                _changed_code(c, rel.namespace, text, 3, roll=True))
+            version = 1
+            for roll in (False, True):
+                took = []
+                for _ in range(args.failovers):
+                    version += 1
+                    took.append(_changed_code(c, rel.namespace, text, version, roll=roll))
+                what = ("... the same with the TemporalWorker changed too (pods roll)" if roll else
+                        "a LuaWorkflow changed (kubectl apply) -> a new Workflow runs the new code (reloaded in place)")
+                row(f"{what}, median of {len(took)}", statistics.median(took))
+                notes.append(f"{what}: " + ", ".join(f"{t:.1f}" for t in took) + " s")
 
             # 3. failover
             for crash in (False, True):
