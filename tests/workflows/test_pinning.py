@@ -139,3 +139,89 @@ async def test_an_execution_whose_code_is_lost_fails_its_task_with_a_clear_messa
                  if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED]
     assert "does not have" in failed
     assert desc.status == WorkflowExecutionStatus.RUNNING  # not failed: a worker with that code can go on
+
+
+#: Two calls around a timer (the orders' shape): the result lists what ran, in order.
+STEPS_FLOW = """
+return function(n, nap)
+  local first = funcs.call("charge", n)
+  local second = funcs.call("reserve", n)
+  time.sleep(nap)
+  return { first, second }
+end
+"""
+#: The calls reordered: replaying a parked execution's history on this would diverge at once.
+STEPS_REORDERED = STEPS_FLOW.replace('funcs.call("charge", n)', 'funcs.call("@@", n)') \
+    .replace('funcs.call("reserve", n)', 'funcs.call("charge", n)').replace('"@@"', '"reserve"')
+#: The same two calls made by an imported library; its new version reorders them.
+STEPS_LIBRARY = """
+return { run = function(n) return { funcs.call("charge", n), funcs.call("reserve", n) } end }
+"""
+STEPS_LIBRARY_REORDERED = """
+return { run = function(n) local first = funcs.call("reserve", n); return { first, funcs.call("charge", n) } end }
+"""
+VIA_LIBRARY_FLOW = """
+local steps = require("steps")
+return function(n, nap)
+  local done = steps.run(n)
+  time.sleep(nap)
+  return done
+end
+"""
+PARKED = 50
+
+
+async def test_fifty_parked_executions_finish_on_their_code_after_their_calls_are_reordered(
+        make_app: Callable[..., Path], temporal_address: str) -> None:
+    """Issue 16's check: executions parked in a timer, the workflow's calls reordered (in its own code, and in a
+    library it imports), the workers restarted on the new code: every parked execution finishes with the old
+    behaviour, new executions run the new code."""
+    yaml = textwrap.dedent(TEMPORAL_ENTRIES).strip("\n") + """
+  - name: flow
+    kind: workflow.lua
+    source: file://flow.lua
+    modules: [funcs, time]
+  - name: via_library
+    kind: workflow.lua
+    source: file://via_library.lua
+    modules: [time]
+    imports: {steps: steps}
+  - name: steps
+    kind: library.lua
+    source: file://steps.lua
+    modules: [funcs]
+  - name: charge
+    kind: function.lua
+    source: 'return function(n) return "charged " .. n end'
+  - name: reserve
+    kind: function.lua
+    source: 'return function(n) return "reserved " .. n end'
+"""
+    app = make_app({"app.yaml": yaml, "flow.lua": STEPS_FLOW, "via_library.lua": VIA_LIBRARY_FLOW,
+                    "steps.lua": STEPS_LIBRARY})
+    nap = "25s"  # outlasts the starts and the restart below (checked: all still running then)
+    async with running(app, temporal_address) as rt:
+        pids = [await rt.spawn(entry, None, i, nap) for entry in ("app:flow", "app:via_library")
+                for i in range(PARKED)]
+
+        async def parked() -> bool:
+            for pid in pids:
+                if not has(await history(rt, pid), EventType.EVENT_TYPE_TIMER_STARTED):
+                    return False
+            return True
+
+        await eventually(parked, bool, what=f"all {len(pids)} executions parked in their timer", timeout=HANG)
+    client_only = AppRuntime(app, temporal=temporal_address)
+    for pid in pids:
+        assert (await (await client_only.handle(pid)).describe()).status == WorkflowExecutionStatus.RUNNING
+    (app / "flow.lua").write_text(textwrap.dedent(STEPS_REORDERED).lstrip("\n"))
+    (app / "steps.lua").write_text(textwrap.dedent(STEPS_LIBRARY_REORDERED).lstrip("\n"))
+    async with running(app, temporal_address) as rt:
+        results = await asyncio.wait_for(asyncio.gather(*(rt.result(pid) for pid in pids)), HANG)
+        fresh = [await asyncio.wait_for(rt.result(await rt.spawn(entry, None, 99, "10ms")), HANG)
+                 for entry in ("app:flow", "app:via_library")]
+        failed_tasks = [pid for pid in pids
+                        if has(await history(rt, pid), EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED)]
+    assert results == [[f"charged {i}", f"reserved {i}"] for _ in range(2) for i in range(PARKED)]  # the old order
+    assert failed_tasks == []
+    assert fresh == [["reserved 99", "charged 99"]] * 2  # the new code reserves first, in both
