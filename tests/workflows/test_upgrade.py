@@ -183,6 +183,32 @@ async def test_upgrade_by_query_skips_what_needs_none(make_app: Callable[..., Pa
         assert [await finish(rt, p) for p in (a, b)] == ["new: charged o1, shipped o1", "new: charged o2, shipped o2"]
 
 
+async def test_an_execution_the_kubernetes_operator_started_is_refused(make_app: Callable[..., Path],
+                                                                     temporal_address: str) -> None:
+    """Its workers are pods reading code from their ConfigMap: a record in this code store would not move it."""
+    from temporalio.client import Client as TemporalClient
+
+    from moontide.protocol import MEMO_CODE, MEMO_K8S
+
+    app = make_order_app(make_app)
+    async with running(app, temporal_address) as rt:
+        (pinned,) = await park(rt, ["o0"])
+        memo = await (await rt.handle(pinned)).describe()
+        digest = await memo.memo_value(MEMO_CODE)
+        queue = rt.app.task_queue(rt.app.get("app:worker"))
+        client = await TemporalClient.connect(temporal_address)
+        handle = await client.start_workflow("app:order", "o1", id=f"k8s-{queue}", task_queue=queue,
+                                             memo={MEMO_CODE: digest, MEMO_K8S: "shop/order-1"})
+        (app / "order.lua").write_text(COMPATIBLE)
+        out = await cli("upgrade", "--app", str(app), "--temporal", temporal_address, handle.id, "-o", "json")
+        assert out.returncode == 1, out.stdout + out.stderr
+        (report,) = json.loads(out.stdout)
+        assert report["outcome"] == "refused" and "Kubernetes operator (Workflow shop/order-1)" in report["reason"]
+        assert upgrade_records(app) == []
+        await handle.terminate("test over")
+        await finish(rt, pinned)
+
+
 #: Goes on after a second go, and charges again in between: the new code ships again there instead.
 TWICE = """\
 return function(order)

@@ -32,7 +32,7 @@ from typing import Any
 from temporalio.client import Client, WorkflowHistory
 from temporalio.service import RPCError, RPCStatusCode
 
-from ..protocol import MEMO_CODE, UPGRADE_SIGNAL
+from ..protocol import MEMO_CODE, MEMO_K8S, UPGRADE_SIGNAL
 from ._codebook import CodeBook
 from ._replay import ReplayReport, replay
 
@@ -194,6 +194,12 @@ async def _classify(app: Any, book: CodeBook, client: Client, workflow_id: str,
     pinned = await desc.memo_value(MEMO_CODE, None)
     if not pinned:
         return skipped("not pinned (started without Moontide's memo): it runs its worker's newest code")
+    workflow_cr = await desc.memo_value(MEMO_K8S, None)
+    if workflow_cr:
+        # its workers are pods: they read code from their ConfigMap, never from this code store
+        return UpgradeReport(workflow_id, desc.run_id, wf_type, "refused",
+                             f"started by the Kubernetes operator (Workflow {workflow_cr}): its worker pods do "
+                             "not read upgrades recorded here")
     current = book.upgraded(desc.run_id) or str(pinned)
     if current == newest:
         return UpgradeReport(workflow_id, desc.run_id, wf_type, "skipped", "already on the newest code",
