@@ -16,9 +16,12 @@ worker's replayer) loads on the first check.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..entries import App
+
+if TYPE_CHECKING:
+    from ..workflows import RolloutCheck
 
 __all__ = ["Rollouts"]
 
@@ -27,14 +30,16 @@ ClientOf = Callable[[str, Mapping[str, Any]], Awaitable[Any]]
 
 
 class Rollouts:
+    """The two questions, asked through one Temporal client per TemporalClient spec."""
+
     def __init__(self, client_of: ClientOf, *, sample: int) -> None:
         self.client_of = client_of
         #: Executions replayed per changed workflow type; 0 turns the check off.
         self.sample = sample
 
     async def check(self, namespace: str, client_spec: Mapping[str, Any] | None, old_app: App | None,
-                    new_app: App, worker_id: str) -> Any:
-        """A ``moontide.workflows.RolloutCheck`` of ``new_app`` against the executions ``old_app`` runs."""
+                    new_app: App, worker_id: str) -> RolloutCheck:
+        """What the running executions ``old_app`` runs that would move to ``new_app``'s code make of it."""
         from ..workflows import RolloutCheck, changed_workflows, check_rollout
 
         # no workflow code changed (a function, a library no workflow imports): Temporal is not asked
