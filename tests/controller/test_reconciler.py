@@ -10,6 +10,7 @@ from _fakekube import FakeKube, object_path
 
 from moontide.k8s import bundle, objects
 from moontide.k8s.config import OperatorConfig
+from moontide.k8s.kinds import ANNOTATION_ACCEPT_BUNDLE
 from moontide.controller.operator_cmd import code_of
 from moontide.controller.reconciler import Reconciler
 from moontide.lua import check_syntax
@@ -207,8 +208,13 @@ def test_observe_ignores_status_only_changes() -> None:
     rec.observe(None, body)
     rec.observe("MODIFIED", body)
     rec.observe("MODIFIED", {"metadata": {**body["metadata"], "generation": 2}})
+    # a bundle accepted despite a replay divergence: an annotation, yet a change to act on
+    accepted = {"metadata": {**body["metadata"], "generation": 2,
+                             "annotations": {ANNOTATION_ACCEPT_BUNDLE: "abc"}}}
+    rec.observe("MODIFIED", accepted)
+    rec.observe("MODIFIED", accepted)
     rec.observe("DELETED", body)
-    assert poked == ["ns", "ns", "ns"]
+    assert poked == ["ns", "ns", "ns", "ns"]
     assert bundle.BUNDLE_KEY == "bundle.json"
 
 

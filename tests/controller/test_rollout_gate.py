@@ -4,7 +4,8 @@ A real dev server holds executions parked in a timer (run by in-process workers 
 reconciler runs against the in-memory API with ``Rollouts`` on that server. A change the parked
 ``auto_upgrade`` executions do not replay on is held back (``ReplayDivergence`` on the TemporalWorker and the
 LuaWorkflow, nothing applied) until the TemporalWorker accepts its bundle; an old code version stays in the
-code history while an open execution is pinned to it, and goes once none is.
+code history while an open execution is pinned to it, and goes once none is. Without a Temporal to ask,
+a change waits (``ReplayCheckFailed``).
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from _fakekube import FakeKube
-from moontide_testing import TEMPORAL_ENTRIES, eventually, running
+from moontide_testing import TEMPORAL_ENTRIES, eventually, free_port, running
 from moontide.controller.operator_cmd import code_of
 from moontide.controller.reconciler import Reconciler
 from moontide.controller.rollout import Rollouts
@@ -163,3 +165,31 @@ async def test_a_change_parked_executions_do_not_replay_on_waits_and_old_code_go
     await eventually(lambda: client.count_workflows(query), lambda c: c.count == 0, what="none left", timeout=HANG)
     await rec.reconcile("ns")
     assert list(fake.objects[code_path]["data"]) == [f"{v2_code}.json"]
+
+
+async def test_a_change_waits_while_temporal_cannot_be_asked(make_app: Callable[..., Path]) -> None:
+    """No Temporal to replay against (a refused connection): the change waits, saying why, and the reconcile
+    fails so it is retried; the workers keep their bundle."""
+
+    async def client_of(namespace: str, spec: Any) -> Client:
+        return await Client.connect(f"127.0.0.1:{free_port()}")  # nothing listens there
+
+    fake = FakeKube()
+    crs = _crs(_app(make_app, "v1", NAP))
+    for c in crs:
+        fake.put(c)
+    worker = next(c for c in crs if c["kind"] == "TemporalWorker")["metadata"]["name"]
+    rec = Reconciler(fake, OperatorConfig(worker_image="img", temporal_address="127.0.0.1:1"),  # type: ignore[arg-type]
+                     check_lua=check_syntax, code_of=code_of, rollouts=Rollouts(client_of, sample=20))
+    await rec.reconcile("ns")
+    first = _get(fake, "TemporalWorker", worker)["status"]["bundleHash"]
+    changed = next(c for c in _crs(_app(make_app, "v2", BREAKING)) if c["kind"] == "LuaWorkflow")
+    changed["metadata"]["generation"] = 2
+    fake.put(changed)
+    with pytest.raises(RuntimeError, match="Failed client connect"):
+        await rec.reconcile("ns")
+    cond = _ready(_get(fake, "TemporalWorker", worker))
+    assert (cond["status"], cond["reason"]) == ("False", "ReplayCheckFailed"), cond
+    assert f"the workers keep bundle {first}" in cond["message"]
+    bundle_cm = fake.objects[f"/api/v1/namespaces/ns/configmaps/{objects.bundle_configmap_name(worker)}"]
+    assert bundle_cm["metadata"]["annotations"][ANNOTATION_BUNDLE_HASH] == first
