@@ -220,12 +220,17 @@ def test_observe_ignores_status_only_changes() -> None:
 
 # -- Ready says whether pods serve (issue 14) -------------------------------------------------------------------
 
-def _pod(owner: dict[str, Any], name: str, digest: str, **container_status: Any) -> dict[str, Any]:
+def _pod(fake: FakeKube, owner: dict[str, Any], name: str, *, stale: bool = False,
+         **container_status: Any) -> dict[str, Any]:
+    """A worker pod of the Deployment's current template (``stale``: of an older one)."""
+    annotations = dict(_deployment(fake, owner)["spec"]["template"]["metadata"]["annotations"])
+    if stale:
+        annotations[objects.ANNOTATION_CONFIG_HASH] = "older"
     return {"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": name, "namespace": "ns",
                          "labels": {"app.kubernetes.io/instance": owner["metadata"]["name"],
                                     "app.kubernetes.io/component": "worker"},
-                         "annotations": {objects.ANNOTATION_BUNDLE_HASH: digest}},
+                         "annotations": annotations},
             "status": {"phase": "Running", "containerStatuses": [{"name": "worker", "ready": False,
                                                                    **container_status}]}}
 
@@ -255,8 +260,7 @@ async def test_a_crashing_pod_names_itself_and_why() -> None:
     fake, rec = _setup(crs)
     await rec.reconcile("ns")
     worker = crs[1]
-    digest = _status(fake, worker)["bundleHash"]
-    fake.put(_pod(worker, "w-abc", digest, restartCount=3,
+    fake.put(_pod(fake, worker, "w-abc", restartCount=3,
                   state={"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s restarting"}},
                   lastState={"terminated": {"reason": "Error", "exitCode": 1, "message": "no Temporal at x:7233"}}))
     await rec.reconcile("ns")
@@ -265,6 +269,18 @@ async def test_a_crashing_pod_names_itself_and_why() -> None:
     assert "pod w-abc, container worker: CrashLoopBackOff" in ready["message"]
     assert "last exit: Error, exit code 1: no Temporal at x:7233" in ready["message"]
     assert any(e["reason"] == "CrashLoopBackOff" and e["type"] == "Warning" for e in fake.events)
+
+
+async def test_the_pods_of_the_current_template_are_looked_at_first() -> None:
+    crs = small_app()
+    fake, rec = _setup(crs)
+    await rec.reconcile("ns")
+    worker = crs[1]
+    fake.put(_pod(fake, worker, "w-1-old", stale=True, state={"terminated": {"reason": "Error", "exitCode": 1}}))
+    fake.put(_pod(fake, worker, "w-2-new", state={"waiting": {"reason": "ImagePullBackOff"}}))
+    await rec.reconcile("ns")
+    ready = _ready(fake, worker)
+    assert ready["reason"] == "ImagePullBackOff" and "pod w-2-new" in ready["message"], ready
 
 
 async def test_deployment_events_and_rechecks_update_ready_without_rebuilding() -> None:
@@ -276,8 +292,7 @@ async def test_deployment_events_and_rechecks_update_ready_without_rebuilding() 
         await _until(lambda: worker_status(fake, worker).get("reason") == "Progressing")
         applied = len(fake.applied)
         # a pod appears and fails, with no Deployment event: the re-check timer sees it
-        digest = _status(fake, worker)["bundleHash"]
-        fake.put(_pod(worker, "w-1", digest, state={"waiting": {"reason": "ErrImageNeverPull",
+        fake.put(_pod(fake, worker, "w-1", state={"waiting": {"reason": "ErrImageNeverPull",
                                                                 "message": "image img not present"}}))
         await _until(lambda: worker_status(fake, worker).get("reason") == "ErrImageNeverPull")
         # fixed: the Deployment controller reports an available pod

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import EntryProblem
-from ..k8s.kinds import ANNOTATION_BUNDLE_HASH
+from ..k8s.kinds import ANNOTATION_BUNDLE_HASH, ANNOTATION_CONFIG_HASH
 
 __all__ = ["TRANSIENT", "Availability", "availability", "condition", "describe_problems", "event", "now",
            "set_condition"]
@@ -124,23 +124,25 @@ def _terminated(t: Mapping[str, Any]) -> str:
     return text
 
 
-def availability(deployment: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]] = (),
-                 *, bundle_hash: str | None = None) -> Availability:
+def availability(deployment: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]] = ()) -> Availability:
     """Ready or not, from a Deployment's status and (when none is available) its pods.
 
     The reason, most telling first: the ReplicaSet cannot create pods (``FailedCreate``: a missing service
     account, a quota), a container failing (``CrashLoopBackOff``, ``ImagePullBackOff``, ``ErrImageNeverPull``,
     ``CreateContainerConfigError``, ``OOMKilled``...), a pod that cannot be scheduled (``Unschedulable``), the
     rollout's deadline passed (``ProgressDeadlineExceeded``), else ``Starting`` (pods exist) or
-    ``Progressing`` (none yet). Pods of the current bundle (``bundle_hash``) are looked at first.
+    ``Progressing`` (none yet). Pods of the Deployment's current template (the hash annotation that rolls
+    them: a worker's config hash, a service's bundle hash) are looked at first.
     """
     dep = deployment or {}
     spec, status = dep.get("spec") or {}, dep.get("status") or {}
     desired = int(spec.get("replicas", 1) if spec.get("replicas") is not None else 1)
     available = int(status.get("availableReplicas") or 0)
     live = [p for p in pods if not (p.get("metadata") or {}).get("deletionTimestamp")]
-    current = [p for p in live if ((p.get("metadata") or {}).get("annotations") or {})
-               .get(ANNOTATION_BUNDLE_HASH) == bundle_hash] if bundle_hash else []
+    template = ((spec.get("template") or {}).get("metadata") or {}).get("annotations") or {}
+    marks = {k: template[k] for k in (ANNOTATION_CONFIG_HASH, ANNOTATION_BUNDLE_HASH) if k in template}
+    current = [p for p in live if marks and all(((p.get("metadata") or {}).get("annotations") or {}).get(k) == v
+                                                for k, v in marks.items())]
     look = current or live
     restarts, last_error = 0, ""
     for pod in look:

@@ -478,8 +478,9 @@ class Reconciler:
         text = bundle.dumps(document)
         refs = bundle.source_refs(chosen)
         digest = bundle.digest(text, {r: sources[r] for r in refs if r in sources})
-        old_hash = (owner.get("status") or {}).get("bundleHash")
-        if kind == "TemporalWorker" and old_hash and old_hash != digest \
+        old_hash = str((owner.get("status") or {}).get("bundleHash") or "")  # "": never deployed
+        changed = bool(old_hash) and old_hash != digest
+        if kind == "TemporalWorker" and changed \
                 and await self._held_back(namespace, st, owner, app, entry_id, client_spec, old_hash, digest, crs,
                                           sources, held):
             return
@@ -499,7 +500,7 @@ class Reconciler:
         finally:
             st.applying.discard(name)
         st.generations[name] = (applied.get("metadata") or {}).get("generation")
-        reloading = await self._hand_over(namespace, name, digest) if kind == "TemporalWorker" else 0
+        reloading = await self._hand_over(namespace, name, digest) if kind == "TemporalWorker" and changed else 0
         fields: dict[str, Any] = {"bundleHash": digest, "bundleConfigMap": objects.bundle_configmap_name(name),
                                   "deployment": name}
         if kind == "TemporalWorker":
@@ -514,8 +515,8 @@ class Reconciler:
                          message=f"bundle {digest}: {len(chosen)} entries" + (f"; {'; '.join(notes)}" if notes else ""),
                          invalid=conditions.describe_problems(own) + " (running the last good version)" if own else "")
         st.deployed[name] = note
-        await self._report(namespace, st, owner, note, applied, rolled=bool(old_hash and old_hash != digest))
-        if old_hash and old_hash != digest:
+        await self._report(namespace, st, owner, note, applied, rolled=changed)
+        if changed:
             how = ("1 pod reloads it" if reloading == 1 else f"{reloading} pods reload it") + " in place" \
                 if reloading else "pods roll"
             await self._event(owner, reason="BundleUpdated", message=f"bundle {old_hash} -> {digest}: {how}")
@@ -587,7 +588,7 @@ class Reconciler:
         if not quick.ok or note.kind == "ProcessService":
             component = "worker" if note.kind == "TemporalWorker" else "service"
             pods = await self.kube.list(Pod, namespace, labels={LABEL_INSTANCE: name, LABEL_COMPONENT: component})
-        avail = conditions.availability(deployment, pods, bundle_hash=note.digest)
+        avail = conditions.availability(deployment, pods)
         fields = {**note.fields, "replicas": int(dstatus.get("replicas") or 0),
                   "readyReplicas": int(dstatus.get("readyReplicas") or 0),
                   "availableReplicas": avail.available,
